@@ -1,0 +1,51 @@
+//! `docs/attacks.md`, generated from the registry so the reference cannot drift from the code.
+
+use std::fmt::Write as _;
+
+use crate::{AttackEntry, ATTACKS};
+
+/// The attack reference as Markdown: one section per registry entry with its summary,
+/// reference and parameter table. `docs/attacks.md` is this text (a test fails when it is
+/// stale); `gauntlet list attacks --markdown` prints it.
+pub fn attacks_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("# Attacks\n\n");
+    out.push_str(
+        "<!-- Generated from the attack registry (attacks/src/evasion/) by \
+         `gauntlet list attacks --markdown`; do not edit by hand. \
+         `cargo test -p gauntlet-attacks` fails when this file is stale; \
+         `GAUNTLET_BLESS_DOCS=1 cargo test -p gauntlet-attacks docs` rewrites it. -->\n\n",
+    );
+    out.push_str(
+        "Every attack is configured by an `[[attack]]` table in a suite file: `name` picks the \
+         attack, `epsilons` lists the budgets, and every other key is one of the attack's \
+         parameters below. Unknown keys are errors. Inputs are pixels in [0, 1]; every \
+         adversarial input stays inside the ε-ball of the attack's norm around its clean input \
+         and inside [0, 1], exactly in f32.\n",
+    );
+    for entry in ATTACKS {
+        write_entry(&mut out, entry);
+    }
+    out
+}
+
+fn write_entry(out: &mut String, entry: &AttackEntry) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "\n## `{name}`\n\n{summary}.\n\n**Reference:** {reference}.\n\n**Parameters:**\n\n",
+        name = entry.name,
+        summary = entry.summary.trim_end_matches('.'),
+        reference = entry.reference.trim_end_matches('.'),
+    );
+    out.push_str("| key | default | description |\n|---|---|---|\n");
+    for parameter in entry.parameters {
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} |",
+            parameter.name,
+            parameter.default,
+            parameter.description.replace('|', "\\|"),
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The integration tests of gauntlet-attacks, in one binary to save link time.
+
+// Test helpers outside `#[test]` functions panic on failure by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod conformance;
+mod docs;
+mod params;
+mod support;
+mod trained;

@@ -1,0 +1,157 @@
+//! CIFAR-10 binary batches: <https://www.cs.toronto.edu/~kriz/cifar.html> ("binary version").
+//!
+//! Each batch file is a run of 3073-byte records: one label byte (0..=9), then 3 × 1024 pixel
+//! bytes — the red plane, then green, then blue, each 32 × 32 row-major. That is already the
+//! `[C, H, W]` layout a [`crate::Batch`] wants, so records are copied without reordering.
+//! `batches.meta.txt`, beside the batches, lists the class names one per line.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Result;
+use crate::in_memory::Pixels;
+use crate::read::read_maybe_gzip;
+use crate::{DatasetError, InMemoryDataset};
+
+/// Bytes per CIFAR-10 record: 1 label + 3 × 32 × 32 pixels.
+pub const CIFAR10_RECORD_BYTES: usize = 1 + CIFAR10_PIXELS;
+const CIFAR10_PIXELS: usize = 3 * 32 * 32;
+const CIFAR10_CLASSES: usize = 10;
+
+/// The class names of CIFAR-10 in label order, as in the official `batches.meta.txt`.
+pub const CIFAR10_CLASS_NAMES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Which files of a `cifar-10-batches-bin` directory to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CifarSplit {
+    /// `data_batch_1.bin` … `data_batch_5.bin` (all five must exist), 50,000 images.
+    Train,
+    /// `test_batch.bin`, 10,000 images.
+    Test,
+}
+
+/// Load and concatenate CIFAR-10 batch files, in the order given.
+///
+/// Class names come from `batches.meta.txt` in the first file's directory when that file
+/// exists (it must then list exactly ten names), else [`CIFAR10_CLASS_NAMES`].
+pub fn load_cifar10(paths: &[PathBuf]) -> Result<InMemoryDataset, DatasetError> {
+    let first = paths.first().ok_or(DatasetError::NoInputFiles {
+        what: "CIFAR-10 batches",
+    })?;
+    let name = match first.file_stem() {
+        Some(stem) => format!("cifar10/{}", stem.to_string_lossy()),
+        None => "cifar10".to_string(),
+    };
+    load_files(name, paths)
+}
+
+/// Load one split of an extracted `cifar-10-batches-bin` directory.
+pub fn load_cifar10_dir(dir: &Path, split: CifarSplit) -> Result<InMemoryDataset, DatasetError> {
+    let (files, split_name): (Vec<PathBuf>, _) = match split {
+        CifarSplit::Train => (
+            (1..=5)
+                .map(|i| dir.join(format!("data_batch_{i}.bin")))
+                .collect(),
+            "train",
+        ),
+        CifarSplit::Test => (vec![dir.join("test_batch.bin")], "test"),
+    };
+    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+        return Err(DatasetError::MissingFile {
+            path: missing.clone(),
+            what: format!("the CIFAR-10 {split_name} split needs it"),
+        });
+    }
+    load_files(format!("cifar10-{split_name}"), &files)
+}
+
+/// What a suite file's `path` means for format `cifar10`: a directory loads its test split
+/// ([`CifarSplit::Test`], the split robustness is evaluated on); a file loads that one batch.
+pub fn load_cifar10_path(path: &Path) -> Result<InMemoryDataset, DatasetError> {
+    if path.is_dir() {
+        load_cifar10_dir(path, CifarSplit::Test)
+    } else {
+        load_cifar10(&[path.to_path_buf()])
+    }
+}
+
+fn load_files(name: String, paths: &[PathBuf]) -> Result<InMemoryDataset> {
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for path in paths {
+        let bytes = read_maybe_gzip(path)?;
+        if bytes.is_empty() {
+            return Err(DatasetError::EmptyFile { path: path.clone() });
+        }
+        if bytes.len() % CIFAR10_RECORD_BYTES != 0 {
+            return Err(DatasetError::CifarLength {
+                path: path.clone(),
+                len: bytes.len() as u64,
+                record_bytes: CIFAR10_RECORD_BYTES,
+            });
+        }
+        pixels.reserve(bytes.len() / CIFAR10_RECORD_BYTES * CIFAR10_PIXELS);
+        for (index, record) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {
+            let label = record[0];
+            if usize::from(label) >= CIFAR10_CLASSES {
+                return Err(DatasetError::LabelOutOfRange {
+                    origin: format!("`{}`", path.display()),
+                    index,
+                    label: i64::from(label),
+                    num_classes: CIFAR10_CLASSES,
+                });
+            }
+            labels.push(u32::from(label));
+            pixels.extend_from_slice(&record[1..]);
+        }
+    }
+    let class_names = class_names_beside(&paths[0])?;
+    let origin = format!("CIFAR-10 batches starting at `{}`", paths[0].display());
+    InMemoryDataset::from_parts(
+        &origin,
+        name,
+        [3, 32, 32],
+        class_names,
+        Pixels::U8(pixels),
+        labels,
+    )
+}
+
+/// Names from `batches.meta.txt` next to `batch` (blank lines ignored; the official file ends
+/// with some), or the standard names when the file is absent.
+fn class_names_beside(batch: &Path) -> Result<Vec<String>> {
+    let meta = batch
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("batches.meta.txt");
+    if !meta.is_file() {
+        return Ok(CIFAR10_CLASS_NAMES.map(String::from).to_vec());
+    }
+    let text = fs_err::read_to_string(&meta).map_err(|source| DatasetError::Io {
+        path: meta.clone(),
+        source,
+    })?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.len() != CIFAR10_CLASSES {
+        return Err(DatasetError::CifarMeta {
+            path: meta,
+            found: names.len(),
+        });
+    }
+    Ok(names)
+}

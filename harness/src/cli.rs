@@ -1,0 +1,151 @@
+//! The command line: one clap-derived struct, one variant per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gauntlet_reports::OutputFormat;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  it ran and every gate and sanity check passed
+  1  it ran and a gate or sanity check failed (one line per failure on stderr)
+  2  it could not run: bad input, unreadable file, usage error";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gauntlet",
+    version,
+    about = "Offline adversarial-robustness test harness: attack a model, score it, gate it, report it",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a suite (with no SUITE: the embedded default — bundled Fashion-MNIST test images,
+    /// the bundled small CNN, FGSM and PGD at several ε)
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Validate a suite file and print its plan, without loading any tensor
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Suite file (TOML)
+        suite: PathBuf,
+    },
+    /// Train a built-in or sequential architecture with SGD or Adam (cross-entropy)
+    #[command(after_help = EXIT_CODES)]
+    Train(TrainArgs),
+    /// Re-render reports from a results.json alone
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// A results.json written by `gauntlet run`
+        results: PathBuf,
+        /// Output folder
+        #[arg(long, default_value = "gauntlet-out")]
+        out: PathBuf,
+        /// Formats to write
+        #[arg(long, value_delimiter = ',', default_value = "html,csv")]
+        format: Vec<OutputFormat>,
+    },
+    /// List what this build can do
+    List {
+        #[arg(value_enum)]
+        what: ListWhat,
+        /// Markdown instead of plain text
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListWhat {
+    Attacks,
+    Formats,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Suite file (TOML); omit to run the embedded default suite
+    pub suite: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (overrides the suite)
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Random seed (overrides the suite)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluate only the first N samples (overrides the suite)
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Batch size (overrides the suite)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Output folder (overrides the suite; default gauntlet-out)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Output formats, comma-separated: json,csv,html (overrides the suite)
+    #[arg(long, value_delimiter = ',')]
+    pub format: Option<Vec<OutputFormat>>,
+    /// No progress bar
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerName {
+    Sgd,
+    Adam,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Architecture spec (TOML)
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Training data format: idx, npy, cifar10 or image_folder
+    #[arg(long, default_value = "idx")]
+    pub data_format: String,
+    /// Images file (idx, npy)
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Labels file (idx, npy)
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Data folder or file (cifar10, image_folder)
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Train on the first N samples only
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerName,
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// SGD momentum
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Where to write the weights (safetensors)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Held-out data to report accuracy on after training: IDX images file (with --test-labels)
+    #[arg(long)]
+    pub test_images: Option<PathBuf>,
+    #[arg(long)]
+    pub test_labels: Option<PathBuf>,
+    /// No progress output
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,235 @@
+//! One function per subcommand. Results go to stdout and `--out`; progress and errors to stderr.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use gauntlet_datasets::{Dataset, DatasetFormat};
+use gauntlet_models::train::{train, EpochStats, Optimizer, TrainConfig};
+use gauntlet_models::{ModelSpec, Network};
+use gauntlet_reports::{CheckStatus, RunReport};
+
+use crate::cli::{Cli, Command, ListWhat, OptimizerName, RunArgs, TrainArgs};
+use crate::device::{open_device, parse_device};
+use crate::load::load_dataset;
+use crate::progress::Progress;
+use crate::suite::{DatasetSection, DatasetSources, Overrides, Source, Suite};
+
+/// How a command that ran ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every gate and sanity check passed.
+    Passed,
+    /// A gate or sanity check failed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Passed => 0,
+            Outcome::Failed => 1,
+        }
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<Outcome> {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { suite } => check(&suite),
+        Command::Train(args) => train_command(args),
+        Command::Report {
+            results,
+            out,
+            format,
+        } => report(&results, &out, &format),
+        Command::List { what, markdown } => list(what, markdown),
+    }
+}
+
+fn stdout_line(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<Outcome> {
+    let overrides = Overrides {
+        seed: args.seed,
+        device: args.device,
+        limit: args.limit,
+        batch_size: args.batch_size,
+        out: args.out,
+        formats: args.format,
+    };
+    let suite = match &args.suite {
+        Some(path) => Suite::from_file(path, &overrides)?,
+        None => Suite::embedded_default(&overrides)?,
+    };
+    let progress = Progress::new(args.quiet);
+    progress.set_message("loading model and data");
+    let loaded = crate::load::load(&suite)?;
+    let report = crate::runner::run(&suite, &loaded, &progress)?;
+    progress.finish();
+    let out_dir = PathBuf::from(&suite.report.out);
+    let written = gauntlet_reports::write_all(&report, &out_dir, &suite.report.formats)
+        .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?;
+    stdout_line(&crate::summary::render(&report))?;
+    for path in &written {
+        stdout_line(&format!("wrote {}", path.display()))?;
+    }
+    Ok(verdict(&report, suite.fail_on_sanity))
+}
+
+/// Print one line per failure to stderr and decide the outcome.
+fn verdict(report: &RunReport, fail_on_sanity: bool) -> Outcome {
+    let mut failed = false;
+    for line in crate::gate::failure_lines(report) {
+        eprintln!("{line}");
+        failed = true;
+    }
+    for check in &report.sanity_checks {
+        match check.status {
+            CheckStatus::Fail => {
+                eprintln!("sanity check failed: {}: {}", check.name, check.detail);
+                failed |= fail_on_sanity;
+            }
+            CheckStatus::Warn => eprintln!("warning: {}: {}", check.name, check.detail),
+            CheckStatus::Pass => {}
+        }
+    }
+    if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Passed
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<Outcome> {
+    let suite = Suite::from_file(path, &Overrides::default())?;
+    stdout_line(suite.describe().trim_end())?;
+    stdout_line("ok: the suite is valid")?;
+    Ok(Outcome::Passed)
+}
+
+fn report(
+    results: &std::path::Path,
+    out: &std::path::Path,
+    formats: &[gauntlet_reports::OutputFormat],
+) -> Result<Outcome> {
+    let report = gauntlet_reports::read_json(results)?;
+    let written = gauntlet_reports::write_all(&report, out, formats)
+        .with_context(|| format!("cannot write reports to `{}`", out.display()))?;
+    for path in &written {
+        stdout_line(&format!("wrote {}", path.display()))?;
+    }
+    Ok(Outcome::Passed)
+}
+
+fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
+    match what {
+        ListWhat::Attacks if markdown => stdout_line(gauntlet_attacks::attacks_markdown().trim_end())?,
+        ListWhat::Attacks => {
+            for entry in gauntlet_attacks::ATTACKS {
+                stdout_line(&format!("{:<8} {}", entry.name, entry.summary))?;
+            }
+        }
+        ListWhat::Formats => {
+            stdout_line("datasets: idx (MNIST/Fashion-MNIST, raw or gzip), cifar10 (binary batches), image_folder (PNG/JPEG, one subfolder per class), npy")?;
+            stdout_line("models:   safetensors weights + TOML architecture spec (linear, mlp, small_cnn, resnet20, sequential)")?;
+            stdout_line("reports:  json, csv, html (self-contained, PNG plots embedded)")?;
+        }
+    }
+    Ok(Outcome::Passed)
+}
+
+fn parse_format(text: &str) -> Result<DatasetFormat> {
+    toml::Value::String(text.to_string())
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("unknown data format `{text}`; expected idx, npy, cifar10 or image_folder"))
+}
+
+fn train_command(args: TrainArgs) -> Result<Outcome> {
+    let device = open_device(parse_device(&args.device)?)?;
+    let spec = ModelSpec::from_file(&args.spec)?;
+    let as_source = |path: &Option<PathBuf>| path.clone().map(Source::File);
+    let section = DatasetSection {
+        format: parse_format(&args.data_format)?,
+        path: None,
+        images: None,
+        labels: None,
+        limit: args.limit,
+        class_names: None,
+    };
+    let sources = DatasetSources {
+        path: as_source(&args.path),
+        images: as_source(&args.images),
+        labels: as_source(&args.labels),
+    };
+    let data = load_dataset(&section, &sources).context("cannot load the training data")?;
+    let mut network = Network::init(&spec, args.seed, &device)?;
+    if data.sample_shape() != gauntlet_models::Model::input_shape(&network) {
+        bail!(
+            "training data has samples of shape {:?}, but the spec `{}` expects {:?}",
+            data.sample_shape(),
+            args.spec.display(),
+            gauntlet_models::Model::input_shape(&network)
+        );
+    }
+    let batch = data.batch(0..data.len(), &device)?;
+    let optimizer = match args.optimizer {
+        OptimizerName::Sgd => Optimizer::Sgd {
+            learning_rate: args.learning_rate,
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
+        OptimizerName::Adam => Optimizer::Adam {
+            learning_rate: args.learning_rate,
+            weight_decay: args.weight_decay,
+        },
+    };
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer,
+        seed: args.seed,
+    };
+    let quiet = args.quiet;
+    let mut on_epoch = |stats: &EpochStats| {
+        if !quiet {
+            eprintln!(
+                "epoch {:>3}: mean loss {:.4}, train accuracy {:.2}%",
+                stats.epoch,
+                stats.mean_loss,
+                stats.train_accuracy * 100.0
+            );
+        }
+    };
+    let history = train(&mut network, &batch.inputs, &batch.labels, &config, &mut on_epoch)?;
+    network.save_safetensors(&args.out)?;
+    if let Some(last) = history.last() {
+        stdout_line(&format!(
+            "trained {} epochs on {} samples: final train accuracy {:.2}%",
+            history.len(),
+            data.len(),
+            last.train_accuracy * 100.0
+        ))?;
+    }
+    if let (Some(images), Some(labels)) = (&args.test_images, &args.test_labels) {
+        let test = gauntlet_datasets::load_idx(images, labels, None)?;
+        let test_batch = test.batch(0..test.len(), &device)?;
+        let accuracy =
+            gauntlet_models::train::accuracy(&network, &test_batch.inputs, &test_batch.labels, 256)?;
+        stdout_line(&format!(
+            "held-out accuracy on {} samples: {:.2}%",
+            test.len(),
+            accuracy * 100.0
+        ))?;
+    }
+    stdout_line(&format!(
+        "wrote {} (sha256 {})",
+        args.out.display(),
+        crate::load::sha256_hex(&fs_err::read(&args.out)?)
+    ))?;
+    Ok(Outcome::Passed)
+}

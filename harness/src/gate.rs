@@ -1,0 +1,54 @@
+//! Gates: thresholds on the results, turned into verdicts and an exit code.
+
+use gauntlet_reports::{GateVerdict, RunReport};
+
+use crate::suite::Gate;
+
+/// The verdict of every gate against the results.
+pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
+    gates
+        .iter()
+        .map(|gate| {
+            let actual = match gate {
+                Gate::CleanAccuracy { .. } => Some(report.clean.accuracy.value),
+                Gate::RobustAccuracy { label, epsilon, .. } => report
+                    .attacks
+                    .iter()
+                    .find(|a| &a.label == label && a.epsilon == f64::from(*epsilon))
+                    .map(|a| a.robust_accuracy.value),
+                Gate::WorstCaseAccuracy { norm, epsilon, .. } => report
+                    .worst_case
+                    .iter()
+                    .find(|w| &w.norm == norm && w.epsilon == f64::from(*epsilon))
+                    .map(|w| w.robust_accuracy.value),
+            };
+            // A gate whose number is missing cannot pass: the suite validation makes this
+            // unreachable, but a silent pass would be the worst outcome.
+            let actual = actual.unwrap_or(f64::NAN);
+            GateVerdict {
+                gate: gate.name(),
+                threshold: gate.threshold(),
+                actual,
+                passed: actual >= gate.threshold(),
+            }
+        })
+        .collect()
+}
+
+/// One line per failed gate, saying which and by how much.
+pub fn failure_lines(report: &RunReport) -> Vec<String> {
+    report
+        .gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| {
+            format!(
+                "gate failed: {} = {:.2}% < {:.2}% (short by {:.2} points)",
+                g.gate,
+                g.actual * 100.0,
+                g.threshold * 100.0,
+                (g.threshold - g.actual) * 100.0
+            )
+        })
+        .collect()
+}

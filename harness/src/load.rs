@@ -1,0 +1,209 @@
+//! Loading the suite's model and dataset, checked against each other before any attack runs.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use gauntlet_datasets::{Dataset, DatasetFormat, InMemoryDataset};
+use gauntlet_models::{Model, ModelSpec, Network};
+use gauntlet_reports::{DatasetInfo, ModelInfo};
+use sha2::{Digest, Sha256};
+
+use crate::device::{device_name, open_device, parse_device};
+use crate::suite::{DatasetSection, DatasetSources, Source, Suite};
+
+/// The bundled demo model: a small CNN trained by `gauntlet train` on Fashion-MNIST
+/// (see models/assets/TRAINING.md for the command that made it).
+pub mod embedded {
+    pub const MODEL_NAME: &str = "fashion-mnist-small-cnn";
+    pub const SPEC: &str = include_str!("../../models/assets/fashion-mnist-small-cnn.toml");
+    pub const WEIGHTS: &[u8] =
+        include_bytes!("../../models/assets/fashion-mnist-small-cnn.safetensors");
+}
+
+/// Everything a run needs, loaded and cross-checked.
+pub struct Loaded {
+    pub device: Device,
+    pub device_name: String,
+    pub model: Network,
+    pub model_info: ModelInfo,
+    pub dataset: Box<dyn Dataset>,
+    pub dataset_info: DatasetInfo,
+    /// Class names used in reports: the suite's, else the model spec's, else the dataset's.
+    pub class_names: Vec<String>,
+    pub load_seconds: f64,
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn read_source(source: &Source, what: &str) -> Result<Vec<u8>> {
+    match source {
+        Source::File(path) => fs_err::read(path).with_context(|| format!("cannot read the {what}")),
+        Source::Embedded(name) if name == embedded::MODEL_NAME && what == "model weights" => {
+            Ok(embedded::WEIGHTS.to_vec())
+        }
+        Source::Embedded(name) if name == embedded::MODEL_NAME && what == "model spec" => {
+            Ok(embedded::SPEC.as_bytes().to_vec())
+        }
+        Source::Embedded(name) => bail!(
+            "there is no embedded {what} called `{name}`; the embedded model is `{}`",
+            embedded::MODEL_NAME
+        ),
+    }
+}
+
+/// Load and verify the model: SHA-256 (when the suite pins one), spec, weights.
+pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)> {
+    let weights = read_source(&suite.model_weights, "model weights")?;
+    let sha256 = sha256_hex(&weights);
+    if let Some(expected) = &suite.model_sha256 {
+        if &sha256 != expected {
+            bail!(
+                "model weights `{}` have SHA-256 {sha256}, but the suite expects {expected}; \
+                 refusing to load a file that is not the one the suite names",
+                suite.model_weights.display()
+            );
+        }
+    }
+    let spec_text = read_source(&suite.model_spec, "model spec")?;
+    let spec_text = String::from_utf8(spec_text).with_context(|| {
+        format!(
+            "model spec `{}` is not UTF-8 text",
+            suite.model_spec.display()
+        )
+    })?;
+    let spec = ModelSpec::from_toml_str(&spec_text)
+        .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
+    let network = Network::from_spec_and_safetensors(&spec, &weights, device)
+        .with_context(|| format!("cannot load model weights `{}`", suite.model_weights.display()))?;
+    let info = ModelInfo {
+        name: match &suite.model_weights {
+            Source::Embedded(name) => name.clone(),
+            Source::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        architecture: spec.architecture_name().to_string(),
+        path: suite.model_weights.display(),
+        sha256,
+        format: "safetensors".to_string(),
+        input_shape: network.input_shape().to_vec(),
+        num_classes: network.num_classes(),
+        parameters: network.parameter_count(),
+    };
+    Ok((network, info))
+}
+
+fn file_of(source: &Option<Source>, key: &str) -> Result<std::path::PathBuf> {
+    match source {
+        Some(Source::File(path)) => Ok(path.clone()),
+        Some(Source::Embedded(name)) => {
+            bail!("`dataset.{key}`: embedded data is named by `path = \"embedded:…\"`, not `{name}`")
+        }
+        None => bail!("`dataset.{key}` is required for this format"),
+    }
+}
+
+/// Load the dataset a suite (or `gauntlet train`) names, limited to its first `limit` samples.
+pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Result<InMemoryDataset> {
+    let names = section.class_names.clone();
+    let dataset = match &sources.path {
+        Some(Source::Embedded(name)) => match name.as_str() {
+            "fashion-mnist-test-1k" => gauntlet_datasets::embedded_fashion_mnist_test()?,
+            "uci-digits" => gauntlet_datasets::embedded_uci_digits()?,
+            other => bail!(
+                "there is no embedded dataset `{other}`; embedded datasets: fashion-mnist-test-1k, uci-digits"
+            ),
+        },
+        _ => match section.format {
+            DatasetFormat::Idx => gauntlet_datasets::load_idx(
+                &file_of(&sources.images, "images")?,
+                &file_of(&sources.labels, "labels")?,
+                names.clone(),
+            )?,
+            DatasetFormat::Npy => gauntlet_datasets::load_npy(
+                &file_of(&sources.images, "images")?,
+                &file_of(&sources.labels, "labels")?,
+                names.clone(),
+            )?,
+            DatasetFormat::Cifar10 => gauntlet_datasets::load_cifar10_path(&file_of(&sources.path, "path")?)?,
+            DatasetFormat::ImageFolder => {
+                gauntlet_datasets::load_image_folder(&file_of(&sources.path, "path")?)?
+            }
+        },
+    };
+    let dataset = match section.limit {
+        Some(limit) => dataset.limit(limit),
+        None => dataset,
+    };
+    if dataset.is_empty() {
+        bail!("the dataset holds no samples");
+    }
+    Ok(dataset)
+}
+
+/// Load everything and check that model and data fit together.
+pub fn load(suite: &Suite) -> Result<Loaded> {
+    let started = Instant::now();
+    let choice = parse_device(&suite.device)?;
+    let device = open_device(choice)?;
+    let (model, model_info) = load_model(suite, &device)?;
+    let dataset = load_dataset(&suite.dataset, &suite.dataset_sources)?;
+    let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
+        .into_iter()
+        .flatten()
+        .map(Source::display)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if dataset.sample_shape() != model.input_shape() {
+        bail!(
+            "dataset `{dataset_path}` has samples of shape {:?}, but model `{}` expects {:?}",
+            dataset.sample_shape(),
+            model_info.path,
+            model.input_shape()
+        );
+    }
+    if dataset.class_names().len() > model.num_classes() {
+        bail!(
+            "dataset `{dataset_path}` has {} classes, but model `{}` has only {} outputs",
+            dataset.class_names().len(),
+            model_info.path,
+            model.num_classes()
+        );
+    }
+    let class_names: Vec<String> = suite
+        .dataset
+        .class_names
+        .clone()
+        .or_else(|| model.spec().class_names().map(<[String]>::to_vec))
+        .unwrap_or_else(|| dataset.class_names().to_vec());
+    if class_names.len() != model.num_classes() {
+        bail!(
+            "{} class names given, but model `{}` has {} outputs",
+            class_names.len(),
+            model_info.path,
+            model.num_classes()
+        );
+    }
+    let dataset_info = DatasetInfo {
+        name: dataset.name().to_string(),
+        path: dataset_path,
+        format: suite.dataset.format.to_string(),
+        samples: dataset.len(),
+        class_names: class_names.clone(),
+    };
+    Ok(Loaded {
+        device,
+        device_name: device_name(choice),
+        model,
+        model_info,
+        dataset: Box::new(dataset),
+        dataset_info,
+        class_names,
+        load_seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,610 @@
+//! Suite files: what to test, against what, and what counts as passing.
+//!
+//! Parsing has two phases. [`SuiteSpec`] is the raw serde view of the TOML (every table has
+//! `deny_unknown_fields`, so a typo is an error, never a silent default). [`Suite`] is the
+//! validated plan: paths resolved against the suite file's folder, every attack built through
+//! the registry at every ε, gates cross-checked against the attacks that exist.
+//! `gauntlet check` stops after the second phase and touches no tensors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use gauntlet_attacks::{find_attack, Attack, ATTACKS};
+use gauntlet_datasets::DatasetFormat;
+use gauntlet_reports::OutputFormat;
+use serde::Deserialize;
+
+/// The suite `gauntlet run` executes when given no file: the bundled model and data.
+pub const DEFAULT_SUITE: &str = include_str!("default_suite.toml");
+
+/// The only suite-file version this build understands.
+pub const SUITE_VERSION: u32 = 1;
+
+/// Prefix of model and dataset paths that refer to assets compiled into the binary.
+pub const EMBEDDED_PREFIX: &str = "embedded:";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    pub model: ModelSection,
+    pub dataset: DatasetSection,
+    #[serde(rename = "attack", default)]
+    pub attacks: Vec<AttackSection>,
+    #[serde(default)]
+    pub gate: GateSection,
+    #[serde(default)]
+    pub report: ReportSection,
+    #[serde(default)]
+    pub sanity: SanitySection,
+}
+
+fn default_device() -> String {
+    "cpu".to_string()
+}
+
+fn default_batch_size() -> usize {
+    128
+}
+
+/// The model under test: an architecture spec plus safetensors weights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Architecture spec file (TOML), relative to the suite file.
+    pub spec: String,
+    /// Weights (safetensors), relative to the suite file.
+    pub weights: String,
+    /// Expected SHA-256 of the weights file; checked before loading.
+    pub sha256: Option<String>,
+}
+
+/// The evaluation data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    pub format: DatasetFormat,
+    /// Folder or file (CIFAR-10 batches, image folders); unused by idx/npy.
+    pub path: Option<String>,
+    /// Images file (idx, npy).
+    pub images: Option<String>,
+    /// Labels file (idx, npy).
+    pub labels: Option<String>,
+    /// Evaluate only the first `limit` samples.
+    pub limit: Option<usize>,
+    /// Override the class names the data or model provides.
+    pub class_names: Option<Vec<String>>,
+}
+
+/// One `[[attack]]` table. Unknown keys are not rejected here but passed on: the attack's own
+/// parameter type rejects any it does not know (serde cannot combine `deny_unknown_fields`
+/// with `flatten`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AttackSection {
+    /// Registry name (`gauntlet list attacks`).
+    pub name: String,
+    /// Name in reports and gates; defaults to `name`, plus `_l2` for an L2 attack.
+    pub label: Option<String>,
+    pub epsilons: Vec<f32>,
+    /// Everything else goes to the attack's own parameters.
+    #[serde(flatten)]
+    pub params: toml::Table,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    pub min_clean_accuracy: Option<f64>,
+    /// `"label@epsilon" = threshold`, e.g. `"pgd@0.1" = 0.6`.
+    #[serde(default)]
+    pub min_robust_accuracy: BTreeMap<String, f64>,
+    /// `"norm@epsilon" = threshold` for the worst case over all attacks, e.g. `"linf@0.1" = 0.5`.
+    #[serde(default)]
+    pub min_worst_case_accuracy: BTreeMap<String, f64>,
+    /// Whether a failed sanity check fails the run (exit 1). Default true: a number that failed
+    /// its own self-check is not one to ship on.
+    #[serde(default = "default_true")]
+    pub fail_on_sanity: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    #[serde(default = "default_formats")]
+    pub formats: Vec<OutputFormat>,
+    #[serde(default = "default_out")]
+    pub out: String,
+    /// Adversarial examples shown in the report's gallery.
+    #[serde(default = "default_examples")]
+    pub examples: usize,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self {
+            formats: default_formats(),
+            out: default_out(),
+            examples: default_examples(),
+        }
+    }
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Json, OutputFormat::Csv, OutputFormat::Html]
+}
+
+fn default_out() -> String {
+    "gauntlet-out".to_string()
+}
+
+fn default_examples() -> usize {
+    8
+}
+
+/// The self-checks of the measurement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanitySection {
+    /// Run an unbounded (ε = 1, L∞) PGD on a few samples: accuracy must fall to ≤ 1/classes,
+    /// otherwise the gradients are broken or masked.
+    #[serde(default = "default_true")]
+    pub full_budget: bool,
+    /// Samples the full-budget attack runs on.
+    #[serde(default = "default_full_budget_samples")]
+    pub full_budget_samples: usize,
+    /// PGD steps of the full-budget attack.
+    #[serde(default = "default_full_budget_steps")]
+    pub full_budget_steps: u32,
+}
+
+impl Default for SanitySection {
+    fn default() -> Self {
+        Self {
+            full_budget: true,
+            full_budget_samples: default_full_budget_samples(),
+            full_budget_steps: default_full_budget_steps(),
+        }
+    }
+}
+
+fn default_full_budget_samples() -> usize {
+    128
+}
+
+fn default_full_budget_steps() -> u32 {
+    20
+}
+
+/// Where a model or dataset file lives: on disk, or compiled into the binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Embedded(String),
+}
+
+impl Source {
+    fn resolve(raw: &str, base: &Path) -> Self {
+        match raw.strip_prefix(EMBEDDED_PREFIX) {
+            Some(name) => Source::Embedded(name.to_string()),
+            None => Source::File(base.join(raw)),
+        }
+    }
+
+    /// How the source is shown in reports.
+    pub fn display(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Embedded(name) => format!("{EMBEDDED_PREFIX}{name}"),
+        }
+    }
+}
+
+/// One attack of the plan at one ε, built through the registry.
+pub struct PlannedAttack {
+    pub label: String,
+    pub name: String,
+    pub epsilon: f32,
+    pub params: toml::Table,
+    pub attack: Box<dyn Attack>,
+}
+
+/// A gate on one number of the results.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    CleanAccuracy { threshold: f64 },
+    RobustAccuracy { label: String, epsilon: f32, threshold: f64 },
+    WorstCaseAccuracy { norm: String, epsilon: f32, threshold: f64 },
+}
+
+impl Gate {
+    /// The gate as written in the suite file.
+    pub fn name(&self) -> String {
+        match self {
+            Gate::CleanAccuracy { .. } => "min_clean_accuracy".to_string(),
+            Gate::RobustAccuracy { label, epsilon, .. } => {
+                format!("min_robust_accuracy[{label}@{epsilon}]")
+            }
+            Gate::WorstCaseAccuracy { norm, epsilon, .. } => {
+                format!("min_worst_case_accuracy[{norm}@{epsilon}]")
+            }
+        }
+    }
+
+    pub fn threshold(&self) -> f64 {
+        match self {
+            Gate::CleanAccuracy { threshold }
+            | Gate::RobustAccuracy { threshold, .. }
+            | Gate::WorstCaseAccuracy { threshold, .. } => *threshold,
+        }
+    }
+}
+
+/// The validated plan of a run.
+pub struct Suite {
+    pub name: String,
+    /// The suite file, or `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    pub seed: u64,
+    pub device: String,
+    pub batch_size: usize,
+    pub model_spec: Source,
+    pub model_weights: Source,
+    pub model_sha256: Option<String>,
+    pub dataset: DatasetSection,
+    pub dataset_sources: DatasetSources,
+    pub attacks: Vec<PlannedAttack>,
+    pub gates: Vec<Gate>,
+    pub fail_on_sanity: bool,
+    pub report: ReportSection,
+    pub sanity: SanitySection,
+}
+
+/// The dataset's files, resolved.
+#[derive(Debug, Clone)]
+pub struct DatasetSources {
+    pub path: Option<Source>,
+    pub images: Option<Source>,
+    pub labels: Option<Source>,
+}
+
+/// Command-line overrides of suite settings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub seed: Option<u64>,
+    pub device: Option<String>,
+    pub limit: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub out: Option<PathBuf>,
+    pub formats: Option<Vec<OutputFormat>>,
+}
+
+impl Suite {
+    /// Read, parse and validate a suite file.
+    pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, Some(path), base, overrides)
+            .with_context(|| format!("invalid suite file `{}`", path.display()))
+    }
+
+    /// The embedded default suite.
+    pub fn embedded_default(overrides: &Overrides) -> Result<Self> {
+        Self::from_toml(DEFAULT_SUITE, None, Path::new("."), overrides)
+            .context("the embedded default suite is invalid (a bug in this build)")
+    }
+
+    fn from_toml(
+        text: &str,
+        path: Option<&Path>,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self> {
+        let spec: SuiteSpec = toml::from_str(text)?;
+        Self::validate(spec, path, base, overrides)
+    }
+
+    fn validate(
+        mut spec: SuiteSpec,
+        path: Option<&Path>,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self> {
+        if spec.version != SUITE_VERSION {
+            bail!(
+                "`version = {}` is not supported; this gauntlet reads suite version {SUITE_VERSION}",
+                spec.version
+            );
+        }
+        if let Some(seed) = overrides.seed {
+            spec.seed = seed;
+        }
+        if let Some(device) = &overrides.device {
+            spec.device = device.clone();
+        }
+        if let Some(limit) = overrides.limit {
+            spec.dataset.limit = Some(limit);
+        }
+        if let Some(batch_size) = overrides.batch_size {
+            spec.batch_size = batch_size;
+        }
+        if let Some(out) = &overrides.out {
+            spec.report.out = out.display().to_string();
+        }
+        if let Some(formats) = &overrides.formats {
+            spec.report.formats = formats.clone();
+        }
+        if spec.batch_size == 0 {
+            bail!("`batch_size` must be ≥ 1, got 0");
+        }
+        if spec.dataset.limit == Some(0) {
+            bail!("`dataset.limit` must be ≥ 1, got 0");
+        }
+        crate::device::parse_device(&spec.device)?;
+        if let Some(sha) = &spec.model.sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("`model.sha256` must be 64 hex digits, got `{sha}`");
+            }
+        }
+        let dataset_sources = resolve_dataset(&spec.dataset, base)?;
+        let attacks = plan_attacks(&spec.attacks)?;
+        let gates = plan_gates(&spec.gate, &attacks)?;
+        Ok(Suite {
+            name: spec.name,
+            path: path.map(Path::to_path_buf),
+            seed: spec.seed,
+            device: spec.device,
+            batch_size: spec.batch_size,
+            model_spec: Source::resolve(&spec.model.spec, base),
+            model_weights: Source::resolve(&spec.model.weights, base),
+            model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
+            dataset: spec.dataset,
+            dataset_sources,
+            attacks,
+            gates,
+            fail_on_sanity: spec.gate.fail_on_sanity,
+            report: spec.report,
+            sanity: spec.sanity,
+        })
+    }
+
+    /// A human-readable plan, printed by `gauntlet check`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let origin = match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "embedded default".to_string(),
+        };
+        out.push_str(&format!("suite `{}` ({origin})\n", self.name));
+        out.push_str(&format!(
+            "  seed {}, device {}, batch size {}\n",
+            self.seed, self.device, self.batch_size
+        ));
+        out.push_str(&format!(
+            "  model: spec {}, weights {}{}\n",
+            self.model_spec.display(),
+            self.model_weights.display(),
+            match &self.model_sha256 {
+                Some(sha) => format!(", sha256 {sha}"),
+                None => String::new(),
+            }
+        ));
+        let files: Vec<String> = [
+            &self.dataset_sources.path,
+            &self.dataset_sources.images,
+            &self.dataset_sources.labels,
+        ]
+        .into_iter()
+        .flatten()
+        .map(Source::display)
+        .collect();
+        out.push_str(&format!(
+            "  dataset: {} {}{}\n",
+            self.dataset.format,
+            files.join(", "),
+            match self.dataset.limit {
+                Some(limit) => format!(", first {limit} samples"),
+                None => String::new(),
+            }
+        ));
+        for attack in &self.attacks {
+            let threat = attack.attack.threat();
+            out.push_str(&format!(
+                "  attack {} ({}, {} ε = {})\n",
+                attack.label, attack.name, threat.norm, attack.epsilon
+            ));
+        }
+        for gate in &self.gates {
+            out.push_str(&format!("  gate {} ≥ {}\n", gate.name(), gate.threshold()));
+        }
+        out
+    }
+}
+
+fn resolve_dataset(dataset: &DatasetSection, base: &Path) -> Result<DatasetSources> {
+    let resolve = |raw: &Option<String>| raw.as_deref().map(|r| Source::resolve(r, base));
+    let sources = DatasetSources {
+        path: resolve(&dataset.path),
+        images: resolve(&dataset.images),
+        labels: resolve(&dataset.labels),
+    };
+    let embedded = sources
+        .path
+        .as_ref()
+        .is_some_and(|s| matches!(s, Source::Embedded(_)));
+    let needs_files = matches!(dataset.format, DatasetFormat::Idx | DatasetFormat::Npy) && !embedded;
+    if needs_files {
+        if sources.images.is_none() || sources.labels.is_none() {
+            bail!(
+                "dataset format `{}` needs both `images` and `labels` files",
+                dataset.format
+            );
+        }
+    } else if sources.path.is_none() {
+        bail!("dataset format `{}` needs `path`", dataset.format);
+    }
+    Ok(sources)
+}
+
+fn plan_attacks(sections: &[AttackSection]) -> Result<Vec<PlannedAttack>> {
+    let mut planned = Vec::new();
+    let mut labels = BTreeSet::new();
+    for (index, section) in sections.iter().enumerate() {
+        let entry = find_attack(&section.name).with_context(|| {
+            let known: Vec<&str> = ATTACKS.iter().map(|a| a.name).collect();
+            format!(
+                "attack #{}: unknown attack `{}`; known attacks: {}",
+                index + 1,
+                section.name,
+                known.join(", ")
+            )
+        })?;
+        if section.epsilons.is_empty() {
+            bail!("attack `{}`: `epsilons` is empty", section.name);
+        }
+        let mut epsilons = section.epsilons.clone();
+        if let Some(bad) = epsilons.iter().find(|e| !e.is_finite() || **e < 0.0) {
+            bail!(
+                "attack `{}`: every epsilon must be finite and ≥ 0, got {bad}",
+                section.name
+            );
+        }
+        epsilons.sort_by(f32::total_cmp);
+        epsilons.dedup();
+        let mut label = section.label.clone();
+        for epsilon in epsilons {
+            let attack = (entry.build)(&section.params, epsilon)
+                .with_context(|| format!("attack `{}` at ε = {epsilon}", section.name))?;
+            let label = label
+                .get_or_insert_with(|| match attack.threat().norm {
+                    gauntlet_attacks::Norm::Linf => section.name.clone(),
+                    gauntlet_attacks::Norm::L2 => format!("{}_l2", section.name),
+                })
+                .clone();
+            planned.push(PlannedAttack {
+                label,
+                name: section.name.clone(),
+                epsilon,
+                params: section.params.clone(),
+                attack,
+            });
+        }
+        let label = label.unwrap_or_default();
+        if !labels.insert(label.clone()) {
+            bail!("two attacks share the label `{label}`; give one a distinct `label`");
+        }
+    }
+    Ok(planned)
+}
+
+/// Split `"label@epsilon"` into its parts.
+fn parse_gate_key(key: &str) -> Result<(String, f32)> {
+    let (label, epsilon) = key
+        .rsplit_once('@')
+        .with_context(|| format!("gate key `{key}` must look like `name@epsilon`"))?;
+    let epsilon: f32 = epsilon
+        .parse()
+        .with_context(|| format!("gate key `{key}`: `{epsilon}` is not a number"))?;
+    Ok((label.to_string(), epsilon))
+}
+
+fn check_threshold(name: &str, threshold: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&threshold) {
+        bail!("gate `{name}`: threshold must be a fraction in [0, 1], got {threshold}");
+    }
+    Ok(())
+}
+
+fn plan_gates(section: &GateSection, attacks: &[PlannedAttack]) -> Result<Vec<Gate>> {
+    let mut gates = Vec::new();
+    if let Some(threshold) = section.min_clean_accuracy {
+        check_threshold("min_clean_accuracy", threshold)?;
+        gates.push(Gate::CleanAccuracy { threshold });
+    }
+    for (key, &threshold) in &section.min_robust_accuracy {
+        check_threshold(key, threshold)?;
+        let (label, epsilon) = parse_gate_key(key)?;
+        if !attacks
+            .iter()
+            .any(|a| a.label == label && a.epsilon == epsilon)
+        {
+            let available: Vec<String> = attacks
+                .iter()
+                .map(|a| format!("{}@{}", a.label, a.epsilon))
+                .collect();
+            bail!(
+                "gate `min_robust_accuracy.\"{key}\"` names no attack of this suite; available: {}",
+                available.join(", ")
+            );
+        }
+        gates.push(Gate::RobustAccuracy {
+            label,
+            epsilon,
+            threshold,
+        });
+    }
+    for (key, &threshold) in &section.min_worst_case_accuracy {
+        check_threshold(key, threshold)?;
+        let (norm, epsilon) = parse_gate_key(key)?;
+        if !attacks
+            .iter()
+            .any(|a| a.attack.threat().norm.to_string() == norm && a.epsilon == epsilon)
+        {
+            bail!("gate `min_worst_case_accuracy.\"{key}\"`: no attack of this suite runs at {norm} ε = {epsilon}");
+        }
+        gates.push(Gate::WorstCaseAccuracy {
+            norm,
+            epsilon,
+            threshold,
+        });
+    }
+    Ok(gates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_suite_is_valid() {
+        let suite = Suite::embedded_default(&Overrides::default()).unwrap();
+        assert!(!suite.attacks.is_empty());
+        assert!(suite.path.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = DEFAULT_SUITE.replace("seed = 0", "seed = 0\nsede = 1");
+        let err = Suite::from_toml(&text, None, Path::new("."), &Overrides::default())
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("sede"), "{err:#}");
+    }
+
+    #[test]
+    fn gate_on_a_missing_attack_is_an_error() {
+        let text = format!("{DEFAULT_SUITE}\n[gate.min_robust_accuracy]\n\"nope@0.1\" = 0.5\n");
+        let err = Suite::from_toml(&text, None, Path::new("."), &Overrides::default())
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("nope@0.1"), "{err:#}");
+    }
+
+    #[test]
+    fn gate_keys_split_at_the_last_at_sign() {
+        assert_eq!(parse_gate_key("pgd@0.1").unwrap(), ("pgd".to_string(), 0.1));
+        assert!(parse_gate_key("pgd").is_err());
+        assert!(parse_gate_key("pgd@x").is_err());
+    }
+}

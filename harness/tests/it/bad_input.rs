@@ -1,0 +1,190 @@
+//! Bad input gets a clear error and exit code 2, never a panic.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn assert_exit_2(output: &std::process::Output, must_mention: &[&str]) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    for needle in must_mention {
+        assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    }
+}
+
+fn bundled_weights() -> Vec<u8> {
+    std::fs::read(asset("fashion-mnist-small-cnn.safetensors")).unwrap()
+}
+
+/// Rewrite a safetensors file through `edit`, which may drop or replace tensors.
+fn rewrite_weights(
+    dir: &Path,
+    edit: impl Fn(&str, Vec<f32>, Vec<usize>) -> Option<(Vec<f32>, Vec<usize>)>,
+) {
+    let bytes = bundled_weights();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut kept: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (name, view) in tensors.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F32);
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if let Some((values, shape)) = edit(&name, values, view.shape().to_vec()) {
+            let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            kept.push((name, raw, shape));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = kept
+        .iter()
+        .map(|(name, raw, shape)| {
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), raw)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("weights.safetensors")).unwrap();
+}
+
+const EMBEDDED_DATA: &str = r#"format = "idx"
+path = "embedded:fashion-mnist-test-1k"
+limit = 8"#;
+
+fn run_suite(dir: &Path) -> std::process::Output {
+    gauntlet(dir, &["run", "suite.toml", "-q"])
+}
+
+#[test]
+fn truncated_idx_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = write_idx_pair(dir.path(), 10);
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
+    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    write_suite(
+        dir.path(),
+        "weights.safetensors",
+        &format!(
+            "format = \"idx\"\nimages = \"{}\"\nlabels = \"{}\"",
+            images.file_name().unwrap().to_str().unwrap(),
+            labels.file_name().unwrap().to_str().unwrap()
+        ),
+        "",
+    );
+    assert_exit_2(&run_suite(dir.path()), &["images.idx"]);
+}
+
+#[test]
+fn wrong_magic_idx_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, labels) = write_idx_pair(dir.path(), 10);
+    let mut bytes = std::fs::read(&labels).unwrap();
+    bytes[2] = 0x0D; // float32 payload type: not a label file
+    std::fs::write(&labels, bytes).unwrap();
+    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    write_suite(
+        dir.path(),
+        "weights.safetensors",
+        "format = \"idx\"\nimages = \"images.idx\"\nlabels = \"labels.idx\"",
+        "",
+    );
+    assert_exit_2(&run_suite(dir.path()), &["labels.idx"]);
+}
+
+#[test]
+fn safetensors_with_a_missing_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dropped = String::new();
+    let bytes = bundled_weights();
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .cloned()
+        .collect();
+    dropped.push_str(names.iter().find(|n| n.ends_with("bias")).unwrap());
+    let target = dropped.clone();
+    rewrite_weights(dir.path(), move |name, values, shape| {
+        (name != target).then_some((values, shape))
+    });
+    write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors", &dropped]);
+}
+
+#[test]
+fn nan_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    rewrite_weights(dir.path(), |name, mut values, shape| {
+        if name.ends_with("weight") {
+            values[0] = f32::NAN;
+        }
+        Some((values, shape))
+    });
+    write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
+    assert!(stderr(&run_suite(dir.path())).to_lowercase().contains("nan"));
+}
+
+#[test]
+fn dataset_shape_does_not_fit_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    write_suite(
+        dir.path(),
+        "weights.safetensors",
+        "format = \"idx\"\npath = \"embedded:uci-digits\"",
+        "",
+    );
+    assert_exit_2(&run_suite(dir.path()), &["shape", "[1, 8, 8]", "[1, 28, 28]"]);
+}
+
+#[test]
+fn unknown_key_in_a_suite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "[report]\nformat = [\"json\"]\n");
+    let output = gauntlet(dir.path(), &["check", "suite.toml"]);
+    assert_exit_2(&output, &["suite.toml", "format"]);
+}
+
+#[test]
+fn unknown_attack_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace("epsilons = [0.05]", "epsilons = [0.05]\nstpes = 3");
+    std::fs::write(&suite, text).unwrap();
+    assert_exit_2(&gauntlet(dir.path(), &["check", "suite.toml"]), &["suite.toml", "stpes"]);
+}
+
+#[test]
+fn sha256_mismatch_refuses_to_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    let text = std::fs::read_to_string(&suite).unwrap().replace(
+        "weights = \"weights.safetensors\"",
+        &format!("weights = \"weights.safetensors\"\nsha256 = \"{}\"", "0".repeat(64)),
+    );
+    std::fs::write(&suite, text).unwrap();
+    assert_exit_2(&run_suite(dir.path()), &["SHA-256", "weights.safetensors"]);
+}
+
+#[test]
+fn missing_weights_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write_suite(dir.path(), "nowhere.safetensors", EMBEDDED_DATA, "");
+    assert_exit_2(&run_suite(dir.path()), &["nowhere.safetensors"]);
+}
+
+#[test]
+fn truncated_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bundled_weights();
+    std::fs::write(dir.path().join("weights.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
+}

@@ -1,0 +1,114 @@
+use crate::common::*;
+
+#[test]
+fn embedded_default_suite_writes_json_csv_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["run", "--limit", "24", "--quiet"]);
+    assert!(
+        output.status.code() == Some(0) || output.status.code() == Some(1),
+        "exit {:?}\n{}",
+        output.status,
+        stderr(&output)
+    );
+    let out = dir.path().join("gauntlet-out");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["dataset"]["samples"], 24);
+    let attacks = json["attacks"].as_array().unwrap();
+    assert_eq!(attacks.len(), 8, "fgsm and pgd at 4 ε each");
+    for attack in attacks {
+        let robust = attack["robust_accuracy"]["value"].as_f64().unwrap();
+        assert!(robust <= json["clean"]["accuracy"]["value"].as_f64().unwrap());
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.lines().count() >= 1 + 8, "{csv}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("data:image/png;base64,"));
+    assert!(stdout(&output).contains("clean"));
+}
+
+#[test]
+fn a_failed_gate_exits_1_and_says_by_how_much() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "weights.safetensors",
+        r#"format = "idx"
+path = "embedded:fashion-mnist-test-1k"
+limit = 16"#,
+        "[gate]\nmin_clean_accuracy = 1.0\n[gate.min_robust_accuracy]\n\"fgsm@0.05\" = 1.0\n",
+    );
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
+    let output = gauntlet(dir.path(), &["run", suite.to_str().unwrap(), "-q"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("gate failed: min_robust_accuracy[fgsm@0.05]"), "{err}");
+    assert!(err.contains("short by"), "{err}");
+}
+
+#[test]
+fn check_validates_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "does-not-need-to-exist.safetensors",
+        r#"format = "idx"
+path = "embedded:fashion-mnist-test-1k""#,
+        "",
+    );
+    let output = gauntlet(dir.path(), &["check", suite.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("attack fgsm"));
+}
+
+#[test]
+fn report_rerenders_from_results_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = gauntlet(dir.path(), &["run", "--limit", "8", "-q", "--format", "json"]);
+    assert!(run.status.code().unwrap() <= 1, "{}", stderr(&run));
+    let results = dir.path().join("gauntlet-out/results.json");
+    let output = gauntlet(
+        dir.path(),
+        &["report", results.to_str().unwrap(), "--out", "again", "--format", "html,csv"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(dir.path().join("again/report.html").exists());
+    assert!(dir.path().join("again/results.csv").exists());
+}
+
+#[test]
+fn cuda_without_the_feature_exits_2() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["run", "--device", "cuda", "--limit", "4", "-q"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("without CUDA support"), "{}", stderr(&output));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["run", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout(&output);
+    assert!(help.contains("Exit codes") && help.contains("2  it could not run"), "{help}");
+}
+
+#[test]
+fn list_attacks_markdown_matches_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["list", "attacks", "--markdown"]);
+    assert_eq!(output.status.code(), Some(0));
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/attacks.md"),
+    )
+    .unwrap();
+    assert_eq!(stdout(&output).trim_end(), docs.trim_end(), "docs/attacks.md is stale: run `just docs`");
+}

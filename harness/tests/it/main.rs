@@ -1,0 +1,6 @@
+//! One integration binary for the `gauntlet` command: each test runs the real binary in a
+//! fresh temp dir.
+
+mod bad_input;
+mod cli;
+mod common;

@@ -1,0 +1,28 @@
+# Thin aliases over cargo; CI runs `bash .ci/run` and never needs `just`.
+
+# Run the embedded default suite (bundled data and model).
+run *ARGS:
+    cargo run --release -p gauntlet -- run {{ARGS}}
+
+# The README's test command.
+test:
+    cargo test --workspace
+
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Criterion benches (release); see benches/README.md.
+bench *ARGS:
+    cargo bench -p gauntlet-benches {{ARGS}}
+
+# Regenerate docs/attacks.md from the attack registry.
+docs:
+    cargo run -q -p gauntlet -- list attacks --markdown > docs/attacks.md
+
+ci:
+    bash .ci/run
+
+# Build and test with CUDA (needs a GPU machine with the CUDA toolkit).
+cuda-test:
+    cargo test --workspace --features gauntlet/cuda

@@ -1,0 +1,182 @@
+use std::fmt;
+use std::path::PathBuf;
+
+/// Everything that can go wrong when building, loading, running or training a model.
+///
+/// Variants carry the context a user needs to fix the problem (file, tensor name, shapes).
+/// Display messages do not repeat their `source`; print the chain (`{:#}` with anyhow) to
+/// see the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(
+        "the input gradient did not reach the input; a layer in the forward pass has no backward"
+    )]
+    NoInputGradient,
+    #[error("cannot read `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec is not valid TOML, has an unknown key or layer type, or lacks a required key.
+    #[error("cannot parse the model spec")]
+    SpecSyntax {
+        #[source]
+        source: toml::de::Error,
+    },
+    /// The spec parsed but describes no valid network (e.g. channel counts that do not chain).
+    #[error("invalid model spec: {reason}")]
+    InvalidSpec { reason: String },
+    /// Wraps a spec error with the file it came from.
+    #[error("invalid model spec `{path}`")]
+    SpecFile {
+        path: PathBuf,
+        #[source]
+        source: Box<ModelError>,
+    },
+    #[error("cannot write the model spec as TOML")]
+    SpecSerialize {
+        #[source]
+        source: toml::ser::Error,
+    },
+    /// The weight bytes are not a well-formed safetensors file (truncated, bad header, ...).
+    #[error("the weights are not a valid safetensors file")]
+    SafetensorsFormat {
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    /// One stored tensor could not be turned into a candle tensor.
+    #[error("cannot load weight tensor `{tensor}`")]
+    TensorLoad {
+        tensor: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error(
+        "weight tensor `{tensor}` has dtype {dtype}; expected a float type (f32, f16, bf16 or f64)"
+    )]
+    UnsupportedTensorDtype { tensor: String, dtype: String },
+    /// The stored tensors do not match the spec; lists every problem at once.
+    #[error("{}", describe_weight_mismatch(missing, unexpected, mismatched))]
+    Weights {
+        /// Tensors the spec needs that the file lacks.
+        missing: Vec<String>,
+        /// Tensors in the file that the spec does not use, with their shapes.
+        unexpected: Vec<(String, Vec<usize>)>,
+        /// Tensors present under the right name with the wrong shape.
+        mismatched: Vec<ShapeMismatch>,
+    },
+    #[error("weight tensor `{tensor}` holds a non-finite value ({value}) at flat index {index}")]
+    NonFiniteWeight {
+        tensor: String,
+        index: usize,
+        value: f64,
+    },
+    /// Wraps a weight-loading error with the file it came from.
+    #[error("cannot load weights `{path}`")]
+    WeightsFile {
+        path: PathBuf,
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// A forward pass got a batch whose per-sample shape differs from the model's.
+    #[error(
+        "input batch has shape {got:?}, but the model expects [batch, {}]",
+        format_dims(expected)
+    )]
+    InputShape {
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// An error inside one layer's forward pass, with the layer's tensor-name prefix.
+    #[error("in layer `{layer}` ({kind})")]
+    Layer {
+        layer: String,
+        kind: &'static str,
+        #[source]
+        source: Box<ModelError>,
+    },
+    #[error("invalid training configuration: {reason}")]
+    InvalidTrainConfig { reason: String },
+    #[error("invalid training data: {reason}")]
+    TrainingData { reason: String },
+    #[error("training diverged: the loss became non-finite in epoch {epoch}, batch {batch}")]
+    Diverged { epoch: usize, batch: usize },
+}
+
+/// A tensor stored with a shape different from the one the spec implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShapeMismatch {
+    pub tensor: String,
+    pub expected: Vec<usize>,
+    pub got: Vec<usize>,
+}
+
+impl fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}`: expected {:?}, got {:?}",
+            self.tensor, self.expected, self.got
+        )
+    }
+}
+
+fn format_dims(dims: &[usize]) -> String {
+    dims.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn describe_weight_mismatch(
+    missing: &[String],
+    unexpected: &[(String, Vec<usize>)],
+    mismatched: &[ShapeMismatch],
+) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|name| format!("`{name}`")).collect();
+        parts.push(format!("{} missing: {}", missing.len(), names.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        let names: Vec<String> = unexpected
+            .iter()
+            .map(|(name, shape)| format!("`{name}` {shape:?}"))
+            .collect();
+        parts.push(format!(
+            "{} unexpected: {}",
+            unexpected.len(),
+            names.join(", ")
+        ));
+    }
+    if !mismatched.is_empty() {
+        let names: Vec<String> = mismatched.iter().map(ToString::to_string).collect();
+        parts.push(format!(
+            "{} with the wrong shape: {}",
+            mismatched.len(),
+            names.join(", ")
+        ));
+    }
+    format!(
+        "the weight tensors do not match the model spec; {}",
+        parts.join("; ")
+    )
+}
+
+impl ModelError {
+    pub(crate) fn invalid_spec(reason: impl Into<String>) -> Self {
+        ModelError::InvalidSpec {
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The `Model` abstraction of gauntlet.
+//!
+//! A model maps a batch of inputs in **[0, 1] pixel space** (shape `(batch, C, H, W)` or
+//! `(batch, features)`) to logits `(batch, num_classes)`. Input normalisation (mean/std)
+//! lives inside the model, so attacks never need to know about it.
+//!
+//! Attacks need one thing from a model besides its logits: the gradient of a per-sample loss
+//! with respect to the input. The default implementation of
+//! [`Model::loss_and_input_gradient`] runs candle autograd through [`Model::forward`] with the
+//! weights held as constants, so only the input's graph is walked.
+
+use candle_core::{DType, Device, Tensor, Var};
+
+mod error;
+mod layers;
+mod load;
+mod network;
+mod params;
+pub mod spec;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod train;
+
+pub use error::{ModelError, ShapeMismatch};
+pub use network::Network;
+pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
+pub use train::{accuracy, train, EpochStats, Optimizer, TrainConfig};
+
+/// A per-sample loss whose input gradient attacks ascend (untargeted) or descend (targeted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Cross-entropy of the logits against the labels.
+    #[default]
+    CrossEntropy,
+    /// Carlini–Wagner margin `max_{j≠y} z_j − z_y` on the logits: positive once misclassified.
+    CwMargin,
+}
+
+impl Loss {
+    /// Per-sample loss values, shape `(batch,)`, built from differentiable candle ops only.
+    pub fn per_sample(self, logits: &Tensor, labels: &Tensor) -> Result<Tensor, ModelError> {
+        let labels = labels.to_dtype(DType::U32)?;
+        let (batch, classes) = logits.dims2()?;
+        let index = labels.reshape((batch, 1))?;
+        match self {
+            Loss::CrossEntropy => {
+                let log_probs = candle_nn::ops::log_softmax(logits, 1)?;
+                Ok(log_probs.gather(&index, 1)?.reshape(batch)?.neg()?)
+            }
+            Loss::CwMargin => {
+                let true_logit = logits.gather(&index, 1)?.reshape(batch)?;
+                // Push the true class far down so the max runs over the other classes only.
+                let one_hot = Tensor::arange(0u32, classes as u32, logits.device())?
+                    .reshape((1, classes))?
+                    .broadcast_as((batch, classes))?
+                    .eq(&index.broadcast_as((batch, classes))?)?;
+                let masked = one_hot.where_cond(
+                    &Tensor::full(f32::MIN / 4.0, (batch, classes), logits.device())?
+                        .to_dtype(logits.dtype())?,
+                    logits,
+                )?;
+                Ok((masked.max(1)? - true_logit)?)
+            }
+        }
+    }
+}
+
+/// The result of one forward + input-gradient pass.
+#[derive(Debug, Clone)]
+pub struct InputGradient {
+    /// Per-sample loss, shape `(batch,)`.
+    pub loss: Tensor,
+    /// ∂(Σ per-sample loss)/∂inputs, same shape as the inputs; each row is that sample's own gradient.
+    pub gradient: Tensor,
+    /// The logits of the forward pass, shape `(batch, num_classes)`.
+    pub logits: Tensor,
+}
+
+/// A classifier that gauntlet can evaluate and attack.
+pub trait Model: Send + Sync {
+    /// A short human-readable name, e.g. `small_cnn`.
+    fn name(&self) -> &str;
+    /// Per-sample input shape, e.g. `[1, 28, 28]`; inputs are f32 in [0, 1].
+    fn input_shape(&self) -> &[usize];
+    /// Number of output classes.
+    fn num_classes(&self) -> usize;
+    /// The device the weights live on; inputs must be on it too.
+    fn device(&self) -> &Device;
+    /// Logits, shape `(batch, num_classes)`, for inputs in [0, 1].
+    fn forward(&self, inputs: &Tensor) -> Result<Tensor, ModelError>;
+
+    /// Per-sample loss and the gradient of their sum with respect to the inputs.
+    ///
+    /// The default runs candle autograd through [`Model::forward`]. Models that are not built
+    /// from candle ops (e.g. a libtorch model) override it.
+    fn loss_and_input_gradient(
+        &self,
+        inputs: &Tensor,
+        labels: &Tensor,
+        loss: Loss,
+    ) -> Result<InputGradient, ModelError> {
+        let input_var = Var::from_tensor(inputs)?;
+        let logits = self.forward(input_var.as_tensor())?;
+        let per_sample = loss.per_sample(&logits, labels)?;
+        let grads = per_sample.sum_all()?.backward()?;
+        let gradient = grads
+            .get(input_var.as_tensor())
+            .cloned()
+            .ok_or(ModelError::NoInputGradient)?;
+        Ok(InputGradient {
+            loss: per_sample.detach(),
+            gradient,
+            logits: logits.detach(),
+        })
+    }
+
+    /// Predicted classes, shape `(batch,)`, u32.
+    fn predict(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self.forward(inputs)?.argmax(1)?)
+    }
+}

@@ -1,0 +1,49 @@
+//! Integration tests of gauntlet-models: one binary, one module per concern.
+
+// A failed unwrap is a failed test; helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod gradients;
+mod loading;
+mod spec;
+mod training;
+
+use candle_core::{DType, Device, Tensor};
+use gauntlet_models::{ModelSpec, Network};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Uniform [0, 1) values of `shape`, f64, from a seeded generator.
+pub fn random_inputs(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count: usize = shape.iter().product();
+    let values: Vec<f64> = (0..count).map(|_| rng.random::<f64>()).collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// `count` labels below `classes`, u32.
+pub fn random_labels(count: usize, classes: usize, seed: u64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let values: Vec<u32> = (0..count)
+        .map(|_| rng.random_range(0..classes as u32))
+        .collect();
+    Tensor::from_vec(values, count, &Device::Cpu).unwrap()
+}
+
+pub fn spec(text: &str) -> ModelSpec {
+    ModelSpec::from_toml_str(text).unwrap()
+}
+
+pub fn init(text: &str, seed: u64) -> Network {
+    Network::init(&spec(text), seed, &Device::Cpu).unwrap()
+}
+
+pub fn to_vec(tensor: &Tensor) -> Vec<f64> {
+    tensor
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}

@@ -1,0 +1,134 @@
+//! `results.csv`: one flat row per measured point, for pandas and spreadsheets.
+
+use std::path::Path;
+
+use crate::error::ReportError;
+use crate::schema::RunReport;
+
+/// The CSV header, in column order.
+pub const CSV_COLUMNS: [&str; 17] = [
+    "kind",
+    "label",
+    "attack",
+    "norm",
+    "epsilon",
+    "robust_accuracy",
+    "ci95_low",
+    "ci95_high",
+    "correct",
+    "total",
+    "success_rate",
+    "mean_loss",
+    "perturbation_mean",
+    "perturbation_median",
+    "perturbation_max",
+    "max_linf",
+    "seconds",
+];
+
+/// Writes one row for the clean evaluation (`kind = clean`, ε = 0), one per (attack, ε)
+/// (`kind = attack`) and one per worst-case point (`kind = worst_case`, `label = worst_case`,
+/// `attack` = the contributing labels joined with `+`).
+///
+/// Cells that do not apply to a row (the success rate of the clean row, the perturbation of a
+/// worst case) are empty, which pandas reads as NaN. Numbers use Rust's shortest round-trip
+/// formatting, so reading a cell back gives the exact `f64` that was written.
+pub fn write_csv(report: &RunReport, path: &Path) -> Result<(), ReportError> {
+    report.validate()?;
+    let text = csv_string(report).map_err(|source| ReportError::Csv {
+        path: path.to_owned(),
+        source,
+    })?;
+    fs_err::write(path, text).map_err(|source| ReportError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The text [`write_csv`] writes.
+pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    writer.write_record(CSV_COLUMNS)?;
+    for row in rows(report) {
+        writer.write_record(row)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|error| ::csv::Error::from(error.into_error()))?;
+    // Every cell came from a `String`, so the bytes are UTF-8; the lossy conversion never
+    // replaces anything.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn rows(report: &RunReport) -> Vec<[String; 17]> {
+    let num = |x: f64| x.to_string();
+    let empty = String::new;
+    let mut rows = Vec::with_capacity(1 + report.attacks.len() + report.worst_case.len());
+
+    let clean = &report.clean;
+    rows.push([
+        "clean".to_owned(),
+        "clean".to_owned(),
+        empty(),
+        empty(),
+        num(0.0),
+        num(clean.accuracy.value),
+        num(clean.accuracy.ci95_low),
+        num(clean.accuracy.ci95_high),
+        clean.accuracy.successes.to_string(),
+        clean.accuracy.total.to_string(),
+        empty(),
+        num(clean.mean_loss),
+        empty(),
+        empty(),
+        empty(),
+        empty(),
+        num(report.timings.clean_seconds),
+    ]);
+    for attack in &report.attacks {
+        let acc = &attack.robust_accuracy;
+        let perturbation = &attack.perturbation;
+        rows.push([
+            "attack".to_owned(),
+            attack.label.clone(),
+            attack.attack.clone(),
+            attack.norm.clone(),
+            num(attack.epsilon),
+            num(acc.value),
+            num(acc.ci95_low),
+            num(acc.ci95_high),
+            acc.successes.to_string(),
+            acc.total.to_string(),
+            num(attack.success_rate.value),
+            num(attack.mean_loss),
+            num(perturbation.mean),
+            num(perturbation.median),
+            num(perturbation.max),
+            num(perturbation.max_linf),
+            num(attack.seconds),
+        ]);
+    }
+    for worst in &report.worst_case {
+        let acc = &worst.robust_accuracy;
+        rows.push([
+            "worst_case".to_owned(),
+            "worst_case".to_owned(),
+            worst.attacks.join("+"),
+            worst.norm.clone(),
+            num(worst.epsilon),
+            num(acc.value),
+            num(acc.ci95_low),
+            num(acc.ci95_high),
+            acc.successes.to_string(),
+            acc.total.to_string(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+            empty(),
+        ]);
+    }
+    rows
+}

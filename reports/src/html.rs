@@ -1,0 +1,761 @@
+//! `report.html`: one self-contained page a reviewer can open anywhere.
+//!
+//! The page has inline CSS, no script and no external reference of any kind; its images are
+//! `data:image/png;base64,…` URIs. It opens the same from a CI artifact, an email attachment or
+//! an air-gapped machine, and cannot leak that it was opened. Every string that came from a suite,
+//! a dataset or a results file goes through [`escape_html`], because class names and labels are
+//! user-controlled. Status is always spelled out in words (PASS / WARN / FAIL), so the page reads
+//! the same in greyscale or to a screen reader.
+
+use std::path::Path;
+
+use base64::Engine as _;
+
+use crate::error::ReportError;
+use crate::numbers::{ci_plus_minus, ci_range, percent, seconds, significant};
+use crate::plots::{self, NamedPng};
+use crate::schema::{AdversarialExample, CheckStatus, GateVerdict, Proportion, RunReport};
+
+/// Escapes the five characters with meaning in HTML text and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The complete page as a string.
+pub fn render_html(report: &RunReport) -> Result<String, ReportError> {
+    Ok(render(report)?.html)
+}
+
+/// Writes [`render_html`]'s page to `path`. The plots are embedded; use
+/// [`crate::write_plots`] or [`crate::write_all`] to also get them as files.
+pub fn write_html(report: &RunReport, path: &Path) -> Result<(), ReportError> {
+    let html = render_html(report)?;
+    crate::write_text(path, &html)
+}
+
+/// The page and the images it embeds, so [`crate::write_all`] can also write the PNGs without
+/// drawing them twice.
+pub(crate) struct Rendered {
+    pub html: String,
+    pub plots: Vec<NamedPng>,
+}
+
+pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
+    report.validate()?;
+    let accuracy_plots = plots::accuracy_plots(report)?;
+    let per_class_plot = plots::per_class_plot(report)?;
+    let tiles = plots::example_tiles(report)?;
+
+    let mut page = Page::default();
+    page.head(report);
+    page.header(report);
+    page.verdict(report);
+    page.contents();
+    page.summary(report);
+    page.gates(&report.gates);
+    page.sanity(report);
+    page.curves(&accuracy_plots);
+    page.per_class(report, per_class_plot.as_ref());
+    page.gallery(report, &tiles);
+    page.attack_parameters(report);
+    page.timings(report);
+    page.footer(report);
+
+    let mut all_plots = accuracy_plots;
+    all_plots.extend(per_class_plot);
+    all_plots.extend(tiles.into_iter().map(|tile| tile.png));
+    Ok(Rendered {
+        html: page.out,
+        plots: all_plots,
+    })
+}
+
+/// The page's Content-Security-Policy: no scripts, no fetches, no forms; inline CSS and
+/// `data:` images only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'none'; \
+     style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
+const STYLE: &str = r#"
+:root { --ink:#1f2328; --muted:#59636e; --line:#d1d9e0; --soft:#f6f8fa;
+  --pass:#1a7f37; --pass-bg:#dafbe1; --warn:#9a6700; --warn-bg:#fff8c5;
+  --fail:#cf222e; --fail-bg:#ffebe9; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #fff; color: var(--ink);
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 40px; }
+h1 { font-size: 22px; margin: 0 0 2px; }
+h2 { font-size: 17px; margin: 30px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+p { margin: 6px 0; }
+.sub { color: var(--muted); margin: 0 0 14px; }
+.note { color: var(--muted); font-size: 13px; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+.meta { display: grid; grid-template-columns: max-content 1fr max-content 1fr; gap: 3px 14px;
+  margin: 0; padding: 12px 14px; background: var(--soft); border: 1px solid var(--line); border-radius: 6px; }
+.meta dt { color: var(--muted); }
+.meta dd { margin: 0; overflow-wrap: anywhere; }
+.verdict { margin: 16px 0 6px; padding: 12px 16px; border-radius: 6px; border: 1px solid; font-size: 15px; }
+.verdict strong { font-size: 17px; margin-right: 8px; letter-spacing: .02em; }
+.verdict.pass { color: var(--pass); background: var(--pass-bg); border-color: var(--pass); }
+.verdict.warn { color: var(--warn); background: var(--warn-bg); border-color: var(--warn); }
+.verdict.fail { color: var(--fail); background: var(--fail-bg); border-color: var(--fail); }
+.verdict span { color: var(--ink); }
+nav { font-size: 13px; color: var(--muted); margin: 8px 0 0; }
+nav a { color: var(--muted); margin-right: 12px; }
+table { border-collapse: collapse; width: 100%; margin: 6px 0; }
+th, td { padding: 4px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { font-weight: 600; background: var(--soft); white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.clean td { background: #fbfbfc; }
+td:first-child { white-space: nowrap; }
+tr.worst td { font-weight: 600; background: #f3f4f6; }
+tr.group-start td { border-top: 2px solid var(--line); }
+.repeat { color: var(--muted); }
+.badge { display: inline-block; min-width: 44px; text-align: center; padding: 0 6px; border-radius: 10px;
+  font-size: 12px; font-weight: 700; border: 1px solid; }
+.badge.pass { color: var(--pass); background: var(--pass-bg); }
+.badge.warn { color: var(--warn); background: var(--warn-bg); }
+.badge.fail { color: var(--fail); background: var(--fail-bg); }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+.plots img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; padding: 6px; border: 1px solid var(--line); border-radius: 6px; width: min-content; }
+figure img { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
+figcaption { font-size: 13px; margin-top: 4px; }
+figcaption .outcome { font-weight: 700; }
+footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
+@media print { main { max-width: none; padding: 0; } h2 { break-after: avoid; } figure, tr { break-inside: avoid; } }
+"#;
+
+/// Builds the page section by section; each method appends one section in reading order.
+#[derive(Default)]
+struct Page {
+    out: String,
+}
+
+/// Escape shorthand: everything that did not originate in this file goes through it.
+fn esc(text: &str) -> String {
+    escape_html(text)
+}
+
+fn data_uri(png: &[u8]) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+fn status_badge(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Pass => r#"<span class="badge pass">PASS</span>"#,
+        CheckStatus::Warn => r#"<span class="badge warn">WARN</span>"#,
+        CheckStatus::Fail => r#"<span class="badge fail">FAIL</span>"#,
+    }
+}
+
+fn class_name(report: &RunReport, class: usize) -> String {
+    match report.dataset.class_names.get(class) {
+        Some(name) if name == &class.to_string() => esc(name),
+        Some(name) => format!(r#"{} <span class="repeat">({class})</span>"#, esc(name)),
+        None => format!("class {class}"),
+    }
+}
+
+/// `92.3%` with the interval in a tooltip.
+fn percent_cell(p: &Proportion) -> String {
+    format!(
+        r#"<td class="num" title="{} ({} of {})">{}</td>"#,
+        ci_range(p),
+        p.successes,
+        p.total,
+        percent(p.value)
+    )
+}
+
+/// Whether a gate compares fractions, so its margin reads in percentage points.
+fn is_fraction_gate(gate: &GateVerdict) -> bool {
+    let name = gate.gate.to_ascii_lowercase();
+    (name.contains("accuracy") || name.contains("rate"))
+        && (0.0..=1.0).contains(&gate.threshold)
+        && (0.0..=1.0).contains(&gate.actual)
+}
+
+impl Page {
+    fn push(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+
+    fn head(&mut self, report: &RunReport) {
+        self.push("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+        // Defence in depth: even if some string escaped the escaping, the browser would run no
+        // script and fetch nothing; only the inline style and the data: images are allowed.
+        self.push(&format!(
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">\n"
+        ));
+        self.push("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+        self.push(&format!(
+            "<title>gauntlet report: {} on {}</title>\n",
+            esc(&report.model.name),
+            esc(&report.dataset.name)
+        ));
+        self.push("<style>");
+        self.push(STYLE);
+        self.push("</style>\n</head>\n<body>\n<main>\n");
+    }
+
+    fn header(&mut self, report: &RunReport) {
+        let model = &report.model;
+        let dataset = &report.dataset;
+        self.push("<header>\n<h1>gauntlet robustness report</h1>\n");
+        self.push(&format!(
+            "<p class=\"sub\">Model <strong>{}</strong> on <strong>{}</strong> ({} samples), suite <strong>{}</strong></p>\n",
+            esc(&model.name),
+            esc(&dataset.name),
+            dataset.samples,
+            esc(&report.suite.name)
+        ));
+        let suite_path = match &report.suite.path {
+            Some(path) => format!("<code>{}</code>", esc(path)),
+            None => "embedded default suite".to_owned(),
+        };
+        let shape = model
+            .input_shape
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("×");
+        let rows: [(&str, String); 12] = [
+            ("Suite", format!("{} · {suite_path}", esc(&report.suite.name))),
+            ("Device", format!("<code>{}</code>", esc(&report.device))),
+            (
+                "Model",
+                format!(
+                    "{} ({}, {} format)",
+                    esc(&model.name),
+                    esc(&model.architecture),
+                    esc(&model.format)
+                ),
+            ),
+            ("Seed", format!("<code>{}</code>", report.seed)),
+            ("Weights", format!("<code>{}</code>", esc(&model.path))),
+            (
+                "Input",
+                format!(
+                    "{shape}, {} classes, {} parameters",
+                    model.num_classes,
+                    group_thousands(model.parameters)
+                ),
+            ),
+            ("SHA-256", format!("<code>{}</code>", esc(&model.sha256))),
+            (
+                "Version",
+                format!(
+                    "gauntlet {} · schema {}",
+                    esc(&report.gauntlet_version),
+                    report.schema_version
+                ),
+            ),
+            (
+                "Dataset",
+                format!("{} ({} format)", esc(&dataset.name), esc(&dataset.format)),
+            ),
+            ("Samples", dataset.samples.to_string()),
+            ("Data file", format!("<code>{}</code>", esc(&dataset.path))),
+            (
+                "Classes",
+                format!("{} named classes", dataset.class_names.len()),
+            ),
+        ];
+        self.push("<dl class=\"meta\">\n");
+        for (key, value) in rows {
+            self.push(&format!("<dt>{key}</dt><dd>{value}</dd>\n"));
+        }
+        self.push("</dl>\n</header>\n");
+    }
+
+    fn verdict(&mut self, report: &RunReport) {
+        let gates = report.gates.len();
+        let failed_gates = report.gates.iter().filter(|g| !g.passed).count();
+        let count = |status| {
+            report
+                .sanity_checks
+                .iter()
+                .filter(|c| c.status == status)
+                .count()
+        };
+        let (sanity_fail, sanity_warn) = (count(CheckStatus::Fail), count(CheckStatus::Warn));
+
+        let (class, word, headline) = if failed_gates > 0 {
+            (
+                "fail",
+                "FAILED",
+                format!("{failed_gates} of {gates} gate{} failed.", plural(gates)),
+            )
+        } else if sanity_fail > 0 {
+            (
+                "fail",
+                "UNRELIABLE",
+                format!(
+                    "{sanity_fail} sanity check{} failed: the measurement itself is in doubt{}.",
+                    plural(sanity_fail),
+                    if gates > 0 {
+                        format!(", although all {gates} gates passed")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        } else if gates == 0 {
+            (
+                "warn",
+                "NO GATES",
+                "No gates were configured, so nothing was asserted.".to_owned(),
+            )
+        } else {
+            (
+                "pass",
+                "PASSED",
+                if gates == 1 {
+                    "The gate passed.".to_owned()
+                } else {
+                    format!("All {gates} gates passed.")
+                },
+            )
+        };
+        let sanity = format!(
+            "Sanity checks: {} passed, {sanity_warn} warning{}, {sanity_fail} failed.",
+            count(CheckStatus::Pass),
+            plural(sanity_warn)
+        );
+        self.push(&format!(
+            "<section class=\"verdict {class}\" role=\"status\"><strong>{word}</strong>{headline} <span>{sanity}</span></section>\n"
+        ));
+    }
+
+    fn contents(&mut self) {
+        self.push(
+            "<nav>Contents: <a href=\"#summary\">summary</a><a href=\"#gates\">gates</a>\
+             <a href=\"#sanity\">sanity checks</a><a href=\"#curves\">accuracy vs ε</a>\
+             <a href=\"#per-class\">per class</a><a href=\"#gallery\">examples</a>\
+             <a href=\"#attacks\">attack parameters</a><a href=\"#timings\">timings</a></nav>\n",
+        );
+    }
+
+    fn summary(&mut self, report: &RunReport) {
+        self.push("<section id=\"summary\">\n<h2>Summary</h2>\n");
+        self.push(
+            "<p class=\"note\">Accuracy over the evaluated samples with the 95% Wilson interval \
+             (± percentage points; hover a value for the interval). Success rate: share of the \
+             correctly classified inputs the attack turned into errors. ‖δ‖ is measured in the \
+             attack's norm.</p>\n",
+        );
+        self.push(
+            "<table>\n<thead><tr><th>Attack</th><th>Norm</th><th class=\"num\">ε</th>\
+             <th class=\"num\">Accuracy</th><th class=\"num\">95% CI</th>\
+             <th class=\"num\">Success rate</th><th class=\"num\">Mean loss</th>\
+             <th class=\"num\">Mean ‖δ‖</th><th class=\"num\">Max ‖δ‖</th>\
+             <th class=\"num\">Max ‖δ‖∞</th><th class=\"num\">Time</th></tr></thead>\n<tbody>\n",
+        );
+        let clean = &report.clean;
+        self.push(&format!(
+            "<tr class=\"clean\"><td>clean</td><td>–</td><td class=\"num\">0</td>{}\
+             <td class=\"num\">{}</td><td class=\"num\">–</td><td class=\"num\">{}</td>\
+             <td class=\"num\">–</td><td class=\"num\">–</td><td class=\"num\">–</td>\
+             <td class=\"num\">{}</td></tr>\n",
+            percent_cell(&clean.accuracy),
+            ci_plus_minus(&clean.accuracy),
+            significant(clean.mean_loss, 4),
+            seconds(report.timings.clean_seconds)
+        ));
+        let mut previous_label: Option<&str> = None;
+        for attack in &report.attacks {
+            let repeat = previous_label == Some(attack.label.as_str());
+            let (row_class, label) = if repeat {
+                ("", format!("<span class=\"repeat\">{}</span>", esc(&attack.label)))
+            } else {
+                (
+                    " class=\"group-start\"",
+                    format!("<strong>{}</strong>", esc(&attack.label)),
+                )
+            };
+            previous_label = Some(&attack.label);
+            let p = &attack.perturbation;
+            self.push(&format!(
+                "<tr{row_class}><td>{label}</td><td>{}</td><td class=\"num\">{}</td>{}\
+                 <td class=\"num\">{}</td>{}<td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                esc(&attack.norm),
+                significant(attack.epsilon, 4),
+                percent_cell(&attack.robust_accuracy),
+                ci_plus_minus(&attack.robust_accuracy),
+                percent_cell(&attack.success_rate),
+                significant(attack.mean_loss, 4),
+                significant(p.mean, 4),
+                significant(p.max, 4),
+                significant(p.max_linf, 4),
+                seconds(attack.seconds)
+            ));
+        }
+        for (i, worst) in report.worst_case.iter().enumerate() {
+            let first = if i == 0 { " group-start" } else { "" };
+            self.push(&format!(
+                "<tr class=\"worst{first}\"><td>worst case <span class=\"repeat\">({})</span></td>\
+                 <td>{}</td><td class=\"num\">{}</td>{}<td class=\"num\">{}</td>\
+                 <td class=\"num\">–</td><td class=\"num\">–</td><td class=\"num\">–</td>\
+                 <td class=\"num\">–</td><td class=\"num\">–</td><td class=\"num\">–</td></tr>\n",
+                esc(&worst.attacks.join(", ")),
+                esc(&worst.norm),
+                significant(worst.epsilon, 4),
+                percent_cell(&worst.robust_accuracy),
+                ci_plus_minus(&worst.robust_accuracy)
+            ));
+        }
+        self.push("</tbody>\n</table>\n");
+        if report.attacks.is_empty() {
+            self.push("<p>No attacks were run.</p>\n");
+        }
+        if !report.worst_case.is_empty() {
+            self.push(
+                "<p class=\"note\">Worst case: an input counts as robust at (norm, ε) only if \
+                 every attack listed failed on it; this is the number to compare against a \
+                 threshold.</p>\n",
+            );
+        }
+        self.push("</section>\n");
+    }
+
+    fn gates(&mut self, gates: &[GateVerdict]) {
+        self.push("<section id=\"gates\">\n<h2>Gates</h2>\n");
+        if gates.is_empty() {
+            self.push("<p>No gates were configured.</p>\n</section>\n");
+            return;
+        }
+        self.push(
+            "<table>\n<thead><tr><th>Result</th><th>Gate</th><th class=\"num\">Threshold</th>\
+             <th class=\"num\">Actual</th><th>Margin</th></tr></thead>\n<tbody>\n",
+        );
+        for gate in gates {
+            let fraction = is_fraction_gate(gate);
+            let show = |v: f64| {
+                if fraction {
+                    percent(v)
+                } else {
+                    significant(v, 4)
+                }
+            };
+            let distance = (gate.actual - gate.threshold).abs();
+            let distance = if fraction {
+                format!("{:.1} pp", distance * 100.0)
+            } else {
+                significant(distance, 4)
+            };
+            let (badge, margin) = if gate.passed {
+                (status_badge(CheckStatus::Pass), format!("clears it by {distance}"))
+            } else {
+                (
+                    status_badge(CheckStatus::Fail),
+                    format!("<strong>misses it by {distance}</strong>"),
+                )
+            };
+            self.push(&format!(
+                "<tr><td>{badge}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td>{margin}</td></tr>\n",
+                esc(&gate.gate),
+                show(gate.threshold),
+                show(gate.actual)
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn sanity(&mut self, report: &RunReport) {
+        self.push("<section id=\"sanity\">\n<h2>Sanity checks</h2>\n");
+        if report.sanity_checks.is_empty() {
+            self.push("<p>No sanity checks were run.</p>\n</section>\n");
+            return;
+        }
+        self.push(
+            "<p class=\"note\">Checks of the measurement itself: a failure means the numbers above \
+             may not mean what they say.</p>\n<table>\n<thead><tr><th>Result</th><th>Check</th>\
+             <th>Detail</th></tr></thead>\n<tbody>\n",
+        );
+        // Failures first, then warnings: a reviewer should not have to scan for them.
+        let mut checks: Vec<_> = report.sanity_checks.iter().collect();
+        checks.sort_by_key(|c| match c.status {
+            CheckStatus::Fail => 0,
+            CheckStatus::Warn => 1,
+            CheckStatus::Pass => 2,
+        });
+        for check in checks {
+            self.push(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+                status_badge(check.status),
+                esc(&check.name),
+                esc(&check.detail)
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn curves(&mut self, plots: &[NamedPng]) {
+        self.push("<section id=\"curves\">\n<h2>Robust accuracy vs ε</h2>\n");
+        if plots.is_empty() {
+            self.push("<p>No attacks were run, so there is no curve to draw.</p>\n</section>\n");
+            return;
+        }
+        self.push(
+            "<p class=\"note\">One line per attack, starting from clean accuracy at ε = 0; the \
+             dashed black line is the worst case over all attacks. Bars are 95% intervals.</p>\n\
+             <div class=\"plots\">\n",
+        );
+        for plot in plots {
+            self.image(plot);
+        }
+        self.push("</div>\n</section>\n");
+    }
+
+    fn image(&mut self, plot: &NamedPng) {
+        self.push(&format!(
+            "<img src=\"{}\" alt=\"{}\">\n",
+            data_uri(&plot.png),
+            esc(&plot.title)
+        ));
+    }
+
+    fn per_class(&mut self, report: &RunReport, plot: Option<&NamedPng>) {
+        self.push("<section id=\"per-class\">\n<h2>Per-class accuracy</h2>\n");
+        let series = plots::per_class_series(report);
+        let Some(plot) = plot else {
+            self.push("<p>The report has no per-class results.</p>\n</section>\n");
+            return;
+        };
+        self.push("<div class=\"plots\">\n");
+        self.image(plot);
+        self.push("</div>\n");
+
+        let mut classes: Vec<usize> = series
+            .iter()
+            .flat_map(|s| s.per_class.iter().map(|c| c.class))
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let long = classes.len() > 20;
+        if long {
+            self.push(&format!(
+                "<details><summary>Table of all {} classes</summary>\n",
+                classes.len()
+            ));
+        }
+        self.push("<table>\n<thead><tr><th>Class</th>");
+        for s in &series {
+            self.push(&format!("<th class=\"num\">{}</th>", esc(&s.name)));
+        }
+        self.push("</tr></thead>\n<tbody>\n");
+        for class in classes {
+            self.push(&format!("<tr><td>{}</td>", class_name(report, class)));
+            for s in &series {
+                match s.per_class.iter().find(|c| c.class == class) {
+                    Some(c) => self.push(&format!(
+                        r#"<td class="num" title="{} ({} of {})">{} <span class="repeat">{}</span></td>"#,
+                        ci_range(&c.accuracy),
+                        c.accuracy.successes,
+                        c.accuracy.total,
+                        percent(c.accuracy.value),
+                        ci_plus_minus(&c.accuracy)
+                    )),
+                    None => self.push("<td class=\"num\">–</td>"),
+                }
+            }
+            self.push("</tr>\n");
+        }
+        self.push("</tbody>\n</table>\n");
+        if long {
+            self.push("</details>\n");
+        }
+        self.push("</section>\n");
+    }
+
+    fn gallery(&mut self, report: &RunReport, tiles: &[plots::ExampleTile]) {
+        self.push("<section id=\"gallery\">\n<h2>Adversarial examples</h2>\n");
+        if tiles.is_empty() {
+            self.push("<p>The report holds no adversarial examples.</p>\n</section>\n");
+            return;
+        }
+        self.push(
+            "<p class=\"note\">Each tile: the original input, the perturbation δ = adversarial − \
+             original, and the adversarial input, enlarged with nearest-neighbour scaling. δ is \
+             amplified so that its largest |δ| spans the full grey range: mid-grey means \
+             unchanged, white/black the largest increase/decrease; the factor is printed above \
+             it.</p>\n<div class=\"gallery\">\n",
+        );
+        for (example, tile) in report.examples.iter().zip(tiles) {
+            self.push("<figure>\n");
+            self.image(&tile.png);
+            self.push(&format!(
+                "<figcaption>{}</figcaption>\n</figure>\n",
+                example_caption(report, example, tile.max_abs_delta)
+            ));
+        }
+        self.push("</div>\n</section>\n");
+    }
+
+    fn attack_parameters(&mut self, report: &RunReport) {
+        self.push("<section id=\"attacks\">\n<h2>Attack parameters</h2>\n");
+        if report.attacks.is_empty() {
+            self.push("<p>No attacks were run.</p>\n</section>\n");
+            return;
+        }
+        self.push(
+            "<table>\n<thead><tr><th>Label</th><th>Attack</th><th>Norm</th>\
+             <th class=\"num\">ε values</th><th>Parameters</th></tr></thead>\n<tbody>\n",
+        );
+        let mut labels: Vec<&str> = Vec::new();
+        for attack in &report.attacks {
+            if !labels.contains(&attack.label.as_str()) {
+                labels.push(&attack.label);
+            }
+        }
+        for label in labels {
+            let runs: Vec<_> = report.attacks.iter().filter(|a| a.label == label).collect();
+            let Some(first) = runs.first() else { continue };
+            let epsilons = runs
+                .iter()
+                .map(|a| significant(a.epsilon, 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let params = if first.params.is_empty() {
+                "defaults".to_owned()
+            } else {
+                first
+                    .params
+                    .iter()
+                    .map(|(key, value)| {
+                        format!("<code>{} = {}</code>", esc(key), esc(&value.to_string()))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            self.push(&format!(
+                "<tr><td><strong>{}</strong></td><td><code>{}</code></td><td>{}</td>\
+                 <td class=\"num\">{epsilons}</td><td>{params}</td></tr>\n",
+                esc(label),
+                esc(&first.attack),
+                esc(&first.norm)
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn timings(&mut self, report: &RunReport) {
+        let t = &report.timings;
+        self.push("<section id=\"timings\">\n<h2>Timings</h2>\n<table class=\"timings\">\n<tbody>\n");
+        for (what, value) in [
+            ("Loading model and data", t.load_seconds),
+            ("Clean evaluation", t.clean_seconds),
+            ("Attacks", t.attack_seconds),
+            ("Total", t.total_seconds),
+        ] {
+            self.push(&format!(
+                "<tr><td>{what}</td><td class=\"num\">{}</td></tr>\n",
+                seconds(value)
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn footer(&mut self, report: &RunReport) {
+        self.push(&format!(
+            "<footer>Generated by gauntlet {} from results schema {}. This page is \
+             self-contained: no scripts, no external resources; every number in it is also in \
+             <code>results.json</code>.</footer>\n</main>\n</body>\n</html>\n",
+            esc(&report.gauntlet_version),
+            report.schema_version
+        ));
+    }
+}
+
+fn example_caption(report: &RunReport, example: &AdversarialExample, max_abs_delta: f32) -> String {
+    let outcome = if example.adversarial_prediction != example.true_label {
+        "misclassified"
+    } else {
+        "still correct"
+    };
+    format!(
+        "<strong>Sample #{}</strong> · <code>{}</code> at ε = {}<br>\
+         true: {} · clean prediction: {}<br>\
+         adversarial prediction: {} <span class=\"outcome\">({outcome})</span><br>\
+         <span class=\"repeat\">max |δ| = {}</span>",
+        example.index,
+        esc(&example.attack),
+        significant(example.epsilon, 4),
+        class_name(report, example.true_label),
+        class_name(report, example.clean_prediction),
+        class_name(report, example.adversarial_prediction),
+        significant(f64::from(max_abs_delta), 4)
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `1234567` → `1 234 567` (thin spaces), so parameter counts are readable at a glance.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('\u{2009}');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup_and_quotes() {
+        assert_eq!(
+            escape_html(r#"<script>alert("x")</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+        );
+        assert_eq!(escape_html("it's a & b"), "it&#39;s a &amp; b");
+        assert_eq!(escape_html(r#"<b>&"seven""#), "&lt;b&gt;&amp;&quot;seven&quot;");
+    }
+
+    #[test]
+    fn escape_leaves_plain_text_alone() {
+        assert_eq!(escape_html("airplane ε=0.3 ‖δ‖"), "airplane ε=0.3 ‖δ‖");
+        assert_eq!(escape_html(""), "");
+    }
+
+    #[test]
+    fn escape_is_not_idempotent_by_design() {
+        // Escaping twice must show the entity literally, not collapse back to markup.
+        assert_eq!(escape_html(&escape_html("<")), "&amp;lt;");
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(7), "7");
+        assert_eq!(group_thousands(1000), "1\u{2009}000");
+        assert_eq!(group_thousands(1_234_567), "1\u{2009}234\u{2009}567");
+    }
+}

@@ -1,0 +1,191 @@
+//! The results type. Keys are snake_case; bump [`SCHEMA_VERSION`] on any breaking change.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the results schema written into every `results.json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one `gauntlet run` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub gauntlet_version: String,
+    pub suite: SuiteInfo,
+    pub seed: u64,
+    /// `cpu`, `cuda:0`, …
+    pub device: String,
+    pub model: ModelInfo,
+    pub dataset: DatasetInfo,
+    pub clean: CleanResult,
+    /// One entry per (attack, ε), in suite order and ascending ε.
+    pub attacks: Vec<AttackResult>,
+    /// Pointwise worst case over every attack of the suite at each (norm, ε): an example counts
+    /// as broken if any attack breaks it.
+    pub worst_case: Vec<WorstCaseResult>,
+    pub sanity_checks: Vec<SanityCheck>,
+    pub gates: Vec<GateVerdict>,
+    /// A few adversarial examples for the report's gallery.
+    pub examples: Vec<AdversarialExample>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteInfo {
+    pub name: String,
+    /// Path of the suite file, or `None` for the embedded default suite.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    pub name: String,
+    pub architecture: String,
+    /// Weights file as given in the suite (`embedded:` prefix for bundled assets).
+    pub path: String,
+    /// SHA-256 of the weights file, lowercase hex.
+    pub sha256: String,
+    pub format: String,
+    pub input_shape: Vec<usize>,
+    pub num_classes: usize,
+    pub parameters: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub path: String,
+    pub format: String,
+    /// Samples evaluated (after `limit`).
+    pub samples: usize,
+    pub class_names: Vec<String>,
+}
+
+/// A proportion with its 95% Wilson score interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proportion {
+    pub value: f64,
+    pub successes: usize,
+    pub total: usize,
+    pub ci95_low: f64,
+    pub ci95_high: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassAccuracy {
+    pub class: usize,
+    pub name: String,
+    pub accuracy: Proportion,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanResult {
+    pub accuracy: Proportion,
+    pub mean_loss: f64,
+    pub per_class: Vec<ClassAccuracy>,
+}
+
+/// Summary statistics of per-sample perturbation norms, measured in the attack's norm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerturbationStats {
+    pub mean: f64,
+    pub median: f64,
+    pub max: f64,
+    /// Largest per-coordinate change over all samples (‖δ‖∞), whatever the attack's norm.
+    pub max_linf: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackResult {
+    /// Unique label in this run, e.g. `pgd` or `pgd_l2`; gates refer to `label@epsilon`.
+    pub label: String,
+    /// Registry name, e.g. `pgd`.
+    pub attack: String,
+    /// `linf` or `l2`.
+    pub norm: String,
+    pub epsilon: f64,
+    /// The attack's parameters as given in the suite (TOML values rendered as JSON).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub robust_accuracy: Proportion,
+    /// Fraction of the correctly classified inputs that the attack made misclassified.
+    pub success_rate: Proportion,
+    /// Mean per-sample loss (the attack's loss) at the adversarial inputs.
+    pub mean_loss: f64,
+    pub perturbation: PerturbationStats,
+    pub per_class: Vec<ClassAccuracy>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorstCaseResult {
+    pub norm: String,
+    pub epsilon: f64,
+    /// Labels of the attacks that ran at this (norm, ε).
+    pub attacks: Vec<String>,
+    pub robust_accuracy: Proportion,
+    pub per_class: Vec<ClassAccuracy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// A self-check of the measurement itself (monotone in ε, ε-ball respected, no gradient masking …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanityCheck {
+    /// Stable identifier, e.g. `monotone_in_epsilon`.
+    pub name: String,
+    pub status: CheckStatus,
+    /// One human sentence saying what was checked and what was found.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateVerdict {
+    /// `min_clean_accuracy` or `min_robust_accuracy[pgd@0.1]`.
+    pub gate: String,
+    pub threshold: f64,
+    pub actual: f64,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdversarialExample {
+    /// Index of the sample in the evaluated dataset.
+    pub index: usize,
+    pub attack: String,
+    pub epsilon: f64,
+    pub true_label: usize,
+    pub clean_prediction: usize,
+    pub adversarial_prediction: usize,
+    /// `[C, H, W]`.
+    pub shape: Vec<usize>,
+    /// Pixels in [0, 1], row-major C×H×W.
+    pub original: Vec<f32>,
+    pub adversarial: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    pub load_seconds: f64,
+    pub clean_seconds: f64,
+    pub attack_seconds: f64,
+    pub total_seconds: f64,
+}
