@@ -82,43 +82,101 @@ pub fn clip_to_unit_box(x: &Tensor) -> Result<Tensor, AttackError> {
 /// `x_clean` must lie in [0, 1]; both must be f32 and of the same shape `(batch, …)`. Points
 /// already feasible are returned bit-identical, so the projection is idempotent. A NaN in
 /// `x_adv` is replaced by the clean value (per element for L∞, per sample for L2), so NaN
-/// never escapes an attack.
+/// never escapes an attack. An attack projecting many times around the same inputs should
+/// build one [`FeasibleSet`] instead: it computes the L∞ bounds once.
 pub fn project(
     x_adv: &Tensor,
     x_clean: &Tensor,
     threat: ThreatModel,
 ) -> Result<Tensor, AttackError> {
-    check_epsilon(threat.epsilon)?;
-    check_same_shape("adversarial vs clean inputs", x_clean, x_adv)?;
-    for tensor in [x_adv, x_clean] {
-        if tensor.dtype() != DType::F32 {
+    FeasibleSet::new(x_clean, threat)?.project(x_adv)
+}
+
+/// The feasible set of a threat model around a batch of clean inputs, ready to project onto.
+///
+/// For L∞ it holds per-element bounds `[lower, upper] ⊆ [max(x − ε, 0), min(x + ε, 1)]`,
+/// repaired once so that every f32 value `v` between them has `|v − x| ≤ ε` when computed
+/// in f32; a projection is then a clamp (plus a NaN guard), four elementwise operations.
+#[derive(Debug, Clone)]
+pub struct FeasibleSet {
+    clean: Tensor,
+    threat: ThreatModel,
+    /// `(lower, upper)` for L∞.
+    linf_bounds: Option<(Tensor, Tensor)>,
+}
+
+impl FeasibleSet {
+    /// The set around `x_clean` (f32, `(batch, …)`, values in [0, 1]).
+    pub fn new(x_clean: &Tensor, threat: ThreatModel) -> Result<Self, AttackError> {
+        check_epsilon(threat.epsilon)?;
+        if x_clean.dtype() != DType::F32 {
             return Err(AttackError::InputDtype {
-                dtype: tensor.dtype(),
+                dtype: x_clean.dtype(),
             });
         }
+        let linf_bounds = match threat.norm {
+            Norm::Linf => Some(linf_bounds(x_clean, threat.epsilon)?),
+            Norm::L2 => None,
+        };
+        Ok(FeasibleSet {
+            clean: x_clean.clone(),
+            threat,
+            linf_bounds,
+        })
     }
-    match threat.norm {
-        Norm::Linf => project_linf(x_adv, x_clean, threat.epsilon),
-        Norm::L2 => project_l2(x_adv, x_clean, threat.epsilon),
+
+    /// The threat model this set belongs to.
+    pub fn threat(&self) -> ThreatModel {
+        self.threat
+    }
+
+    /// The clean inputs at the centre of the set.
+    pub fn clean(&self) -> &Tensor {
+        &self.clean
+    }
+
+    /// Project `x_adv` (same shape and dtype as the clean inputs) onto the set; see [`project`].
+    pub fn project(&self, x_adv: &Tensor) -> Result<Tensor, AttackError> {
+        check_same_shape("adversarial vs clean inputs", &self.clean, x_adv)?;
+        if x_adv.dtype() != DType::F32 {
+            return Err(AttackError::InputDtype {
+                dtype: x_adv.dtype(),
+            });
+        }
+        match &self.linf_bounds {
+            Some((lower, upper)) => {
+                let clamped = x_adv.maximum(lower)?.minimum(upper)?;
+                // NaN compares unequal to itself; backends disagree on max/min with NaN.
+                Ok(x_adv.eq(x_adv)?.where_cond(&clamped, &self.clean)?)
+            }
+            None => project_l2(x_adv, &self.clean, self.threat.epsilon),
+        }
     }
 }
 
-/// Clamp to [max(x − ε, 0), min(x + ε, 1)], then repair rounding.
-fn project_linf(x_adv: &Tensor, x: &Tensor, epsilon: f32) -> Result<Tensor, AttackError> {
+/// `[max(x − ε, 0), min(x + ε, 1)]`, with each bound repaired for rounding.
+fn linf_bounds(x: &Tensor, epsilon: f32) -> Result<(Tensor, Tensor), AttackError> {
     let lower = x.affine(1.0, -f64::from(epsilon))?.maximum(0f32)?;
     let upper = x.affine(1.0, f64::from(epsilon))?.minimum(1f32)?;
-    let clamped = x_adv.maximum(&lower)?.minimum(&upper)?;
+    Ok((
+        repair_bound(&lower, x, epsilon)?,
+        repair_bound(&upper, x, epsilon)?,
+    ))
+}
 
-    // `upper` is x + ε rounded to nearest, so `clamped − x` can come out one rounding above
-    // ε. Where it does, step toward x by |y|·2⁻²³, which is one or two ulps of y: the overshoot
-    // is at most half an ulp, so this lands inside, never past x unless ε itself is below two
-    // ulps. (Values clipped by the box are never over: they lie between x and x ± ε.)
-    let difference = (&clamped - x)?;
+/// Move a bound toward `x` until `|bound − x| ≤ ε` holds in f32.
+///
+/// `x ± ε` is rounded to nearest, so `bound − x` can come out one rounding above ε. Where it
+/// does, step toward x by |bound|·2⁻²³, which is one or two ulps of the bound: the overshoot
+/// is at most half an ulp, so this lands inside, and never past x unless ε itself is below two
+/// ulps. (Bounds set by the box are never over: they lie between x and x ± ε.) Whatever is
+/// still outside falls back to x. Every value between x and the repaired bound is then inside
+/// too, because rounding is monotone.
+fn repair_bound(bound: &Tensor, x: &Tensor, epsilon: f32) -> Result<Tensor, AttackError> {
+    let difference = (bound - x)?;
     let over = difference.abs()?.gt(epsilon)?;
-    let step = (difference.sign()? * clamped.abs()?)?.affine(f64::from(f32::EPSILON), 0.0)?;
-    let nudged = over.where_cond(&(&clamped - step)?, &clamped)?;
-
-    // Whatever is still outside (ε below two ulps of x, or NaN) falls back to the clean value.
+    let step = (difference.sign()? * bound.abs()?)?.affine(f64::from(f32::EPSILON), 0.0)?;
+    let nudged = over.where_cond(&(bound - step)?, bound)?;
     let inside = (&nudged - x)?.abs()?.le(epsilon)?;
     Ok(inside.where_cond(&nudged, x)?)
 }

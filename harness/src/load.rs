@@ -87,7 +87,7 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         },
-        architecture: spec.architecture_name().to_string(),
+        architecture: spec.architecture.name().to_string(),
         path: suite.model_weights.display(),
         sha256,
         format: "safetensors".to_string(),

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use gauntlet_attacks::{projection::perturbation_norms, Attack, Norm};
+use gauntlet_attacks::{projection::perturbation_norms, Norm};
 use gauntlet_datasets::{Batch, Dataset};
 use gauntlet_models::{Loss, Model};
 use gauntlet_reports::{

@@ -105,6 +105,9 @@ pub enum ModelError {
         #[source]
         source: Box<ModelError>,
     },
+    /// Labels that do not fit the logits (wrong count, or a class index out of range).
+    #[error("invalid labels: {reason}")]
+    InvalidLabels { reason: String },
     #[error("invalid training configuration: {reason}")]
     InvalidTrainConfig { reason: String },
     #[error("invalid training data: {reason}")]

@@ -8,6 +8,13 @@
 //! with respect to the input. The default implementation of
 //! [`Model::loss_and_input_gradient`] runs candle autograd through [`Model::forward`] with the
 //! weights held as constants, so only the input's graph is walked.
+//!
+//! The concrete model is [`Network`]: a [`ModelSpec`] (TOML: a built-in architecture or a
+//! `sequential` layer list) plus safetensors weights named as PyTorch's `state_dict()` names
+//! them (`docs/pytorch-export.md`). Its pooling layers are written here rather than taken from
+//! candle, whose pooling backward passes are wrong (`layers/pool.rs`). [`train()`] trains it;
+//! the `testing` feature adds a known-weights `testing::LinearModel` and a finite-difference
+//! gradient checker.
 
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -39,9 +46,12 @@ pub enum Loss {
 
 impl Loss {
     /// Per-sample loss values, shape `(batch,)`, built from differentiable candle ops only.
+    ///
+    /// `labels` must be `(batch,)` class indices below the number of classes; anything else is
+    /// a [`ModelError::InvalidLabels`] rather than an index error deep inside candle.
     pub fn per_sample(self, logits: &Tensor, labels: &Tensor) -> Result<Tensor, ModelError> {
-        let labels = labels.to_dtype(DType::U32)?;
         let (batch, classes) = logits.dims2()?;
+        let labels = checked_labels(labels, batch, classes)?;
         let index = labels.reshape((batch, 1))?;
         match self {
             Loss::CrossEntropy => {
@@ -64,6 +74,30 @@ impl Loss {
             }
         }
     }
+}
+
+/// `labels` as u32 after checking their shape and range.
+fn checked_labels(labels: &Tensor, batch: usize, classes: usize) -> Result<Tensor, ModelError> {
+    if labels.dims() != [batch] {
+        return Err(ModelError::InvalidLabels {
+            reason: format!(
+                "labels have shape {:?}, expected [{batch}] (one per sample)",
+                labels.dims()
+            ),
+        });
+    }
+    let labels = labels.to_dtype(DType::U32)?;
+    let values: Vec<u32> = labels.to_vec1()?;
+    if let Some((index, label)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| l as usize >= classes)
+    {
+        return Err(ModelError::InvalidLabels {
+            reason: format!("label {label} of sample {index} is not below the {classes} classes"),
+        });
+    }
+    Ok(labels)
 }
 
 /// The result of one forward + input-gradient pass.

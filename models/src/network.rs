@@ -281,6 +281,14 @@ impl Model for Network {
 
     fn forward(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
         let x = self.prepare_input(inputs)?;
+        if x.dim(0)? == 0 {
+            // Some candle ops reject empty tensors; an empty batch has empty logits.
+            return Ok(Tensor::zeros(
+                (0, self.spec.num_classes),
+                self.dtype,
+                &self.device,
+            )?);
+        }
         layers::run(&self.nodes, &x)
     }
 }

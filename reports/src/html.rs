@@ -130,9 +130,14 @@ tr.group-start td { border-top: 2px solid var(--line); }
 .plots img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 .gallery { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; padding: 6px; border: 1px solid var(--line); border-radius: 6px; width: min-content; }
-figure img { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
+figure img { display: block; max-width: none; image-rendering: pixelated; }
 figcaption { font-size: 13px; margin-top: 4px; }
 figcaption .outcome { font-weight: 700; }
+table.kv { margin: 4px 0 0; }
+table.kv th, table.kv td { background: none; border: 0; padding: 1px 8px 1px 0; font-size: 13px; white-space: normal; }
+table.kv th { color: var(--muted); font-weight: 400; white-space: nowrap; }
+table.compact { width: auto; min-width: 420px; }
+tr.total td { font-weight: 600; }
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
 @media print { main { max-width: none; padding: 0; } h2 { break-after: avoid; } figure, tr { break-inside: avoid; } }
 "#;
@@ -235,7 +240,10 @@ impl Page {
             .collect::<Vec<_>>()
             .join("×");
         let rows: [(&str, String); 12] = [
-            ("Suite", format!("{} · {suite_path}", esc(&report.suite.name))),
+            (
+                "Suite",
+                format!("{} · {suite_path}", esc(&report.suite.name)),
+            ),
             ("Device", format!("<code>{}</code>", esc(&report.device))),
             (
                 "Model",
@@ -381,7 +389,10 @@ impl Page {
         for attack in &report.attacks {
             let repeat = previous_label == Some(attack.label.as_str());
             let (row_class, label) = if repeat {
-                ("", format!("<span class=\"repeat\">{}</span>", esc(&attack.label)))
+                (
+                    "",
+                    format!("<span class=\"repeat\">{}</span>", esc(&attack.label)),
+                )
             } else {
                 (
                     " class=\"group-start\"",
@@ -460,7 +471,10 @@ impl Page {
                 significant(distance, 4)
             };
             let (badge, margin) = if gate.passed {
-                (status_badge(CheckStatus::Pass), format!("clears it by {distance}"))
+                (
+                    status_badge(CheckStatus::Pass),
+                    format!("clears it by {distance}"),
+                )
             } else {
                 (
                     status_badge(CheckStatus::Fail),
@@ -556,7 +570,7 @@ impl Page {
                 classes.len()
             ));
         }
-        self.push("<table>\n<thead><tr><th>Class</th>");
+        self.push("<table class=\"compact\">\n<thead><tr><th>Class</th>");
         for s in &series {
             self.push(&format!("<th class=\"num\">{}</th>", esc(&s.name)));
         }
@@ -643,7 +657,7 @@ impl Page {
                         format!("<code>{} = {}</code>", esc(key), esc(&value.to_string()))
                     })
                     .collect::<Vec<_>>()
-                    .join(" ")
+                    .join(", ")
             };
             self.push(&format!(
                 "<tr><td><strong>{}</strong></td><td><code>{}</code></td><td>{}</td>\
@@ -658,15 +672,22 @@ impl Page {
 
     fn timings(&mut self, report: &RunReport) {
         let t = &report.timings;
-        self.push("<section id=\"timings\">\n<h2>Timings</h2>\n<table class=\"timings\">\n<tbody>\n");
+        self.push(
+            "<section id=\"timings\">\n<h2>Timings</h2>\n<table class=\"compact\">\n<tbody>\n",
+        );
         for (what, value) in [
             ("Loading model and data", t.load_seconds),
             ("Clean evaluation", t.clean_seconds),
             ("Attacks", t.attack_seconds),
             ("Total", t.total_seconds),
         ] {
+            let row = if what == "Total" {
+                " class=\"total\""
+            } else {
+                ""
+            };
             self.push(&format!(
-                "<tr><td>{what}</td><td class=\"num\">{}</td></tr>\n",
+                "<tr{row}><td>{what}</td><td class=\"num\">{}</td></tr>\n",
                 seconds(value)
             ));
         }
@@ -691,10 +712,13 @@ fn example_caption(report: &RunReport, example: &AdversarialExample, max_abs_del
         "still correct"
     };
     format!(
-        "<strong>Sample #{}</strong> · <code>{}</code> at ε = {}<br>\
-         true: {} · clean prediction: {}<br>\
-         adversarial prediction: {} <span class=\"outcome\">({outcome})</span><br>\
-         <span class=\"repeat\">max |δ| = {}</span>",
+        "<strong>Sample #{}</strong> · <code>{}</code> at ε = {}\n\
+         <table class=\"kv\"><tbody>\n\
+         <tr><th>true</th><td>{}</td></tr>\n\
+         <tr><th>clean prediction</th><td>{}</td></tr>\n\
+         <tr><th>adversarial</th><td>{} <span class=\"outcome\">({outcome})</span></td></tr>\n\
+         <tr><th>max |δ|</th><td>{}</td></tr>\n\
+         </tbody></table>",
         example.index,
         esc(&example.attack),
         significant(example.epsilon, 4),
@@ -716,12 +740,15 @@ fn plural(n: usize) -> &'static str {
 /// `1234567` → `1 234 567` (thin spaces), so parameter counts are readable at a glance.
 fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push('\u{2009}');
-        }
-        out.push(c);
+    // The leading group has 1–3 digits; every later group exactly 3 (all ASCII).
+    let lead = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        r => r,
+    };
+    let mut out = digits[..lead].to_owned();
+    for group in digits.as_bytes()[lead..].chunks(3) {
+        out.push('\u{2009}');
+        out.extend(group.iter().map(|&b| char::from(b)));
     }
     out
 }
@@ -737,7 +764,10 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
         );
         assert_eq!(escape_html("it's a & b"), "it&#39;s a &amp; b");
-        assert_eq!(escape_html(r#"<b>&"seven""#), "&lt;b&gt;&amp;&quot;seven&quot;");
+        assert_eq!(
+            escape_html(r#"<b>&"seven""#),
+            "&lt;b&gt;&amp;&quot;seven&quot;"
+        );
     }
 
     #[test]

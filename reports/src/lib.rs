@@ -145,7 +145,10 @@ mod tests {
             "json".parse::<OutputFormat>().ok(),
             Some(OutputFormat::Json)
         );
-        assert_eq!(" HTML".parse::<OutputFormat>().ok(), Some(OutputFormat::Html));
+        assert_eq!(
+            " HTML".parse::<OutputFormat>().ok(),
+            Some(OutputFormat::Html)
+        );
         assert_eq!("Csv".parse::<OutputFormat>().ok(), Some(OutputFormat::Csv));
     }
 
@@ -161,7 +164,10 @@ mod tests {
     #[test]
     fn display_round_trips_through_from_str() {
         for format in OutputFormat::ALL {
-            assert_eq!(format.to_string().parse::<OutputFormat>().ok(), Some(format));
+            assert_eq!(
+                format.to_string().parse::<OutputFormat>().ok(),
+                Some(format)
+            );
         }
     }
 

@@ -221,9 +221,7 @@ impl<Coord, DB: DrawingBackend> Drawable<DB> for Marker<Coord> {
         };
         let r = self.radius;
         match self.shape {
-            MarkerShape::Circle => {
-                backend.draw_circle((x, y), r.unsigned_abs(), &self.style, true)
-            }
+            MarkerShape::Circle => backend.draw_circle((x, y), r.unsigned_abs(), &self.style, true),
             MarkerShape::Square => {
                 let s = r * 8 / 10;
                 backend.draw_rect((x - s, y - s), (x + s, y + s), &self.style, true)
@@ -563,10 +561,7 @@ pub(crate) fn per_class_series(report: &RunReport) -> Vec<ClassSeries> {
                 .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
             if let Some(worst) = largest {
                 series.push(ClassSeries {
-                    name: format!(
-                        "worst case {norm} ε={}",
-                        significant(worst.epsilon, 4)
-                    ),
+                    name: format!("worst case {norm} ε={}", significant(worst.epsilon, 4)),
                     per_class: worst.per_class.clone(),
                 });
             }
@@ -597,10 +592,20 @@ pub(crate) fn per_class_plot(report: &RunReport) -> Result<Option<NamedPng>, Rep
     let group_width = 0.8;
     let bar_width = group_width / groups;
     let n = classes.len();
-    let width = (160 + 70 * n as u32).clamp(760, 1600) + LEGEND_WIDTH;
+    let tick_names: Vec<String> = classes.iter().map(|(_, name)| shorten(name, 14)).collect();
+    // Wide enough for every class name under its group where that fits in 1600 pixels;
+    // otherwise only every k-th name is drawn (see below).
+    ensure_fonts()?;
+    let tick_font = (FONT, 12).into_font();
+    let widest_name = tick_names
+        .iter()
+        .map(|name| tick_font.box_size(name).map(|(w, _)| w).unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let slot = (widest_name + 10).max(56);
+    let width = (160 + slot * n as u32).clamp(760, 1600) + LEGEND_WIDTH;
     let title = "Per-class accuracy".to_owned();
     let file_name = "per_class_accuracy.png".to_owned();
-    let tick_names: Vec<String> = classes.iter().map(|(_, name)| shorten(name, 12)).collect();
 
     let color_of = |g: usize| {
         // Clean in dark grey, then the palette: the comparison reads as "grey → colour".
@@ -650,7 +655,9 @@ pub(crate) fn per_class_plot(report: &RunReport) -> Result<Option<NamedPng>, Rep
                 .per_class
                 .iter()
                 .filter_map(|class| {
-                    let slot = classes.iter().position(|(index, _)| *index == class.class)?;
+                    let slot = classes
+                        .iter()
+                        .position(|(index, _)| *index == class.class)?;
                     let left = slot as f64 - group_width / 2.0 + g as f64 * bar_width;
                     Some((left, class.accuracy))
                 })
@@ -662,7 +669,12 @@ pub(crate) fn per_class_plot(report: &RunReport) -> Result<Option<NamedPng>, Rep
                 )
             }))?;
             chart.draw_series(bars.iter().map(|(left, p)| {
-                error_bar(left + bar_width / 2.0, p, bar_width * 0.2, INK.stroke_width(1))
+                error_bar(
+                    left + bar_width / 2.0,
+                    p,
+                    bar_width * 0.2,
+                    INK.stroke_width(1),
+                )
             }))?;
         }
 
@@ -670,10 +682,17 @@ pub(crate) fn per_class_plot(report: &RunReport) -> Result<Option<NamedPng>, Rep
         let (left_px, y_px) = chart.backend_coord(&(0.0, ACCURACY_AXIS.start));
         let (right_px, _) = chart.backend_coord(&((n - 1) as f64, ACCURACY_AXIS.start));
         let slot_px = f64::from((right_px - left_px).max(1)) / (n.max(2) - 1) as f64;
-        let every = ((90.0 / slot_px).ceil() as usize).max(1);
-        let tick_style = TextStyle::from((FONT, 13).into_font())
+        let tick_style = TextStyle::from(tick_font.clone())
             .color(&INK)
             .pos(Pos::new(HPos::Center, VPos::Top));
+        let widest = tick_names
+            .iter()
+            .map(|name| root.estimate_text_size(name, &tick_style).map(|(w, _)| w))
+            .collect::<Result<Vec<u32>, _>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        let every = ((f64::from(widest + 10) / slot_px).ceil() as usize).max(1);
         for (slot, name) in tick_names.iter().enumerate().step_by(every) {
             let (x, _) = chart.backend_coord(&(slot as f64, ACCURACY_AXIS.start));
             root.draw(&PathElement::new(vec![(x, y_px), (x, y_px + 4)], INK))?;
@@ -717,8 +736,8 @@ pub(crate) fn example_tiles(report: &RunReport) -> Result<Vec<ExampleTile>, Repo
 
 fn example_tile(i: usize, example: &AdversarialExample) -> Result<ExampleTile, ReportError> {
     let dims = example_dims(&format!("examples[{i}]"), example)?;
-    let scale = ((PANEL_TARGET + dims.height.max(dims.width) / 2) / dims.height.max(dims.width))
-        .max(1);
+    let scale =
+        ((PANEL_TARGET + dims.height.max(dims.width) / 2) / dims.height.max(dims.width)).max(1);
     let panel_w = dims.width * scale;
     let panel_h = dims.height * scale;
     let width = 2 * TILE_MARGIN + 3 * panel_w + 2 * TILE_GAP;
@@ -763,25 +782,20 @@ fn example_tile(i: usize, example: &AdversarialExample) -> Result<ExampleTile, R
         "adversarial".to_owned(),
     ];
     let name = format!("example_{:02}.png", i + 1);
-    let png = render_png(
-        &name,
-        (width as u32, height as u32),
-        Some(rgb),
-        |root| {
-            for (k, caption) in captions.iter().enumerate() {
-                let center = (TILE_MARGIN + k * (panel_w + TILE_GAP) + panel_w / 2) as i32;
-                let style = TextStyle::from((FONT, 13).into_font())
-                    .color(&INK)
-                    .pos(Pos::new(HPos::Center, VPos::Top));
-                root.draw(&Text::new(
-                    caption.clone(),
-                    (center, TILE_MARGIN as i32 + 2),
-                    style,
-                ))?;
-            }
-            Ok(())
-        },
-    )?;
+    let png = render_png(&name, (width as u32, height as u32), Some(rgb), |root| {
+        for (k, caption) in captions.iter().enumerate() {
+            let center = (TILE_MARGIN + k * (panel_w + TILE_GAP) + panel_w / 2) as i32;
+            let style = TextStyle::from((FONT, 13).into_font())
+                .color(&INK)
+                .pos(Pos::new(HPos::Center, VPos::Top));
+            root.draw(&Text::new(
+                caption.clone(),
+                (center, TILE_MARGIN as i32 + 2),
+                style,
+            ))?;
+        }
+        Ok(())
+    })?;
     Ok(ExampleTile {
         png: NamedPng {
             file_name: name,
@@ -844,6 +858,58 @@ mod tests {
     fn shorten_adds_ellipsis() {
         assert_eq!(shorten("airplane", 12), "airplane");
         assert_eq!(shorten("a very long class name", 8), "a very …");
+    }
+
+    fn decode_rgb(png_bytes: &[u8]) -> (usize, Vec<u8>) {
+        let mut reader = png::Decoder::new(png_bytes).read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        (info.width as usize, pixels)
+    }
+
+    #[test]
+    fn tile_panels_hold_original_amplified_delta_and_adversarial() {
+        // 1×2×2 image; δ = [+0.1, −0.1, 0, +0.05] → gain 0.5 / 0.1 = 5 → grey levels
+        // [1.0, 0.0, 0.5, 0.75] → bytes [255, 0, 128, 191].
+        let original = vec![0.2_f32, 0.6, 0.4, 0.9];
+        let adversarial = vec![0.3_f32, 0.5, 0.4, 0.95];
+        let example = AdversarialExample {
+            index: 3,
+            attack: "pgd".to_owned(),
+            epsilon: 0.1,
+            true_label: 0,
+            clean_prediction: 0,
+            adversarial_prediction: 1,
+            shape: vec![1, 2, 2],
+            original: original.clone(),
+            adversarial: adversarial.clone(),
+        };
+        let tile = example_tile(0, &example).unwrap();
+        assert!((tile.max_abs_delta - 0.1).abs() < 1e-6);
+        let (width, pixels) = decode_rgb(&tile.png.png);
+        let scale = 56; // (112 + 1) / 2
+        let panel = 2 * scale;
+        let top = TILE_MARGIN + TILE_CAPTION;
+        let grey_at = |k: usize, row: usize, col: usize| {
+            // Centre of source pixel (row, col) in panel k.
+            let x = TILE_MARGIN + k * (panel + TILE_GAP) + col * scale + scale / 2;
+            let y = top + row * scale + scale / 2;
+            let at = (y * width + x) * 3;
+            assert_eq!(pixels[at], pixels[at + 1], "grey");
+            pixels[at]
+        };
+        let byte = |v: f32| (v * 255.0).round() as u8;
+        let expected_delta = [255, 0, 128, 191];
+        for i in 0..4 {
+            let (row, col) = (i / 2, i % 2);
+            assert_eq!(grey_at(0, row, col), byte(original[i]), "original {i}");
+            assert_eq!(grey_at(1, row, col), expected_delta[i], "delta {i}");
+            assert_eq!(
+                grey_at(2, row, col),
+                byte(adversarial[i]),
+                "adversarial {i}"
+            );
+        }
     }
 
     #[test]

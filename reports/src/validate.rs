@@ -170,7 +170,10 @@ fn non_negative(field: &str, value: f64) -> Result<(), ReportError> {
 fn unit_interval(field: &str, value: f64) -> Result<(), ReportError> {
     finite(field, value)?;
     if !(0.0..=1.0).contains(&value) {
-        return Err(invalid(field, format!("is {value}, expected a value in [0, 1]")));
+        return Err(invalid(
+            field,
+            format!("is {value}, expected a value in [0, 1]"),
+        ));
     }
     Ok(())
 }

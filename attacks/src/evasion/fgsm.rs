@@ -99,14 +99,6 @@ pub struct Fgsm {
     objective: Objective,
 }
 
-impl Fgsm {
-    /// An FGSM attack with budget `threat` following `objective`.
-    pub fn new(threat: ThreatModel, objective: Objective) -> Result<Self, AttackError> {
-        check_epsilon(threat.epsilon)?;
-        Ok(Fgsm { threat, objective })
-    }
-}
-
 impl Attack for Fgsm {
     fn name(&self) -> &'static str {
         ENTRY.name

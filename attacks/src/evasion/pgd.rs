@@ -55,7 +55,7 @@ use serde::Deserialize;
 
 use crate::objective::{check_batch, steepest_ascent_direction, Objective, TargetSelection};
 use crate::params::{self, check_epsilon, parse_params};
-use crate::projection::{per_sample_column, project};
+use crate::projection::{per_sample_column, FeasibleSet};
 use crate::{Attack, AttackEntry, AttackError, Norm, ParameterDoc, ThreatModel};
 
 /// The registry entry.
@@ -199,14 +199,15 @@ impl Pgd {
     fn run(
         &self,
         model: &dyn Model,
-        inputs: &Tensor,
+        feasible: &FeasibleSet,
         attack_labels: &Tensor,
         rng: &mut ChaCha8Rng,
     ) -> Result<Tensor, AttackError> {
+        let inputs = feasible.clean();
         let mut current = if self.random_start {
             let noise = random_ball_points(inputs.dims(), self.threat, rng)?;
             let noise = Tensor::from_vec(noise, inputs.dims(), inputs.device())?;
-            project(&(inputs + noise)?, inputs, self.threat)?
+            feasible.project(&(inputs + noise)?)?
         } else {
             inputs.clone()
         };
@@ -216,7 +217,7 @@ impl Pgd {
                 .loss_and_input_gradient(&current, attack_labels, self.objective.loss)?
                 .gradient;
             let step = steepest_ascent_direction(&gradient, self.threat.norm)?.affine(step_scale, 0.0)?;
-            current = project(&(current + step)?, inputs, self.threat)?;
+            current = feasible.project(&(current + step)?)?;
         }
         Ok(current)
     }
@@ -243,15 +244,16 @@ impl Attack for Pgd {
             return Ok(inputs.clone());
         }
         let attack_labels = self.objective.attack_labels(model, inputs, &batch, rng)?;
+        let feasible = FeasibleSet::new(inputs, self.threat)?;
         if self.restarts == 1 {
-            return self.run(model, inputs, &attack_labels, rng);
+            return self.run(model, &feasible, &attack_labels, rng);
         }
 
         // Per sample: the first successful restart, else the highest score so far.
         let rank = inputs.rank();
         let mut best: Option<(Tensor, Tensor, Tensor)> = None; // (inputs, score, success u8)
         for _ in 0..self.restarts {
-            let candidate = self.run(model, inputs, &attack_labels, rng)?;
+            let candidate = self.run(model, &feasible, &attack_labels, rng)?;
             let logits = model.forward(&candidate)?;
             let score = self
                 .objective

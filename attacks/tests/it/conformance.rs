@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use gauntlet_attacks::projection::perturbation_norms;
 use gauntlet_attacks::{find_attack, Attack, AttackError, ChaCha8Rng, Norm, ATTACKS};
 use gauntlet_models::testing::LinearModel;
-use gauntlet_models::Model;
+use gauntlet_models::{Model, ModelSpec, Network};
 use rand::{Rng, SeedableRng};
 
 use crate::support::{accuracy, bits, build, perturb, Mlp};
@@ -37,6 +37,15 @@ fn labels_for(model: &dyn Model, inputs: &Tensor) -> Tensor {
     Tensor::from_vec(labels, BATCH, &Device::Cpu).unwrap()
 }
 
+/// A built-in architecture of the models crate, freshly initialised.
+fn network(architecture: &str, extra: &str) -> Network {
+    let spec = ModelSpec::from_toml_str(&format!(
+        "architecture = \"{architecture}\"\ninput_shape = [1, 4, 4]\nnum_classes = {CLASSES}\n{extra}"
+    ))
+    .unwrap();
+    Network::init(&spec, 7, &Device::Cpu).unwrap()
+}
+
 fn models() -> Vec<Box<dyn Model>> {
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let weight: Vec<f32> = (0..CLASSES * 16)
@@ -53,6 +62,8 @@ fn models() -> Vec<Box<dyn Model>> {
     vec![
         Box::new(Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3)),
         Box::new(linear),
+        Box::new(network("mlp", "hidden = [10]")),
+        Box::new(network("small_cnn", "")),
     ]
 }
 
@@ -155,7 +166,7 @@ fn every_attack_keeps_the_contract() {
             }
         }
     }
-    assert_eq!(cases, 2 * ATTACKS.len() * 16 * 5);
+    assert_eq!(cases, 4 * ATTACKS.len() * 16 * 5);
 }
 
 // Targeted runs may move a misclassified sample anywhere but must not make the model more

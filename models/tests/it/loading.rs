@@ -276,3 +276,37 @@ fn spec_is_validated_before_weights() {
     let error = Network::from_spec_and_safetensors(&spec, &[], &Device::Cpu).unwrap_err();
     assert!(matches!(error, ModelError::InvalidSpec { .. }), "{error:?}");
 }
+
+#[test]
+fn bad_labels_and_empty_batches_are_handled() {
+    let network = init(SMALL_CNN, 0);
+    let x = Tensor::zeros((2, 1, 12, 12), DType::F32, &Device::Cpu).unwrap();
+    for loss in [
+        gauntlet_models::Loss::CrossEntropy,
+        gauntlet_models::Loss::CwMargin,
+    ] {
+        let out_of_range = Tensor::new(&[0u32, 7], &Device::Cpu).unwrap();
+        let error = network
+            .loss_and_input_gradient(&x, &out_of_range, loss)
+            .unwrap_err();
+        assert!(error.to_string().contains("label 7 of sample 1"), "{error}");
+        let short = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+        let error = network
+            .loss_and_input_gradient(&x, &short, loss)
+            .unwrap_err();
+        assert!(
+            matches!(error, ModelError::InvalidLabels { .. }),
+            "{error:?}"
+        );
+    }
+    let empty = Tensor::zeros((0, 1, 12, 12), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(network.forward(&empty).unwrap().dims(), &[0, 4]);
+}
+
+#[test]
+fn init_is_deterministic_in_the_seed() {
+    let text = "architecture = 'resnet20'\ninput_shape = [3, 8, 8]\nnum_classes = 10";
+    let bytes = |seed| init(text, seed).to_safetensors_bytes().unwrap();
+    assert_eq!(bytes(3), bytes(3));
+    assert_ne!(bytes(3), bytes(4));
+}

@@ -28,7 +28,8 @@ window.addEventListener('load', function () {
 "#;
 
 /// A 1×1 RGB PNG.
-const TINY_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+const TINY_PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
 
 fn find_on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -66,13 +67,19 @@ impl BrowserRun {
     /// Chromium logs every console message (any level, including CSP violations) as a
     /// `…:CONSOLE…` line on stderr with `--enable-logging=stderr`.
     fn console_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|line| line.contains("CONSOLE")).collect()
+        self.stderr
+            .lines()
+            .filter(|line| line.contains("CONSOLE"))
+            .collect()
     }
 }
 
 /// Adds the checker script and lets this copy's CSP run it.
 fn instrument(html: &str) -> String {
-    assert!(html.contains("script-src 'none'"), "the page's CSP must forbid scripts");
+    assert!(
+        html.contains("script-src 'none'"),
+        "the page's CSP must forbid scripts"
+    );
     html.replacen("script-src 'none'", "script-src 'unsafe-inline'", 1)
         .replacen("</body>", &format!("{CHECKER}</body>"), 1)
 }
@@ -98,7 +105,10 @@ fn run_chromium(browser: &Path, html: &str, extra: &[String]) -> BrowserRun {
             "--v=0",
             "--virtual-time-budget=5000",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .args(extra)
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())
@@ -123,7 +133,11 @@ fn run_chromium(browser: &Path, html: &str, extra: &[String]) -> BrowserRun {
         dom: std::fs::read_to_string(&stdout_path).unwrap(),
         stderr: std::fs::read_to_string(&stderr_path).unwrap(),
     };
-    assert!(status.success(), "chromium failed ({status}):\n{}", run.stderr);
+    assert!(
+        status.success(),
+        "chromium failed ({status}):\n{}",
+        run.stderr
+    );
     run
 }
 
@@ -140,9 +154,16 @@ fn report_loads_every_image_without_console_messages() {
         "not every image decoded; stderr:\n{}",
         run.stderr
     );
-    assert_eq!(run.console_lines(), Vec::<&str>::new(), "console messages were logged");
+    assert_eq!(
+        run.console_lines(),
+        Vec::<&str>::new(),
+        "console messages were logged"
+    );
     // The escaped hostile class name is text in the DOM, not an element.
-    assert!(run.dom.contains("&lt;b&gt;&amp;\"seven\""), "escaped class name not in the DOM");
+    assert!(
+        run.dom.contains("&lt;b&gt;&amp;\"seven\""),
+        "escaped class name not in the DOM"
+    );
     assert!(!run.dom.contains("<b>"));
 }
 
@@ -163,8 +184,16 @@ fn detectors_catch_a_broken_page() {
     let run = run_chromium(&browser, &instrument(&broken), &["--dump-dom".to_owned()]);
     assert_eq!(run.images_loaded(), Some("1/3"), "stderr:\n{}", run.stderr);
     let console = run.console_lines().join("\n");
-    assert!(console.contains("deliberate error"), "console error not seen:\n{}", run.stderr);
-    assert!(console.contains("Content Security Policy"), "CSP block not seen:\n{}", run.stderr);
+    assert!(
+        console.contains("deliberate error"),
+        "console error not seen:\n{}",
+        run.stderr
+    );
+    assert!(
+        console.contains("Content Security Policy"),
+        "CSP block not seen:\n{}",
+        run.stderr
+    );
 }
 
 /// The page as shipped (no checker, scripts forbidden by its CSP) logs nothing either: its CSP
@@ -182,12 +211,15 @@ fn uninstrumented_report_logs_nothing() {
 /// gauntlet-reports screenshot` (the page is saved beside it as `report.html`).
 #[test]
 fn screenshot_when_asked() {
-    let Some(target) = std::env::var_os("GAUNTLET_REPORT_SCREENSHOT") else { return };
+    let Some(target) = std::env::var_os("GAUNTLET_REPORT_SCREENSHOT") else {
+        return;
+    };
     let Some(browser) = chromium() else { return };
     let html = render_html(&fixture::report()).unwrap();
     let target = PathBuf::from(target);
     std::fs::write(target.with_extension("html"), &html).unwrap();
-    let height = std::env::var("GAUNTLET_REPORT_SCREENSHOT_HEIGHT").unwrap_or_else(|_| "4200".to_owned());
+    let height =
+        std::env::var("GAUNTLET_REPORT_SCREENSHOT_HEIGHT").unwrap_or_else(|_| "4200".to_owned());
     run_chromium(
         &browser,
         &html,

@@ -4,14 +4,21 @@ use crate::fixture;
 
 fn read_rows(text: &str) -> (Vec<String>, Vec<csv::StringRecord>) {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     let rows = reader.records().map(Result::unwrap).collect();
     (header, rows)
 }
 
 fn number(row: &csv::StringRecord, column: &str) -> f64 {
     let at = CSV_COLUMNS.iter().position(|c| *c == column).unwrap();
-    row[at].parse().unwrap_or_else(|_| panic!("`{column}` = {:?} is not a number", &row[at]))
+    row[at]
+        .parse()
+        .unwrap_or_else(|_| panic!("`{column}` = {:?} is not a number", &row[at]))
 }
 
 fn cell<'a>(row: &'a csv::StringRecord, column: &str) -> &'a str {
@@ -51,9 +58,15 @@ fn numbers_parse_back_exactly() {
 
     let clean = &rows[0];
     assert_eq!(number(clean, "epsilon"), 0.0);
-    assert_eq!(number(clean, "robust_accuracy"), report.clean.accuracy.value);
+    assert_eq!(
+        number(clean, "robust_accuracy"),
+        report.clean.accuracy.value
+    );
     assert_eq!(number(clean, "ci95_low"), report.clean.accuracy.ci95_low);
-    assert_eq!(number(clean, "correct"), report.clean.accuracy.successes as f64);
+    assert_eq!(
+        number(clean, "correct"),
+        report.clean.accuracy.successes as f64
+    );
     assert_eq!(number(clean, "mean_loss"), report.clean.mean_loss);
     assert_eq!(number(clean, "seconds"), report.timings.clean_seconds);
     assert_eq!(cell(clean, "success_rate"), "", "not applicable to clean");
@@ -66,12 +79,18 @@ fn numbers_parse_back_exactly() {
         assert_eq!(number(row, "robust_accuracy"), attack.robust_accuracy.value);
         assert_eq!(number(row, "ci95_low"), attack.robust_accuracy.ci95_low);
         assert_eq!(number(row, "ci95_high"), attack.robust_accuracy.ci95_high);
-        assert_eq!(number(row, "correct"), attack.robust_accuracy.successes as f64);
+        assert_eq!(
+            number(row, "correct"),
+            attack.robust_accuracy.successes as f64
+        );
         assert_eq!(number(row, "total"), attack.robust_accuracy.total as f64);
         assert_eq!(number(row, "success_rate"), attack.success_rate.value);
         assert_eq!(number(row, "mean_loss"), attack.mean_loss);
         assert_eq!(number(row, "perturbation_mean"), attack.perturbation.mean);
-        assert_eq!(number(row, "perturbation_median"), attack.perturbation.median);
+        assert_eq!(
+            number(row, "perturbation_median"),
+            attack.perturbation.median
+        );
         assert_eq!(number(row, "perturbation_max"), attack.perturbation.max);
         assert_eq!(number(row, "max_linf"), attack.perturbation.max_linf);
         assert_eq!(number(row, "seconds"), attack.seconds);
@@ -102,5 +121,8 @@ fn write_csv_writes_the_same_text() {
     let path = dir.path().join("results.csv");
     let report = fixture::report();
     write_csv(&report, &path).unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), csv_string(&report).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        csv_string(&report).unwrap()
+    );
 }

@@ -119,7 +119,11 @@ fn digit_image(shift: f32) -> Vec<f32> {
             let r = (dx * dx + dy * dy).sqrt();
             let v = (-(r - 8.0).powi(2) / 5.0).exp();
             // Quantised to 8 bits, as real image data is.
-            pixels.push(if v < 0.05 { 0.0 } else { (v * 255.0).round() / 255.0 });
+            pixels.push(if v < 0.05 {
+                0.0
+            } else {
+                (v * 255.0).round() / 255.0
+            });
         }
     }
     pixels
@@ -131,7 +135,11 @@ fn perturbed(original: &[f32], epsilon: f32, seed: usize) -> Vec<f32> {
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let sign = if (i * 7 + seed * 13) % 5 < 2 { -1.0 } else { 1.0 };
+            let sign = if (i * 7 + seed * 13) % 5 < 2 {
+                -1.0
+            } else {
+                1.0
+            };
             (v + sign * epsilon).clamp(0.0, 1.0)
         })
         .collect()
@@ -293,7 +301,7 @@ pub fn report() -> RunReport {
         ],
         timings: Timings {
             load_seconds: 0.412,
-            clean_seconds: 0.318,
+            clean_seconds: 0.327,
             attack_seconds: 97.6,
             total_seconds: 98.35,
         },

@@ -23,14 +23,21 @@ fn attribute_values<'a>(html: &'a str, attribute: &str) -> Vec<&'a str> {
 fn page_references_nothing_outside_itself() {
     let html = page();
     let lower = html.to_ascii_lowercase();
-    for forbidden in ["http://", "https://", "src=\"/", "<script", "<link", "@import", "url(", "<iframe", "<object", "<embed"] {
+    for forbidden in [
+        "http://", "https://", "src=\"/", "<script", "<link", "@import", "url(", "<iframe",
+        "<object", "<embed",
+    ] {
         assert!(!lower.contains(forbidden), "page contains `{forbidden}`");
     }
     let sources = attribute_values(&html, "src");
     // One accuracy chart (one norm), the per-class chart and three gallery tiles.
     assert_eq!(sources.len(), 5);
     for source in sources {
-        assert!(source.starts_with("data:image/png;base64,"), "{}", &source[..40.min(source.len())]);
+        assert!(
+            source.starts_with("data:image/png;base64,"),
+            "{}",
+            &source[..40.min(source.len())]
+        );
     }
     for href in attribute_values(&html, "href") {
         assert!(href.starts_with('#'), "external link {href}");
@@ -43,7 +50,9 @@ fn embedded_images_decode_as_png() {
     let html = page();
     for source in attribute_values(&html, "src") {
         let payload = source.strip_prefix("data:image/png;base64,").unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(payload).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
         let (width, height, _) = decode(&bytes);
         assert!(width > 0 && height > 0);
     }
@@ -52,13 +61,22 @@ fn embedded_images_decode_as_png() {
 #[test]
 fn user_strings_are_escaped() {
     let html = page();
-    assert!(html.contains("&lt;b&gt;&amp;&quot;seven&quot;"), "escaped class name missing");
-    assert!(!html.contains("<b>"), "raw <b> from a class name reached the page");
+    assert!(
+        html.contains("&lt;b&gt;&amp;&quot;seven&quot;"),
+        "escaped class name missing"
+    );
+    assert!(
+        !html.contains("<b>"),
+        "raw <b> from a class name reached the page"
+    );
     assert!(!html.contains(fixture::HOSTILE_CLASS_NAME));
     assert!(html.contains("suites/&lt;script&gt;alert(1)&lt;/script&gt;.toml"));
     assert!(!html.contains("<script"));
     assert!(html.contains("o&#39;brien&#39;s mnist-cnn.safetensors"));
-    assert!(html.contains("&quot;pgd&quot; beats &quot;fgsm&quot;"), "sanity detail escaped");
+    assert!(
+        html.contains("&quot;pgd&quot; beats &quot;fgsm&quot;"),
+        "sanity detail escaped"
+    );
     assert!(html.contains("more steps &amp; restarts"));
 }
 
@@ -66,7 +84,8 @@ fn user_strings_are_escaped() {
 fn sections_come_in_reading_order() {
     let html = page();
     let position = |needle: &str| {
-        html.find(needle).unwrap_or_else(|| panic!("`{needle}` missing from the page"))
+        html.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing from the page"))
     };
     let order = [
         "<header>",
@@ -80,13 +99,25 @@ fn sections_come_in_reading_order() {
         "id=\"timings\"",
     ];
     let positions: Vec<usize> = order.iter().map(|n| position(n)).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:?} at {positions:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "{order:?} at {positions:?}"
+    );
 }
 
 #[test]
 fn header_names_the_run() {
     let html = page();
-    for needle in ["mnist-linf-smoke", "mnist-cnn", "small_cnn", "mnist-test", "20240611", "<code>cpu</code>", "gauntlet 0.1.0", "3f7a9c0d2b51e8f4"] {
+    for needle in [
+        "mnist-linf-smoke",
+        "mnist-cnn",
+        "small_cnn",
+        "mnist-test",
+        "20240611",
+        "<code>cpu</code>",
+        "gauntlet 0.1.0",
+        "3f7a9c0d2b51e8f4",
+    ] {
         assert!(html.contains(needle), "`{needle}` missing");
     }
 }
@@ -95,8 +126,15 @@ fn header_names_the_run() {
 fn verdict_counts_the_failed_gate() {
     let html = page();
     let report = fixture::report();
-    assert_eq!(report.gates.iter().filter(|g| !g.passed).count(), 1, "fixture has one failing gate");
-    assert!(html.contains("<strong>FAILED</strong>1 of 3 gates failed."), "verdict");
+    assert_eq!(
+        report.gates.iter().filter(|g| !g.passed).count(),
+        1,
+        "fixture has one failing gate"
+    );
+    assert!(
+        html.contains("<strong>FAILED</strong>1 of 3 gates failed."),
+        "verdict"
+    );
     assert!(html.contains("Sanity checks: 3 passed, 1 warning, 0 failed."));
 }
 
@@ -134,10 +172,18 @@ fn summary_shows_percentages_with_one_decimal_and_plus_minus() {
     assert!(html.contains(&format!(">{:.1}%</td>", clean.value * 100.0)));
     for attack in &report.attacks {
         let p = &attack.robust_accuracy;
-        assert!(html.contains(&format!(">{:.1}%</td>", p.value * 100.0)), "{}", attack.label);
+        assert!(
+            html.contains(&format!(">{:.1}%</td>", p.value * 100.0)),
+            "{}",
+            attack.label
+        );
         let up = format!("{:.1}", (p.ci95_high - p.value) * 100.0);
         let down = format!("{:.1}", (p.value - p.ci95_low) * 100.0);
-        let expected = if up == down { format!("±{up}") } else { format!("+{up} / −{down}") };
+        let expected = if up == down {
+            format!("±{up}")
+        } else {
+            format!("+{up} / −{down}")
+        };
         assert!(html.contains(&expected), "{} CI {expected}", attack.label);
     }
 }
@@ -157,9 +203,9 @@ fn gallery_names_true_and_predicted_classes() {
     let html = page();
     let gallery = &html[html.find("id=\"gallery\"").unwrap()..html.find("id=\"attacks\"").unwrap()];
     assert_eq!(gallery.matches("<figure>").count(), 3);
-    assert!(gallery.contains("true: &lt;b&gt;&amp;&quot;seven&quot;"));
-    assert!(gallery.contains("true: three"));
-    assert!(gallery.contains("adversarial prediction: eight"));
+    assert!(gallery.contains("<th>true</th><td>&lt;b&gt;&amp;&quot;seven&quot;"));
+    assert!(gallery.contains("<th>true</th><td>three"));
+    assert!(gallery.contains("<th>adversarial</th><td>eight"));
     assert!(gallery.contains("(misclassified)"));
     assert!(gallery.contains("(still correct)"));
     assert!(gallery.contains("largest |δ| spans the full grey range"));

@@ -21,7 +21,10 @@ fn checked_in_fixture_deserialises_to_the_code_fixture() {
     }
     let report = read_json(&path).unwrap();
     assert_eq!(report, fixture::report());
-    assert_eq!(report.dataset.class_names[fixture::HOSTILE_CLASS], fixture::HOSTILE_CLASS_NAME);
+    assert_eq!(
+        report.dataset.class_names[fixture::HOSTILE_CLASS],
+        fixture::HOSTILE_CLASS_NAME
+    );
 }
 
 #[test]
@@ -34,7 +37,10 @@ fn json_round_trip_is_exact() {
     assert_eq!(back, report);
 
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("{\n  \"schema_version\": 1,\n"), "pretty, version first");
+    assert!(
+        text.starts_with("{\n  \"schema_version\": 1,\n"),
+        "pretty, version first"
+    );
     assert!(text.ends_with("}\n"));
 }
 
@@ -60,11 +66,19 @@ fn newer_schema_version_is_refused_with_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let text = serde_json::to_string_pretty(&fixture::report())
         .unwrap()
-        .replace("\"schema_version\": 1,", "\"schema_version\": 999,\n  \"added_in_v999\": true,");
+        .replace(
+            "\"schema_version\": 1,",
+            "\"schema_version\": 999,\n  \"added_in_v999\": true,",
+        );
     let path = write(dir.path(), "future.json", &text);
     let error = read_json(&path).unwrap_err();
     match &error {
-        ReportError::UnsupportedSchemaVersion { found, supported, path: p, .. } => {
+        ReportError::UnsupportedSchemaVersion {
+            found,
+            supported,
+            path: p,
+            ..
+        } => {
             assert_eq!(*found, 999);
             assert_eq!(*supported, SCHEMA_VERSION);
             assert_eq!(p, &path);
@@ -73,7 +87,10 @@ fn newer_schema_version_is_refused_with_both_versions() {
     }
     let message = error.to_string();
     assert!(message.contains("schema_version 999"), "{message}");
-    assert!(message.contains(&format!("schema_version {SCHEMA_VERSION} only")), "{message}");
+    assert!(
+        message.contains(&format!("schema_version {SCHEMA_VERSION} only")),
+        "{message}"
+    );
     assert!(message.contains("newer gauntlet"), "{message}");
     assert!(message.contains("future.json"), "{message}");
 }
@@ -81,9 +98,16 @@ fn newer_schema_version_is_refused_with_both_versions() {
 #[test]
 fn older_schema_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "old.json", r#"{"schema_version": 0, "whatever": []}"#);
+    let path = write(
+        dir.path(),
+        "old.json",
+        r#"{"schema_version": 0, "whatever": []}"#,
+    );
     let error = read_json(&path).unwrap_err();
-    assert!(matches!(error, ReportError::UnsupportedSchemaVersion { found: 0, .. }));
+    assert!(matches!(
+        error,
+        ReportError::UnsupportedSchemaVersion { found: 0, .. }
+    ));
     assert!(error.to_string().contains("older gauntlet"), "{error}");
 }
 
@@ -92,13 +116,20 @@ fn missing_schema_version_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "noversion.json", r#"{"suite": {"name": "x"}}"#);
     let error = read_json(&path).unwrap_err();
-    assert!(matches!(error, ReportError::MissingSchemaVersion { .. }), "{error:?}");
+    assert!(
+        matches!(error, ReportError::MissingSchemaVersion { .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
 fn malformed_json_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "broken.json", "{\n  \"schema_version\": 1,\n  \"suite\": }\n");
+    let path = write(
+        dir.path(),
+        "broken.json",
+        "{\n  \"schema_version\": 1,\n  \"suite\": }\n",
+    );
     let error = read_json(&path).unwrap_err();
     assert!(matches!(error, ReportError::Json { .. }), "{error:?}");
     let message = error.to_string();
@@ -116,7 +147,10 @@ fn wrong_type_names_line_and_column() {
     let path = write(dir.path(), "typed.json", &text);
     let message = read_json(&path).unwrap_err().to_string();
     assert!(message.contains("typed.json"), "{message}");
-    assert!(message.contains(&format!("line {line} column")), "{message}");
+    assert!(
+        message.contains(&format!("line {line} column")),
+        "{message}"
+    );
 }
 
 #[test]
@@ -150,7 +184,10 @@ fn non_finite_number_is_refused_before_writing() {
         ReportError::InvalidReport { field, .. } => assert_eq!(field, "attacks[4].mean_loss"),
         other => panic!("expected InvalidReport, got {other:?}"),
     }
-    assert!(!path.exists(), "nothing may be written for an invalid report");
+    assert!(
+        !path.exists(),
+        "nothing may be written for an invalid report"
+    );
 }
 
 #[test]

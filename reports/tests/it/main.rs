@@ -1,5 +1,8 @@
 //! The one integration test binary of gauntlet-reports (one binary per crate saves link time).
 
+// Test code may panic on unexpected errors: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod chromium;
 mod csv_file;
 mod fixture;

@@ -48,7 +48,11 @@ fn one_chart_per_norm_one_per_class_chart_and_one_tile_per_example() {
     );
     for plot in &plots {
         let (width, height, pixels) = decode(&plot.png);
-        assert!(width >= 300 && height >= 100, "{}: {width}×{height}", plot.file_name);
+        assert!(
+            width >= 300 && height >= 100,
+            "{}: {width}×{height}",
+            plot.file_name
+        );
         assert_eq!(pixels.len(), width as usize * height as usize * 3);
         assert!(!plot.title.is_empty());
     }
@@ -60,9 +64,18 @@ fn accuracy_chart_draws_lines_and_text() {
     let (width, height, pixels) = decode(&plot(&plots, "robust_accuracy_linf.png").png);
     assert_eq!((width, height), (900, 460));
     // The first series (fgsm) is drawn in the first palette colour, the worst case in ink.
-    assert!(count_color(&pixels, [0, 114, 178]) > 200, "fgsm line missing");
-    assert!(count_color(&pixels, [230, 159, 0]) > 200, "pgd line missing");
-    assert!(count_color(&pixels, [34, 34, 34]) > 500, "axes, text and worst case missing");
+    assert!(
+        count_color(&pixels, [0, 114, 178]) > 200,
+        "fgsm line missing"
+    );
+    assert!(
+        count_color(&pixels, [230, 159, 0]) > 200,
+        "pgd line missing"
+    );
+    assert!(
+        count_color(&pixels, [34, 34, 34]) > 500,
+        "axes, text and worst case missing"
+    );
     // The title row holds rendered glyphs: the font was found.
     let title_band = &pixels[..(width as usize * 30 * 3)];
     assert!(
@@ -75,8 +88,14 @@ fn accuracy_chart_draws_lines_and_text() {
 fn per_class_chart_has_clean_and_worst_case_bars() {
     let plots = render_plots(&fixture::report()).unwrap();
     let (_, _, pixels) = decode(&plot(&plots, "per_class_accuracy.png").png);
-    assert!(count_color(&pixels, [110, 110, 110]) > 1000, "clean bars missing");
-    assert!(count_color(&pixels, [0, 114, 178]) > 100, "worst-case bars missing");
+    assert!(
+        count_color(&pixels, [110, 110, 110]) > 1000,
+        "clean bars missing"
+    );
+    assert!(
+        count_color(&pixels, [0, 114, 178]) > 100,
+        "worst-case bars missing"
+    );
 }
 
 #[test]
@@ -88,7 +107,10 @@ fn gallery_tile_shows_three_upscaled_panels() {
     assert!(width > 3 * 112 && width < 3 * 112 + 60, "width {width}");
     assert!(height > 112 && height < 112 + 60, "height {height}");
     // The perturbation panel maps δ = 0 to mid-grey (128) and the extremes to 0 / 255.
-    assert!(count_color(&pixels, [128, 128, 128]) >= 16 * 16, "no δ = 0 area");
+    assert!(
+        count_color(&pixels, [128, 128, 128]) >= 16 * 16,
+        "no δ = 0 area"
+    );
     assert!(count_color(&pixels, [0, 0, 0]) > 0);
 }
 
@@ -101,7 +123,11 @@ fn write_plots_writes_the_rendered_bytes() {
     assert_eq!(paths.len(), plots.len());
     for (path, plot) in paths.iter().zip(&plots) {
         assert_eq!(path.file_name().unwrap().to_str().unwrap(), plot.file_name);
-        assert_eq!(std::fs::read(path).unwrap(), plot.png, "rendering is deterministic");
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            plot.png,
+            "rendering is deterministic"
+        );
     }
 }
 
@@ -140,7 +166,10 @@ fn rgb_examples_render_in_colour() {
     let plots = render_plots(&report).unwrap();
     let (_, _, pixels) = decode(&plot(&plots, "example_01.png").png);
     // 8 × 14 = 112 pixels a side, all red in the original panel (and most of the adversarial).
-    assert!(count_color(&pixels, [255, 0, 0]) >= 112 * 112, "red panel missing");
+    assert!(
+        count_color(&pixels, [255, 0, 0]) >= 112 * 112,
+        "red panel missing"
+    );
 }
 
 #[test]

@@ -3,7 +3,10 @@ use gauntlet_reports::{read_json, write_all, OutputFormat, ReportError};
 use crate::fixture;
 
 fn file_names(paths: &[std::path::PathBuf]) -> Vec<String> {
-    paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
+    paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
@@ -26,7 +29,11 @@ fn all_formats_write_json_csv_html_and_pngs() {
         ]
     );
     for path in &paths {
-        assert!(path.starts_with(&out) && path.is_file(), "{}", path.display());
+        assert!(
+            path.starts_with(&out) && path.is_file(),
+            "{}",
+            path.display()
+        );
     }
     assert_eq!(read_json(&out.join("results.json")).unwrap(), report);
 }
@@ -34,8 +41,12 @@ fn all_formats_write_json_csv_html_and_pngs() {
 #[test]
 fn only_the_requested_formats_are_written_once_each() {
     let dir = tempfile::tempdir().unwrap();
-    let paths =
-        write_all(&fixture::report(), dir.path(), &[OutputFormat::Csv, OutputFormat::Csv]).unwrap();
+    let paths = write_all(
+        &fixture::report(),
+        dir.path(),
+        &[OutputFormat::Csv, OutputFormat::Csv],
+    )
+    .unwrap();
     assert_eq!(file_names(&paths), ["results.csv"]);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -46,14 +57,18 @@ fn invalid_report_writes_nothing() {
     let mut report = fixture::report();
     report.timings.total_seconds = f64::INFINITY;
     let error = write_all(&report, dir.path(), &OutputFormat::ALL).unwrap_err();
-    assert!(matches!(error, ReportError::InvalidReport { ref field, .. } if field == "timings.total_seconds"));
+    assert!(
+        matches!(error, ReportError::InvalidReport { ref field, .. } if field == "timings.total_seconds")
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]
 fn formats_parse_from_the_command_line_spelling() {
-    let formats: Vec<OutputFormat> =
-        "json,csv, html".split(',').map(|s| s.parse().unwrap()).collect();
+    let formats: Vec<OutputFormat> = "json,csv, html"
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     assert_eq!(formats, OutputFormat::ALL);
     let error = "xml".parse::<OutputFormat>().unwrap_err();
     assert!(matches!(error, ReportError::UnknownFormat { ref given } if given == "xml"));
