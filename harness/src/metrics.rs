@@ -26,12 +26,23 @@ pub fn proportion(successes: usize, total: usize) -> Proportion {
     let denominator = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denominator;
     let half_width = Z_95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
+    // At p = 0 (p = 1) the Wilson bound is exactly 0 (1); the closed form only rounds near it.
+    let ci95_low = if successes == 0 {
+        0.0
+    } else {
+        (centre - half_width).max(0.0)
+    };
+    let ci95_high = if successes >= total {
+        1.0
+    } else {
+        (centre + half_width).min(1.0)
+    };
     Proportion {
         value: p,
         successes,
         total,
-        ci95_low: (centre - half_width).max(0.0),
-        ci95_high: (centre + half_width).min(1.0),
+        ci95_low,
+        ci95_high,
     }
 }
 

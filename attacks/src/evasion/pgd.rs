@@ -267,7 +267,8 @@ impl Attack for Pgd {
                     // replace = ¬best_success ∧ (success ∨ score > best_score)
                     let improves = success.maximum(&score.gt(&best_score)?)?;
                     let replace = improves.mul(&best_success.eq(0u8)?)?;
-                    let replace_inputs = per_sample_column(&replace, rank)?.broadcast_as(inputs.shape())?;
+                    let replace_inputs =
+                        per_sample_column(&replace, rank)?.broadcast_as(inputs.shape())?;
                     (
                         replace_inputs.where_cond(&candidate, &best_inputs)?,
                         replace.where_cond(&score, &best_score)?,

@@ -105,7 +105,7 @@ fn safetensors_with_a_missing_tensor() {
         .unwrap()
         .names()
         .into_iter()
-        .cloned()
+        .map(str::to_string)
         .collect();
     dropped.push_str(names.iter().find(|n| n.ends_with("bias")).unwrap());
     let target = dropped.clone();

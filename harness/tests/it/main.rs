@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! One integration binary for the `gauntlet` command: each test runs the real binary in a
 //! fresh temp dir.
 
