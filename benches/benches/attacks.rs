@@ -25,7 +25,12 @@ fn bench_fixture(c: &mut Criterion, fixture: &Fixture, pgd_steps: &[i64]) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10);
     group.bench_function("forward", |b| {
-        b.iter(|| fixture.network.forward(&fixture.inputs).unwrap_or_else(|e| panic!("{e}")))
+        b.iter(|| {
+            fixture
+                .network
+                .forward(&fixture.inputs)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
     });
     group.bench_function("forward_backward", |b| {
         b.iter(|| {

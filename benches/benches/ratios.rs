@@ -53,10 +53,12 @@ fn row(fixture: &Fixture, repeats: usize) -> String {
     let pgd = build("pgd", Some(PGD_STEPS));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let fgsm_time = median_time(repeats, || {
-        fgsm.perturb(net, x, y, &mut rng).unwrap_or_else(|e| panic!("{e}"));
+        fgsm.perturb(net, x, y, &mut rng)
+            .unwrap_or_else(|e| panic!("{e}"));
     });
     let pgd_time = median_time(repeats.div_ceil(3).max(1), || {
-        pgd.perturb(net, x, y, &mut rng).unwrap_or_else(|e| panic!("{e}"));
+        pgd.perturb(net, x, y, &mut rng)
+            .unwrap_or_else(|e| panic!("{e}"));
     });
     let rate = |d: Duration| BATCH as f64 / d.as_secs_f64();
     format!(

@@ -26,7 +26,9 @@ fn network(spec: &str, device: &Device) -> Network {
 pub fn synthetic_batch(shape: &[usize], classes: u32, device: &Device) -> (Tensor, Tensor) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let per_sample: usize = shape.iter().product();
-    let pixels: Vec<f32> = (0..BATCH * per_sample).map(|_| rng.random::<f32>()).collect();
+    let pixels: Vec<f32> = (0..BATCH * per_sample)
+        .map(|_| rng.random::<f32>())
+        .collect();
     let labels: Vec<u32> = (0..BATCH).map(|_| rng.random_range(0..classes)).collect();
     let mut dims = vec![BATCH];
     dims.extend_from_slice(shape);
@@ -42,7 +44,12 @@ pub fn small_cnn(device: &Device) -> Fixture {
         device,
     );
     let (inputs, labels) = synthetic_batch(&[1, 28, 28], 10, device);
-    Fixture { name: "small_cnn", network, inputs, labels }
+    Fixture {
+        name: "small_cnn",
+        network,
+        inputs,
+        labels,
+    }
 }
 
 /// ResNet-20 at 32×32×3 (BatchNorm in eval mode).
@@ -52,5 +59,10 @@ pub fn resnet20(device: &Device) -> Fixture {
         device,
     );
     let (inputs, labels) = synthetic_batch(&[3, 32, 32], 10, device);
-    Fixture { name: "resnet20", network, inputs, labels }
+    Fixture {
+        name: "resnet20",
+        network,
+        inputs,
+        labels,
+    }
 }

@@ -128,7 +128,9 @@ fn report(
 
 fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
     match what {
-        ListWhat::Attacks if markdown => stdout_line(gauntlet_attacks::attacks_markdown().trim_end())?,
+        ListWhat::Attacks if markdown => {
+            stdout_line(gauntlet_attacks::attacks_markdown().trim_end())?
+        }
         ListWhat::Attacks => {
             for entry in gauntlet_attacks::ATTACKS {
                 stdout_line(&format!("{:<8} {}", entry.name, entry.summary))?;
@@ -146,7 +148,11 @@ fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
 fn parse_format(text: &str) -> Result<DatasetFormat> {
     toml::Value::String(text.to_string())
         .try_into()
-        .map_err(|_| anyhow::anyhow!("unknown data format `{text}`; expected idx, npy, cifar10 or image_folder"))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "unknown data format `{text}`; expected idx, npy, cifar10 or image_folder"
+            )
+        })
 }
 
 fn train_command(args: TrainArgs) -> Result<Outcome> {
@@ -205,7 +211,13 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
             );
         }
     };
-    let history = train(&mut network, &batch.inputs, &batch.labels, &config, &mut on_epoch)?;
+    let history = train(
+        &mut network,
+        &batch.inputs,
+        &batch.labels,
+        &config,
+        &mut on_epoch,
+    )?;
     network.save_safetensors(&args.out)?;
     if let Some(last) = history.last() {
         stdout_line(&format!(
@@ -218,8 +230,12 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
     if let (Some(images), Some(labels)) = (&args.test_images, &args.test_labels) {
         let test = gauntlet_datasets::load_idx(images, labels, None)?;
         let test_batch = test.batch(0..test.len(), &device)?;
-        let accuracy =
-            gauntlet_models::train::accuracy(&network, &test_batch.inputs, &test_batch.labels, 256)?;
+        let accuracy = gauntlet_models::train::accuracy(
+            &network,
+            &test_batch.inputs,
+            &test_batch.labels,
+            256,
+        )?;
         stdout_line(&format!(
             "held-out accuracy on {} samples: {:.2}%",
             test.len(),

@@ -35,8 +35,7 @@ pub fn open_device(choice: DeviceChoice) -> Result<Device> {
                      support; rebuild with `cargo build --release --features cuda`"
                 );
             }
-            Device::new_cuda(ordinal)
-                .with_context(|| format!("cannot open CUDA device {ordinal}"))
+            Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
         }
     }
 }

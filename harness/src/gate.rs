@@ -2,6 +2,7 @@
 
 use gauntlet_reports::{GateVerdict, RunReport};
 
+use crate::metrics::epsilon_value;
 use crate::suite::Gate;
 
 /// The verdict of every gate against the results.
@@ -14,12 +15,12 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                 Gate::RobustAccuracy { label, epsilon, .. } => report
                     .attacks
                     .iter()
-                    .find(|a| &a.label == label && a.epsilon == f64::from(*epsilon))
+                    .find(|a| &a.label == label && a.epsilon == epsilon_value(*epsilon))
                     .map(|a| a.robust_accuracy.value),
                 Gate::WorstCaseAccuracy { norm, epsilon, .. } => report
                     .worst_case
                     .iter()
-                    .find(|w| &w.norm == norm && w.epsilon == f64::from(*epsilon))
+                    .find(|w| &w.norm == norm && w.epsilon == epsilon_value(*epsilon))
                     .map(|w| w.robust_accuracy.value),
             };
             // A gate whose number is missing cannot pass: the suite validation makes this

@@ -77,8 +77,13 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)
     })?;
     let spec = ModelSpec::from_toml_str(&spec_text)
         .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
-    let network = Network::from_spec_and_safetensors(&spec, &weights, device)
-        .with_context(|| format!("cannot load model weights `{}`", suite.model_weights.display()))?;
+    let network =
+        Network::from_spec_and_safetensors(&spec, &weights, device).with_context(|| {
+            format!(
+                "cannot load model weights `{}`",
+                suite.model_weights.display()
+            )
+        })?;
     let info = ModelInfo {
         name: match &suite.model_weights {
             Source::Embedded(name) => name.clone(),
@@ -102,7 +107,9 @@ fn file_of(source: &Option<Source>, key: &str) -> Result<std::path::PathBuf> {
     match source {
         Some(Source::File(path)) => Ok(path.clone()),
         Some(Source::Embedded(name)) => {
-            bail!("`dataset.{key}`: embedded data is named by `path = \"embedded:…\"`, not `{name}`")
+            bail!(
+                "`dataset.{key}`: embedded data is named by `path = \"embedded:…\"`, not `{name}`"
+            )
         }
         None => bail!("`dataset.{key}` is required for this format"),
     }

@@ -46,6 +46,15 @@ pub fn proportion(successes: usize, total: usize) -> Proportion {
     }
 }
 
+/// An ε as reports show it: the shortest decimal that reads back as the same f32, so a suite's
+/// `0.01` appears as `0.01` and not as `0.009999999776482582`.
+pub fn epsilon_value(epsilon: f32) -> f64 {
+    epsilon
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| f64::from(epsilon))
+}
+
 /// Accuracy per class from per-sample correctness.
 pub fn per_class(labels: &[u32], correct: &[bool], class_names: &[String]) -> Vec<ClassAccuracy> {
     let classes = class_names.len();
@@ -81,7 +90,7 @@ pub fn perturbation_stats(norms: &[f32], max_linf: f32) -> PerturbationStats {
     let mut sorted: Vec<f64> = norms.iter().map(|&n| f64::from(n)).collect();
     sorted.sort_by(f64::total_cmp);
     let middle = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 0 {
+    let median = if sorted.len().is_multiple_of(2) {
         (sorted[middle - 1] + sorted[middle]) / 2.0
     } else {
         sorted[middle]
@@ -122,6 +131,13 @@ mod tests {
         let small = proportion(50, 100);
         let large = proportion(500, 1000);
         assert!(large.ci95_high - large.ci95_low < small.ci95_high - small.ci95_low);
+    }
+
+    #[test]
+    fn epsilons_keep_their_decimal_spelling() {
+        assert_eq!(epsilon_value(0.01), 0.01);
+        assert_eq!(epsilon_value(8.0 / 255.0) as f32, 8.0 / 255.0);
+        assert_eq!(epsilon_value(0.0), 0.0);
     }
 
     #[test]

@@ -13,15 +13,15 @@ use gauntlet_attacks::{projection::perturbation_norms, Norm};
 use gauntlet_datasets::{Batch, Dataset};
 use gauntlet_models::{Loss, Model};
 use gauntlet_reports::{
-    AdversarialExample, AttackResult, CleanResult, RunReport, SuiteInfo, Timings,
-    WorstCaseResult, SCHEMA_VERSION,
+    AdversarialExample, AttackResult, CleanResult, RunReport, SuiteInfo, Timings, WorstCaseResult,
+    SCHEMA_VERSION,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 use crate::load::Loaded;
-use crate::metrics::{per_class, perturbation_stats, proportion};
+use crate::metrics::{epsilon_value, per_class, perturbation_stats, proportion};
 use crate::progress::Progress;
 use crate::sanity;
 use crate::suite::{PlannedAttack, Suite};
@@ -92,13 +92,25 @@ fn evaluate(model: &dyn Model, inputs: &Tensor, labels: &Tensor) -> Result<(Vec<
     Ok((predictions, losses))
 }
 
-pub fn clean_pass(
-    model: &dyn Model,
-    dataset: &dyn Dataset,
-    batch_size: usize,
-    device: &Device,
-    progress: &Progress,
-) -> Result<CleanOutcome> {
+/// What every pass over the data shares.
+pub struct Pass<'a> {
+    pub model: &'a dyn Model,
+    pub dataset: &'a dyn Dataset,
+    pub device: &'a Device,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub progress: &'a Progress,
+}
+
+pub fn clean_pass(pass: &Pass) -> Result<CleanOutcome> {
+    let Pass {
+        model,
+        dataset,
+        device,
+        batch_size,
+        progress,
+        ..
+    } = *pass;
     let mut outcome = CleanOutcome {
         labels: Vec::new(),
         predictions: Vec::new(),
@@ -128,16 +140,19 @@ pub struct KeptBatch {
 
 /// Run one attack at one ε over the whole dataset.
 pub fn attack_pass(
-    model: &dyn Model,
-    dataset: &dyn Dataset,
+    pass: &Pass,
     planned: &PlannedAttack,
     clean: &CleanOutcome,
-    seed: u64,
-    batch_size: usize,
-    device: &Device,
-    progress: &Progress,
     keep_first_batch: bool,
 ) -> Result<(AttackOutcome, Option<KeptBatch>)> {
+    let Pass {
+        model,
+        dataset,
+        device,
+        batch_size,
+        seed,
+        progress,
+    } = *pass;
     let started = Instant::now();
     let norm = planned.attack.threat().norm;
     let mut outcome = AttackOutcome {
@@ -156,14 +171,13 @@ pub fn attack_pass(
         seconds: 0.0,
     };
     let mut kept = None;
-    for (index, range) in batch_ranges(dataset.len(), batch_size).into_iter().enumerate() {
+    for (index, range) in batch_ranges(dataset.len(), batch_size)
+        .into_iter()
+        .enumerate()
+    {
         let batch = dataset.batch(range.clone(), device)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
-            seed,
-            &planned.label,
-            planned.epsilon,
-            index,
-        ));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(seed, &planned.label, planned.epsilon, index));
         let adversarial = planned
             .attack
             .perturb(model, &batch.inputs, &batch.labels, &mut rng)
@@ -176,10 +190,19 @@ pub fn attack_pass(
         let (predictions, losses) = evaluate(model, &adversarial, &batch.labels)?;
         let difference = (&adversarial - &batch.inputs)?;
         let flat = adversarial.flatten_all()?;
-        outcome.has_nan |= flat.ne(&flat)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? > 0.0;
+        outcome.has_nan |= flat
+            .ne(&flat)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?
+            > 0.0;
         outcome.min_value = outcome.min_value.min(flat.min(0)?.to_scalar::<f32>()?);
         outcome.max_value = outcome.max_value.max(flat.max(0)?.to_scalar::<f32>()?);
-        let linf = difference.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let linf = difference
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
         outcome.max_linf = outcome.max_linf.max(linf);
         outcome
             .norms
@@ -215,7 +238,15 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
 
     progress.set_message("clean accuracy");
     let clean_started = Instant::now();
-    let clean = clean_pass(model, dataset, suite.batch_size, device, progress)?;
+    let pass = Pass {
+        model,
+        dataset,
+        device,
+        batch_size: suite.batch_size,
+        seed: suite.seed,
+        progress,
+    };
+    let clean = clean_pass(&pass)?;
     let clean_seconds = clean_started.elapsed().as_secs_f64();
 
     let gallery = gallery_choice(suite);
@@ -224,17 +255,7 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
     let mut kept = None;
     for (index, planned) in suite.attacks.iter().enumerate() {
         progress.set_message(&format!("{} ε={}", planned.label, planned.epsilon));
-        let (outcome, kept_batch) = attack_pass(
-            model,
-            dataset,
-            planned,
-            &clean,
-            suite.seed,
-            suite.batch_size,
-            device,
-            progress,
-            gallery == Some(index),
-        )?;
+        let (outcome, kept_batch) = attack_pass(&pass, planned, &clean, gallery == Some(index))?;
         if kept_batch.is_some() {
             kept = kept_batch;
         }
@@ -255,7 +276,8 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
         .map(|(outcome, planned)| attack_result(outcome, planned, &clean, class_names))
         .collect();
     let worst_case = worst_case(&outcomes, &clean, class_names);
-    let sanity_checks = sanity::run_checks(suite, loaded, &clean, &outcomes, &worst_case, progress)?;
+    let sanity_checks =
+        sanity::run_checks(suite, loaded, &clean, &outcomes, &worst_case, progress)?;
     let examples = match (&kept, gallery) {
         (Some(kept), Some(index)) => {
             gallery_examples(kept, &clean, &outcomes[index], suite.report.examples)?
@@ -323,7 +345,7 @@ fn attack_result(
         label: outcome.label.clone(),
         attack: outcome.name.clone(),
         norm: outcome.norm.to_string(),
-        epsilon: f64::from(outcome.epsilon),
+        epsilon: epsilon_value(outcome.epsilon),
         params,
         robust_accuracy: proportion(count(&outcome.robust), outcome.robust.len()),
         success_rate: proportion(broken, clean_correct),
@@ -346,11 +368,7 @@ fn worst_case(
             keys.push((outcome.norm, outcome.epsilon));
         }
     }
-    keys.sort_by(|a, b| {
-        (a.0 as u8)
-            .cmp(&(b.0 as u8))
-            .then(a.1.total_cmp(&b.1))
-    });
+    keys.sort_by(|a, b| (a.0 as u8).cmp(&(b.0 as u8)).then(a.1.total_cmp(&b.1)));
     keys.into_iter()
         .map(|(norm, epsilon)| {
             let members: Vec<&AttackOutcome> = outcomes
@@ -362,7 +380,7 @@ fn worst_case(
                 .collect();
             WorstCaseResult {
                 norm: norm.to_string(),
-                epsilon: f64::from(epsilon),
+                epsilon: epsilon_value(epsilon),
                 attacks: members.iter().map(|o| o.label.clone()).collect(),
                 robust_accuracy: proportion(count(&robust), robust.len()),
                 per_class: per_class(&clean.labels, &robust, class_names),
@@ -409,7 +427,7 @@ fn gallery_examples(
         .map(|i| AdversarialExample {
             index: i,
             attack: outcome.label.clone(),
-            epsilon: f64::from(outcome.epsilon),
+            epsilon: epsilon_value(outcome.epsilon),
             true_label: clean.labels[i] as usize,
             clean_prediction: clean.predictions[i] as usize,
             adversarial_prediction: outcome.predictions[i] as usize,

@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::load::Loaded;
+use crate::metrics::epsilon_value;
 use crate::progress::Progress;
 use crate::runner::{derive_seed, AttackOutcome, CleanOutcome};
 use crate::suite::Suite;
@@ -226,13 +227,17 @@ fn worst_case_not_above_any_attack(
     let mut problems = Vec::new();
     for worst in worst_case {
         for outcome in outcomes.iter().filter(|o| {
-            o.norm.to_string() == worst.norm && f64::from(o.epsilon) == worst.epsilon
+            o.norm.to_string() == worst.norm && epsilon_value(o.epsilon) == worst.epsilon
         }) {
             let robust = outcome.robust.iter().filter(|&&r| r).count();
             if worst.robust_accuracy.successes > robust {
                 problems.push(format!(
                     "{} ε = {}: worst case {} > `{}` {}",
-                    worst.norm, worst.epsilon, worst.robust_accuracy.successes, outcome.label, robust
+                    worst.norm,
+                    worst.epsilon,
+                    worst.robust_accuracy.successes,
+                    outcome.label,
+                    robust
                 ));
             }
         }
@@ -319,8 +324,7 @@ fn full_budget(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<Sa
         .enumerate()
     {
         let batch = dataset.batch(range, &loaded.device)?;
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, "full_budget", 1.0, index));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, "full_budget", 1.0, index));
         let adversarial = attack.perturb(&loaded.model, &batch.inputs, &batch.labels, &mut rng)?;
         correct += count_correct(&loaded.model, &adversarial, &batch.labels)?;
     }

@@ -223,9 +223,19 @@ pub struct PlannedAttack {
 /// A gate on one number of the results.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Gate {
-    CleanAccuracy { threshold: f64 },
-    RobustAccuracy { label: String, epsilon: f32, threshold: f64 },
-    WorstCaseAccuracy { norm: String, epsilon: f32, threshold: f64 },
+    CleanAccuracy {
+        threshold: f64,
+    },
+    RobustAccuracy {
+        label: String,
+        epsilon: f32,
+        threshold: f64,
+    },
+    WorstCaseAccuracy {
+        norm: String,
+        epsilon: f32,
+        threshold: f64,
+    },
 }
 
 impl Gate {
@@ -443,7 +453,8 @@ fn resolve_dataset(dataset: &DatasetSection, base: &Path) -> Result<DatasetSourc
         .path
         .as_ref()
         .is_some_and(|s| matches!(s, Source::Embedded(_)));
-    let needs_files = matches!(dataset.format, DatasetFormat::Idx | DatasetFormat::Npy) && !embedded;
+    let needs_files =
+        matches!(dataset.format, DatasetFormat::Idx | DatasetFormat::Npy) && !embedded;
     if needs_files {
         if sources.images.is_none() || sources.labels.is_none() {
             bail!(

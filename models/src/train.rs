@@ -265,6 +265,9 @@ impl OptimizerState {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // Gradients carry the backward graph (which references the parameters); detached,
+            // the optimiser state does not chain one step's graph to the next and leak memory.
+            let grad = &grad.detach();
             let value = var.as_tensor().detach();
             let updated = match self.rule {
                 Optimizer::Sgd {

@@ -9,7 +9,7 @@ use gauntlet_models::testing::LinearModel;
 use gauntlet_models::{Model, ModelSpec, Network};
 use rand::{Rng, SeedableRng};
 
-use crate::support::{accuracy, bits, build, perturb, Mlp};
+use crate::support::{accuracy, bits, build, perturb};
 
 const INPUT_SHAPE: [usize; 3] = [1, 4, 4];
 const CLASSES: usize = 3;
@@ -60,9 +60,9 @@ fn models() -> Vec<Box<dyn Model>> {
     )
     .unwrap();
     vec![
-        Box::new(Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3)),
         Box::new(linear),
         Box::new(network("mlp", "hidden = [10]")),
+        Box::new(network("mlp", "hidden = [12, 8]")),
         Box::new(network("small_cnn", "")),
     ]
 }
@@ -175,7 +175,7 @@ fn every_attack_keeps_the_contract() {
 // correctly classified samples).
 #[test]
 fn targeted_attacks_reach_their_targets() {
-    let model = Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3);
+    let model = network("mlp", "hidden = [12]");
     let x = inputs(2);
     let labels = labels_for(&model, &x);
     for entry in ATTACKS {
@@ -201,7 +201,7 @@ fn targeted_attacks_reach_their_targets() {
 
 #[test]
 fn random_start_pgd_depends_on_the_seed() {
-    let model = Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3);
+    let model = network("mlp", "hidden = [12]");
     let x = inputs(3);
     let labels = labels_for(&model, &x);
     let pgd = find_attack("pgd").unwrap();
@@ -229,7 +229,7 @@ fn random_start_pgd_depends_on_the_seed() {
 
 #[test]
 fn bad_batches_are_typed_errors() {
-    let model = Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3);
+    let model = network("mlp", "hidden = [12]");
     let x = inputs(4);
     let labels = labels_for(&model, &x);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -288,7 +288,7 @@ fn bad_batches_are_typed_errors() {
 
 #[test]
 fn a_fixed_target_outside_the_model_is_an_error() {
-    let model = Mlp::random(&INPUT_SHAPE, 12, CLASSES, 3);
+    let model = network("mlp", "hidden = [12]");
     let x = inputs(5);
     let labels = labels_for(&model, &x);
     for entry in ATTACKS {

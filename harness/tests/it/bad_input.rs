@@ -65,7 +65,11 @@ fn truncated_idx_images() {
     let (images, labels) = write_idx_pair(dir.path(), 10);
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() - 100]).unwrap();
-    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
     write_suite(
         dir.path(),
         "weights.safetensors",
@@ -86,7 +90,11 @@ fn wrong_magic_idx_labels() {
     let mut bytes = std::fs::read(&labels).unwrap();
     bytes[2] = 0x0D; // float32 payload type: not a label file
     std::fs::write(&labels, bytes).unwrap();
-    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
     write_suite(
         dir.path(),
         "weights.safetensors",
@@ -127,26 +135,40 @@ fn nan_weights() {
     });
     write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
     assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
-    assert!(stderr(&run_suite(dir.path())).to_lowercase().contains("nan"));
+    assert!(stderr(&run_suite(dir.path()))
+        .to_lowercase()
+        .contains("nan"));
 }
 
 #[test]
 fn dataset_shape_does_not_fit_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
     write_suite(
         dir.path(),
         "weights.safetensors",
         "format = \"idx\"\npath = \"embedded:uci-digits\"",
         "",
     );
-    assert_exit_2(&run_suite(dir.path()), &["shape", "[1, 8, 8]", "[1, 28, 28]"]);
+    assert_exit_2(
+        &run_suite(dir.path()),
+        &["shape", "[1, 8, 8]", "[1, 28, 28]"],
+    );
 }
 
 #[test]
 fn unknown_key_in_a_suite_file() {
     let dir = tempfile::tempdir().unwrap();
-    write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "[report]\nformat = [\"json\"]\n");
+    write_suite(
+        dir.path(),
+        "weights.safetensors",
+        EMBEDDED_DATA,
+        "[report]\nformat = [\"json\"]\n",
+    );
     let output = gauntlet(dir.path(), &["check", "suite.toml"]);
     assert_exit_2(&output, &["suite.toml", "format"]);
 }
@@ -155,19 +177,31 @@ fn unknown_key_in_a_suite_file() {
 fn unknown_attack_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("epsilons = [0.05]", "epsilons = [0.05]\nstpes = 3");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("epsilons = [0.05]", "epsilons = [0.05]\nstpes = 3");
     std::fs::write(&suite, text).unwrap();
-    assert_exit_2(&gauntlet(dir.path(), &["check", "suite.toml"]), &["suite.toml", "stpes"]);
+    assert_exit_2(
+        &gauntlet(dir.path(), &["check", "suite.toml"]),
+        &["suite.toml", "stpes"],
+    );
 }
 
 #[test]
 fn sha256_mismatch_refuses_to_load() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(asset("fashion-mnist-small-cnn.safetensors"), dir.path().join("weights.safetensors")).unwrap();
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
     let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
     let text = std::fs::read_to_string(&suite).unwrap().replace(
         "weights = \"weights.safetensors\"",
-        &format!("weights = \"weights.safetensors\"\nsha256 = \"{}\"", "0".repeat(64)),
+        &format!(
+            "weights = \"weights.safetensors\"\nsha256 = \"{}\"",
+            "0".repeat(64)
+        ),
     );
     std::fs::write(&suite, text).unwrap();
     assert_exit_2(&run_suite(dir.path()), &["SHA-256", "weights.safetensors"]);
@@ -184,7 +218,11 @@ fn missing_weights_file_names_the_path() {
 fn truncated_safetensors() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = bundled_weights();
-    std::fs::write(dir.path().join("weights.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(
+        dir.path().join("weights.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
     write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
     assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
 }

@@ -22,7 +22,8 @@ fn embedded_default_suite_writes_json_csv_and_html() {
         assert!(robust <= json["clean"]["accuracy"]["value"].as_f64().unwrap());
     }
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert!(csv.lines().count() >= 1 + 8, "{csv}");
+    // header, clean, 8 (attack, ε) rows, 4 worst-case rows
+    assert_eq!(csv.lines().count(), 14, "{csv}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("data:image/png;base64,"));
     assert!(stdout(&output).contains("clean"));
@@ -47,7 +48,10 @@ limit = 16"#,
     let output = gauntlet(dir.path(), &["run", suite.to_str().unwrap(), "-q"]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let err = stderr(&output);
-    assert!(err.contains("gate failed: min_robust_accuracy[fgsm@0.05]"), "{err}");
+    assert!(
+        err.contains("gate failed: min_robust_accuracy[fgsm@0.05]"),
+        "{err}"
+    );
     assert!(err.contains("short by"), "{err}");
 }
 
@@ -69,12 +73,22 @@ path = "embedded:fashion-mnist-test-1k""#,
 #[test]
 fn report_rerenders_from_results_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let run = gauntlet(dir.path(), &["run", "--limit", "8", "-q", "--format", "json"]);
+    let run = gauntlet(
+        dir.path(),
+        &["run", "--limit", "8", "-q", "--format", "json"],
+    );
     assert!(run.status.code().unwrap() <= 1, "{}", stderr(&run));
     let results = dir.path().join("gauntlet-out/results.json");
     let output = gauntlet(
         dir.path(),
-        &["report", results.to_str().unwrap(), "--out", "again", "--format", "html,csv"],
+        &[
+            "report",
+            results.to_str().unwrap(),
+            "--out",
+            "again",
+            "--format",
+            "html,csv",
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(dir.path().join("again/report.html").exists());
@@ -87,9 +101,16 @@ fn cuda_without_the_feature_exits_2() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let output = gauntlet(dir.path(), &["run", "--device", "cuda", "--limit", "4", "-q"]);
+    let output = gauntlet(
+        dir.path(),
+        &["run", "--device", "cuda", "--limit", "4", "-q"],
+    );
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("without CUDA support"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("without CUDA support"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -98,7 +119,10 @@ fn help_documents_the_exit_codes() {
     let output = gauntlet(dir.path(), &["run", "--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = stdout(&output);
-    assert!(help.contains("Exit codes") && help.contains("2  it could not run"), "{help}");
+    assert!(
+        help.contains("Exit codes") && help.contains("2  it could not run"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -110,5 +134,47 @@ fn list_attacks_markdown_matches_docs() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/attacks.md"),
     )
     .unwrap();
-    assert_eq!(stdout(&output).trim_end(), docs.trim_end(), "docs/attacks.md is stale: run `just docs`");
+    assert_eq!(
+        stdout(&output).trim_end(),
+        docs.trim_end(),
+        "docs/attacks.md is stale: run `just docs`"
+    );
+}
+
+#[test]
+fn every_example_suite_is_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/suites");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let output = gauntlet(&examples, &["check", path.to_str().unwrap()]);
+            assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), stderr(&output));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "found only {checked} example suites");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = |out: &str| {
+        let output = gauntlet(
+            dir.path(),
+            &["run", "--limit", "12", "-q", "--format", "json", "--out", out],
+        );
+        assert!(output.status.code().unwrap() <= 1, "{}", stderr(&output));
+        let mut json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(out).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        // Wall-clock times are the only fields allowed to differ.
+        json.as_object_mut().unwrap().remove("timings");
+        for attack in json["attacks"].as_array_mut().unwrap() {
+            attack.as_object_mut().unwrap().remove("seconds");
+        }
+        json
+    };
+    assert_eq!(results("first"), results("second"));
 }

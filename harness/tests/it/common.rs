@@ -58,7 +58,11 @@ pub fn write_idx_pair(dir: &Path, n: u32) -> (PathBuf, PathBuf) {
 
 /// A suite over the bundled model (copied into `dir`) and the given data table.
 pub fn write_suite(dir: &Path, weights: &str, dataset_table: &str, extra: &str) -> PathBuf {
-    std::fs::copy(asset("fashion-mnist-small-cnn.toml"), dir.join("model.toml")).unwrap();
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.toml"),
+        dir.join("model.toml"),
+    )
+    .unwrap();
     let suite = format!(
         r#"version = 1
 name = "test suite"
