@@ -7,4 +7,5 @@ mod conformance;
 mod docs;
 mod params;
 mod support;
+mod torchattacks;
 mod trained;
