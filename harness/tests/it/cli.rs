@@ -149,7 +149,13 @@ fn every_example_suite_is_valid() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let output = gauntlet(&examples, &["check", path.to_str().unwrap()]);
-            assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), stderr(&output));
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                stderr(&output)
+            );
             checked += 1;
         }
     }
@@ -162,7 +168,9 @@ fn the_same_seed_gives_the_same_numbers() {
     let results = |out: &str| {
         let output = gauntlet(
             dir.path(),
-            &["run", "--limit", "12", "-q", "--format", "json", "--out", out],
+            &[
+                "run", "--limit", "12", "-q", "--format", "json", "--out", out,
+            ],
         );
         assert!(output.status.code().unwrap() <= 1, "{}", stderr(&output));
         let mut json: serde_json::Value = serde_json::from_slice(
