@@ -186,3 +186,72 @@ fn the_same_seed_gives_the_same_numbers() {
     };
     assert_eq!(results("first"), results("second"));
 }
+
+#[test]
+fn train_then_run_the_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = write_idx_pair(dir.path(), 200);
+    std::fs::write(
+        dir.path().join("linear.toml"),
+        "architecture = \"linear\"\ninput_shape = [1, 28, 28]\nnum_classes = 10\n",
+    )
+    .unwrap();
+    let train = gauntlet(
+        dir.path(),
+        &[
+            "train",
+            "--spec",
+            "linear.toml",
+            "--images",
+            images.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--epochs",
+            "5",
+            "--batch-size",
+            "20",
+            "--optimizer",
+            "sgd",
+            "--learning-rate",
+            "0.1",
+            "--seed",
+            "3",
+            "--out",
+            "linear.safetensors",
+            "-q",
+        ],
+    );
+    assert_eq!(train.status.code(), Some(0), "{}", stderr(&train));
+    assert!(stdout(&train).contains("final train accuracy"));
+    // The bars are linearly separable: the trained model must clear a 95% gate on them.
+    let suite = format!(
+        r#"version = 1
+name = "trained here"
+[model]
+spec = "linear.toml"
+weights = "linear.safetensors"
+[dataset]
+format = "idx"
+images = "{}"
+labels = "{}"
+[[attack]]
+name = "fgsm"
+epsilons = [0.01]
+[gate]
+min_clean_accuracy = 0.95
+[sanity]
+full_budget = false
+"#,
+        images.file_name().unwrap().to_str().unwrap(),
+        labels.file_name().unwrap().to_str().unwrap()
+    );
+    std::fs::write(dir.path().join("suite.toml"), suite).unwrap();
+    let run = gauntlet(dir.path(), &["run", "suite.toml", "-q"]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&run),
+        stderr(&run)
+    );
+}
