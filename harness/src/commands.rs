@@ -107,6 +107,33 @@ fn verdict(report: &RunReport, fail_on_sanity: bool) -> Outcome {
 
 fn check(path: &std::path::Path) -> Result<Outcome> {
     let suite = Suite::from_file(path, &Overrides::default())?;
+    let sources = [
+        ("model.spec", Some(&suite.model_spec)),
+        ("model.weights", Some(&suite.model_weights)),
+        ("dataset.path", suite.dataset_sources.path.as_ref()),
+        ("dataset.images", suite.dataset_sources.images.as_ref()),
+        ("dataset.labels", suite.dataset_sources.labels.as_ref()),
+    ];
+    let missing: Vec<String> = sources
+        .iter()
+        .filter_map(|(key, source)| match source {
+            Some(Source::File(file)) if !file.exists() => {
+                Some(format!("`{key}` = `{}`", file.display()))
+            }
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "invalid suite file `{}`: missing {}",
+            path.display(),
+            missing.join(", ")
+        );
+    }
+    if let Source::File(spec) = &suite.model_spec {
+        ModelSpec::from_file(spec)
+            .with_context(|| format!("invalid suite file `{}`", path.display()))?;
+    }
     stdout_line(suite.describe().trim_end())?;
     stdout_line("ok: the suite is valid")?;
     Ok(Outcome::Passed)
@@ -173,6 +200,10 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         labels: as_source(&args.labels),
     };
     let data = load_dataset(&section, &sources).context("cannot load the training data")?;
+    let data = match args.limit {
+        Some(limit) => data.limit(limit),
+        None => data,
+    };
     let mut network = Network::init(&spec, args.seed, &device)?;
     if data.sample_shape() != gauntlet_models::Model::input_shape(&network) {
         bail!(

@@ -29,8 +29,12 @@ pub struct Loaded {
     pub model_info: ModelInfo,
     pub dataset: Box<dyn Dataset>,
     pub dataset_info: DatasetInfo,
-    /// Class names used in reports: the suite's, else the model spec's, else the dataset's.
+    /// Class names used in reports: the suite's, else the model spec's, else the dataset's
+    /// (padded with class indices up to the model's outputs).
     pub class_names: Vec<String>,
+    /// Classes present in the whole dataset, and in the evaluated (limited) part of it.
+    pub classes_in_dataset: usize,
+    pub classes_evaluated: usize,
     pub load_seconds: f64,
 }
 
@@ -143,10 +147,6 @@ pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Resul
             }
         },
     };
-    let dataset = match section.limit {
-        Some(limit) => dataset.limit(limit),
-        None => dataset,
-    };
     if dataset.is_empty() {
         bail!("the dataset holds no samples");
     }
@@ -159,7 +159,14 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     let choice = parse_device(&suite.device)?;
     let device = open_device(choice)?;
     let (model, model_info) = load_model(suite, &device)?;
-    let dataset = load_dataset(&suite.dataset, &suite.dataset_sources)?;
+    let full = load_dataset(&suite.dataset, &suite.dataset_sources)?;
+    let present = |d: &InMemoryDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
+    let classes_in_dataset = present(&full);
+    let dataset = match suite.dataset.limit {
+        Some(limit) => full.limit(limit),
+        None => full,
+    };
+    let classes_evaluated = present(&dataset);
     let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
         .into_iter()
         .flatten()
@@ -187,7 +194,13 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         .class_names
         .clone()
         .or_else(|| model.spec().class_names().map(<[String]>::to_vec))
-        .unwrap_or_else(|| dataset.class_names().to_vec());
+        .unwrap_or_else(|| {
+            // Unnamed data (IDX, NPY) names classes up to its largest label; the model may
+            // have more outputs than the data has labels.
+            let mut names = dataset.class_names().to_vec();
+            names.extend((names.len()..model.num_classes()).map(|i| i.to_string()));
+            names
+        });
     if class_names.len() != model.num_classes() {
         bail!(
             "{} class names given, but model `{}` has {} outputs",
@@ -211,6 +224,8 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         dataset: Box::new(dataset),
         dataset_info,
         class_names,
+        classes_in_dataset,
+        classes_evaluated,
         load_seconds: started.elapsed().as_secs_f64(),
     })
 }

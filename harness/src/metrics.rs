@@ -46,6 +46,22 @@ pub fn proportion(successes: usize, total: usize) -> Proportion {
     }
 }
 
+/// How many flags are set.
+pub fn count_true(flags: &[bool]) -> usize {
+    flags.iter().filter(|&&flag| flag).count()
+}
+
+/// The distinct labels in first-seen order.
+pub fn distinct<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for label in labels {
+        if !seen.contains(&label) {
+            seen.push(label);
+        }
+    }
+    seen
+}
+
 /// An ε as reports show it: the shortest decimal that reads back as the same f32, so a suite's
 /// `0.01` appears as `0.01` and not as `0.009999999776482582`.
 pub fn epsilon_value(epsilon: f32) -> f64 {

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 use crate::load::Loaded;
-use crate::metrics::{epsilon_value, per_class, perturbation_stats, proportion};
+use crate::metrics::{count_true, epsilon_value, per_class, perturbation_stats, proportion};
 use crate::progress::Progress;
 use crate::sanity;
 use crate::suite::{PlannedAttack, Suite};
@@ -38,6 +38,8 @@ pub struct CleanOutcome {
 pub struct AttackOutcome {
     pub label: String,
     pub name: String,
+    /// [`PlannedAttack::objective`].
+    pub objective: String,
     pub norm: Norm,
     pub epsilon: f32,
     /// Robust: correct on the clean input *and* on the adversarial one.
@@ -55,13 +57,15 @@ pub struct AttackOutcome {
 
 /// Derive a batch's seed from the run's seed and what the batch is for.
 ///
-/// SHA-256 of a fixed layout keeps it stable across platforms and releases, unlike `Hash`.
-pub fn derive_seed(seed: u64, purpose: &str, epsilon: f32, batch_index: usize) -> u64 {
+/// ε is deliberately not an input: an attack draws the same random starts and targets at every
+/// budget (scaled to it), so robust accuracy across ε compares like with like instead of
+/// differing by random-start noise. SHA-256 of a fixed layout keeps the seed stable across
+/// platforms and releases, unlike `Hash`.
+pub fn derive_seed(seed: u64, purpose: &str, batch_index: usize) -> u64 {
     let mut hasher = Sha256::new();
     hasher.update(seed.to_le_bytes());
     hasher.update((purpose.len() as u64).to_le_bytes());
     hasher.update(purpose.as_bytes());
-    hasher.update(epsilon.to_le_bytes());
     hasher.update((batch_index as u64).to_le_bytes());
     let digest = hasher.finalize();
     let mut bytes = [0u8; 8];
@@ -158,6 +162,7 @@ pub fn attack_pass(
     let mut outcome = AttackOutcome {
         label: planned.label.clone(),
         name: planned.name.clone(),
+        objective: planned.objective(),
         norm,
         epsilon: planned.epsilon,
         robust: Vec::new(),
@@ -176,8 +181,7 @@ pub fn attack_pass(
         .enumerate()
     {
         let batch = dataset.batch(range.clone(), device)?;
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(derive_seed(seed, &planned.label, planned.epsilon, index));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &planned.label, index));
         let adversarial = planned
             .attack
             .perturb(model, &batch.inputs, &batch.labels, &mut rng)
@@ -188,7 +192,6 @@ pub fn attack_pass(
                 )
             })?;
         let (predictions, losses) = evaluate(model, &adversarial, &batch.labels)?;
-        let difference = (&adversarial - &batch.inputs)?;
         let flat = adversarial.flatten_all()?;
         outcome.has_nan |= flat
             .ne(&flat)?
@@ -198,12 +201,8 @@ pub fn attack_pass(
             > 0.0;
         outcome.min_value = outcome.min_value.min(flat.min(0)?.to_scalar::<f32>()?);
         outcome.max_value = outcome.max_value.max(flat.max(0)?.to_scalar::<f32>()?);
-        let linf = difference
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()?;
-        outcome.max_linf = outcome.max_linf.max(linf);
+        let linf = perturbation_norms(&adversarial, &batch.inputs, Norm::Linf)?;
+        outcome.max_linf = linf.into_iter().fold(outcome.max_linf, f32::max);
         outcome
             .norms
             .extend(perturbation_norms(&adversarial, &batch.inputs, norm)?);
@@ -266,7 +265,7 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
     progress.set_message("sanity checks");
     let class_names = &loaded.class_names;
     let clean_result = CleanResult {
-        accuracy: proportion(count(&clean.correct), clean.correct.len()),
+        accuracy: proportion(count_true(&clean.correct), clean.correct.len()),
         mean_loss: mean(&clean.losses),
         per_class: per_class(&clean.labels, &clean.correct, class_names),
     };
@@ -313,10 +312,6 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
     Ok(report)
 }
 
-fn count(flags: &[bool]) -> usize {
-    flags.iter().filter(|&&f| f).count()
-}
-
 fn mean(values: &[f32]) -> f64 {
     if values.is_empty() {
         return 0.0;
@@ -330,7 +325,7 @@ fn attack_result(
     clean: &CleanOutcome,
     class_names: &[String],
 ) -> AttackResult {
-    let clean_correct = count(&clean.correct);
+    let clean_correct = count_true(&clean.correct);
     let broken = clean
         .correct
         .iter()
@@ -347,7 +342,7 @@ fn attack_result(
         norm: outcome.norm.to_string(),
         epsilon: epsilon_value(outcome.epsilon),
         params,
-        robust_accuracy: proportion(count(&outcome.robust), outcome.robust.len()),
+        robust_accuracy: proportion(count_true(&outcome.robust), outcome.robust.len()),
         success_rate: proportion(broken, clean_correct),
         mean_loss: mean(&outcome.losses),
         perturbation: perturbation_stats(&outcome.norms, outcome.max_linf),
@@ -382,7 +377,7 @@ fn worst_case(
                 norm: norm.to_string(),
                 epsilon: epsilon_value(epsilon),
                 attacks: members.iter().map(|o| o.label.clone()).collect(),
-                robust_accuracy: proportion(count(&robust), robust.len()),
+                robust_accuracy: proportion(count_true(&robust), robust.len()),
                 per_class: per_class(&clean.labels, &robust, class_names),
             }
         })
@@ -443,13 +438,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seeds_differ_by_purpose_epsilon_and_batch() {
-        let base = derive_seed(0, "pgd", 0.1, 0);
-        assert_eq!(base, derive_seed(0, "pgd", 0.1, 0));
-        assert_ne!(base, derive_seed(1, "pgd", 0.1, 0));
-        assert_ne!(base, derive_seed(0, "fgsm", 0.1, 0));
-        assert_ne!(base, derive_seed(0, "pgd", 0.2, 0));
-        assert_ne!(base, derive_seed(0, "pgd", 0.1, 1));
+    fn seeds_differ_by_run_seed_purpose_and_batch() {
+        let base = derive_seed(0, "pgd", 0);
+        assert_eq!(base, derive_seed(0, "pgd", 0));
+        assert_ne!(base, derive_seed(1, "pgd", 0));
+        assert_ne!(base, derive_seed(0, "fgsm", 0));
+        assert_ne!(base, derive_seed(0, "pgd", 1));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Each check here is cheap and can fail; each becomes one pass/warn/fail line in the results.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use gauntlet_attacks::{find_attack, Norm};
 use gauntlet_datasets::Dataset;
 use gauntlet_models::Model;
@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::load::Loaded;
-use crate::metrics::epsilon_value;
+use crate::metrics::{count_true, distinct, epsilon_value};
 use crate::progress::Progress;
 use crate::runner::{derive_seed, AttackOutcome, CleanOutcome};
 use crate::suite::Suite;
@@ -30,13 +30,7 @@ pub fn extra_steps(suite: &Suite) -> u64 {
 }
 
 fn distinct_labels(suite: &Suite) -> Vec<&str> {
-    let mut labels: Vec<&str> = Vec::new();
-    for attack in &suite.attacks {
-        if !labels.contains(&attack.label.as_str()) {
-            labels.push(&attack.label);
-        }
-    }
-    labels
+    distinct(suite.attacks.iter().map(|a| a.label.as_str()))
 }
 
 fn check(name: &str, status: CheckStatus, detail: String) -> SanityCheck {
@@ -56,7 +50,7 @@ pub fn run_checks(
     worst_case: &[WorstCaseResult],
     progress: &Progress,
 ) -> Result<Vec<SanityCheck>> {
-    let mut checks = Vec::new();
+    let mut checks = vec![class_coverage(loaded)];
     checks.extend(epsilon_zero_is_identity(suite, loaded, clean, progress)?);
     checks.extend(monotone_in_epsilon(outcomes, clean));
     checks.push(within_budget(outcomes));
@@ -68,6 +62,28 @@ pub fn run_checks(
         checks.push(full_budget(suite, loaded, progress)?);
     }
     Ok(checks)
+}
+
+/// A `limit` that keeps only the first samples of a class-sorted dataset (an image folder)
+/// silently measures a few classes only.
+fn class_coverage(loaded: &Loaded) -> SanityCheck {
+    let (evaluated, total) = (loaded.classes_evaluated, loaded.classes_in_dataset);
+    if evaluated == total {
+        check(
+            "class_coverage",
+            CheckStatus::Pass,
+            format!("the evaluated samples cover all {total} classes of the dataset"),
+        )
+    } else {
+        check(
+            "class_coverage",
+            CheckStatus::Warn,
+            format!(
+                "the evaluated samples cover {evaluated} of the dataset's {total} classes; \
+                 `limit` keeps the first samples, so raise it or shuffle the data"
+            ),
+        )
+    }
 }
 
 /// At ε = 0 every attack must return its input unchanged, so robust accuracy equals clean
@@ -89,7 +105,7 @@ fn epsilon_zero_is_identity(
         let entry = find_attack(&planned.name)
             .with_context(|| format!("attack `{}` vanished from the registry", planned.name))?;
         let attack = (entry.build)(&planned.params, 0.0)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, label, 0.0, 0));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, label, 0));
         let adversarial = attack.perturb(&loaded.model, &batch.inputs, &batch.labels, &mut rng)?;
         let max_change = (&adversarial - &batch.inputs)?
             .abs()?
@@ -129,20 +145,17 @@ fn epsilon_zero_is_identity(
 
 /// Robust accuracy must not grow with ε: a larger ball contains the smaller one.
 fn monotone_in_epsilon(outcomes: &[AttackOutcome], clean: &CleanOutcome) -> Vec<SanityCheck> {
-    let clean_correct = clean.correct.iter().filter(|&&c| c).count();
-    let mut labels: Vec<&str> = Vec::new();
-    for outcome in outcomes {
-        if !labels.contains(&outcome.label.as_str()) {
-            labels.push(&outcome.label);
-        }
-    }
-    labels
+    let clean_correct = count_true(&clean.correct);
+    distinct(outcomes.iter().map(|o| o.label.as_str()))
         .into_iter()
         .map(|label| {
+            // A single-step attack is not monotone in ε even in theory (a longer step can
+            // overshoot), so a rise is a warning there and a failure for iterative attacks.
+            let single_step = outcomes.iter().any(|o| o.label == label && o.name == "fgsm");
             let mut series: Vec<(f32, usize)> = outcomes
                 .iter()
                 .filter(|o| o.label == label)
-                .map(|o| (o.epsilon, o.robust.iter().filter(|&&r| r).count()))
+                .map(|o| (o.epsilon, count_true(&o.robust)))
                 .collect();
             series.sort_by(|a, b| a.0.total_cmp(&b.0));
             let mut previous = (0.0f32, clean_correct);
@@ -169,7 +182,11 @@ fn monotone_in_epsilon(outcomes: &[AttackOutcome], clean: &CleanOutcome) -> Vec<
             } else {
                 check(
                     &name,
-                    CheckStatus::Fail,
+                    if single_step {
+                        CheckStatus::Warn
+                    } else {
+                        CheckStatus::Fail
+                    },
                     format!(
                         "robust accuracy of `{label}` rises with ε ({}); the attack is not finding the worst case",
                         violations.join("; ")
@@ -229,7 +246,7 @@ fn worst_case_not_above_any_attack(
         for outcome in outcomes.iter().filter(|o| {
             o.norm.to_string() == worst.norm && epsilon_value(o.epsilon) == worst.epsilon
         }) {
-            let robust = outcome.robust.iter().filter(|&&r| r).count();
+            let robust = count_true(&outcome.robust);
             if worst.robust_accuracy.successes > robust {
                 problems.push(format!(
                     "{} ε = {}: worst case {} > `{}` {}",
@@ -266,13 +283,15 @@ fn pgd_not_weaker_than_fgsm(outcomes: &[AttackOutcome]) -> Option<SanityCheck> {
     let mut compared = 0;
     let mut problems = Vec::new();
     for pgd in outcomes.iter().filter(|o| o.name == "pgd") {
-        for fgsm in outcomes
-            .iter()
-            .filter(|o| o.name == "fgsm" && o.norm == pgd.norm && o.epsilon == pgd.epsilon)
-        {
+        for fgsm in outcomes.iter().filter(|o| {
+            o.name == "fgsm"
+                && o.norm == pgd.norm
+                && o.epsilon == pgd.epsilon
+                && o.objective == pgd.objective
+        }) {
             compared += 1;
-            let pgd_robust = pgd.robust.iter().filter(|&&r| r).count();
-            let fgsm_robust = fgsm.robust.iter().filter(|&&r| r).count();
+            let pgd_robust = count_true(&pgd.robust);
+            let fgsm_robust = count_true(&fgsm.robust);
             if pgd_robust > fgsm_robust {
                 problems.push(format!(
                     "{} ε = {}: `{}` leaves {pgd_robust} correct, `{}` only {fgsm_robust}",
@@ -324,9 +343,15 @@ fn full_budget(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<Sa
         .enumerate()
     {
         let batch = dataset.batch(range, &loaded.device)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, "full_budget", 1.0, index));
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(suite.seed, "full_budget", index));
         let adversarial = attack.perturb(&loaded.model, &batch.inputs, &batch.labels, &mut rng)?;
-        correct += count_correct(&loaded.model, &adversarial, &batch.labels)?;
+        let accuracy = gauntlet_models::accuracy(
+            &loaded.model,
+            &adversarial,
+            &batch.labels,
+            suite.batch_size,
+        )?;
+        correct += (accuracy * batch.labels.dim(0)? as f64).round() as usize;
     }
     progress.advance(1);
     let accuracy = correct as f64 / samples.max(1) as f64;
@@ -348,16 +373,6 @@ fn full_budget(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<Sa
     })
 }
 
-fn count_correct(model: &dyn Model, inputs: &Tensor, labels: &Tensor) -> Result<usize> {
-    let predictions = model.predict(inputs)?.to_dtype(DType::U32)?;
-    let labels = labels.to_dtype(DType::U32)?;
-    Ok(predictions
-        .eq(&labels)?
-        .to_dtype(DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()? as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +382,7 @@ mod tests {
         AttackOutcome {
             label: label.into(),
             name: name.into(),
+            objective: "untargeted cross_entropy".into(),
             norm: Norm::Linf,
             epsilon,
             robust,
@@ -399,6 +415,24 @@ mod tests {
         ];
         let checks = monotone_in_epsilon(&outcomes, &clean(vec![true, true, true]));
         assert_eq!(checks[0].status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn a_rise_for_single_step_fgsm_is_only_a_warning() {
+        let outcomes = vec![
+            outcome("fgsm", "fgsm", 0.1, vec![true, false, false]),
+            outcome("fgsm", "fgsm", 0.2, vec![true, true, false]),
+        ];
+        let checks = monotone_in_epsilon(&outcomes, &clean(vec![true, true, true]));
+        assert_eq!(checks[0].status, CheckStatus::Warn);
+    }
+
+    #[test]
+    fn attacks_with_different_objectives_are_not_compared() {
+        let fgsm = outcome("fgsm", "fgsm", 0.1, vec![false, false]);
+        let mut targeted = outcome("pgd_targeted", "pgd", 0.1, vec![true, true]);
+        targeted.objective = "targeted cw_margin".into();
+        assert!(pgd_not_weaker_than_fgsm(&[fgsm, targeted]).is_none());
     }
 
     #[test]

@@ -220,6 +220,27 @@ pub struct PlannedAttack {
     pub attack: Box<dyn Attack>,
 }
 
+impl PlannedAttack {
+    /// What the attack optimises, e.g. `untargeted cross_entropy`: attacks are compared with
+    /// each other (PGD vs FGSM) only when this agrees.
+    pub fn objective(&self) -> String {
+        let targeted = self
+            .params
+            .get("targeted")
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
+        let loss = self
+            .params
+            .get("loss")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("cross_entropy");
+        format!(
+            "{} {loss}",
+            if targeted { "targeted" } else { "untargeted" }
+        )
+    }
+}
+
 /// A gate on one number of the results.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Gate {
@@ -362,6 +383,14 @@ impl Suite {
             bail!("`dataset.limit` must be ≥ 1, got 0");
         }
         crate::device::parse_device(&spec.device)?;
+        if spec.sanity.full_budget && spec.sanity.full_budget_samples == 0 {
+            bail!(
+                "`sanity.full_budget_samples` must be ≥ 1 while `sanity.full_budget` is on, got 0"
+            );
+        }
+        if spec.sanity.full_budget_steps == 0 {
+            bail!("`sanity.full_budget_steps` must be ≥ 1, got 0");
+        }
         if let Some(sha) = &spec.model.sha256 {
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("`model.sha256` must be 64 hex digits, got `{sha}`");

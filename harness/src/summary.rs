@@ -28,7 +28,7 @@ pub fn render(report: &RunReport) -> String {
     lines.push(String::new());
     lines.push(format!(
         "{:<14} {:<5} {:>8}  {:<25} {:>9} {:>10} {:>8}",
-        "attack", "norm", "epsilon", "accuracy [95% CI]", "success", "max |δ|", "seconds"
+        "attack", "norm", "epsilon", "accuracy [95% CI]", "success", "max ‖δ‖", "seconds"
     ));
     lines.push(format!(
         "{:<14} {:<5} {:>8}  {:<25} {:>9} {:>10} {:>8.1}",

@@ -4,10 +4,12 @@ use crate::common::*;
 fn embedded_default_suite_writes_json_csv_and_html() {
     let dir = tempfile::tempdir().unwrap();
     let output = gauntlet(dir.path(), &["run", "--limit", "24", "--quiet"]);
-    assert!(
-        output.status.code() == Some(0) || output.status.code() == Some(1),
-        "exit {:?}\n{}",
-        output.status,
+    // The default suite must pass its own gate and every sanity check.
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&output),
         stderr(&output)
     );
     let out = dir.path().join("gauntlet-out");
@@ -60,11 +62,23 @@ fn check_validates_without_running() {
     let dir = tempfile::tempdir().unwrap();
     let suite = write_suite(
         dir.path(),
-        "does-not-need-to-exist.safetensors",
+        "weights.safetensors",
         r#"format = "idx"
 path = "embedded:fashion-mnist-test-1k""#,
         "",
     );
+    let missing = gauntlet(dir.path(), &["check", suite.to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("`model.weights`"),
+        "{}",
+        stderr(&missing)
+    );
+    std::fs::copy(
+        asset("fashion-mnist-small-cnn.safetensors"),
+        dir.path().join("weights.safetensors"),
+    )
+    .unwrap();
     let output = gauntlet(dir.path(), &["check", suite.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).contains("attack fgsm"));
