@@ -34,6 +34,8 @@ pub struct Loaded {
     pub class_names: Vec<String>,
     /// Classes present in the whole dataset, and in the evaluated (limited) part of it.
     pub classes_in_dataset: usize,
+    /// What was verified about the model before loading.
+    pub provenance: Option<gauntlet_reports::Provenance>,
     pub classes_evaluated: usize,
     pub load_seconds: f64,
 }
@@ -226,6 +228,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         class_names,
         classes_in_dataset,
         classes_evaluated,
+        provenance: None,
         load_seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -306,6 +306,7 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
             attack_seconds,
             total_seconds: 0.0,
         },
+        provenance: loaded.provenance.clone(),
     };
     report.gates = crate::gate::evaluate(&suite.gates, &report);
     report.timings.total_seconds = loaded.load_seconds + started.elapsed().as_secs_f64();

@@ -65,6 +65,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.summary(report);
     page.gates(&report.gates);
     page.sanity(report);
+    page.provenance(report);
     page.curves(&accuracy_plots);
     page.per_class(report, per_class_plot.as_ref());
     page.gallery(report, &tiles);
@@ -490,6 +491,59 @@ impl Page {
             ));
         }
         self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn provenance(&mut self, report: &RunReport) {
+        let Some(provenance) = &report.provenance else {
+            return;
+        };
+        self.push("<section id=\"provenance\">\n<h2>Provenance</h2>\n");
+        self.push(&format!(
+            "<p>Verdict: <strong>{}</strong> · weights SHA-256 <code>{}</code>{}</p>\n",
+            esc(&provenance.verdict),
+            esc(&provenance.weights_sha256),
+            match &provenance.signer {
+                Some(signer) => format!(" · signed by key <code>{}</code>", esc(signer)),
+                None => String::new(),
+            }
+        ));
+        if !provenance.checks.is_empty() {
+            self.push(
+                "<table>\n<thead><tr><th>Result</th><th>Check</th><th>Detail</th></tr></thead>\n<tbody>\n",
+            );
+            for check in &provenance.checks {
+                let status = if check.passed {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                };
+                self.push(&format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+                    status_badge(status),
+                    esc(&check.kind),
+                    esc(&check.detail)
+                ));
+            }
+            self.push("</tbody>\n</table>\n");
+        }
+        if provenance.findings.is_empty() {
+            self.push("<p>The static scan of the model files found nothing.</p>\n");
+        } else {
+            self.push(
+                "<table>\n<thead><tr><th>Severity</th><th>Rule</th><th>Location</th><th>Finding</th></tr></thead>\n<tbody>\n",
+            );
+            for finding in &provenance.findings {
+                self.push(&format!(
+                    "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
+                    esc(&finding.severity),
+                    esc(&finding.rule),
+                    esc(&finding.location),
+                    esc(&finding.message)
+                ));
+            }
+            self.push("</tbody>\n</table>\n");
+        }
+        self.push("</section>\n");
     }
 
     fn sanity(&mut self, report: &RunReport) {

@@ -28,6 +28,45 @@ pub struct RunReport {
     /// A few adversarial examples for the report's gallery.
     pub examples: Vec<AdversarialExample>,
     pub timings: Timings,
+    /// Whether the model file is what the suite says it is (hash, manifest, signature, scan).
+    /// Absent in results written before provenance checks existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// What was verified about the model artifact before it was loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// `verified` (every pinned check passed), `unpinned` (the suite pins nothing), or
+    /// `failed_allowed` (a check failed and the run went on under `--allow-unverified`).
+    pub verdict: String,
+    /// SHA-256 of the weights file, lowercase hex.
+    pub weights_sha256: String,
+    pub checks: Vec<ProvenanceCheck>,
+    /// Fingerprint of the key that signed the model, when a signature was verified.
+    pub signer: Option<String>,
+    /// What the static scan of the model files found.
+    pub findings: Vec<ProvenanceFinding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceCheck {
+    /// `sha256`, `manifest`, `signature` or `scan`.
+    pub kind: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceFinding {
+    pub severity: String,
+    pub rule: String,
+    /// File, member and offset, as one readable string.
+    pub location: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@
 
 use gauntlet_reports::{
     AdversarialExample, AttackResult, CheckStatus, ClassAccuracy, CleanResult, DatasetInfo,
-    GateVerdict, ModelInfo, PerturbationStats, Proportion, RunReport, SanityCheck, SuiteInfo,
-    Timings, WorstCaseResult, SCHEMA_VERSION,
+    GateVerdict, ModelInfo, PerturbationStats, Proportion, Provenance, ProvenanceCheck,
+    ProvenanceFinding, RunReport, SanityCheck, SuiteInfo, Timings, WorstCaseResult, SCHEMA_VERSION,
 };
 
 pub const NUM_CLASSES: usize = 10;
@@ -305,6 +305,23 @@ pub fn report() -> RunReport {
             attack_seconds: 97.6,
             total_seconds: 98.35,
         },
+        provenance: Some(Provenance {
+            verdict: "verified".to_owned(),
+            weights_sha256: "7b57491b09b01a03cca137152f6137876d17e495121e7bef7c7a09d39c1105c1"
+                .to_owned(),
+            checks: vec![ProvenanceCheck {
+                kind: "sha256".to_owned(),
+                passed: true,
+                detail: "weights match the pinned SHA-256".to_owned(),
+            }],
+            signer: None,
+            findings: vec![ProvenanceFinding {
+                severity: "medium".to_owned(),
+                rule: "pickle-unknown-global".to_owned(),
+                location: "model.pt!/archive/data.pkl #12".to_owned(),
+                message: "calls `<script>alert(1)</script>.evil` on load".to_owned(),
+            }],
+        }),
     }
 }
 

@@ -232,3 +232,17 @@ fn write_html_writes_the_rendered_page() {
     write_html(&fixture::report(), &path).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), page());
 }
+
+#[test]
+fn provenance_section_shows_checks_and_escaped_findings() {
+    let html = page();
+    let section = &html[html.find("id=\"provenance\"").expect("a provenance section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("weights match the pinned SHA-256"));
+    assert!(section.contains("pickle-unknown-global"));
+    assert!(section.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!section.contains("<script>"));
+    let mut without = fixture::report();
+    without.provenance = None;
+    assert!(!render_html(&without).unwrap().contains("id=\"provenance\""));
+}
