@@ -45,25 +45,40 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn read_source(source: &Source, what: &str) -> Result<Vec<u8>> {
-    match source {
-        Source::File(path) => fs_err::read(path).with_context(|| format!("cannot read the {what}")),
-        Source::Embedded(name) if name == embedded::MODEL_NAME && what == "model weights" => {
-            Ok(embedded::WEIGHTS.to_vec())
-        }
-        Source::Embedded(name) if name == embedded::MODEL_NAME && what == "model spec" => {
-            Ok(embedded::SPEC.as_bytes().to_vec())
-        }
-        Source::Embedded(name) => bail!(
-            "there is no embedded {what} called `{name}`; the embedded model is `{}`",
+/// The bytes of an asset compiled into the binary, for the suite key that names it
+/// (`model.weights`, `model.spec`, `dataset.path`). An embedded dataset's bytes are its IDX
+/// encoding.
+pub fn embedded_bytes(key: &str, name: &str) -> Result<Vec<u8>> {
+    match key {
+        "model.weights" if name == embedded::MODEL_NAME => Ok(embedded::WEIGHTS.to_vec()),
+        "model.spec" if name == embedded::MODEL_NAME => Ok(embedded::SPEC.as_bytes().to_vec()),
+        "model.weights" | "model.spec" => bail!(
+            "there is no embedded model called `{name}`; the embedded model is `{}`",
             embedded::MODEL_NAME
         ),
+        _ => {
+            let dataset = gauntlet_datasets::embedded(name).with_context(|| {
+                format!(
+                    "there is no embedded dataset `{name}`; embedded datasets: {}",
+                    gauntlet_datasets::EMBEDDED_NAMES.join(", ")
+                )
+            })??;
+            let (images, labels) = gauntlet_datasets::encode_idx(&dataset)?;
+            Ok([images, labels].concat())
+        }
+    }
+}
+
+fn read_source(source: &Source, key: &str) -> Result<Vec<u8>> {
+    match source {
+        Source::File(path) => fs_err::read(path).with_context(|| format!("cannot read `{key}`")),
+        Source::Embedded(name) => embedded_bytes(key, name),
     }
 }
 
 /// Load and verify the model: SHA-256 (when the suite pins one), spec, weights.
 pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)> {
-    let weights = read_source(&suite.model_weights, "model weights")?;
+    let weights = read_source(&suite.model_weights, "model.weights")?;
     let sha256 = sha256_hex(&weights);
     if let Some(expected) = &suite.model_sha256 {
         if &sha256 != expected {
@@ -74,7 +89,7 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)
             );
         }
     }
-    let spec_text = read_source(&suite.model_spec, "model spec")?;
+    let spec_text = read_source(&suite.model_spec, "model.spec")?;
     let spec_text = String::from_utf8(spec_text).with_context(|| {
         format!(
             "model spec `{}` is not UTF-8 text",
