@@ -50,6 +50,49 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "html,csv")]
         format: Vec<OutputFormat>,
     },
+    /// Scan model files and folders without executing them: pickle opcodes, zip containers,
+    /// safetensors and ONNX headers (0 clean, 1 findings at or above --fail-on, 2 unreadable)
+    Scan {
+        /// Files or folders (scanned recursively)
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "text")]
+        format: ScanFormat,
+        /// Lowest severity that fails the scan: info, low, medium, high, critical
+        #[arg(long, default_value = "high")]
+        fail_on: gauntlet_artifact::Severity,
+    },
+    /// SHA-256 manifests of a model folder
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Sign a model folder (OpenSSF model-signing v1.0 format, elliptic-curve key)
+    Sign {
+        /// The model folder
+        dir: PathBuf,
+        /// Private key (PEM: EC P-256/P-384, or ed25519)
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Where to write the signature (default: DIR.sig beside the folder)
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
+    /// Verify a model folder's signature (0 valid, 1 invalid, 2 unreadable)
+    Verify {
+        /// The model folder
+        dir: PathBuf,
+        /// The signature bundle (default: DIR.sig beside the folder)
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Public key (PEM)
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+    /// Write a CycloneDX 1.6 bill of materials of a suite's models and datasets (JSON, stdout)
+    Bom {
+        /// Suite file (TOML)
+        suite: PathBuf,
+    },
     /// List what this build can do
     List {
         #[arg(value_enum)]
@@ -57,6 +100,31 @@ pub enum Command {
         /// Markdown instead of plain text
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScanFormat {
+    Text,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Write a manifest of every file under DIR (sorted relative paths, sizes, SHA-256)
+    Create {
+        dir: PathBuf,
+        /// Where to write it (default: DIR/MANIFEST.gauntlet.json)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Report modified, missing and unexpected files (exit 1 on any)
+    Verify {
+        dir: PathBuf,
+        /// The manifest (default: DIR/MANIFEST.gauntlet.json)
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
 }
 
@@ -91,6 +159,10 @@ pub struct RunArgs {
     /// No progress bar
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run even when the model's pinned SHA-256, manifest or signature does not verify
+    /// (the report records the failure)
+    #[arg(long)]
+    pub allow_unverified: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

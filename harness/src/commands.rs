@@ -9,7 +9,9 @@ use gauntlet_models::train::{train, EpochStats, Optimizer, TrainConfig};
 use gauntlet_models::{ModelSpec, Network};
 use gauntlet_reports::{CheckStatus, RunReport};
 
-use crate::cli::{Cli, Command, ListWhat, OptimizerName, RunArgs, TrainArgs};
+use crate::cli::{
+    Cli, Command, ListWhat, ManifestCommand, OptimizerName, RunArgs, ScanFormat, TrainArgs,
+};
 use crate::device::{open_device, parse_device};
 use crate::load::load_dataset;
 use crate::progress::Progress;
@@ -44,6 +46,28 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             format,
         } => report(&results, &out, &format),
         Command::List { what, markdown } => list(what, markdown),
+        Command::Scan {
+            paths,
+            format,
+            fail_on,
+        } => scan(&paths, format, fail_on),
+        Command::Manifest(command) => manifest(command),
+        Command::Sign {
+            dir,
+            private_key,
+            signature,
+        } => sign(&dir, &private_key, signature),
+        Command::Verify {
+            dir,
+            signature,
+            public_key,
+        } => verify(&dir, signature, &public_key),
+        Command::Bom { suite } => {
+            let suite = Suite::from_file(&suite, &Overrides::default())?;
+            let bom = crate::bom::bill_of_materials(&suite)?;
+            stdout_line(&serde_json::to_string_pretty(&bom)?)?;
+            Ok(Outcome::Passed)
+        }
     }
 }
 
@@ -61,6 +85,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         batch_size: args.batch_size,
         out: args.out,
         formats: args.format,
+        allow_unverified: args.allow_unverified,
     };
     let suite = match &args.suite {
         Some(path) => Suite::from_file(path, &overrides)?,
@@ -279,4 +304,145 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         crate::load::sha256_hex(&fs_err::read(&args.out)?)
     ))?;
     Ok(Outcome::Passed)
+}
+
+fn scan(
+    paths: &[PathBuf],
+    format: ScanFormat,
+    fail_on: gauntlet_artifact::Severity,
+) -> Result<Outcome> {
+    use gauntlet_artifact::report;
+    let scanned = gauntlet_artifact::walk::scan_paths(paths)?;
+    match format {
+        ScanFormat::Text => stdout_line(report::render_text(&scanned).trim_end())?,
+        ScanFormat::Json => {
+            stdout_line(&serde_json::to_string_pretty(&report::to_json(&scanned))?)?
+        }
+        ScanFormat::Sarif => {
+            stdout_line(&serde_json::to_string_pretty(&report::to_sarif(&scanned))?)?
+        }
+    }
+    Ok(match scanned.max_severity() {
+        Some(worst) if worst >= fail_on => Outcome::Failed,
+        _ => Outcome::Passed,
+    })
+}
+
+fn manifest(command: ManifestCommand) -> Result<Outcome> {
+    use gauntlet_artifact::manifest::{
+        create_manifest, default_manifest_path, verify_manifest, Manifest,
+    };
+    match command {
+        ManifestCommand::Create { dir, out } => {
+            let manifest = create_manifest(&dir)?;
+            let path = out.unwrap_or_else(|| default_manifest_path(&dir));
+            manifest.write(&path)?;
+            stdout_line(&format!(
+                "wrote {} ({} files)",
+                path.display(),
+                manifest.files.len()
+            ))?;
+            Ok(Outcome::Passed)
+        }
+        ManifestCommand::Verify { dir, manifest } => {
+            let path = manifest.unwrap_or_else(|| default_manifest_path(&dir));
+            let manifest = Manifest::read(&path)?;
+            let verdict = verify_manifest(&dir, &manifest)?;
+            for file in &verdict.modified {
+                stdout_line(&format!(
+                    "modified   {} (sha256 {} → {}, {} → {} bytes)",
+                    file.path,
+                    file.expected_sha256,
+                    file.actual_sha256,
+                    file.expected_size,
+                    file.actual_size
+                ))?;
+            }
+            for file in &verdict.missing {
+                stdout_line(&format!("missing    {file}"))?;
+            }
+            for file in &verdict.unexpected {
+                stdout_line(&format!("unexpected {file}"))?;
+            }
+            for entry in &verdict.skipped {
+                stdout_line(&format!(
+                    "skipped    {} ({:?}, not followed)",
+                    entry.path, entry.kind
+                ))?;
+            }
+            stdout_line(&format!(
+                "{}: {} of {} files match `{}`",
+                if verdict.is_clean() { "ok" } else { "FAILED" },
+                verdict.ok_count,
+                manifest.files.len(),
+                path.display()
+            ))?;
+            Ok(if verdict.is_clean() {
+                Outcome::Passed
+            } else {
+                Outcome::Failed
+            })
+        }
+    }
+}
+
+/// `DIR.sig` beside the folder, as model-signing names it.
+fn default_signature_path(dir: &std::path::Path) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "model".into());
+    name.push(".sig");
+    dir.with_file_name(name)
+}
+
+fn sign(
+    dir: &std::path::Path,
+    private_key: &std::path::Path,
+    signature: Option<PathBuf>,
+) -> Result<Outcome> {
+    let key = fs_err::read_to_string(private_key)?;
+    let signature = signature.unwrap_or_else(|| default_signature_path(dir));
+    let signed = gauntlet_artifact::signing::sign_folder(
+        dir,
+        &key,
+        &signature,
+        &gauntlet_artifact::signing::SignOptions::default(),
+    )
+    .with_context(|| format!("cannot sign `{}`", dir.display()))?;
+    stdout_line(&format!(
+        "wrote {}: {} files, root digest sha256:{}, signer key {}",
+        signature.display(),
+        signed.file_count,
+        signed.root_digest,
+        signed.signer_fingerprint
+    ))?;
+    Ok(Outcome::Passed)
+}
+
+fn verify(
+    dir: &std::path::Path,
+    signature: Option<PathBuf>,
+    public_key: &std::path::Path,
+) -> Result<Outcome> {
+    let key = fs_err::read_to_string(public_key)?;
+    let signature = signature.unwrap_or_else(|| default_signature_path(dir));
+    let verdict = gauntlet_artifact::signing::verify_folder(dir, &signature, &key)
+        .with_context(|| format!("cannot verify `{}`", dir.display()))?;
+    for problem in &verdict.problems {
+        stdout_line(&format!("problem: {problem}"))?;
+    }
+    stdout_line(&format!(
+        "{}: `{}` against `{}` ({} files verified, signer key {})",
+        if verdict.valid { "ok" } else { "INVALID" },
+        dir.display(),
+        signature.display(),
+        verdict.files_verified,
+        verdict.signer_fingerprint
+    ))?;
+    Ok(if verdict.valid {
+        Outcome::Passed
+    } else {
+        Outcome::Failed
+    })
 }

@@ -6,6 +6,7 @@
 //! ([`sanity`]), applies gates ([`gate`]) and hands a [`gauntlet_reports::RunReport`] to the
 //! report writers.
 
+pub mod bom;
 pub mod cli;
 pub mod commands;
 pub mod device;
@@ -13,6 +14,7 @@ pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod progress;
+pub mod provenance;
 pub mod runner;
 pub mod sanity;
 pub mod suite;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use gauntlet_datasets::{Dataset, DatasetFormat, InMemoryDataset};
 use gauntlet_models::{Model, ModelSpec, Network};
-use gauntlet_reports::{DatasetInfo, ModelInfo};
+use gauntlet_reports::{DatasetInfo, ModelInfo, Provenance};
 use sha2::{Digest, Sha256};
 
 use crate::device::{device_name, open_device, parse_device};
@@ -76,19 +76,11 @@ fn read_source(source: &Source, key: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// Load and verify the model: SHA-256 (when the suite pins one), spec, weights.
-pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)> {
+/// Verify the model (pinned SHA-256, manifest, signature, static scan), then load it.
+pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo, Provenance)> {
     let weights = read_source(&suite.model_weights, "model.weights")?;
     let sha256 = sha256_hex(&weights);
-    if let Some(expected) = &suite.model_sha256 {
-        if &sha256 != expected {
-            bail!(
-                "model weights `{}` have SHA-256 {sha256}, but the suite expects {expected}; \
-                 refusing to load a file that is not the one the suite names",
-                suite.model_weights.display()
-            );
-        }
-    }
+    let provenance = crate::provenance::verify(suite, &weights, &sha256)?;
     let spec_text = read_source(&suite.model_spec, "model.spec")?;
     let spec_text = String::from_utf8(spec_text).with_context(|| {
         format!(
@@ -121,7 +113,7 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo)
         num_classes: network.num_classes(),
         parameters: network.parameter_count(),
     };
-    Ok((network, info))
+    Ok((network, info, provenance))
 }
 
 fn file_of(source: &Option<Source>, key: &str) -> Result<std::path::PathBuf> {
@@ -175,7 +167,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     let started = Instant::now();
     let choice = parse_device(&suite.device)?;
     let device = open_device(choice)?;
-    let (model, model_info) = load_model(suite, &device)?;
+    let (model, model_info, provenance) = load_model(suite, &device)?;
     let full = load_dataset(&suite.dataset, &suite.dataset_sources)?;
     let present = |d: &InMemoryDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
     let classes_in_dataset = present(&full);
@@ -243,7 +235,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         class_names,
         classes_in_dataset,
         classes_evaluated,
-        provenance: None,
+        provenance: Some(provenance),
         load_seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -65,6 +65,13 @@ pub struct ModelSection {
     pub weights: String,
     /// Expected SHA-256 of the weights file; checked before loading.
     pub sha256: Option<String>,
+    /// A `gauntlet manifest create` manifest of the model's folder; verified before loading.
+    pub manifest: Option<String>,
+    /// A model-signing bundle over the model's folder (the weights file's folder); verified
+    /// with `public_key` before loading.
+    pub signature: Option<String>,
+    /// PEM public key that must have made `signature`.
+    pub public_key: Option<String>,
 }
 
 /// The evaluation data.
@@ -293,11 +300,16 @@ pub struct Suite {
     pub model_spec: Source,
     pub model_weights: Source,
     pub model_sha256: Option<String>,
+    pub model_manifest: Option<PathBuf>,
+    /// Signature bundle and the public key it must verify with.
+    pub model_signature: Option<(PathBuf, PathBuf)>,
     pub dataset: DatasetSection,
     pub dataset_sources: DatasetSources,
     pub attacks: Vec<PlannedAttack>,
     pub gates: Vec<Gate>,
     pub fail_on_sanity: bool,
+    /// Go on when a provenance check fails (`--allow-unverified`).
+    pub allow_unverified: bool,
     pub report: ReportSection,
     pub sanity: SanitySection,
 }
@@ -319,6 +331,7 @@ pub struct Overrides {
     pub batch_size: Option<usize>,
     pub out: Option<PathBuf>,
     pub formats: Option<Vec<OutputFormat>>,
+    pub allow_unverified: bool,
 }
 
 impl Suite {
@@ -397,6 +410,16 @@ impl Suite {
             }
         }
         let dataset_sources = resolve_dataset(&spec.dataset, base)?;
+        let model_signature = match (&spec.model.signature, &spec.model.public_key) {
+            (Some(signature), Some(key)) => Some((base.join(signature), base.join(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                bail!("`model.signature` needs `model.public_key` to verify it with")
+            }
+            (None, Some(_)) => {
+                bail!("`model.public_key` is given but there is no `model.signature`")
+            }
+        };
         let attacks = plan_attacks(&spec.attacks)?;
         let gates = plan_gates(&spec.gate, &attacks)?;
         Ok(Suite {
@@ -408,11 +431,14 @@ impl Suite {
             model_spec: Source::resolve(&spec.model.spec, base),
             model_weights: Source::resolve(&spec.model.weights, base),
             model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
+            model_manifest: spec.model.manifest.map(|m| base.join(m)),
+            model_signature,
             dataset: spec.dataset,
             dataset_sources,
             attacks,
             gates,
             fail_on_sanity: spec.gate.fail_on_sanity,
+            allow_unverified: overrides.allow_unverified,
             report: spec.report,
             sanity: spec.sanity,
         })

@@ -1,0 +1,167 @@
+//! `gauntlet bom SUITE`: a CycloneDX 1.6 bill of materials of a suite's models and datasets.
+//!
+//! Most teams have never inventoried which model files and data sets their evaluation depends
+//! on. This lists each with its SHA-256, format and source path, in the JSON form of
+//! CycloneDX 1.6 (`machine-learning-model` and `data` components), deterministic for the same
+//! files so it can be diffed and committed.
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::suite::{Source, Suite};
+
+/// One file of the inventory.
+struct Item {
+    key: &'static str,
+    source: Source,
+    sha256: String,
+    size: u64,
+}
+
+fn hash_source(key: &'static str, source: &Source) -> Result<Item> {
+    let (sha256, size) = match source {
+        Source::File(path) => {
+            let size = fs_err::metadata(path)
+                .with_context(|| format!("`{key}`"))?
+                .len();
+            (
+                gauntlet_artifact::hashing::sha256_file(path)?.sha256_hex(),
+                size,
+            )
+        }
+        Source::Embedded(name) => {
+            let bytes = crate::load::embedded_bytes(key, name)?;
+            (hex::encode(Sha256::digest(&bytes)), bytes.len() as u64)
+        }
+    };
+    Ok(Item {
+        key,
+        source: source.clone(),
+        sha256,
+        size,
+    })
+}
+
+fn component_hashes(item: &Item) -> Value {
+    json!([{ "alg": "SHA-256", "content": item.sha256 }])
+}
+
+fn file_properties(item: &Item) -> Value {
+    json!([
+        { "name": "gauntlet:suite_key", "value": item.key },
+        { "name": "gauntlet:source", "value": item.source.display() },
+        { "name": "gauntlet:size_bytes", "value": item.size.to_string() },
+    ])
+}
+
+/// A UUID (version 4 layout) derived from the inventory's hashes, so the same files give the
+/// same serial number.
+fn serial_number(items: &[Item]) -> String {
+    let mut hasher = Sha256::new();
+    for item in items {
+        hasher.update(item.key.as_bytes());
+        hasher.update(item.sha256.as_bytes());
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hasher.finalize()[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The bill of materials of `suite` as CycloneDX 1.6 JSON.
+pub fn bill_of_materials(suite: &Suite) -> Result<Value> {
+    let model_weights = hash_source("model.weights", &suite.model_weights)?;
+    let model_spec = hash_source("model.spec", &suite.model_spec)?;
+    let mut data_items = Vec::new();
+    for (key, source) in [
+        ("dataset.path", &suite.dataset_sources.path),
+        ("dataset.images", &suite.dataset_sources.images),
+        ("dataset.labels", &suite.dataset_sources.labels),
+    ] {
+        if let Some(source) = source {
+            // A folder (image folder, CIFAR directory) has no single hash: list its files.
+            if let Source::File(path) = source {
+                if path.is_dir() {
+                    let listing = gauntlet_artifact::manifest::list_folder(path, &[])?;
+                    for file in listing.files {
+                        data_items.push(hash_source(key, &Source::File(file.absolute))?);
+                    }
+                    continue;
+                }
+            }
+            data_items.push(hash_source(key, source)?);
+        }
+    }
+    let data_refs: Vec<Value> = data_items
+        .iter()
+        .enumerate()
+        .map(|(i, _)| json!({ "ref": format!("data-{i}") }))
+        .collect();
+    let mut components = vec![json!({
+        "type": "machine-learning-model",
+        "bom-ref": "model",
+        "name": model_weights.source.display(),
+        "hashes": component_hashes(&model_weights),
+        "properties": file_properties(&model_weights),
+        "modelCard": {
+            "modelParameters": {
+                "task": "classification",
+                "datasets": data_refs,
+            }
+        },
+        "components": [{
+            "type": "file",
+            "bom-ref": "model-spec",
+            "name": model_spec.source.display(),
+            "hashes": component_hashes(&model_spec),
+            "properties": file_properties(&model_spec),
+        }],
+    })];
+    for (index, item) in data_items.iter().enumerate() {
+        components.push(json!({
+            "type": "data",
+            "bom-ref": format!("data-{index}"),
+            "name": item.source.display(),
+            "hashes": component_hashes(item),
+            "properties": file_properties(item),
+            "data": [{
+                "type": "dataset",
+                "name": item.source.display(),
+                "contents": { "properties": [
+                    { "name": "gauntlet:format", "value": suite.dataset.format.to_string() }
+                ]},
+            }],
+        }));
+    }
+    let mut all = vec![model_weights, model_spec];
+    all.extend(data_items);
+    Ok(json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": serial_number(&all),
+        "version": 1,
+        "metadata": {
+            "tools": { "components": [{
+                "type": "application",
+                "name": "gauntlet",
+                "version": env!("CARGO_PKG_VERSION"),
+            }]},
+            "component": {
+                "type": "application",
+                "bom-ref": "suite",
+                "name": suite.name,
+            },
+        },
+        "components": components,
+    }))
+}

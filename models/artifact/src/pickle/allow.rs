@@ -1,0 +1,394 @@
+//! Which globals a pickle may name.
+//!
+//! Allow-list first: a global is *allowed* only if legitimate checkpoints (PyTorch state dicts,
+//! NumPy arrays, joblib wrappers) need it and loading it cannot run code of the file's choosing.
+//! A short deny-list on top of that only decides how loud an unknown global is: a name on it is
+//! *dangerous* (critical), anything else not allowed is *unknown* (medium). The deny-list is never
+//! what keeps a file out — that is the allow-list's job — so a new bypass gadget is at worst
+//! reported as unknown, never passed.
+
+/// What a global is, as far as loading a checkpoint goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Needed by ordinary checkpoints and harmless.
+    Allowed,
+    /// Runs code, touches the system, or loads a nested payload; the reason says which.
+    Dangerous(&'static str),
+    /// Not needed by any checkpoint we know; loading imports it and may call it.
+    Unknown,
+}
+
+/// Something a call on an allowed global does that the walker must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    None,
+    /// `pickle.loads`-like: its first argument is a pickle that gets unpickled.
+    NestedPickle,
+    /// `torch.storage._load_from_bytes`: its first argument is a `torch.save` file (zip or
+    /// legacy pickle) that gets loaded.
+    NestedTorchSave,
+    /// `_codecs.encode(text, "latin1")`: how protocol-2 NumPy pickles carry raw bytes.
+    Latin1Encode,
+}
+
+/// Python 2 module names that Python 3's unpickler maps to Python 3 ones (`fix_imports`), so a
+/// protocol-0–2 pickle can spell `__builtin__.eval` or `commands.getoutput` and still mean the
+/// dangerous thing.
+fn python3_module(module: &str) -> &str {
+    match module {
+        "__builtin__" | "exceptions" => "builtins",
+        "copy_reg" => "copyreg",
+        "cPickle" => "pickle",
+        "commands" => "subprocess",
+        "thread" => "_thread",
+        "Queue" => "queue",
+        "urllib2" => "urllib.request",
+        "httplib" => "http.client",
+        "SocketServer" => "socketserver",
+        other => other,
+    }
+}
+
+/// Modules where every name is dangerous: they run programs, execute or compile code, load
+/// nested payloads, open files or sockets, or reach the interpreter's internals.
+const DANGEROUS_MODULES: &[(&str, &str)] = &[
+    ("os", "runs programs and touches the file system"),
+    ("posix", "runs programs and touches the file system"),
+    ("nt", "runs programs and touches the file system"),
+    ("subprocess", "runs programs"),
+    ("_posixsubprocess", "runs programs"),
+    ("popen2", "runs programs"),
+    ("pty", "spawns a shell"),
+    ("runpy", "executes Python code"),
+    ("importlib", "imports arbitrary modules"),
+    ("imp", "imports arbitrary modules"),
+    ("pkgutil", "resolves arbitrary names to objects"),
+    ("code", "executes Python code"),
+    ("codeop", "compiles Python code"),
+    ("marshal", "builds code objects"),
+    ("types", "builds code and function objects"),
+    ("ctypes", "calls native code"),
+    ("_ctypes", "calls native code"),
+    ("cffi", "calls native code"),
+    ("sys", "reaches the interpreter's internals"),
+    ("gc", "reaches every live object"),
+    ("inspect", "reaches frames and code"),
+    ("socket", "opens network connections"),
+    ("socketserver", "opens network connections"),
+    ("ssl", "opens network connections"),
+    ("http", "opens network connections"),
+    ("urllib", "opens network connections"),
+    ("requests", "opens network connections"),
+    ("ftplib", "opens network connections"),
+    ("smtplib", "opens network connections"),
+    ("telnetlib", "opens network connections"),
+    ("xmlrpc", "opens network connections"),
+    ("webbrowser", "opens a browser / runs programs"),
+    ("shutil", "copies, moves and deletes files"),
+    ("tempfile", "creates files"),
+    ("io", "opens files"),
+    ("_io", "opens files"),
+    ("pathlib", "opens and deletes files"),
+    ("glob", "lists the file system"),
+    ("pickle", "unpickles a nested payload"),
+    ("_pickle", "unpickles a nested payload"),
+    ("pickletools", "reads nested pickles"),
+    ("dill", "unpickles a nested payload and code"),
+    ("cloudpickle", "unpickles a nested payload and code"),
+    ("shelve", "unpickles nested payloads from files"),
+    ("joblib", "loads nested payloads"),
+    ("asyncio", "runs programs and opens connections"),
+    ("multiprocessing", "starts processes"),
+    ("threading", "starts threads running arbitrary callables"),
+    ("_thread", "starts threads running arbitrary callables"),
+    ("signal", "installs signal handlers"),
+    ("bdb", "executes Python code"),
+    ("pdb", "executes Python code"),
+    ("timeit", "executes Python code"),
+    ("profile", "executes Python code"),
+    ("cProfile", "executes Python code"),
+    ("trace", "executes Python code"),
+    ("doctest", "executes Python code"),
+    ("site", "executes .pth files"),
+    ("venv", "creates environments and runs programs"),
+    ("ensurepip", "installs packages"),
+    ("pip", "installs packages"),
+    ("setuptools", "runs build scripts"),
+    ("distutils", "runs build scripts"),
+    ("torch.hub", "downloads and runs code"),
+    ("torch.jit", "loads TorchScript code"),
+    ("torch.package", "loads packaged Python code"),
+    ("torch.serialization", "loads a nested checkpoint"),
+    ("torch._C", "calls native internals"),
+    ("torch._dynamo", "compiles and runs code"),
+    ("torch._inductor", "compiles and runs code"),
+    ("numpy.testing", "executes Python code (runstring)"),
+    ("numpy.lib.npyio", "loads nested pickles"),
+    ("numpy.f2py", "compiles and runs code"),
+    ("numpy.distutils", "runs build scripts"),
+    ("_winapi", "runs programs"),
+    ("winreg", "edits the registry"),
+    ("msvcrt", "reaches the console"),
+];
+
+/// Dangerous names in modules that also hold harmless ones.
+const DANGEROUS_NAMES: &[(&str, &str, &str)] = &[
+    ("builtins", "eval", "evaluates Python code"),
+    ("builtins", "exec", "executes Python code"),
+    ("builtins", "execfile", "executes a Python file"),
+    ("builtins", "compile", "compiles Python code"),
+    ("builtins", "__import__", "imports arbitrary modules"),
+    ("builtins", "getattr", "reaches any attribute (e.g. os.system)"),
+    ("builtins", "setattr", "overwrites attributes"),
+    ("builtins", "delattr", "deletes attributes"),
+    ("builtins", "open", "opens files"),
+    ("builtins", "file", "opens files"),
+    ("builtins", "input", "reads the console"),
+    ("builtins", "raw_input", "reads the console"),
+    ("builtins", "breakpoint", "starts a debugger"),
+    ("builtins", "globals", "reaches module globals"),
+    ("builtins", "locals", "reaches local variables"),
+    ("builtins", "vars", "reaches object dictionaries"),
+    ("builtins", "apply", "calls arbitrary callables"),
+    ("builtins", "help", "starts an interactive pager"),
+    ("builtins", "exit", "exits the process"),
+    ("builtins", "quit", "exits the process"),
+    ("builtins", "memoryview", "reaches raw memory"),
+    ("builtins", "type", "builds classes"),
+    ("builtins", "super", "reaches parent methods"),
+    ("builtins", "classmethod", "wraps arbitrary callables"),
+    ("builtins", "staticmethod", "wraps arbitrary callables"),
+    ("builtins", "property", "wraps arbitrary callables"),
+    ("builtins", "map", "calls arbitrary callables"),
+    ("builtins", "filter", "calls arbitrary callables"),
+    ("operator", "attrgetter", "reaches any attribute"),
+    ("operator", "methodcaller", "calls any method"),
+    ("operator", "call", "calls arbitrary callables"),
+    ("functools", "partial", "wraps a callable to be called later"),
+    ("functools", "partialmethod", "wraps a callable to be called later"),
+    ("functools", "reduce", "calls arbitrary callables"),
+    ("torch", "load", "loads a nested checkpoint"),
+    ("torch", "_load_global_deps", "loads native libraries"),
+    ("numpy", "load", "loads nested pickles"),
+    ("numpy", "loads", "unpickles a nested payload"),
+    ("numpy.core.multiarray", "loads", "unpickles a nested payload"),
+    ("numpy._core.multiarray", "loads", "unpickles a nested payload"),
+];
+
+/// Torch dtypes, layouts, memory formats and quantisation schemes: plain enum-like objects that
+/// pickle by name (`torch.float32`).
+const TORCH_PLAIN_OBJECTS: &[&str] = &[
+    "float16", "float32", "float64", "bfloat16", "half", "float", "double", "complex32",
+    "complex64", "complex128", "cfloat", "cdouble", "chalf", "int8", "int16", "int32", "int64",
+    "short", "int", "long", "uint8", "uint16", "uint32", "uint64", "bool", "quint8", "qint8",
+    "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+    "float8_e5m2fnuz", "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
+    "sparse_bsc", "_mkldnn", "contiguous_format", "channels_last", "channels_last_3d",
+    "preserve_format", "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
+    "per_channel_symmetric", "per_channel_affine_float_qparams", "Size", "device", "dtype",
+    "layout", "memory_format", "finfo", "iinfo", "Tensor",
+];
+
+/// Exactly-named allowed globals: `(module, name)`.
+const ALLOWED: &[(&str, &str)] = &[
+    // Tensor rebuild functions of `torch.save` (their callable arguments are globals too and are
+    // checked on their own).
+    ("torch._utils", "_rebuild_tensor"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch._utils", "_rebuild_parameter_v2"),
+    ("torch._utils", "_rebuild_qtensor"),
+    ("torch._utils", "_rebuild_sparse_tensor"),
+    ("torch._utils", "_rebuild_sparse_csr_tensor"),
+    ("torch._utils", "_rebuild_nested_tensor"),
+    ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+    ("torch._utils", "_rebuild_device_tensor_from_cpu_tensor"),
+    ("torch._utils", "_rebuild_meta_tensor_no_storage"),
+    ("torch._utils", "_rebuild_wrapper_subclass"),
+    ("torch._utils", "_rebuild_xla_tensor"),
+    ("torch._utils", "_rebuild_mtia_tensor"),
+    ("torch._tensor", "_rebuild_from_type"),
+    ("torch._tensor", "_rebuild_from_type_v2"),
+    ("torch.nn.parameter", "Parameter"),
+    ("torch.nn.parameter", "UninitializedParameter"),
+    ("torch.nn.parameter", "Buffer"),
+    ("torch.storage", "TypedStorage"),
+    ("torch.storage", "UntypedStorage"),
+    ("torch.storage", "_TypedStorage"),
+    // Loads nested `torch.save` bytes, which the walker scans in turn.
+    ("torch.storage", "_load_from_bytes"),
+    ("torch.serialization", "_get_layout"),
+    ("torch._tensor", "Tensor"),
+    // Containers and plain values.
+    ("collections", "OrderedDict"),
+    ("collections", "defaultdict"),
+    ("collections", "Counter"),
+    ("collections", "deque"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "slice"),
+    ("builtins", "complex"),
+    ("builtins", "bytearray"),
+    ("builtins", "bytes"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "tuple"),
+    ("builtins", "int"),
+    ("builtins", "float"),
+    ("builtins", "bool"),
+    ("builtins", "str"),
+    ("builtins", "range"),
+    ("builtins", "object"),
+    ("builtins", "Ellipsis"),
+    ("builtins", "NotImplemented"),
+    ("copyreg", "_reconstructor"),
+    ("copyreg", "__newobj__"),
+    ("copyreg", "__newobj_ex__"),
+    ("_codecs", "encode"),
+    ("codecs", "encode"),
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "time"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("decimal", "Decimal"),
+    ("fractions", "Fraction"),
+    ("uuid", "UUID"),
+    ("argparse", "Namespace"),
+    // NumPy arrays, dtypes and scalars.
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.ma.core", "_mareconstruct"),
+    // joblib's array wrapper: a data record whose array bytes follow it in the file.
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"),
+];
+
+/// Whether `module` is `prefix` or a submodule of it.
+fn in_module(module: &str, prefix: &str) -> bool {
+    module == prefix
+        || module
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Classify the global `module.name`.
+pub fn classify(module: &str, name: &str) -> Verdict {
+    let module = python3_module(module);
+    if ALLOWED.contains(&(module, name)) {
+        return Verdict::Allowed;
+    }
+    // Attribute paths (`a.b.__globals__`) are resolved attribute by attribute by protocol-4+
+    // unpicklers, and module dunders (`collections.__builtins__`) are interpreter internals.
+    if name
+        .split('.')
+        .any(|part| part.len() > 4 && part.starts_with("__") && part.ends_with("__"))
+    {
+        return Verdict::Dangerous("reaches interpreter internals through a dunder attribute");
+    }
+    for &(dangerous_module, reason) in DANGEROUS_MODULES {
+        if in_module(module, dangerous_module) {
+            return Verdict::Dangerous(reason);
+        }
+    }
+    let first_name = name.split('.').next().unwrap_or(name);
+    for &(dangerous_module, dangerous_name, reason) in DANGEROUS_NAMES {
+        if module == dangerous_module && first_name == dangerous_name {
+            return Verdict::Dangerous(reason);
+        }
+    }
+    let plain_name = !name.contains('.');
+    if module == "torch"
+        && plain_name
+        && (name.ends_with("Storage") || TORCH_PLAIN_OBJECTS.contains(&name))
+    {
+        return Verdict::Allowed;
+    }
+    if module == "numpy.dtypes" && plain_name && name.ends_with("DType") {
+        return Verdict::Allowed;
+    }
+    Verdict::Unknown
+}
+
+/// What a call on the global `module.name` needs the walker to follow.
+pub fn special(module: &str, name: &str) -> Special {
+    let module = python3_module(module);
+    match (module, name) {
+        ("torch.storage", "_load_from_bytes") => Special::NestedTorchSave,
+        ("_codecs" | "codecs", "encode") => Special::Latin1Encode,
+        ("pickle" | "_pickle" | "dill" | "cloudpickle", "loads" | "_loads")
+        | ("numpy" | "numpy.core.multiarray" | "numpy._core.multiarray", "loads") => {
+            Special::NestedPickle
+        }
+        _ => Special::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_globals_are_allowed() {
+        for (module, name) in [
+            ("torch._utils", "_rebuild_tensor_v2"),
+            ("torch", "FloatStorage"),
+            ("torch", "BFloat16Storage"),
+            ("collections", "OrderedDict"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "dtype"),
+            ("__builtin__", "set"),
+            ("copy_reg", "_reconstructor"),
+            ("torch", "float32"),
+            ("numpy.dtypes", "Float64DType"),
+        ] {
+            assert_eq!(classify(module, name), Verdict::Allowed, "{module}.{name}");
+        }
+    }
+
+    #[test]
+    fn code_execution_globals_are_dangerous() {
+        for (module, name) in [
+            ("os", "system"),
+            ("posix", "system"),
+            ("nt", "system"),
+            ("os.path", "join"),
+            ("subprocess", "Popen"),
+            ("commands", "getoutput"),
+            ("builtins", "eval"),
+            ("__builtin__", "eval"),
+            ("builtins", "getattr"),
+            ("builtins", "__import__"),
+            ("importlib", "import_module"),
+            ("importlib.util", "find_spec"),
+            ("pkgutil", "resolve_name"),
+            ("runpy", "_run_code"),
+            ("pickle", "loads"),
+            ("_pickle", "loads"),
+            ("operator", "attrgetter"),
+            ("torch._utils", "_rebuild_tensor_v2.__globals__"),
+            ("collections", "__builtins__"),
+            ("collections", "OrderedDict.__init__.__globals__"),
+            ("numpy.testing._private.utils", "runstring"),
+        ] {
+            assert!(matches!(classify(module, name), Verdict::Dangerous(_)), "{module}.{name}");
+        }
+    }
+
+    #[test]
+    fn model_classes_are_unknown_not_dangerous() {
+        assert_eq!(classify("__main__", "TinyNet"), Verdict::Unknown);
+        assert_eq!(classify("torch.nn.modules.linear", "Linear"), Verdict::Unknown);
+        assert_eq!(classify("collections", "OrderedDictX"), Verdict::Unknown);
+        assert_eq!(classify("torchx", "FloatStorage"), Verdict::Unknown);
+        assert_eq!(classify("torch", "x.FloatStorage"), Verdict::Unknown);
+    }
+}

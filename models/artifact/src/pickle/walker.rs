@@ -1,0 +1,1276 @@
+//! The symbolic pickle machine: CPython's unpickler with every value replaced by what the scanner
+//! needs to know about it.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use super::allow::{self, Special, Verdict};
+use crate::{Finding, Location, Severity};
+
+/// Most values the walker keeps on its stack; a stream needing more is reported, not followed.
+pub const MAX_STACK: usize = 1 << 20;
+/// Most memo entries the walker keeps.
+pub const MAX_MEMO: usize = 1 << 22;
+/// Items of a tuple or dict the walker remembers (enough for call arguments and `BUILD` state).
+const MAX_TRACKED_ITEMS: usize = 64;
+/// Longest text kept verbatim; module and attribute names are far shorter.
+const MAX_TEXT: usize = 4096;
+/// Findings one stream may add before the walker stops listing them.
+const MAX_FINDINGS: usize = 256;
+/// Concatenated pickles followed in one byte string.
+const MAX_PICKLES_IN_STREAM: usize = 4096;
+
+// Opcodes, named as in CPython's `pickletools`.
+const MARK: u8 = b'(';
+const STOP: u8 = b'.';
+const POP: u8 = b'0';
+const POP_MARK: u8 = b'1';
+const DUP: u8 = b'2';
+const FLOAT: u8 = b'F';
+const INT: u8 = b'I';
+const BININT: u8 = b'J';
+const BININT1: u8 = b'K';
+const LONG: u8 = b'L';
+const BININT2: u8 = b'M';
+const NONE: u8 = b'N';
+const PERSID: u8 = b'P';
+const BINPERSID: u8 = b'Q';
+const REDUCE: u8 = b'R';
+const STRING: u8 = b'S';
+const BINSTRING: u8 = b'T';
+const SHORT_BINSTRING: u8 = b'U';
+const UNICODE: u8 = b'V';
+const BINUNICODE: u8 = b'X';
+const APPEND: u8 = b'a';
+const BUILD: u8 = b'b';
+const GLOBAL: u8 = b'c';
+const DICT: u8 = b'd';
+const EMPTY_DICT: u8 = b'}';
+const APPENDS: u8 = b'e';
+const GET: u8 = b'g';
+const BINGET: u8 = b'h';
+const INST: u8 = b'i';
+const LONG_BINGET: u8 = b'j';
+const LIST: u8 = b'l';
+const EMPTY_LIST: u8 = b']';
+const OBJ: u8 = b'o';
+const PUT: u8 = b'p';
+const BINPUT: u8 = b'q';
+const LONG_BINPUT: u8 = b'r';
+const SETITEM: u8 = b's';
+const TUPLE: u8 = b't';
+const EMPTY_TUPLE: u8 = b')';
+const SETITEMS: u8 = b'u';
+const BINFLOAT: u8 = b'G';
+const PROTO: u8 = 0x80;
+const NEWOBJ: u8 = 0x81;
+const EXT1: u8 = 0x82;
+const EXT2: u8 = 0x83;
+const EXT4: u8 = 0x84;
+const TUPLE1: u8 = 0x85;
+const TUPLE2: u8 = 0x86;
+const TUPLE3: u8 = 0x87;
+const NEWTRUE: u8 = 0x88;
+const NEWFALSE: u8 = 0x89;
+const LONG1: u8 = 0x8a;
+const LONG4: u8 = 0x8b;
+const BINBYTES: u8 = b'B';
+const SHORT_BINBYTES: u8 = b'C';
+const SHORT_BINUNICODE: u8 = 0x8c;
+const BINUNICODE8: u8 = 0x8d;
+const BINBYTES8: u8 = 0x8e;
+const EMPTY_SET: u8 = 0x8f;
+const ADDITEMS: u8 = 0x90;
+const FROZENSET: u8 = 0x91;
+const NEWOBJ_EX: u8 = 0x92;
+const STACK_GLOBAL: u8 = 0x93;
+const MEMOIZE: u8 = 0x94;
+const FRAME: u8 = 0x95;
+const BYTEARRAY8: u8 = 0x96;
+const NEXT_BUFFER: u8 = 0x97;
+const READONLY_BUFFER: u8 = 0x98;
+
+/// What the walker knows about one value the real unpickler would build.
+#[derive(Debug)]
+enum Value {
+    /// A `str` (or a protocol-0–2 byte string, which Python 3 decodes to `str`).
+    Text(String),
+    /// A `str` longer than [`MAX_TEXT`].
+    LongText,
+    /// A `bytes`/`bytearray` literal: a range of the stream.
+    Bytes { start: usize, len: usize },
+    /// Bytes computed while loading (`_codecs.encode(text, "latin1")`).
+    ComputedBytes(Rc<[u8]>),
+    /// A resolved global.
+    Global { module: String, name: String },
+    /// A global the walker could not resolve (already reported).
+    Unresolved,
+    /// What a call returned; `made_by` names the global called, when there was one.
+    Object { made_by: Option<(String, String)> },
+    /// A tuple's first [`MAX_TRACKED_ITEMS`] items.
+    Tuple(Vec<Rc<Value>>),
+    /// A dict's first [`MAX_TRACKED_ITEMS`] items; shared (memo) and mutated in place like
+    /// Python's.
+    Dict(RefCell<Vec<(Rc<Value>, Rc<Value>)>>),
+    /// Anything else (numbers, None, lists, sets, buffers, persistent references).
+    Plain(&'static str),
+}
+
+impl Value {
+    fn text(text: String) -> Value {
+        if text.len() > MAX_TEXT {
+            Value::LongText
+        } else {
+            Value::Text(text)
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Value::Text(_) | Value::LongText => "a string".to_string(),
+            Value::Bytes { .. } | Value::ComputedBytes(_) => "a byte string".to_string(),
+            Value::Global { module, name } => format!("`{module}.{name}`"),
+            Value::Unresolved => "an unresolvable global".to_string(),
+            Value::Object { made_by: Some((module, name)) } => {
+                format!("the result of calling `{module}.{name}`")
+            }
+            Value::Object { made_by: None } => "a value computed while loading".to_string(),
+            Value::Tuple(_) => "a tuple".to_string(),
+            Value::Dict(_) => "a dict".to_string(),
+            Value::Plain(kind) => format!("a {kind}"),
+        }
+    }
+}
+
+/// Why walking stopped early.
+#[derive(Debug)]
+struct Halt {
+    offset: usize,
+    opcode_index: u64,
+    kind: HaltKind,
+}
+
+#[derive(Debug)]
+enum HaltKind {
+    /// The real unpickler would raise here.
+    Malformed(String),
+    /// The stream is too big for the walker's limits.
+    Limit(String),
+}
+
+/// State shared by every pickle found in one scanned byte string (and nested ones).
+struct Reporter {
+    findings: Vec<Finding>,
+    seen: HashSet<(String, String)>,
+    /// Probe mode: decide structure only, report nothing and scan nothing nested.
+    probe: bool,
+    /// Bytes that nested scans may still read, so repeated nested payloads cannot make the scan
+    /// quadratic.
+    nested_budget: usize,
+    /// Globals referenced so far (used to decide whether a broken tentative pickle mattered).
+    globals_seen: usize,
+}
+
+impl Reporter {
+    fn new(probe: bool, stream_len: usize) -> Reporter {
+        Reporter {
+            findings: Vec::new(),
+            seen: HashSet::new(),
+            probe,
+            nested_budget: stream_len.saturating_mul(4).saturating_add(64 << 20),
+            globals_seen: 0,
+        }
+    }
+}
+
+/// One `load()` call: a stack, a memo and a position.
+struct Machine<'data, 'rep> {
+    data: &'data [u8],
+    pos: usize,
+    /// Start offset of the opcode being run.
+    op_start: usize,
+    opcode_index: u64,
+    stack: Vec<Rc<Value>>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Rc<Value>>,
+    location: &'rep Location,
+    /// Offset of `data[0]` inside the innermost member.
+    base_offset: u64,
+    reporter: &'rep mut Reporter,
+}
+
+type Step<T> = Result<T, Halt>;
+
+impl<'data, 'rep> Machine<'data, 'rep> {
+    fn new(
+        data: &'data [u8],
+        start: usize,
+        location: &'rep Location,
+        base_offset: u64,
+        reporter: &'rep mut Reporter,
+    ) -> Self {
+        Machine {
+            data,
+            pos: start,
+            op_start: start,
+            opcode_index: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            location,
+            base_offset,
+            reporter,
+        }
+    }
+
+    fn malformed<T>(&self, reason: impl Into<String>) -> Step<T> {
+        Err(Halt {
+            offset: self.op_start,
+            opcode_index: self.opcode_index,
+            kind: HaltKind::Malformed(reason.into()),
+        })
+    }
+
+    fn limit<T>(&self, reason: impl Into<String>) -> Step<T> {
+        Err(Halt {
+            offset: self.op_start,
+            opcode_index: self.opcode_index,
+            kind: HaltKind::Limit(reason.into()),
+        })
+    }
+
+    fn location_here(&self) -> Location {
+        let mut location = self.location.clone();
+        location.offset = Some(self.base_offset.saturating_add(self.op_start as u64));
+        location.opcode_index = Some(self.opcode_index);
+        location
+    }
+
+    /// Report a finding once per `key` (per scanned byte string).
+    fn report(&mut self, severity: Severity, rule: &str, key: &str, message: String) {
+        if self.reporter.probe || self.reporter.findings.len() >= MAX_FINDINGS {
+            return;
+        }
+        if !self.reporter.seen.insert((rule.to_string(), key.to_string())) {
+            return;
+        }
+        let location = self.location_here();
+        self.reporter.findings.push(Finding {
+            severity,
+            rule: rule.to_string(),
+            message,
+            location,
+        });
+    }
+
+    // ----- reading operands -----
+
+    fn take(&mut self, len: usize) -> Step<&'data [u8]> {
+        let data = self.data;
+        let Some(end) = self.pos.checked_add(len) else {
+            return self.malformed("operand length overflows");
+        };
+        match data.get(self.pos..end) {
+            Some(bytes) => {
+                self.pos = end;
+                Ok(bytes)
+            }
+            None => self.malformed("pickle data was truncated"),
+        }
+    }
+
+    fn take_u8(&mut self) -> Step<u8> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+
+    fn take_array<const N: usize>(&mut self) -> Step<[u8; N]> {
+        let bytes = self.take(N)?;
+        let mut array = [0u8; N];
+        array.copy_from_slice(bytes);
+        Ok(array)
+    }
+
+    fn take_u16(&mut self) -> Step<u16> {
+        Ok(u16::from_le_bytes(self.take_array()?))
+    }
+
+    fn take_u32(&mut self) -> Step<u32> {
+        Ok(u32::from_le_bytes(self.take_array()?))
+    }
+
+    fn take_i32(&mut self) -> Step<i32> {
+        Ok(i32::from_le_bytes(self.take_array()?))
+    }
+
+    fn take_u64(&mut self) -> Step<u64> {
+        Ok(u64::from_le_bytes(self.take_array()?))
+    }
+
+    /// A length operand as `usize`, checked against what is left so no huge length is trusted.
+    fn take_len(&mut self, len: u64) -> Step<(usize, usize)> {
+        let Ok(len) = usize::try_from(len) else {
+            return self.malformed("operand length does not fit in memory");
+        };
+        let start = self.pos;
+        self.take(len)?;
+        Ok((start, len))
+    }
+
+    /// A newline-terminated line (without the newline), as the text opcodes use.
+    fn take_line(&mut self) -> Step<&'data [u8]> {
+        let data = self.data;
+        let rest = data.get(self.pos..).unwrap_or(&[]);
+        match rest.iter().position(|&byte| byte == b'\n') {
+            Some(newline) => {
+                self.pos = self.pos.saturating_add(newline).saturating_add(1);
+                Ok(rest.get(..newline).unwrap_or(&[]))
+            }
+            None => self.malformed("pickle data was truncated (line without newline)"),
+        }
+    }
+
+    // ----- stack -----
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, value: Value) -> Step<()> {
+        self.push_rc(Rc::new(value))
+    }
+
+    fn push_rc(&mut self, value: Rc<Value>) -> Step<()> {
+        if self.stack.len() >= MAX_STACK {
+            return self.limit(format!("more than {MAX_STACK} values on the stack"));
+        }
+        self.stack.push(value);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Step<Rc<Value>> {
+        if self.stack.len() <= self.fence() {
+            return self.malformed("unpickling stack underflow");
+        }
+        match self.stack.pop() {
+            Some(value) => Ok(value),
+            None => self.malformed("unpickling stack underflow"),
+        }
+    }
+
+    fn top(&self) -> Step<Rc<Value>> {
+        if self.stack.len() <= self.fence() {
+            return self.malformed("unpickling stack underflow");
+        }
+        match self.stack.last() {
+            Some(value) => Ok(Rc::clone(value)),
+            None => self.malformed("unpickling stack underflow"),
+        }
+    }
+
+    fn pop_mark(&mut self) -> Step<Vec<Rc<Value>>> {
+        let Some(mark) = self.marks.pop() else {
+            return self.malformed("could not find MARK");
+        };
+        if mark > self.stack.len() {
+            return self.malformed("MARK beyond the stack");
+        }
+        Ok(self.stack.split_off(mark))
+    }
+
+    fn memo_put(&mut self, index: u64) -> Step<()> {
+        let value = self.top()?;
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&index) {
+            return self.limit(format!("more than {MAX_MEMO} memo entries"));
+        }
+        self.memo.insert(index, value);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, index: u64) -> Step<()> {
+        match self.memo.get(&index) {
+            Some(value) => {
+                let value = Rc::clone(value);
+                self.push_rc(value)
+            }
+            None => self.malformed(format!("memo value {index} not found")),
+        }
+    }
+
+    fn bytes_of<'v>(&self, value: &'v Value) -> Option<Cow<'v, [u8]>>
+    where
+        'data: 'v,
+    {
+        match value {
+            Value::Bytes { start, len } => {
+                let end = start.checked_add(*len)?;
+                self.data.get(*start..end).map(Cow::Borrowed)
+            }
+            Value::ComputedBytes(bytes) => Some(Cow::Owned(bytes.to_vec())),
+            _ => None,
+        }
+    }
+
+    // ----- the main loop -----
+
+    /// Run one `load()`: opcodes up to and including `STOP`. Returns the offset after `STOP`.
+    fn run(&mut self) -> Step<usize> {
+        loop {
+            self.op_start = self.pos;
+            let Some(&opcode) = self.data.get(self.pos) else {
+                return self.malformed("pickle data was truncated (no STOP opcode)");
+            };
+            self.pos = self.pos.saturating_add(1);
+            if opcode == STOP {
+                self.pop()?;
+                return Ok(self.pos);
+            }
+            self.step(opcode)?;
+            self.opcode_index = self.opcode_index.saturating_add(1);
+        }
+    }
+
+    fn step(&mut self, opcode: u8) -> Step<()> {
+        match opcode {
+            PROTO => {
+                let protocol = self.take_u8()?;
+                if protocol > 5 {
+                    return self.malformed(format!("unsupported pickle protocol {protocol}"));
+                }
+            }
+            FRAME => {
+                let len = self.take_u64()?;
+                let remaining = self.data.len().saturating_sub(self.pos) as u64;
+                if len > remaining {
+                    return self.malformed("pickle exhausted before end of frame");
+                }
+            }
+            MARK => self.marks.push(self.stack.len()),
+            POP => {
+                if self.stack.len() > self.fence() {
+                    self.pop()?;
+                } else {
+                    // CPython pops the mark when the current frame is empty.
+                    self.pop_mark()?;
+                }
+            }
+            POP_MARK => {
+                self.pop_mark()?;
+            }
+            DUP => {
+                let top = self.top()?;
+                self.push_rc(top)?;
+            }
+            NONE => self.push(Value::Plain("None"))?,
+            NEWTRUE | NEWFALSE => self.push(Value::Plain("bool"))?,
+            INT | LONG | FLOAT => {
+                self.take_line()?;
+                self.push(Value::Plain("number"))?;
+            }
+            BININT => {
+                self.take_u32()?;
+                self.push(Value::Plain("int"))?;
+            }
+            BININT1 => {
+                self.take_u8()?;
+                self.push(Value::Plain("int"))?;
+            }
+            BININT2 => {
+                self.take_u16()?;
+                self.push(Value::Plain("int"))?;
+            }
+            BINFLOAT => {
+                self.take_u64()?;
+                self.push(Value::Plain("float"))?;
+            }
+            LONG1 => {
+                let len = self.take_u8()?;
+                self.take(usize::from(len))?;
+                self.push(Value::Plain("int"))?;
+            }
+            LONG4 => {
+                let len = self.take_i32()?;
+                let Ok(len) = u64::try_from(len) else {
+                    return self.malformed("LONG pickle has negative byte count");
+                };
+                self.take_len(len)?;
+                self.push(Value::Plain("int"))?;
+            }
+            STRING => {
+                let line = self.take_line()?;
+                let Some(inner) = unquote(line) else {
+                    return self.malformed("the STRING opcode argument must be quoted");
+                };
+                self.push(Value::text(latin1(&unescape(inner))))?;
+            }
+            BINSTRING => {
+                let len = self.take_i32()?;
+                let Ok(len) = u64::try_from(len) else {
+                    return self.malformed("BINSTRING pickle has negative byte count");
+                };
+                let (start, len) = self.take_len(len)?;
+                self.push_byte_string_text(start, len)?;
+            }
+            SHORT_BINSTRING => {
+                let len = self.take_u8()?;
+                let (start, len) = self.take_len(u64::from(len))?;
+                self.push_byte_string_text(start, len)?;
+            }
+            UNICODE => {
+                let line = self.take_line()?;
+                self.push(Value::text(raw_unicode_unescape(line)))?;
+            }
+            BINUNICODE => {
+                let len = self.take_u32()?;
+                self.push_unicode(u64::from(len))?;
+            }
+            SHORT_BINUNICODE => {
+                let len = self.take_u8()?;
+                self.push_unicode(u64::from(len))?;
+            }
+            BINUNICODE8 => {
+                let len = self.take_u64()?;
+                self.push_unicode(len)?;
+            }
+            BINBYTES => {
+                let len = self.take_u32()?;
+                self.push_bytes(u64::from(len))?;
+            }
+            SHORT_BINBYTES => {
+                let len = self.take_u8()?;
+                self.push_bytes(u64::from(len))?;
+            }
+            BINBYTES8 | BYTEARRAY8 => {
+                let len = self.take_u64()?;
+                self.push_bytes(len)?;
+            }
+            NEXT_BUFFER => self.push(Value::Plain("out-of-band buffer"))?,
+            READONLY_BUFFER => {
+                self.top()?;
+            }
+            EMPTY_TUPLE => self.push(Value::Tuple(Vec::new()))?,
+            TUPLE => {
+                let items = self.pop_mark()?;
+                self.push(tuple(items))?;
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let count = usize::from(opcode - TUPLE1) + 1;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(self.pop()?);
+                }
+                items.reverse();
+                self.push(tuple(items))?;
+            }
+            EMPTY_LIST => self.push(Value::Plain("list"))?,
+            LIST => {
+                self.pop_mark()?;
+                self.push(Value::Plain("list"))?;
+            }
+            APPEND => {
+                self.pop()?;
+                self.top()?;
+            }
+            APPENDS | ADDITEMS => {
+                self.pop_mark()?;
+                self.top()?;
+            }
+            EMPTY_DICT => self.push(Value::Dict(RefCell::new(Vec::new())))?,
+            DICT => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return self.malformed("odd number of items for DICT");
+                }
+                let dict = Value::Dict(RefCell::new(Vec::new()));
+                add_pairs(&dict, items);
+                self.push(dict)?;
+            }
+            SETITEM => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let dict = self.top()?;
+                add_pairs(&dict, vec![key, value]);
+            }
+            SETITEMS => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return self.malformed("odd number of items for SETITEMS");
+                }
+                let dict = self.top()?;
+                add_pairs(&dict, items);
+            }
+            EMPTY_SET => self.push(Value::Plain("set"))?,
+            FROZENSET => {
+                self.pop_mark()?;
+                self.push(Value::Plain("frozenset"))?;
+            }
+            GET => {
+                let line = self.take_line()?;
+                let Some(index) = parse_decimal(line) else {
+                    return self.malformed("GET index is not a number");
+                };
+                self.memo_get(index)?;
+            }
+            BINGET => {
+                let index = self.take_u8()?;
+                self.memo_get(u64::from(index))?;
+            }
+            LONG_BINGET => {
+                let index = self.take_u32()?;
+                self.memo_get(u64::from(index))?;
+            }
+            PUT => {
+                let line = self.take_line()?;
+                let Some(index) = parse_decimal(line) else {
+                    return self.malformed("PUT index is not a number");
+                };
+                self.memo_put(index)?;
+            }
+            BINPUT => {
+                let index = self.take_u8()?;
+                self.memo_put(u64::from(index))?;
+            }
+            LONG_BINPUT => {
+                let index = self.take_u32()?;
+                self.memo_put(u64::from(index))?;
+            }
+            MEMOIZE => {
+                let index = self.memo.len() as u64;
+                self.memo_put(index)?;
+            }
+            GLOBAL => {
+                let module = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let name = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let global = self.resolve_global(module, name, "GLOBAL");
+                self.push_rc(global)?;
+            }
+            STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let global = match (&*module, &*name) {
+                    (Value::Text(module), Value::Text(name)) => {
+                        self.resolve_global(module.clone(), name.clone(), "STACK_GLOBAL")
+                    }
+                    _ => {
+                        self.reporter.globals_seen = self.reporter.globals_seen.saturating_add(1);
+                        let message = format!(
+                            "STACK_GLOBAL imports a global whose module is {} and name is {}, \
+                             not plain strings: the target is built while loading, so no \
+                             scanner can tell what gets imported",
+                            module.describe(),
+                            name.describe()
+                        );
+                        self.report(
+                            Severity::High,
+                            "pickle-unresolvable-global",
+                            &format!("stack_global@{}", self.op_start),
+                            message,
+                        );
+                        Rc::new(Value::Unresolved)
+                    }
+                };
+                self.push_rc(global)?;
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = match opcode {
+                    EXT1 => u32::from(self.take_u8()?),
+                    EXT2 => u32::from(self.take_u16()?),
+                    _ => self.take_u32()?,
+                };
+                if code == 0 {
+                    return self.malformed("EXT specifies code <= 0");
+                }
+                self.reporter.globals_seen = self.reporter.globals_seen.saturating_add(1);
+                self.report(
+                    Severity::High,
+                    "pickle-unresolvable-global",
+                    &format!("ext{code}"),
+                    format!(
+                        "EXT opcode imports extension code {code} from the loader's copyreg \
+                         registry: the global it names is not in the file, so it cannot be checked"
+                    ),
+                );
+                self.push(Value::Unresolved)?;
+            }
+            REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let result = self.call(&callable, &args, "REDUCE");
+                self.push_rc(result)?;
+            }
+            NEWOBJ => {
+                let args = self.pop()?;
+                let class = self.pop()?;
+                let result = self.call(&class, &args, "NEWOBJ");
+                self.push_rc(result)?;
+            }
+            NEWOBJ_EX => {
+                let _kwargs = self.pop()?;
+                let args = self.pop()?;
+                let class = self.pop()?;
+                let result = self.call(&class, &args, "NEWOBJ_EX");
+                self.push_rc(result)?;
+            }
+            OBJ => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return self.malformed("OBJ without a class");
+                }
+                let class = items.remove(0);
+                let args = Rc::new(tuple(items));
+                let result = self.call(&class, &args, "OBJ");
+                self.push_rc(result)?;
+            }
+            INST => {
+                let module = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let name = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let class = self.resolve_global(module, name, "INST");
+                let args = Rc::new(tuple(self.pop_mark()?));
+                let result = self.call(&class, &args, "INST");
+                self.push_rc(result)?;
+            }
+            BUILD => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.build(&target, &state);
+            }
+            PERSID => {
+                self.take_line()?;
+                self.push(Value::Plain("persistent reference"))?;
+            }
+            BINPERSID => {
+                self.pop()?;
+                self.push(Value::Plain("persistent reference"))?;
+            }
+            other => {
+                return self.malformed(format!("invalid load key {other:#04x}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn push_unicode(&mut self, len: u64) -> Step<()> {
+        let (start, len) = self.take_len(len)?;
+        if len > MAX_TEXT {
+            return self.push(Value::LongText);
+        }
+        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        self.push(Value::text(String::from_utf8_lossy(bytes).into_owned()))
+    }
+
+    /// Protocol 0–2 byte strings: Python 3 decodes them to `str` (`encoding="ASCII"` by default,
+    /// `latin1` in NumPy/PyTorch loaders), so for name resolution they are text.
+    fn push_byte_string_text(&mut self, start: usize, len: usize) -> Step<()> {
+        if len > MAX_TEXT {
+            return self.push(Value::LongText);
+        }
+        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        self.push(Value::text(latin1(bytes)))
+    }
+
+    fn push_bytes(&mut self, len: u64) -> Step<()> {
+        let (start, len) = self.take_len(len)?;
+        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        self.maybe_nested_pickle(bytes, start);
+        self.push(Value::Bytes { start, len })
+    }
+
+    // ----- globals, calls, BUILD -----
+
+    fn resolve_global(&mut self, module: String, name: String, opcode: &str) -> Rc<Value> {
+        self.reporter.globals_seen = self.reporter.globals_seen.saturating_add(1);
+        let qualified = format!("{module}.{name}");
+        match allow::classify(&module, &name) {
+            Verdict::Allowed => {}
+            Verdict::Dangerous(reason) => self.report(
+                Severity::Critical,
+                "pickle-dangerous-global",
+                &qualified,
+                format!(
+                    "{opcode} imports `{qualified}`, which {reason}; loading this pickle can run \
+                     code chosen by whoever made the file"
+                ),
+            ),
+            Verdict::Unknown => self.report(
+                Severity::Medium,
+                "pickle-unknown-global",
+                &qualified,
+                format!(
+                    "{opcode} imports `{qualified}`, which is not on the allow-list of globals \
+                     that checkpoints need; loading imports it and may call it (a full-model \
+                     save names its classes this way; prefer a state_dict or safetensors)"
+                ),
+            ),
+        }
+        Rc::new(Value::Global { module, name })
+    }
+
+    /// The symbolic result of `callable(*args)` for REDUCE, NEWOBJ, NEWOBJ_EX, OBJ and INST.
+    fn call(&mut self, callable: &Rc<Value>, args: &Rc<Value>, opcode: &str) -> Rc<Value> {
+        match &**callable {
+            Value::Global { module, name } => {
+                let made_by = Some((module.clone(), name.clone()));
+                match allow::special(module, name) {
+                    Special::None => {}
+                    Special::Latin1Encode => {
+                        if let Some(bytes) = latin1_encode(args) {
+                            let bytes: Rc<[u8]> = Rc::from(bytes);
+                            self.maybe_nested_pickle(&bytes, self.op_start);
+                            return Rc::new(Value::ComputedBytes(bytes));
+                        }
+                    }
+                    Special::NestedPickle => {
+                        let qualified = format!("{module}.{name}");
+                        self.nested_payload(args, &qualified, false);
+                    }
+                    Special::NestedTorchSave => {
+                        let qualified = format!("{module}.{name}");
+                        self.nested_payload(args, &qualified, true);
+                    }
+                }
+                Rc::new(Value::Object { made_by })
+            }
+            // Already reported where it was imported.
+            Value::Unresolved => Rc::new(Value::Object { made_by: None }),
+            other => {
+                let message = format!(
+                    "{opcode} calls {}, not a named global: calling values computed while \
+                     loading (such as the result of getattr or import_module) is how \
+                     allow-list-evading payloads reach dangerous functions",
+                    other.describe()
+                );
+                self.report(
+                    Severity::High,
+                    "pickle-computed-call",
+                    &format!("call@{}", self.op_start),
+                    message,
+                );
+                Rc::new(Value::Object { made_by: None })
+            }
+        }
+    }
+
+    /// `pickle.loads(b)` / `torch.storage._load_from_bytes(b)`: scan `b` as what it will be
+    /// loaded as.
+    fn nested_payload(&mut self, args: &Rc<Value>, callee: &str, torch_save: bool) {
+        if self.reporter.probe {
+            return;
+        }
+        let first = match &**args {
+            Value::Tuple(items) => items.first().cloned(),
+            _ => None,
+        };
+        let bytes = first.as_deref().and_then(|value| self.bytes_of(value));
+        let Some(bytes) = bytes else {
+            let described = first.map_or_else(|| "nothing".to_string(), |value| value.describe());
+            self.report(
+                Severity::High,
+                "pickle-nested-unresolvable",
+                &format!("nested@{}", self.op_start),
+                format!(
+                    "`{callee}` loads {described}, which is not a byte string in the file: the \
+                     nested payload is built while loading and cannot be checked"
+                ),
+            );
+            return;
+        };
+        let bytes = bytes.into_owned();
+        let member = format!("{callee}@{}", self.base_offset.saturating_add(self.op_start as u64));
+        let Some(location) = crate::zip::nested_location(self.location, &member) else {
+            self.report_too_deep(callee);
+            return;
+        };
+        if !self.spend_nested_budget(bytes.len()) {
+            return;
+        }
+        let nested = if torch_save {
+            crate::scan::scan_bytes(&bytes, &location)
+        } else {
+            scan_stream(&bytes, &location)
+        };
+        self.extend_findings(nested);
+    }
+
+    /// A byte string that starts like a pickle is scanned as one: loaders and gadgets
+    /// (`pickle.loads`, `torch.load`, NumPy) unpickle nested bytes, and a payload can hide there.
+    /// Raw data that merely starts with 0x80 0x0N and does not parse is left alone.
+    fn maybe_nested_pickle(&mut self, bytes: &[u8], start: usize) {
+        if self.reporter.probe || bytes.len() < 3 {
+            return;
+        }
+        if !matches!(bytes, [PROTO, protocol, ..] if *protocol <= 5) {
+            return;
+        }
+        let member = format!("bytes@{}", self.base_offset.saturating_add(start as u64));
+        let Some(location) = crate::zip::nested_location(self.location, &member) else {
+            self.report_too_deep("a byte string");
+            return;
+        };
+        if !self.spend_nested_budget(bytes.len()) {
+            return;
+        }
+        let nested = scan_tentative(bytes, &location);
+        self.extend_findings(nested);
+    }
+
+    fn spend_nested_budget(&mut self, len: usize) -> bool {
+        match self.reporter.nested_budget.checked_sub(len) {
+            Some(left) => {
+                self.reporter.nested_budget = left;
+                true
+            }
+            None => {
+                self.report(
+                    Severity::High,
+                    "pickle-analysis-limit",
+                    "nested-budget",
+                    "nested pickles add up to more bytes than the scanner reads for one file; \
+                     the rest were not checked"
+                        .to_string(),
+                );
+                false
+            }
+        }
+    }
+
+    fn report_too_deep(&mut self, what: &str) {
+        self.report(
+            Severity::High,
+            "nesting-too-deep",
+            &format!("deep@{}", self.op_start),
+            format!(
+                "{what} nests more than {} containers deep; it was not checked",
+                crate::zip::MAX_NESTING
+            ),
+        );
+    }
+
+    fn extend_findings(&mut self, nested: Vec<Finding>) {
+        for finding in nested {
+            if self.reporter.findings.len() >= MAX_FINDINGS {
+                break;
+            }
+            self.reporter.findings.push(finding);
+        }
+    }
+
+    /// `BUILD`: `target.__setstate__(state)` or `target.__dict__.update(state)` plus `setattr`
+    /// for slot state. Legitimate pickles build fresh instances with plain attribute names; the
+    /// known tricks set dunder attributes (`__setstate__`, `__reduce__`, …) so that a later
+    /// `BUILD` calls a function of the attacker's choosing, or set attributes on a class or
+    /// module object itself.
+    fn build(&mut self, target: &Rc<Value>, state: &Rc<Value>) {
+        if let Value::Global { module, name } = &**target {
+            let message = format!(
+                "BUILD sets attributes on the global `{module}.{name}` itself (a class, function \
+                 or module, not a fresh instance): this rewires code for everything loaded after"
+            );
+            self.report(
+                Severity::High,
+                "pickle-build-hijack",
+                &format!("build@{}", self.op_start),
+                message,
+            );
+        }
+        let mut dunders = Vec::new();
+        collect_dunder_keys(state, &mut dunders, 0);
+        if !dunders.is_empty() {
+            let message = format!(
+                "BUILD sets {} on {}: setting dunder attributes through pickle state is how \
+                 payloads hijack __setstate__/__reduce__ to call functions while loading",
+                dunders.join(", "),
+                target.describe()
+            );
+            self.report(
+                Severity::High,
+                "pickle-build-hijack",
+                &format!("build@{}", self.op_start),
+                message,
+            );
+        }
+    }
+}
+
+/// Dunder keys (`__setstate__`, `__dict__`, …) of a BUILD state: a dict, or a
+/// `(dict, slotstate)` tuple.
+fn collect_dunder_keys(state: &Value, found: &mut Vec<String>, depth: usize) {
+    match state {
+        Value::Dict(items) => {
+            let Ok(items) = items.try_borrow() else {
+                return;
+            };
+            for (key, _) in items.iter() {
+                if let Value::Text(key) = &**key {
+                    if key.len() > 4 && key.starts_with("__") && key.ends_with("__") {
+                        found.push(format!("`{key}`"));
+                    }
+                }
+            }
+        }
+        Value::Tuple(items) if depth == 0 => {
+            for item in items.iter().take(2) {
+                collect_dunder_keys(item, found, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn tuple(mut items: Vec<Rc<Value>>) -> Value {
+    items.truncate(MAX_TRACKED_ITEMS);
+    Value::Tuple(items)
+}
+
+/// Add `[k0, v0, k1, v1, …]` to a dict value (other targets — lists of pairs, objects with
+/// `__setitem__` — are not tracked).
+fn add_pairs(dict: &Value, items: Vec<Rc<Value>>) {
+    let Value::Dict(cell) = dict else {
+        return;
+    };
+    let Ok(mut entries) = cell.try_borrow_mut() else {
+        return;
+    };
+    let mut items = items.into_iter();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        if entries.len() >= MAX_TRACKED_ITEMS {
+            break;
+        }
+        entries.push((key, value));
+    }
+}
+
+/// `_codecs.encode(text, "latin1")` evaluated, when the arguments are known.
+fn latin1_encode(args: &Value) -> Option<Vec<u8>> {
+    let Value::Tuple(items) = args else {
+        return None;
+    };
+    let Some(Value::Text(text)) = items.first().map(|item| &**item) else {
+        return None;
+    };
+    let encoding = match items.get(1).map(|item| &**item) {
+        Some(Value::Text(encoding)) => encoding.to_ascii_lowercase().replace('_', "-"),
+        None => "utf-8".to_string(),
+        Some(_) => return None,
+    };
+    if matches!(encoding.as_str(), "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1") {
+        text.chars().map(|ch| u8::try_from(u32::from(ch)).ok()).collect()
+    } else if matches!(encoding.as_str(), "utf-8" | "utf8") {
+        Some(text.as_bytes().to_vec())
+    } else {
+        None
+    }
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&byte| char::from(byte)).collect()
+}
+
+fn parse_decimal(line: &[u8]) -> Option<u64> {
+    std::str::from_utf8(line).ok()?.trim().parse().ok()
+}
+
+/// The inside of a protocol-0 `STRING` argument: `'…'` or `"…"`.
+fn unquote(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    match line {
+        [quote, inner @ .., last] if (*quote == b'\'' || *quote == b'"') && last == quote => {
+            Some(inner)
+        }
+        _ => None,
+    }
+}
+
+/// Python's `escape_decode` for the escapes module and attribute names could use.
+fn unescape(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        index += 1;
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        let Some(&escaped) = bytes.get(index) else {
+            out.push(b'\\');
+            break;
+        };
+        index += 1;
+        match escaped {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'0' => out.push(0),
+            b'\\' | b'\'' | b'"' => out.push(escaped),
+            b'x' => {
+                let hex = bytes.get(index..index.saturating_add(2));
+                match hex
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                {
+                    Some(value) => {
+                        out.push(value);
+                        index += 2;
+                    }
+                    None => out.extend_from_slice(b"\\x"),
+                }
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+/// Python's `raw-unicode-escape` decoding (protocol-0 `UNICODE`).
+fn raw_unicode_unescape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'\\' {
+            let width = match bytes.get(index + 1) {
+                Some(b'u') => 4,
+                Some(b'U') => 8,
+                _ => 0,
+            };
+            if width > 0 {
+                let digits = bytes.get(index + 2..index + 2 + width);
+                let decoded = digits
+                    .and_then(|digits| std::str::from_utf8(digits).ok())
+                    .and_then(|digits| u32::from_str_radix(digits, 16).ok())
+                    .and_then(char::from_u32);
+                if let Some(ch) = decoded {
+                    out.push(ch);
+                    index += 2 + width;
+                    continue;
+                }
+            }
+        }
+        out.push(char::from(byte));
+        index += 1;
+    }
+    out
+}
+
+/// Walk the first pickle in `bytes` without reporting: does it reach `STOP` cleanly?
+pub fn is_complete_pickle(bytes: &[u8]) -> bool {
+    let location = Location::default();
+    let mut reporter = Reporter::new(true, bytes.len());
+    let mut machine = Machine::new(bytes, 0, &location, 0, &mut reporter);
+    machine.run().is_ok()
+}
+
+fn halt_finding(halt: &Halt, location: &Location, base_offset: u64) -> Finding {
+    let mut location = location.clone();
+    location.offset = Some(base_offset.saturating_add(halt.offset as u64));
+    location.opcode_index = Some(halt.opcode_index);
+    match &halt.kind {
+        HaltKind::Malformed(reason) => Finding {
+            severity: Severity::High,
+            rule: "pickle-malformed".to_string(),
+            message: format!(
+                "malformed pickle ({reason}); loaders still execute everything before the error, \
+                 and scanners that give up here miss what follows"
+            ),
+            location,
+        },
+        HaltKind::Limit(reason) => Finding {
+            severity: Severity::High,
+            rule: "pickle-analysis-limit".to_string(),
+            message: format!("pickle too large to analyse ({reason}); the rest was not checked"),
+            location,
+        },
+    }
+}
+
+/// Scan every pickle in `bytes` (one after the other, as repeated `load()` calls read them).
+pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    let base_offset = location.offset.unwrap_or(0);
+    let mut reporter = Reporter::new(false, bytes.len());
+    let mut start = 0usize;
+    for index in 0..MAX_PICKLES_IN_STREAM {
+        // Later pickles are followed only when they look real: legacy `torch.save` and joblib
+        // files put raw array bytes after their pickles.
+        let tentative = index > 0;
+        let findings_before = reporter.findings.len();
+        let globals_before = reporter.globals_seen;
+        let result = {
+            let mut machine = Machine::new(bytes, start, location, base_offset, &mut reporter);
+            machine.run()
+        };
+        match result {
+            Ok(end) => {
+                start = end;
+                let rest = bytes.get(start..).unwrap_or(&[]);
+                if rest.is_empty() {
+                    break;
+                }
+                let next_is_pickle = matches!(rest, [PROTO, protocol, ..] if *protocol <= 5)
+                    || walker_accepts_text_pickle(rest);
+                if !next_is_pickle {
+                    let mut trailing = location.clone();
+                    trailing.offset = Some(base_offset.saturating_add(start as u64));
+                    reporter.findings.push(Finding {
+                        severity: Severity::Info,
+                        rule: "pickle-trailing-data".to_string(),
+                        message: format!(
+                            "{} bytes after the last pickle are not a pickle (raw storage data \
+                             in legacy torch and joblib files); unpickling does not read them",
+                            rest.len()
+                        ),
+                        location: trailing,
+                    });
+                    break;
+                }
+            }
+            Err(halt) => {
+                if tentative && reporter.globals_seen == globals_before {
+                    // Raw data that happened to start like a pickle: nothing was imported.
+                    reporter.findings.truncate(findings_before);
+                    let mut trailing = location.clone();
+                    trailing.offset = Some(base_offset.saturating_add(start as u64));
+                    reporter.findings.push(Finding {
+                        severity: Severity::Info,
+                        rule: "pickle-trailing-data".to_string(),
+                        message: format!(
+                            "{} bytes after the last pickle are not a pickle (raw storage data \
+                             in legacy torch and joblib files); unpickling does not read them",
+                            bytes.len().saturating_sub(start)
+                        ),
+                        location: trailing,
+                    });
+                } else {
+                    reporter.findings.push(halt_finding(&halt, location, base_offset));
+                }
+                break;
+            }
+        }
+    }
+    reporter.findings
+}
+
+/// A protocol-0/1 pickle (no `PROTO` header) following another one.
+fn walker_accepts_text_pickle(rest: &[u8]) -> bool {
+    is_complete_pickle(rest)
+}
+
+/// Scan a byte string that may or may not be a pickle: keep what it says only if it parses, or if
+/// it imports something before breaking.
+fn scan_tentative(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    let mut reporter = Reporter::new(false, bytes.len());
+    let result = {
+        let mut machine = Machine::new(bytes, 0, location, 0, &mut reporter);
+        machine.run()
+    };
+    match result {
+        Ok(_) => scan_stream(bytes, location),
+        Err(halt) if reporter.globals_seen > 0 => {
+            let mut findings = reporter.findings;
+            findings.push(halt_finding(&halt, location, 0));
+            findings
+        }
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,694 @@
+//! Zip containers (PyTorch checkpoints, `.npz`, anything zipped), parsed by hand.
+//!
+//! The central directory and local headers are read here with bounds-checked arithmetic rather
+//! than through a zip library: hostile archives (lying sizes, overlapping members, flag
+//! mismatches, zip64 fields that point anywhere) are exactly the input, and each oddity must
+//! become a finding instead of an error that ends the scan. Members are read the way PyTorch
+//! and Python's `zipfile` read them (central directory first, data located through the local
+//! header), inflated with a cap, and handed back to [`crate::scan::scan_bytes`].
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::Read;
+
+use crate::{Finding, Location, Severity};
+
+/// How many containers deep (`a.zip!/b.pt!/archive/data.pkl!/…`) the scanners follow nested
+/// content before reporting it as too deep; stops zip quines and pickle-in-pickle chains.
+pub const MAX_NESTING: usize = 8;
+/// Compression ratio above which a member is a zip bomb (when it inflates past
+/// [`BOMB_FLOOR_BYTES`]).
+pub const MAX_RATIO: u64 = 100;
+/// Members smaller than this are never called bombs, whatever their ratio.
+pub const BOMB_FLOOR_BYTES: u64 = 1 << 20;
+/// Declared uncompressed total above which an archive is a zip bomb.
+pub const MAX_TOTAL_UNCOMPRESSED: u64 = 8 << 30;
+/// Most bytes one member is inflated to for scanning.
+pub const MAX_INFLATED_MEMBER: u64 = 512 << 20;
+/// Most central-directory entries read.
+pub const MAX_ENTRIES: usize = 1 << 18;
+
+const LOCAL_SIGNATURE: &[u8; 4] = b"PK\x03\x04";
+const CENTRAL_SIGNATURE: &[u8; 4] = b"PK\x01\x02";
+const END_SIGNATURE: &[u8; 4] = b"PK\x05\x06";
+const END64_LOCATOR_SIGNATURE: &[u8; 4] = b"PK\x06\x07";
+const END64_SIGNATURE: &[u8; 4] = b"PK\x06\x06";
+
+/// The location of `member` inside `parent`, or `None` when that would nest deeper than
+/// [`MAX_NESTING`]. Shared by every container scanner (zip, tar, pickle).
+pub(crate) fn nested_location(parent: &Location, member: &str) -> Option<Location> {
+    let depth = parent
+        .member
+        .as_deref()
+        .map_or(0, |path| path.matches("!/").count() + 1);
+    if depth >= MAX_NESTING {
+        return None;
+    }
+    let member = match &parent.member {
+        Some(outer) => format!("{outer}!/{member}"),
+        None => member.to_string(),
+    };
+    Some(Location {
+        file: parent.file.clone(),
+        member: Some(member),
+        offset: None,
+        opcode_index: None,
+        tensor: None,
+    })
+}
+
+/// Bounds-checked little-endian reads from a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn bytes(&self, at: usize, len: usize) -> Option<&[u8]> {
+        self.0.get(at..at.checked_add(len)?)
+    }
+    fn u16(&self, at: usize) -> Option<u16> {
+        let bytes = self.bytes(at, 2)?;
+        Some(u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]))
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        let mut array = [0u8; 4];
+        array.copy_from_slice(self.bytes(at, 4)?);
+        Some(u32::from_le_bytes(array))
+    }
+    fn u64(&self, at: usize) -> Option<u64> {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(self.bytes(at, 8)?);
+        Some(u64::from_le_bytes(array))
+    }
+}
+
+/// One central-directory entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    raw_name: Vec<u8>,
+    name: String,
+    made_by: u16,
+    flags: u16,
+    method: u16,
+    crc: u32,
+    compressed_size: u64,
+    uncompressed_size: u64,
+    local_offset: u64,
+    external_attributes: u32,
+}
+
+impl Entry {
+    fn encrypted(&self) -> bool {
+        self.flags & 1 != 0 || self.method == 99
+    }
+    fn is_directory(&self) -> bool {
+        self.name.ends_with('/') && self.uncompressed_size == 0
+    }
+    fn is_symlink(&self) -> bool {
+        // Unix "made by" host (3) stores st_mode in the top 16 bits of the external attributes.
+        (self.made_by >> 8) == 3 && (self.external_attributes >> 16) & 0o170_000 == 0o120_000
+    }
+}
+
+struct ZipScan<'a> {
+    bytes: &'a [u8],
+    location: &'a Location,
+    findings: Vec<Finding>,
+}
+
+impl ZipScan<'_> {
+    fn report(&mut self, severity: Severity, rule: &str, member: Option<&str>, offset: Option<u64>, message: String) {
+        let mut location = match member.and_then(|member| nested_location(self.location, member)) {
+            Some(location) => location,
+            None => self.location.clone(),
+        };
+        if offset.is_some() {
+            location.offset = offset;
+        }
+        self.findings.push(Finding { severity, rule: rule.to_string(), message, location });
+    }
+}
+
+/// Find the end-of-central-directory record: the last `PK\x05\x06` in the final 64 KiB + 22
+/// bytes whose comment length fits in the file.
+fn find_end_record(bytes: &[u8]) -> Option<usize> {
+    let search_from = bytes.len().saturating_sub(22 + 65_535);
+    let reader = Reader(bytes);
+    let last_start = bytes.len().checked_sub(22)?;
+    (search_from..=last_start).rev().find(|&at| {
+        reader.bytes(at, 4) == Some(END_SIGNATURE.as_slice())
+            && reader
+                .u16(at + 20)
+                .is_some_and(|comment| at + 22 + usize::from(comment) <= bytes.len())
+    })
+}
+
+/// Central directory position, size and entry count, following zip64 records where present.
+struct Directory {
+    offset: u64,
+    size: u64,
+    entries: u64,
+    /// Where the end record (or zip64 end record) starts: the directory should end there.
+    end_at: u64,
+}
+
+fn read_directory(bytes: &[u8], end_at: usize) -> Option<Directory> {
+    let reader = Reader(bytes);
+    let mut directory = Directory {
+        entries: u64::from(reader.u16(end_at + 10)?),
+        size: u64::from(reader.u32(end_at + 12)?),
+        offset: u64::from(reader.u32(end_at + 16)?),
+        end_at: end_at as u64,
+    };
+    let needs_zip64 = directory.entries == 0xFFFF
+        || directory.size == 0xFFFF_FFFF
+        || directory.offset == 0xFFFF_FFFF;
+    if let Some(locator_at) = end_at.checked_sub(20) {
+        if reader.bytes(locator_at, 4) == Some(END64_LOCATOR_SIGNATURE.as_slice()) {
+            let record_at = reader.u64(locator_at + 8)?;
+            let record_at = usize::try_from(record_at).ok()?;
+            if reader.bytes(record_at, 4) == Some(END64_SIGNATURE.as_slice()) {
+                directory.entries = reader.u64(record_at + 32)?;
+                directory.size = reader.u64(record_at + 40)?;
+                directory.offset = reader.u64(record_at + 48)?;
+                directory.end_at = record_at as u64;
+            } else if needs_zip64 {
+                return None;
+            }
+        }
+    }
+    Some(directory)
+}
+
+/// Zip64 extended information (extra field 0x0001) replaces whichever of the sizes and offset
+/// are saturated, in that order.
+fn apply_zip64_extra(extra: &[u8], entry: &mut Entry) {
+    let reader = Reader(extra);
+    let mut at = 0usize;
+    while let (Some(id), Some(len)) = (reader.u16(at), reader.u16(at + 2)) {
+        let body = at + 4;
+        if id == 1 {
+            let mut field = body;
+            let end = body + usize::from(len);
+            for value in [
+                &mut entry.uncompressed_size,
+                &mut entry.compressed_size,
+                &mut entry.local_offset,
+            ] {
+                if *value == 0xFFFF_FFFF && field + 8 <= end {
+                    if let Some(read) = reader.u64(field) {
+                        *value = read;
+                    }
+                    field += 8;
+                }
+            }
+            return;
+        }
+        at = body + usize::from(len);
+    }
+}
+
+fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_>) -> Vec<Entry> {
+    let reader = Reader(bytes);
+    let mut entries = Vec::new();
+    let mut at = start;
+    let wanted = usize::try_from(declared).unwrap_or(usize::MAX).min(MAX_ENTRIES);
+    while entries.len() < wanted {
+        if reader.bytes(at, 4) != Some(CENTRAL_SIGNATURE.as_slice()) {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                None,
+                Some(at as u64),
+                format!(
+                    "the central directory declares {declared} members but entry {} is missing \
+                     or corrupt; loaders and scanners disagree about what such archives hold",
+                    entries.len()
+                ),
+            );
+            break;
+        }
+        let fields = (
+            reader.u16(at + 4),
+            reader.u16(at + 8),
+            reader.u16(at + 10),
+            reader.u32(at + 16),
+            reader.u32(at + 20),
+            reader.u32(at + 24),
+            reader.u16(at + 28),
+            reader.u16(at + 30),
+            reader.u16(at + 32),
+            reader.u32(at + 38),
+            reader.u32(at + 42),
+        );
+        let (
+            Some(made_by),
+            Some(flags),
+            Some(method),
+            Some(crc),
+            Some(compressed),
+            Some(uncompressed),
+            Some(name_len),
+            Some(extra_len),
+            Some(comment_len),
+            Some(external),
+            Some(local),
+        ) = fields
+        else {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                None,
+                Some(at as u64),
+                "a central directory entry is cut off by the end of the file".to_string(),
+            );
+            break;
+        };
+        let name_at = at + 46;
+        let extra_at = name_at + usize::from(name_len);
+        let (Some(raw_name), Some(extra)) = (
+            reader.bytes(name_at, usize::from(name_len)),
+            reader.bytes(extra_at, usize::from(extra_len)),
+        ) else {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                None,
+                Some(at as u64),
+                "a central directory entry's name runs past the end of the file".to_string(),
+            );
+            break;
+        };
+        let mut entry = Entry {
+            raw_name: raw_name.to_vec(),
+            name: String::from_utf8_lossy(raw_name).into_owned(),
+            made_by,
+            flags,
+            method,
+            crc,
+            compressed_size: u64::from(compressed),
+            uncompressed_size: u64::from(uncompressed),
+            local_offset: u64::from(local),
+            external_attributes: external,
+        };
+        apply_zip64_extra(extra, &mut entry);
+        entries.push(entry);
+        at = extra_at + usize::from(extra_len) + usize::from(comment_len);
+    }
+    if declared > MAX_ENTRIES as u64 {
+        scan.report(
+            Severity::High,
+            "zip-too-many-members",
+            None,
+            None,
+            format!("the archive declares {declared} members; only the first {MAX_ENTRIES} were checked"),
+        );
+    }
+    entries
+}
+
+/// Why a member name is unsafe to extract, if it is.
+fn unsafe_name(name: &str) -> Option<&'static str> {
+    if name.contains('\0') {
+        return Some("contains a NUL byte");
+    }
+    if name.starts_with('/') || name.starts_with('\\') {
+        return Some("is an absolute path");
+    }
+    let mut chars = name.chars();
+    if let (Some(drive), Some(':')) = (chars.next(), chars.next()) {
+        if drive.is_ascii_alphabetic() {
+            return Some("starts with a drive letter");
+        }
+    }
+    if name.split(['/', '\\']).any(|part| part == "..") {
+        return Some("climbs out of the extraction folder with `..`");
+    }
+    if name.contains('\\') {
+        return Some("uses backslashes, which Windows extractors treat as folder separators");
+    }
+    None
+}
+
+/// `data.pkl` prefixes of PyTorch archives (`archive/data.pkl` → `archive/`).
+fn torch_prefixes(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|entry| entry.name.strip_suffix("data.pkl"))
+        .filter(|prefix| prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a member of a PyTorch archive is, beyond what content detection says.
+#[derive(Debug, PartialEq, Eq)]
+enum TorchMember {
+    /// Raw tensor bytes under `prefix/data/`: torch reads them, it never unpickles them.
+    Storage,
+    /// Small metadata records (`version`, `byteorder`, …).
+    Metadata,
+    Other,
+}
+
+fn torch_member(name: &str, prefixes: &[String]) -> TorchMember {
+    for prefix in prefixes {
+        let Some(rest) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
+        if rest.starts_with("data/") {
+            return TorchMember::Storage;
+        }
+        if matches!(
+            rest,
+            "version"
+                | ".data/version"
+                | "byteorder"
+                | ".data/serialization_id"
+                | ".format_version"
+                | ".storage_alignment"
+        ) {
+            return TorchMember::Metadata;
+        }
+    }
+    TorchMember::Other
+}
+
+/// Inflate or borrow a member's bytes, with the member's inflation capped.
+enum MemberBytes<'a> {
+    Ready(Cow<'a, [u8]>),
+    /// Inflated past its declared size (the cap stopped it).
+    Overflowed(Vec<u8>),
+    Corrupt(String),
+    Unsupported(u16),
+}
+
+fn member_bytes<'a>(entry: &Entry, data: &'a [u8]) -> MemberBytes<'a> {
+    match entry.method {
+        0 => MemberBytes::Ready(Cow::Borrowed(data)),
+        8 => {
+            let cap = entry.uncompressed_size.min(MAX_INFLATED_MEMBER);
+            let mut out = Vec::new();
+            let mut decoder = flate2::read::DeflateDecoder::new(data).take(cap.saturating_add(1));
+            match decoder.read_to_end(&mut out) {
+                Ok(_) if out.len() as u64 > cap => MemberBytes::Overflowed(out),
+                Ok(_) => MemberBytes::Ready(Cow::Owned(out)),
+                Err(error) => MemberBytes::Corrupt(error.to_string()),
+            }
+        }
+        other => MemberBytes::Unsupported(other),
+    }
+}
+
+/// Scan a zip archive and every member in it.
+pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    let mut scan = ZipScan { bytes, location, findings: Vec::new() };
+    let Some(end_at) = find_end_record(bytes) else {
+        scan.report(
+            Severity::High,
+            "zip-malformed",
+            None,
+            None,
+            "zip local headers without an end-of-central-directory record: PyTorch and Python \
+             refuse it, other tools may read it; its members were not checked"
+                .to_string(),
+        );
+        return scan.findings;
+    };
+    let Some(directory) = read_directory(bytes, end_at) else {
+        scan.report(
+            Severity::High,
+            "zip-malformed",
+            None,
+            Some(end_at as u64),
+            "the zip64 end record is missing or corrupt; the members were not checked".to_string(),
+        );
+        return scan.findings;
+    };
+    // Data prepended to the archive (self-extractors, polyglots) shifts every offset; Python's
+    // zipfile corrects for it the same way.
+    let shift = directory
+        .end_at
+        .checked_sub(directory.size)
+        .and_then(|start| start.checked_sub(directory.offset))
+        .unwrap_or(0);
+    let Some(directory_start) = directory
+        .offset
+        .checked_add(shift)
+        .and_then(|start| usize::try_from(start).ok())
+    else {
+        return scan.findings;
+    };
+    let entries = read_entries(bytes, directory_start, directory.entries, &mut scan);
+    check_entries(&entries, shift, &mut scan);
+    scan.findings
+}
+
+fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
+    let bytes = scan.bytes;
+    let reader = Reader(bytes);
+    let prefixes = torch_prefixes(entries);
+    let mut names = HashSet::new();
+    let mut spans: Vec<(u64, u64, String)> = Vec::new();
+    let total_declared = entries
+        .iter()
+        .fold(0u64, |total, entry| total.saturating_add(entry.uncompressed_size));
+    if total_declared > MAX_TOTAL_UNCOMPRESSED {
+        scan.report(
+            Severity::High,
+            "zip-bomb",
+            None,
+            None,
+            format!(
+                "the members declare {total_declared} bytes uncompressed in all, more than the \
+                 {MAX_TOTAL_UNCOMPRESSED}-byte limit: a zip bomb exhausts disk or memory on extraction"
+            ),
+        );
+    }
+    for entry in entries {
+        let name = entry.name.as_str();
+        if let Some(reason) = unsafe_name(name) {
+            scan.report(
+                Severity::High,
+                "zip-path-traversal",
+                Some(name),
+                None,
+                format!("member name `{}` {reason}: extracting it writes outside the target folder", name.escape_debug()),
+            );
+        }
+        if !names.insert(entry.raw_name.clone()) {
+            scan.report(
+                Severity::High,
+                "zip-duplicate-member",
+                Some(name),
+                None,
+                "two members share this name: loaders take one, scanners may check the other".to_string(),
+            );
+        }
+        if entry.is_symlink() {
+            scan.report(
+                Severity::High,
+                "zip-symlink",
+                Some(name),
+                None,
+                "member is a symbolic link: extracting it can point later writes or reads anywhere on disk".to_string(),
+            );
+            continue;
+        }
+        let compressed = entry.compressed_size;
+        let declared = entry.uncompressed_size;
+        let declared_bomb = declared >= BOMB_FLOOR_BYTES
+            && (compressed == 0 || declared / compressed.max(1) > MAX_RATIO);
+        if declared_bomb {
+            scan.report(
+                Severity::High,
+                "zip-bomb",
+                Some(name),
+                None,
+                format!(
+                    "member inflates from {compressed} to {declared} bytes (ratio above {MAX_RATIO}): a zip bomb"
+                ),
+            );
+        }
+        // Local header: where the data really starts, and whether it agrees with the directory.
+        let Some(local_at) = entry
+            .local_offset
+            .checked_add(shift)
+            .and_then(|at| usize::try_from(at).ok())
+        else {
+            continue;
+        };
+        if reader.bytes(local_at, 4) != Some(LOCAL_SIGNATURE.as_slice()) {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                Some(name),
+                Some(local_at as u64),
+                "the central directory points at no local header for this member".to_string(),
+            );
+            continue;
+        }
+        let (Some(local_flags), Some(local_method), Some(local_crc), Some(local_compressed), Some(local_uncompressed), Some(local_name_len), Some(local_extra_len)) = (
+            reader.u16(local_at + 6),
+            reader.u16(local_at + 8),
+            reader.u32(local_at + 14),
+            reader.u32(local_at + 18),
+            reader.u32(local_at + 22),
+            reader.u16(local_at + 26),
+            reader.u16(local_at + 28),
+        ) else {
+            scan.report(Severity::High, "zip-malformed", Some(name), Some(local_at as u64), "the local header is cut off by the end of the file".to_string());
+            continue;
+        };
+        let local_name = reader.bytes(local_at + 30, usize::from(local_name_len));
+        let mut mismatches = Vec::new();
+        if local_name != Some(entry.raw_name.as_slice()) {
+            mismatches.push("name".to_string());
+        }
+        if local_method != entry.method {
+            mismatches.push(format!("compression method ({local_method} locally, {} in the directory)", entry.method));
+        }
+        if (local_flags ^ entry.flags) & 0b1001 != 0 {
+            mismatches.push(format!("flags ({local_flags:#06x} locally, {:#06x} in the directory)", entry.flags));
+        }
+        if local_flags & 0b1000 == 0 && entry.flags & 0b1000 == 0 {
+            if local_crc != entry.crc {
+                mismatches.push("CRC-32".to_string());
+            }
+            if local_compressed != 0xFFFF_FFFF && u64::from(local_compressed) != compressed {
+                mismatches.push("compressed size".to_string());
+            }
+            if local_uncompressed != 0xFFFF_FFFF && u64::from(local_uncompressed) != declared {
+                mismatches.push("uncompressed size".to_string());
+            }
+        }
+        if !mismatches.is_empty() {
+            scan.report(
+                Severity::High,
+                "zip-header-mismatch",
+                Some(name),
+                Some(local_at as u64),
+                format!(
+                    "local header and central directory disagree on {}: tools that read one or \
+                     the other see different archives, a known way to slip members past scanners",
+                    mismatches.join(", ")
+                ),
+            );
+        }
+        let data_at = local_at + 30 + usize::from(local_name_len) + usize::from(local_extra_len);
+        let Some(data) = usize::try_from(compressed).ok().and_then(|len| reader.bytes(data_at, len)) else {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                Some(name),
+                Some(data_at as u64),
+                format!("member data ({compressed} bytes) runs past the end of the file"),
+            );
+            continue;
+        };
+        spans.push((local_at as u64, data_at as u64 + compressed, name.to_string()));
+        if entry.is_directory() {
+            continue;
+        }
+        if entry.encrypted() {
+            scan.report(
+                Severity::Medium,
+                "zip-encrypted",
+                Some(name),
+                None,
+                "member is encrypted, so its content cannot be checked".to_string(),
+            );
+            continue;
+        }
+        let member = match member_bytes(entry, data) {
+            MemberBytes::Ready(member) => member,
+            MemberBytes::Overflowed(partial) => {
+                let what = if declared < MAX_INFLATED_MEMBER { "more than its declared size" } else { "past the inflation limit" };
+                scan.report(
+                    Severity::High,
+                    if declared < MAX_INFLATED_MEMBER { "zip-size-mismatch" } else { "zip-bomb" },
+                    Some(name),
+                    None,
+                    format!("member inflates to {what} ({declared} bytes declared); only the first {} bytes were checked", partial.len().saturating_sub(1)),
+                );
+                Cow::Owned(partial)
+            }
+            MemberBytes::Corrupt(error) => {
+                scan.report(Severity::High, "zip-malformed", Some(name), None, format!("member does not inflate ({error})"));
+                continue;
+            }
+            MemberBytes::Unsupported(method) => {
+                scan.report(
+                    Severity::Medium,
+                    "zip-unsupported-compression",
+                    Some(name),
+                    None,
+                    format!("member uses compression method {method}, which gauntlet does not inflate; its content was not checked"),
+                );
+                continue;
+            }
+        };
+        let inflated = member.len() as u64;
+        if !declared_bomb && inflated >= BOMB_FLOOR_BYTES && inflated / compressed.max(1) > MAX_RATIO {
+            scan.report(
+                Severity::High,
+                "zip-bomb",
+                Some(name),
+                None,
+                format!("member inflates from {compressed} to at least {inflated} bytes (ratio above {MAX_RATIO}): a zip bomb"),
+            );
+        }
+        if entry.method == 8 && inflated == declared {
+            let mut crc = flate2::Crc::new();
+            crc.update(&member);
+            if crc.sum() != entry.crc {
+                scan.report(
+                    Severity::Medium,
+                    "zip-crc-mismatch",
+                    Some(name),
+                    None,
+                    "member content does not match its CRC-32: corrupted or edited after packing".to_string(),
+                );
+            }
+        }
+        if member.is_empty() {
+            continue;
+        }
+        match torch_member(name, &prefixes) {
+            TorchMember::Storage if !crate::pickle::is_complete_pickle(&member) => continue,
+            TorchMember::Metadata if member.len() <= 64 => continue,
+            _ => {}
+        }
+        match nested_location(scan.location, name) {
+            Some(member_location) => {
+                let nested = crate::scan::scan_bytes(&member, &member_location);
+                scan.findings.extend(nested);
+            }
+            None => scan.report(
+                Severity::High,
+                "nesting-too-deep",
+                None,
+                None,
+                format!("member `{name}` nests more than {MAX_NESTING} containers deep; it was not checked"),
+            ),
+        }
+    }
+    check_overlaps(&mut spans, scan);
+}
+
+/// Members whose bytes overlap: the overlapping-file zip bomb, and a way to show different
+/// content to different readers.
+fn check_overlaps(spans: &mut [(u64, u64, String)], scan: &mut ZipScan<'_>) {
+    spans.sort();
+    let mut reported = HashSet::new();
+    for pair in spans.windows(2) {
+        if let [(_, first_end, first), (second_start, _, second)] = pair {
+            if second_start < first_end && reported.insert(second.clone()) {
+                scan.report(
+                    Severity::High,
+                    "zip-overlapping-members",
+                    Some(second),
+                    None,
+                    format!("member overlaps the bytes of `{first}`: overlapping members build zip bombs and let readers disagree"),
+                );
+            }
+        }
+    }
+}
