@@ -87,6 +87,9 @@ pub enum Command {
         /// Public key (PEM)
         #[arg(long)]
         public_key: PathBuf,
+        /// Print the verdict as JSON (every problem with its kind) instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Write a CycloneDX 1.6 bill of materials of a suite's models and datasets (JSON, stdout)
     Bom {

@@ -61,7 +61,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             dir,
             signature,
             public_key,
-        } => verify(&dir, signature, &public_key),
+            json,
+        } => verify(&dir, signature, &public_key, json),
         Command::Bom { suite } => {
             let suite = Suite::from_file(&suite, &Overrides::default())?;
             let bom = crate::bom::bill_of_materials(&suite)?;
@@ -424,11 +425,20 @@ fn verify(
     dir: &std::path::Path,
     signature: Option<PathBuf>,
     public_key: &std::path::Path,
+    json: bool,
 ) -> Result<Outcome> {
     let key = fs_err::read_to_string(public_key)?;
     let signature = signature.unwrap_or_else(|| default_signature_path(dir));
     let verdict = gauntlet_artifact::signing::verify_folder(dir, &signature, &key)
         .with_context(|| format!("cannot verify `{}`", dir.display()))?;
+    if json {
+        stdout_line(&serde_json::to_string_pretty(&verdict)?)?;
+        return Ok(if verdict.valid {
+            Outcome::Passed
+        } else {
+            Outcome::Failed
+        });
+    }
     for problem in &verdict.problems {
         stdout_line(&format!("problem: {problem}"))?;
     }

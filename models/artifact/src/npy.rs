@@ -73,17 +73,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
 
 /// Whether a dtype string (or structured list) contains the object type `O`.
 fn descr_has_objects(descr: &str) -> bool {
+    if !descr.starts_with('[') {
+        return is_object_code(descr);
+    }
     // Type strings are quoted tokens like '|O', '<f8', 'O8'; field names are quoted too, so only
     // tokens that parse as type strings count.
     descr
         .split(['\'', '"'])
         .skip(1)
         .step_by(2)
-        .any(|token| {
-            let code = token.trim_start_matches(['<', '>', '|', '=']);
-            code == "O" || code.strip_prefix('O').is_some_and(|rest| !rest.is_empty() && rest.chars().all(|ch| ch.is_ascii_digit()))
-        })
-        || descr == "O"
+        .any(is_object_code)
+}
+
+fn is_object_code(token: &str) -> bool {
+    let code = token.trim_start_matches(['<', '>', '|', '=']);
+    code == "O"
+        || code
+            .strip_prefix('O')
+            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|ch| ch.is_ascii_digit()))
 }
 
 /// Scan an `.npy` file.

@@ -107,8 +107,14 @@ enum Value {
     Global { module: String, name: String },
     /// A global the walker could not resolve (already reported).
     Unresolved,
-    /// What a call returned; `made_by` names the global called, when there was one.
-    Object { made_by: Option<(String, String)> },
+    /// What a call returned; `made_by` names the global called, when there was one, and
+    /// `first_text` its first argument when that was a short string (`numpy.dtype('f8')`).
+    Object {
+        made_by: Option<(String, String)>,
+        first_text: Option<String>,
+    },
+    /// An integer that fits in `i64` (shapes and sizes joblib's array records need).
+    Int(i64),
     /// A tuple's first [`MAX_TRACKED_ITEMS`] items.
     Tuple(Vec<Rc<Value>>),
     /// A dict's first [`MAX_TRACKED_ITEMS`] items; shared (memo) and mutated in place like
@@ -133,10 +139,14 @@ impl Value {
             Value::Bytes { .. } | Value::ComputedBytes(_) => "a byte string".to_string(),
             Value::Global { module, name } => format!("`{module}.{name}`"),
             Value::Unresolved => "an unresolvable global".to_string(),
-            Value::Object { made_by: Some((module, name)) } => {
+            Value::Object {
+                made_by: Some((module, name)),
+                ..
+            } => {
                 format!("the result of calling `{module}.{name}`")
             }
-            Value::Object { made_by: None } => "a value computed while loading".to_string(),
+            Value::Object { made_by: None, .. } => "a value computed while loading".to_string(),
+            Value::Int(_) => "an int".to_string(),
             Value::Tuple(_) => "a tuple".to_string(),
             Value::Dict(_) => "a dict".to_string(),
             Value::Plain(kind) => format!("a {kind}"),
@@ -171,6 +181,9 @@ struct Reporter {
     nested_budget: usize,
     /// Globals referenced so far (used to decide whether a broken tentative pickle mattered).
     globals_seen: usize,
+    /// Byte-string ranges already scanned as nested pickles (a `pickle.loads` argument is first
+    /// seen as a literal).
+    scanned_ranges: HashSet<(usize, usize)>,
 }
 
 impl Reporter {
@@ -181,6 +194,7 @@ impl Reporter {
             probe,
             nested_budget: stream_len.saturating_mul(4).saturating_add(64 << 20),
             globals_seen: 0,
+            scanned_ranges: HashSet::new(),
         }
     }
 }
@@ -464,21 +478,28 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             }
             NONE => self.push(Value::Plain("None"))?,
             NEWTRUE | NEWFALSE => self.push(Value::Plain("bool"))?,
-            INT | LONG | FLOAT => {
+            INT => {
+                let line = self.take_line()?;
+                let value = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<i64>().ok());
+                self.push(value.map_or(Value::Plain("int"), Value::Int))?;
+            }
+            LONG | FLOAT => {
                 self.take_line()?;
                 self.push(Value::Plain("number"))?;
             }
             BININT => {
-                self.take_u32()?;
-                self.push(Value::Plain("int"))?;
+                let value = self.take_i32()?;
+                self.push(Value::Int(i64::from(value)))?;
             }
             BININT1 => {
-                self.take_u8()?;
-                self.push(Value::Plain("int"))?;
+                let value = self.take_u8()?;
+                self.push(Value::Int(i64::from(value)))?;
             }
             BININT2 => {
-                self.take_u16()?;
-                self.push(Value::Plain("int"))?;
+                let value = self.take_u16()?;
+                self.push(Value::Int(i64::from(value)))?;
             }
             BINFLOAT => {
                 self.take_u64()?;
@@ -734,6 +755,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 let state = self.pop()?;
                 let target = self.top()?;
                 self.build(&target, &state);
+                self.skip_joblib_array(&target, &state)?;
             }
             PERSID => {
                 self.take_line()?;
@@ -772,7 +794,9 @@ impl<'data, 'rep> Machine<'data, 'rep> {
     fn push_bytes(&mut self, len: u64) -> Step<()> {
         let (start, len) = self.take_len(len)?;
         let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
-        self.maybe_nested_pickle(bytes, start);
+        if self.maybe_nested_pickle(bytes, start) {
+            self.reporter.scanned_ranges.insert((start, len));
+        }
         self.push(Value::Bytes { start, len })
     }
 
@@ -811,6 +835,13 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         match &**callable {
             Value::Global { module, name } => {
                 let made_by = Some((module.clone(), name.clone()));
+                let first_text = match &**args {
+                    Value::Tuple(items) => match items.first().map(|item| &**item) {
+                        Some(Value::Text(text)) if text.len() <= 64 => Some(text.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
                 match allow::special(module, name) {
                     Special::None => {}
                     Special::Latin1Encode => {
@@ -829,10 +860,16 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                         self.nested_payload(args, &qualified, true);
                     }
                 }
-                Rc::new(Value::Object { made_by })
+                Rc::new(Value::Object {
+                    made_by,
+                    first_text,
+                })
             }
             // Already reported where it was imported.
-            Value::Unresolved => Rc::new(Value::Object { made_by: None }),
+            Value::Unresolved => Rc::new(Value::Object {
+                    made_by: None,
+                    first_text: None,
+                }),
             other => {
                 let message = format!(
                     "{opcode} calls {}, not a named global: calling values computed while \
@@ -846,7 +883,10 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                     &format!("call@{}", self.op_start),
                     message,
                 );
-                Rc::new(Value::Object { made_by: None })
+                Rc::new(Value::Object {
+                    made_by: None,
+                    first_text: None,
+                })
             }
         }
     }
@@ -861,6 +901,11 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             Value::Tuple(items) => items.first().cloned(),
             _ => None,
         };
+        if let Some(Value::Bytes { start, len }) = first.as_deref() {
+            if self.reporter.scanned_ranges.contains(&(*start, *len)) {
+                return;
+            }
+        }
         let bytes = first.as_deref().and_then(|value| self.bytes_of(value));
         let Some(bytes) = bytes else {
             let described = first.map_or_else(|| "nothing".to_string(), |value| value.describe());
@@ -895,23 +940,29 @@ impl<'data, 'rep> Machine<'data, 'rep> {
     /// A byte string that starts like a pickle is scanned as one: loaders and gadgets
     /// (`pickle.loads`, `torch.load`, NumPy) unpickle nested bytes, and a payload can hide there.
     /// Raw data that merely starts with 0x80 0x0N and does not parse is left alone.
-    fn maybe_nested_pickle(&mut self, bytes: &[u8], start: usize) {
+    /// Returns whether the bytes were scanned as a pickle.
+    fn maybe_nested_pickle(&mut self, bytes: &[u8], start: usize) -> bool {
         if self.reporter.probe || bytes.len() < 3 {
-            return;
+            return false;
         }
         if !matches!(bytes, [PROTO, protocol, ..] if *protocol <= 5) {
-            return;
+            return false;
         }
         let member = format!("bytes@{}", self.base_offset.saturating_add(start as u64));
         let Some(location) = crate::zip::nested_location(self.location, &member) else {
             self.report_too_deep("a byte string");
-            return;
+            return false;
         };
         if !self.spend_nested_budget(bytes.len()) {
-            return;
+            return false;
         }
-        let nested = scan_tentative(bytes, &location);
-        self.extend_findings(nested);
+        match scan_tentative(bytes, &location) {
+            Some(nested) => {
+                self.extend_findings(nested);
+                true
+            }
+            None => false,
+        }
     }
 
     fn spend_nested_budget(&mut self, len: usize) -> bool {
@@ -989,6 +1040,109 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 message,
             );
         }
+    }
+}
+
+impl Machine<'_, '_> {
+    /// joblib writes each NumPy array's bytes straight into the file right after the `BUILD` of
+    /// its `NumpyArrayWrapper` (an optional alignment-padding record, then the raw data, or an
+    /// inline pickle for object arrays) and its unpickler reads them there. Skip exactly those
+    /// bytes so the rest of the stream is walked as joblib reads it.
+    fn skip_joblib_array(&mut self, target: &Value, state: &Value) -> Step<()> {
+        let Value::Object {
+            made_by: Some((module, name)),
+            ..
+        } = target
+        else {
+            return Ok(());
+        };
+        if module != "joblib.numpy_pickle" || name != "NumpyArrayWrapper" {
+            return Ok(());
+        }
+        let Value::Dict(entries) = state else {
+            return self.malformed("joblib array record without a state dict");
+        };
+        let (shape, dtype, aligned) = {
+            let Ok(entries) = entries.try_borrow() else {
+                return Ok(());
+            };
+            let lookup = |wanted: &str| {
+                entries.iter().find_map(|(key, value)| match &**key {
+                    Value::Text(key) if key == wanted => Some(Rc::clone(value)),
+                    _ => None,
+                })
+            };
+            (lookup("shape"), lookup("dtype"), lookup("numpy_array_alignment_bytes"))
+        };
+        if let Some(aligned) = aligned {
+            if matches!(&*aligned, Value::Int(_)) {
+                let padding = self.take_u8()?;
+                self.take(usize::from(padding))?;
+            }
+        }
+        let descr = match dtype.as_deref() {
+            Some(Value::Object {
+                made_by: Some((module, name)),
+                first_text: Some(descr),
+            }) if module == "numpy" && name == "dtype" => descr.clone(),
+            _ => return self.limit("joblib array record with a dtype the scanner cannot size"),
+        };
+        let Some(item_size) = numpy_item_size(&descr) else {
+            if descr.trim_start_matches(['<', '>', '|', '=']).starts_with('O') {
+                // Object arrays are pickled inline, as a complete pickle of their own.
+                let end = {
+                    let mut inline = Machine::new(
+                        self.data,
+                        self.pos,
+                        self.location,
+                        self.base_offset,
+                        &mut *self.reporter,
+                    );
+                    inline.run()?
+                };
+                self.pos = end;
+                return Ok(());
+            }
+            return self.limit(format!("joblib array of dtype `{descr}` the scanner cannot size"));
+        };
+        let count = match shape.as_deref() {
+            Some(Value::Tuple(dims)) => dims.iter().try_fold(1u64, |count, dim| match &**dim {
+                Value::Int(dim) => u64::try_from(*dim).ok().and_then(|dim| count.checked_mul(dim)),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let Some(len) = count.and_then(|count| count.checked_mul(item_size)) else {
+            return self.limit("joblib array record with a shape the scanner cannot size");
+        };
+        self.take_len(len)?;
+        Ok(())
+    }
+}
+
+/// Bytes per element of a NumPy type string (`'<f8'`, `'|u1'`, `'<U5'`, `'<M8[ns]'`), for the
+/// fixed-size kinds joblib stores raw.
+fn numpy_item_size(descr: &str) -> Option<u64> {
+    let code = descr.trim_start_matches(['<', '>', '|', '=']);
+    let code = code.split('[').next().unwrap_or(code);
+    let mut chars = code.chars();
+    let kind = chars.next()?;
+    let digits: String = chars.collect();
+    if digits.is_empty() {
+        return match kind {
+            '?' | 'b' | 'B' => Some(1),
+            'h' | 'H' | 'e' => Some(2),
+            'i' | 'I' | 'f' => Some(4),
+            'l' | 'L' | 'q' | 'Q' | 'd' | 'g' | 'F' => Some(8),
+            'D' => Some(16),
+            _ => None,
+        };
+    }
+    let size: u64 = digits.parse().ok()?;
+    match kind {
+        'b' | 'i' | 'u' | 'f' | 'c' | 'M' | 'm' | 'S' | 'a' | 'V' => Some(size),
+        'U' => size.checked_mul(4),
+        _ => None,
     }
 }
 
@@ -1258,19 +1412,19 @@ fn walker_accepts_text_pickle(rest: &[u8]) -> bool {
 
 /// Scan a byte string that may or may not be a pickle: keep what it says only if it parses, or if
 /// it imports something before breaking.
-fn scan_tentative(bytes: &[u8], location: &Location) -> Vec<Finding> {
+fn scan_tentative(bytes: &[u8], location: &Location) -> Option<Vec<Finding>> {
     let mut reporter = Reporter::new(false, bytes.len());
     let result = {
         let mut machine = Machine::new(bytes, 0, location, 0, &mut reporter);
         machine.run()
     };
     match result {
-        Ok(_) => scan_stream(bytes, location),
+        Ok(_) => Some(scan_stream(bytes, location)),
         Err(halt) if reporter.globals_seen > 0 => {
             let mut findings = reporter.findings;
             findings.push(halt_finding(&halt, location, 0));
-            findings
+            Some(findings)
         }
-        Err(_) => Vec::new(),
+        Err(_) => None,
     }
 }

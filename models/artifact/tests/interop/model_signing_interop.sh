@@ -22,11 +22,13 @@ fi
 ms="$venv/bin/model_signing"
 echo "== $("$venv/bin/pip" show model-signing | grep -E '^Version') of model-signing"
 
-echo "== building gauntlet's sign/verify examples"
-cargo build --quiet -p gauntlet-artifact --example sign --example verify
+echo "== building the gauntlet command"
+cargo build --quiet -p gauntlet
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-g_sign="$target_dir/debug/examples/sign"
-g_verify="$target_dir/debug/examples/verify"
+gauntlet="$target_dir/debug/gauntlet"
+# The same argument order as model_signing: MODEL KEY SIGNATURE / MODEL SIGNATURE PUBLIC_KEY.
+g_sign() { "$gauntlet" sign "$1" --private-key "$2" --signature "$3"; }
+g_verify() { "$gauntlet" verify "$1" --signature "$2" --public-key "$3" --json; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -99,7 +101,7 @@ for key in p256-sec1 p256-pkcs8 p384; do
 
     echo "== $key, signature $placement the folder"
     # gauntlet -> model-signing
-    expect SUCCESS "gauntlet signs" "$g_sign" "$model" "$keys/$key.key.pem" "$sig"
+    expect SUCCESS "gauntlet signs" g_sign "$model" "$keys/$key.key.pem" "$sig"
     expect SUCCESS "model_signing verifies gauntlet's signature" \
       "$ms" verify key "$model" --signature "$sig" --public_key "$keys/$key.pub.pem"
     expect FAILURE "model_signing rejects gauntlet's signature with the wrong key" --log "Key mismatch" \
@@ -108,7 +110,7 @@ for key in p256-sec1 p256-pkcs8 p384; do
     expect FAILURE "model_signing rejects an added file (gauntlet-signed)" --log "Extra files.*added.bin" \
       "$ms" verify key "$model" --signature "$sig" --public_key "$keys/$key.pub.pem"
     expect INVALID "gauntlet rejects an added file (gauntlet-signed)" --log '"extra_file"' \
-      "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+      g_verify "$model" "$sig" "$keys/$key.pub.pem"
     rm "$model/weights/added.bin"
 
     # model-signing -> gauntlet
@@ -116,24 +118,24 @@ for key in p256-sec1 p256-pkcs8 p384; do
     expect SUCCESS "model_signing signs" \
       "$ms" sign key "$model" --private_key "$keys/$key.key.pem" --signature "$sig"
     expect SUCCESS "gauntlet verifies model_signing's signature" \
-      "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+      g_verify "$model" "$sig" "$keys/$key.pub.pem"
     expect INVALID "gauntlet rejects model_signing's signature with the wrong key" --log '"wrong_key"' \
-      "$g_verify" "$model" "$sig" "$keys/wrong.pub.pem"
+      g_verify "$model" "$sig" "$keys/wrong.pub.pem"
     printf 'changed\n' > "$model/.git/HEAD"
-    expect SUCCESS "gauntlet ignores .git changes" "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+    expect SUCCESS "gauntlet ignores .git changes" g_verify "$model" "$sig" "$keys/$key.pub.pem"
     expect SUCCESS "model_signing ignores .git changes" \
       "$ms" verify key "$model" --signature "$sig" --public_key "$keys/$key.pub.pem"
     flip_byte "$model/weights/model.bin"
     expect INVALID "gauntlet rejects a one-byte flip (model_signing-signed)" --log '"modified_file"' \
-      "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+      g_verify "$model" "$sig" "$keys/$key.pub.pem"
     expect FAILURE "model_signing rejects a one-byte flip (its own signature)" --log "Hash mismatch for .*weights/model.bin" \
       "$ms" verify key "$model" --signature "$sig" --public_key "$keys/$key.pub.pem"
     flip_byte "$model/weights/model.bin"
     mv "$model/a.txt" "$model/a.renamed"
     expect INVALID "gauntlet rejects a renamed file (model_signing-signed)" --log '"missing_file"' \
-      "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+      g_verify "$model" "$sig" "$keys/$key.pub.pem"
     mv "$model/a.renamed" "$model/a.txt"
-    expect SUCCESS "gauntlet verifies again once restored" "$g_verify" "$model" "$sig" "$keys/$key.pub.pem"
+    expect SUCCESS "gauntlet verifies again once restored" g_verify "$model" "$sig" "$keys/$key.pub.pem"
   done
 done
 

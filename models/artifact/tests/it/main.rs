@@ -7,3 +7,4 @@ mod safetensors;
 mod walk;
 mod manifest;
 mod signing;
+mod pickle;
