@@ -30,16 +30,30 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         2 | 3 => {
             let len = bytes.get(8..12).ok_or("truncated header length")?;
             let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
-            (usize::try_from(len).map_err(|_| "header length too large")?, 12usize)
+            (
+                usize::try_from(len).map_err(|_| "header length too large")?,
+                12usize,
+            )
         }
         other => return Err(format!("unknown format version {other}")),
     };
-    let end = header_at.checked_add(header_len).ok_or("header length overflows")?;
-    let header = bytes.get(header_at..end).ok_or("header runs past the end of the file")?;
+    let end = header_at
+        .checked_add(header_len)
+        .ok_or("header length overflows")?;
+    let header = bytes
+        .get(header_at..end)
+        .ok_or("header runs past the end of the file")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr_at = header.find("'descr'").or_else(|| header.find("\"descr\"")).ok_or("header has no 'descr'")?;
+    let descr_at = header
+        .find("'descr'")
+        .or_else(|| header.find("\"descr\""))
+        .ok_or("header has no 'descr'")?;
     let after = header.get(descr_at + 7..).unwrap_or("");
-    let after = after.trim_start().strip_prefix(':').ok_or("'descr' has no value")?.trim_start();
+    let after = after
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or("'descr' has no value")?
+        .trim_start();
     let descr = if after.starts_with('[') {
         // Structured dtype: up to the matching bracket.
         let mut depth = 0i32;
@@ -57,7 +71,10 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
                 _ => {}
             }
         }
-        after.get(..end.ok_or("unterminated structured 'descr'")?).unwrap_or(after).to_string()
+        after
+            .get(..end.ok_or("unterminated structured 'descr'")?)
+            .unwrap_or(after)
+            .to_string()
     } else {
         let quote = after.chars().next().ok_or("empty 'descr'")?;
         if quote != '\'' && quote != '"' {
@@ -68,7 +85,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         rest.get(..close).unwrap_or("").to_string()
     };
     let has_objects = descr_has_objects(&descr);
-    Ok(NpyHeader { descr, has_objects, data_offset: end })
+    Ok(NpyHeader {
+        descr,
+        has_objects,
+        data_offset: end,
+    })
 }
 
 /// Whether a dtype string (or structured list) contains the object type `O`.

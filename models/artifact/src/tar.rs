@@ -31,7 +31,10 @@ fn parse_number(field: &[u8]) -> Option<u64> {
 }
 
 fn c_string(field: &[u8]) -> String {
-    let end = field.iter().position(|&byte| byte == 0).unwrap_or(field.len());
+    let end = field
+        .iter()
+        .position(|&byte| byte == 0)
+        .unwrap_or(field.len());
     String::from_utf8_lossy(field.get(..end).unwrap_or(field)).into_owned()
 }
 
@@ -44,12 +47,24 @@ fn pax_path(data: &[u8]) -> Option<String> {
     })
 }
 
-fn finding(location: &Location, member: Option<&str>, offset: usize, severity: Severity, rule: &str, message: String) -> Finding {
+fn finding(
+    location: &Location,
+    member: Option<&str>,
+    offset: usize,
+    severity: Severity,
+    rule: &str,
+    message: String,
+) -> Finding {
     let mut location = member
         .and_then(|member| nested_location(location, member))
         .unwrap_or_else(|| location.clone());
     location.offset = Some(offset as u64);
-    Finding { severity, rule: rule.to_string(), message, location }
+    Finding {
+        severity,
+        rule: rule.to_string(),
+        message,
+        location,
+    }
 }
 
 /// Scan a tar archive and every member in it.
@@ -60,7 +75,14 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     for _ in 0..MAX_MEMBERS {
         let Some(header) = bytes.get(at..at.saturating_add(BLOCK)) else {
             if at < bytes.len() {
-                findings.push(finding(location, None, at, Severity::High, "tar-malformed", "the archive ends inside a header block".to_string()));
+                findings.push(finding(
+                    location,
+                    None,
+                    at,
+                    Severity::High,
+                    "tar-malformed",
+                    "the archive ends inside a header block".to_string(),
+                ));
             }
             return findings;
         };
@@ -72,14 +94,35 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         let computed: u64 = header
             .iter()
             .enumerate()
-            .map(|(index, &byte)| if (148..156).contains(&index) { u64::from(b' ') } else { u64::from(byte) })
+            .map(|(index, &byte)| {
+                if (148..156).contains(&index) {
+                    u64::from(b' ')
+                } else {
+                    u64::from(byte)
+                }
+            })
             .sum();
         if stored_checksum != Some(computed) {
-            findings.push(finding(location, None, at, Severity::High, "tar-malformed", "a tar header's checksum is wrong; the rest of the archive was not checked".to_string()));
+            findings.push(finding(
+                location,
+                None,
+                at,
+                Severity::High,
+                "tar-malformed",
+                "a tar header's checksum is wrong; the rest of the archive was not checked"
+                    .to_string(),
+            ));
             return findings;
         }
         let Some(size) = parse_number(field(124, 136)) else {
-            findings.push(finding(location, None, at, Severity::High, "tar-malformed", "a tar header's size field is not a number".to_string()));
+            findings.push(finding(
+                location,
+                None,
+                at,
+                Severity::High,
+                "tar-malformed",
+                "a tar header's size field is not a number".to_string(),
+            ));
             return findings;
         };
         let type_flag = header.get(156).copied().unwrap_or(0);
@@ -92,9 +135,18 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             name = long;
         }
         let data_at = at + BLOCK;
-        let data = usize::try_from(size).ok().and_then(|len| bytes.get(data_at..data_at.checked_add(len)?));
+        let data = usize::try_from(size)
+            .ok()
+            .and_then(|len| bytes.get(data_at..data_at.checked_add(len)?));
         let Some(data) = data else {
-            findings.push(finding(location, Some(&name), at, Severity::High, "tar-malformed", format!("member declares {size} bytes but the archive ends first")));
+            findings.push(finding(
+                location,
+                Some(&name),
+                at,
+                Severity::High,
+                "tar-malformed",
+                format!("member declares {size} bytes but the archive ends first"),
+            ));
             return findings;
         };
         let padded = data.len().div_ceil(BLOCK).saturating_mul(BLOCK);
@@ -112,14 +164,31 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             _ => {}
         }
         if let Some(reason) = unsafe_tar_name(&name) {
-            findings.push(finding(location, Some(&name), at, Severity::High, "tar-path-traversal", format!("member name `{}` {reason}: extracting it writes outside the target folder", name.escape_debug())));
+            findings.push(finding(
+                location,
+                Some(&name),
+                at,
+                Severity::High,
+                "tar-path-traversal",
+                format!(
+                    "member name `{}` {reason}: extracting it writes outside the target folder",
+                    name.escape_debug()
+                ),
+            ));
         }
         match type_flag {
             b'1' | b'2' => {
                 let target = c_string(field(157, 257));
                 findings.push(finding(location, Some(&name), at, Severity::High, "tar-link", format!("member is a {} to `{}`: extracting it can point later writes or reads anywhere on disk", if type_flag == b'2' { "symbolic link" } else { "hard link" }, target.escape_debug())));
             }
-            b'3' | b'4' | b'6' => findings.push(finding(location, Some(&name), at, Severity::High, "tar-device", "member is a device node or FIFO".to_string())),
+            b'3' | b'4' | b'6' => findings.push(finding(
+                location,
+                Some(&name),
+                at,
+                Severity::High,
+                "tar-device",
+                "member is a device node or FIFO".to_string(),
+            )),
             b'0' | 0 | b'7' => {
                 if data.is_empty() {
                     continue;
@@ -132,7 +201,14 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             _ => {}
         }
     }
-    findings.push(finding(location, None, at, Severity::High, "tar-too-many-members", format!("more than {MAX_MEMBERS} members; the rest were not checked")));
+    findings.push(finding(
+        location,
+        None,
+        at,
+        Severity::High,
+        "tar-too-many-members",
+        format!("more than {MAX_MEMBERS} members; the rest were not checked"),
+    ));
     findings
 }
 

@@ -115,7 +115,14 @@ struct ZipScan<'a> {
 }
 
 impl ZipScan<'_> {
-    fn report(&mut self, severity: Severity, rule: &str, member: Option<&str>, offset: Option<u64>, message: String) {
+    fn report(
+        &mut self,
+        severity: Severity,
+        rule: &str,
+        member: Option<&str>,
+        offset: Option<u64>,
+        message: String,
+    ) {
         let mut location = match member.and_then(|member| nested_location(self.location, member)) {
             Some(location) => location,
             None => self.location.clone(),
@@ -123,7 +130,12 @@ impl ZipScan<'_> {
         if offset.is_some() {
             location.offset = offset;
         }
-        self.findings.push(Finding { severity, rule: rule.to_string(), message, location });
+        self.findings.push(Finding {
+            severity,
+            rule: rule.to_string(),
+            message,
+            location,
+        });
     }
 }
 
@@ -210,7 +222,9 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
     let reader = Reader(bytes);
     let mut entries = Vec::new();
     let mut at = start;
-    let wanted = usize::try_from(declared).unwrap_or(usize::MAX).min(MAX_ENTRIES);
+    let wanted = usize::try_from(declared)
+        .unwrap_or(usize::MAX)
+        .min(MAX_ENTRIES);
     while entries.len() < wanted {
         if reader.bytes(at, 4) != Some(CENTRAL_SIGNATURE.as_slice()) {
             scan.report(
@@ -333,7 +347,9 @@ fn torch_prefixes(entries: &[Entry]) -> Vec<String> {
     entries
         .iter()
         .filter_map(|entry| entry.name.strip_suffix("data.pkl"))
-        .filter(|prefix| prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1))
+        .filter(|prefix| {
+            prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1)
+        })
         .map(str::to_string)
         .collect()
 }
@@ -399,7 +415,11 @@ fn member_bytes<'a>(entry: &Entry, data: &'a [u8]) -> MemberBytes<'a> {
 
 /// Scan a zip archive and every member in it.
 pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
-    let mut scan = ZipScan { bytes, location, findings: Vec::new() };
+    let mut scan = ZipScan {
+        bytes,
+        location,
+        findings: Vec::new(),
+    };
     let Some(end_at) = find_end_record(bytes) else {
         scan.report(
             Severity::High,
@@ -447,9 +467,9 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
     let prefixes = torch_prefixes(entries);
     let mut names = HashSet::new();
     let mut spans: Vec<(u64, u64, String)> = Vec::new();
-    let total_declared = entries
-        .iter()
-        .fold(0u64, |total, entry| total.saturating_add(entry.uncompressed_size));
+    let total_declared = entries.iter().fold(0u64, |total, entry| {
+        total.saturating_add(entry.uncompressed_size)
+    });
     if total_declared > MAX_TOTAL_UNCOMPRESSED {
         scan.report(
             Severity::High,
@@ -470,7 +490,10 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 "zip-path-traversal",
                 Some(name),
                 None,
-                format!("member name `{}` {reason}: extracting it writes outside the target folder", name.escape_debug()),
+                format!(
+                    "member name `{}` {reason}: extracting it writes outside the target folder",
+                    name.escape_debug()
+                ),
             );
         }
         if !names.insert(entry.raw_name.clone()) {
@@ -479,7 +502,8 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 "zip-duplicate-member",
                 Some(name),
                 None,
-                "two members share this name: loaders take one, scanners may check the other".to_string(),
+                "two members share this name: loaders take one, scanners may check the other"
+                    .to_string(),
             );
         }
         if entry.is_symlink() {
@@ -525,7 +549,15 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             );
             continue;
         }
-        let (Some(local_flags), Some(local_method), Some(local_crc), Some(local_compressed), Some(local_uncompressed), Some(local_name_len), Some(local_extra_len)) = (
+        let (
+            Some(local_flags),
+            Some(local_method),
+            Some(local_crc),
+            Some(local_compressed),
+            Some(local_uncompressed),
+            Some(local_name_len),
+            Some(local_extra_len),
+        ) = (
             reader.u16(local_at + 6),
             reader.u16(local_at + 8),
             reader.u32(local_at + 14),
@@ -533,8 +565,15 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             reader.u32(local_at + 22),
             reader.u16(local_at + 26),
             reader.u16(local_at + 28),
-        ) else {
-            scan.report(Severity::High, "zip-malformed", Some(name), Some(local_at as u64), "the local header is cut off by the end of the file".to_string());
+        )
+        else {
+            scan.report(
+                Severity::High,
+                "zip-malformed",
+                Some(name),
+                Some(local_at as u64),
+                "the local header is cut off by the end of the file".to_string(),
+            );
             continue;
         };
         let local_name = reader.bytes(local_at + 30, usize::from(local_name_len));
@@ -543,10 +582,16 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             mismatches.push("name".to_string());
         }
         if local_method != entry.method {
-            mismatches.push(format!("compression method ({local_method} locally, {} in the directory)", entry.method));
+            mismatches.push(format!(
+                "compression method ({local_method} locally, {} in the directory)",
+                entry.method
+            ));
         }
         if (local_flags ^ entry.flags) & 0b1001 != 0 {
-            mismatches.push(format!("flags ({local_flags:#06x} locally, {:#06x} in the directory)", entry.flags));
+            mismatches.push(format!(
+                "flags ({local_flags:#06x} locally, {:#06x} in the directory)",
+                entry.flags
+            ));
         }
         if local_flags & 0b1000 == 0 && entry.flags & 0b1000 == 0 {
             if local_crc != entry.crc {
@@ -573,7 +618,10 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             );
         }
         let data_at = local_at + 30 + usize::from(local_name_len) + usize::from(local_extra_len);
-        let Some(data) = usize::try_from(compressed).ok().and_then(|len| reader.bytes(data_at, len)) else {
+        let Some(data) = usize::try_from(compressed)
+            .ok()
+            .and_then(|len| reader.bytes(data_at, len))
+        else {
             scan.report(
                 Severity::High,
                 "zip-malformed",
@@ -583,7 +631,11 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             );
             continue;
         };
-        spans.push((local_at as u64, data_at as u64 + compressed, name.to_string()));
+        spans.push((
+            local_at as u64,
+            data_at as u64 + compressed,
+            name.to_string(),
+        ));
         if entry.is_directory() {
             continue;
         }
@@ -600,7 +652,11 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         let member = match member_bytes(entry, data) {
             MemberBytes::Ready(member) => member,
             MemberBytes::Overflowed(partial) => {
-                let what = if declared < MAX_INFLATED_MEMBER { "more than its declared size" } else { "past the inflation limit" };
+                let what = if declared < MAX_INFLATED_MEMBER {
+                    "more than its declared size"
+                } else {
+                    "past the inflation limit"
+                };
                 scan.report(
                     Severity::High,
                     if declared < MAX_INFLATED_MEMBER { "zip-size-mismatch" } else { "zip-bomb" },
@@ -611,7 +667,13 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 Cow::Owned(partial)
             }
             MemberBytes::Corrupt(error) => {
-                scan.report(Severity::High, "zip-malformed", Some(name), None, format!("member does not inflate ({error})"));
+                scan.report(
+                    Severity::High,
+                    "zip-malformed",
+                    Some(name),
+                    None,
+                    format!("member does not inflate ({error})"),
+                );
                 continue;
             }
             MemberBytes::Unsupported(method) => {
@@ -626,7 +688,10 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             }
         };
         let inflated = member.len() as u64;
-        if !declared_bomb && inflated >= BOMB_FLOOR_BYTES && inflated / compressed.max(1) > MAX_RATIO {
+        if !declared_bomb
+            && inflated >= BOMB_FLOOR_BYTES
+            && inflated / compressed.max(1) > MAX_RATIO
+        {
             scan.report(
                 Severity::High,
                 "zip-bomb",
@@ -644,7 +709,8 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                     "zip-crc-mismatch",
                     Some(name),
                     None,
-                    "member content does not match its CRC-32: corrupted or edited after packing".to_string(),
+                    "member content does not match its CRC-32: corrupted or edited after packing"
+                        .to_string(),
                 );
             }
         }

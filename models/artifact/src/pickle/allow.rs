@@ -138,7 +138,11 @@ const DANGEROUS_NAMES: &[(&str, &str, &str)] = &[
     ("builtins", "execfile", "executes a Python file"),
     ("builtins", "compile", "compiles Python code"),
     ("builtins", "__import__", "imports arbitrary modules"),
-    ("builtins", "getattr", "reaches any attribute (e.g. os.system)"),
+    (
+        "builtins",
+        "getattr",
+        "reaches any attribute (e.g. os.system)",
+    ),
     ("builtins", "setattr", "overwrites attributes"),
     ("builtins", "delattr", "deletes attributes"),
     ("builtins", "open", "opens files"),
@@ -164,29 +168,94 @@ const DANGEROUS_NAMES: &[(&str, &str, &str)] = &[
     ("operator", "attrgetter", "reaches any attribute"),
     ("operator", "methodcaller", "calls any method"),
     ("operator", "call", "calls arbitrary callables"),
-    ("functools", "partial", "wraps a callable to be called later"),
-    ("functools", "partialmethod", "wraps a callable to be called later"),
+    (
+        "functools",
+        "partial",
+        "wraps a callable to be called later",
+    ),
+    (
+        "functools",
+        "partialmethod",
+        "wraps a callable to be called later",
+    ),
     ("functools", "reduce", "calls arbitrary callables"),
     ("torch", "load", "loads a nested checkpoint"),
     ("torch", "_load_global_deps", "loads native libraries"),
     ("numpy", "load", "loads nested pickles"),
     ("numpy", "loads", "unpickles a nested payload"),
-    ("numpy.core.multiarray", "loads", "unpickles a nested payload"),
-    ("numpy._core.multiarray", "loads", "unpickles a nested payload"),
+    (
+        "numpy.core.multiarray",
+        "loads",
+        "unpickles a nested payload",
+    ),
+    (
+        "numpy._core.multiarray",
+        "loads",
+        "unpickles a nested payload",
+    ),
 ];
 
 /// Torch dtypes, layouts, memory formats and quantisation schemes: plain enum-like objects that
 /// pickle by name (`torch.float32`).
 const TORCH_PLAIN_OBJECTS: &[&str] = &[
-    "float16", "float32", "float64", "bfloat16", "half", "float", "double", "complex32",
-    "complex64", "complex128", "cfloat", "cdouble", "chalf", "int8", "int16", "int32", "int64",
-    "short", "int", "long", "uint8", "uint16", "uint32", "uint64", "bool", "quint8", "qint8",
-    "qint32", "quint4x2", "quint2x4", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
-    "float8_e5m2fnuz", "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
-    "sparse_bsc", "_mkldnn", "contiguous_format", "channels_last", "channels_last_3d",
-    "preserve_format", "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric",
-    "per_channel_symmetric", "per_channel_affine_float_qparams", "Size", "device", "dtype",
-    "layout", "memory_format", "finfo", "iinfo", "Tensor",
+    "float16",
+    "float32",
+    "float64",
+    "bfloat16",
+    "half",
+    "float",
+    "double",
+    "complex32",
+    "complex64",
+    "complex128",
+    "cfloat",
+    "cdouble",
+    "chalf",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "short",
+    "int",
+    "long",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "quint8",
+    "qint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "strided",
+    "sparse_coo",
+    "sparse_csr",
+    "sparse_csc",
+    "sparse_bsr",
+    "sparse_bsc",
+    "_mkldnn",
+    "contiguous_format",
+    "channels_last",
+    "channels_last_3d",
+    "preserve_format",
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+    "Size",
+    "device",
+    "dtype",
+    "layout",
+    "memory_format",
+    "finfo",
+    "iinfo",
+    "Tensor",
 ];
 
 /// Exactly-named allowed globals: `(module, name)`.
@@ -379,14 +448,20 @@ mod tests {
             ("collections", "OrderedDict.__init__.__globals__"),
             ("numpy.testing._private.utils", "runstring"),
         ] {
-            assert!(matches!(classify(module, name), Verdict::Dangerous(_)), "{module}.{name}");
+            assert!(
+                matches!(classify(module, name), Verdict::Dangerous(_)),
+                "{module}.{name}"
+            );
         }
     }
 
     #[test]
     fn model_classes_are_unknown_not_dangerous() {
         assert_eq!(classify("__main__", "TinyNet"), Verdict::Unknown);
-        assert_eq!(classify("torch.nn.modules.linear", "Linear"), Verdict::Unknown);
+        assert_eq!(
+            classify("torch.nn.modules.linear", "Linear"),
+            Verdict::Unknown
+        );
         assert_eq!(classify("collections", "OrderedDictX"), Verdict::Unknown);
         assert_eq!(classify("torchx", "FloatStorage"), Verdict::Unknown);
         assert_eq!(classify("torch", "x.FloatStorage"), Verdict::Unknown);

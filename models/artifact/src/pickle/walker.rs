@@ -267,7 +267,11 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         if self.reporter.probe || self.reporter.findings.len() >= MAX_FINDINGS {
             return;
         }
-        if !self.reporter.seen.insert((rule.to_string(), key.to_string())) {
+        if !self
+            .reporter
+            .seen
+            .insert((rule.to_string(), key.to_string()))
+        {
             return;
         }
         let location = self.location_here();
@@ -777,7 +781,10 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         if len > MAX_TEXT {
             return self.push(Value::LongText);
         }
-        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        let bytes = self
+            .data
+            .get(start..start.saturating_add(len))
+            .unwrap_or(&[]);
         self.push(Value::text(String::from_utf8_lossy(bytes).into_owned()))
     }
 
@@ -787,13 +794,19 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         if len > MAX_TEXT {
             return self.push(Value::LongText);
         }
-        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        let bytes = self
+            .data
+            .get(start..start.saturating_add(len))
+            .unwrap_or(&[]);
         self.push(Value::text(latin1(bytes)))
     }
 
     fn push_bytes(&mut self, len: u64) -> Step<()> {
         let (start, len) = self.take_len(len)?;
-        let bytes = self.data.get(start..start.saturating_add(len)).unwrap_or(&[]);
+        let bytes = self
+            .data
+            .get(start..start.saturating_add(len))
+            .unwrap_or(&[]);
         if self.maybe_nested_pickle(bytes, start) {
             self.reporter.scanned_ranges.insert((start, len));
         }
@@ -867,9 +880,9 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             }
             // Already reported where it was imported.
             Value::Unresolved => Rc::new(Value::Object {
-                    made_by: None,
-                    first_text: None,
-                }),
+                made_by: None,
+                first_text: None,
+            }),
             other => {
                 let message = format!(
                     "{opcode} calls {}, not a named global: calling values computed while \
@@ -921,7 +934,10 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             return;
         };
         let bytes = bytes.into_owned();
-        let member = format!("{callee}@{}", self.base_offset.saturating_add(self.op_start as u64));
+        let member = format!(
+            "{callee}@{}",
+            self.base_offset.saturating_add(self.op_start as u64)
+        );
         let Some(location) = crate::zip::nested_location(self.location, &member) else {
             self.report_too_deep(callee);
             return;
@@ -1072,7 +1088,11 @@ impl Machine<'_, '_> {
                     _ => None,
                 })
             };
-            (lookup("shape"), lookup("dtype"), lookup("numpy_array_alignment_bytes"))
+            (
+                lookup("shape"),
+                lookup("dtype"),
+                lookup("numpy_array_alignment_bytes"),
+            )
         };
         if let Some(aligned) = aligned {
             if matches!(&*aligned, Value::Int(_)) {
@@ -1088,7 +1108,10 @@ impl Machine<'_, '_> {
             _ => return self.limit("joblib array record with a dtype the scanner cannot size"),
         };
         let Some(item_size) = numpy_item_size(&descr) else {
-            if descr.trim_start_matches(['<', '>', '|', '=']).starts_with('O') {
+            if descr
+                .trim_start_matches(['<', '>', '|', '='])
+                .starts_with('O')
+            {
                 // Object arrays are pickled inline, as a complete pickle of their own.
                 let end = {
                     let mut inline = Machine::new(
@@ -1103,11 +1126,15 @@ impl Machine<'_, '_> {
                 self.pos = end;
                 return Ok(());
             }
-            return self.limit(format!("joblib array of dtype `{descr}` the scanner cannot size"));
+            return self.limit(format!(
+                "joblib array of dtype `{descr}` the scanner cannot size"
+            ));
         };
         let count = match shape.as_deref() {
             Some(Value::Tuple(dims)) => dims.iter().try_fold(1u64, |count, dim| match &**dim {
-                Value::Int(dim) => u64::try_from(*dim).ok().and_then(|dim| count.checked_mul(dim)),
+                Value::Int(dim) => u64::try_from(*dim)
+                    .ok()
+                    .and_then(|dim| count.checked_mul(dim)),
                 _ => None,
             }),
             _ => None,
@@ -1207,8 +1234,13 @@ fn latin1_encode(args: &Value) -> Option<Vec<u8>> {
         None => "utf-8".to_string(),
         Some(_) => return None,
     };
-    if matches!(encoding.as_str(), "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1") {
-        text.chars().map(|ch| u8::try_from(u32::from(ch)).ok()).collect()
+    if matches!(
+        encoding.as_str(),
+        "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1"
+    ) {
+        text.chars()
+            .map(|ch| u8::try_from(u32::from(ch)).ok())
+            .collect()
     } else if matches!(encoding.as_str(), "utf-8" | "utf8") {
         Some(text.as_bytes().to_vec())
     } else {
@@ -1396,7 +1428,9 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
                         location: trailing,
                     });
                 } else {
-                    reporter.findings.push(halt_finding(&halt, location, base_offset));
+                    reporter
+                        .findings
+                        .push(halt_finding(&halt, location, base_offset));
                 }
                 break;
             }

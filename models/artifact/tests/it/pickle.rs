@@ -12,7 +12,13 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn scan_named(name: &str, bytes: &[u8]) -> Vec<Finding> {
-    scan_bytes(bytes, &Location { file: name.to_string(), ..Location::default() })
+    scan_bytes(
+        bytes,
+        &Location {
+            file: name.to_string(),
+            ..Location::default()
+        },
+    )
 }
 
 fn scan_fixture(name: &str) -> Vec<Finding> {
@@ -43,14 +49,23 @@ fn corpus() -> Corpus {
 fn describe(findings: &[Finding]) -> String {
     findings
         .iter()
-        .map(|f| format!("\n  {} {} {:?}: {}", f.severity, f.rule, f.location.member, f.message))
+        .map(|f| {
+            format!(
+                "\n  {} {} {:?}: {}",
+                f.severity, f.rule, f.location.member, f.message
+            )
+        })
         .collect()
 }
 
 #[test]
 fn every_corpus_file_gets_its_expected_verdict() {
     let corpus = corpus();
-    assert!(corpus.fixture.len() >= 40, "corpus shrank to {}", corpus.fixture.len());
+    assert!(
+        corpus.fixture.len() >= 40,
+        "corpus shrank to {}",
+        corpus.fixture.len()
+    );
     let mut failures = Vec::new();
     for fixture in &corpus.fixture {
         let findings = scan_fixture(&fixture.file);
@@ -58,19 +73,35 @@ fn every_corpus_file_gets_its_expected_verdict() {
         let ok = match fixture.kind.as_str() {
             "benign" => worst.is_none_or(|worst| worst < Severity::Medium),
             "malicious" | "suspicious" => {
-                let expected = fixture.severity.expect("non-benign fixtures name a severity");
-                let rule = fixture.rule.as_deref().expect("non-benign fixtures name a rule");
-                let right_rule = findings.iter().any(|f| f.severity == expected && f.rule == rule);
+                let expected = fixture
+                    .severity
+                    .expect("non-benign fixtures name a severity");
+                let rule = fixture
+                    .rule
+                    .as_deref()
+                    .expect("non-benign fixtures name a rule");
+                let right_rule = findings
+                    .iter()
+                    .any(|f| f.severity == expected && f.rule == rule);
                 let floor_ok = fixture.kind != "malicious" || expected >= Severity::High;
                 worst == Some(expected) && right_rule && floor_ok
             }
             other => panic!("unknown kind {other}"),
         };
         if !ok {
-            failures.push(format!("{} ({}):{}", fixture.file, fixture.kind, describe(&findings)));
+            failures.push(format!(
+                "{} ({}):{}",
+                fixture.file,
+                fixture.kind,
+                describe(&findings)
+            ));
         }
     }
-    assert!(failures.is_empty(), "unexpected verdicts:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "unexpected verdicts:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -78,25 +109,45 @@ fn every_fixture_file_is_listed_in_the_corpus() {
     let listed: Vec<String> = corpus().fixture.into_iter().map(|f| f.file).collect();
     for entry in fs_err::read_dir(corpus_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        let is_data = !(name.ends_with(".py") || name.ends_with(".toml") || name.ends_with(".md") || name.ends_with(".sh"));
-        assert!(!is_data || listed.contains(&name), "{name} is not in corpus.toml");
+        let is_data = !(name.ends_with(".py")
+            || name.ends_with(".toml")
+            || name.ends_with(".md")
+            || name.ends_with(".sh"));
+        assert!(
+            !is_data || listed.contains(&name),
+            "{name} is not in corpus.toml"
+        );
     }
 }
 
 #[test]
 fn findings_say_where_they_are() {
     let findings = scan_fixture("torch_zip_malicious.pt");
-    let critical = findings.iter().find(|f| f.severity == Severity::Critical).unwrap();
+    let critical = findings
+        .iter()
+        .find(|f| f.severity == Severity::Critical)
+        .unwrap();
     assert_eq!(critical.location.file, "torch_zip_malicious.pt");
-    assert_eq!(critical.location.member.as_deref(), Some("archive/data.pkl"));
+    assert_eq!(
+        critical.location.member.as_deref(),
+        Some("archive/data.pkl")
+    );
     assert!(critical.message.contains("posix.system"));
     // GLOBAL is the second opcode, after PROTO.
     assert_eq!(critical.location.opcode_index, Some(1));
     assert_eq!(critical.location.offset, Some(2));
 
     let nested = scan_fixture("nested_pickle_loads.pkl");
-    assert!(nested.iter().any(|f| f.location.member.as_deref().is_some_and(|m| m.starts_with("bytes@"))
-        && f.message.contains("posix.system")), "{}", describe(&nested));
+    assert!(
+        nested.iter().any(|f| f
+            .location
+            .member
+            .as_deref()
+            .is_some_and(|m| m.starts_with("bytes@"))
+            && f.message.contains("posix.system")),
+        "{}",
+        describe(&nested)
+    );
 }
 
 /// A pickle whose payload sits in the second of two pickles in a zip inside a zip is still found.
@@ -110,8 +161,14 @@ fn nested_containers_are_followed() {
         outer.extend(writer.finish());
     }
     let findings = scan_named("outer.zip", &outer);
-    let critical = findings.iter().find(|f| f.severity == Severity::Critical).expect("payload found");
-    assert_eq!(critical.location.member.as_deref(), Some("models/model.pt!/archive/data.pkl"));
+    let critical = findings
+        .iter()
+        .find(|f| f.severity == Severity::Critical)
+        .expect("payload found");
+    assert_eq!(
+        critical.location.member.as_deref(),
+        Some("models/model.pt!/archive/data.pkl")
+    );
 }
 
 /// A zip that contains itself (a quine-like chain) stops at the nesting limit instead of
@@ -125,7 +182,11 @@ fn deep_nesting_stops_at_the_limit() {
         bytes = writer.finish();
     }
     let findings = scan_named("deep.zip", &bytes);
-    assert!(findings.iter().any(|f| f.rule == "nesting-too-deep"), "{}", describe(&findings));
+    assert!(
+        findings.iter().any(|f| f.rule == "nesting-too-deep"),
+        "{}",
+        describe(&findings)
+    );
 }
 
 #[test]
@@ -136,8 +197,12 @@ fn tar_members_are_scanned() {
     tar.extend(tar_member("link", b'2', b""));
     tar.extend([0u8; 1024]);
     let findings = scan_named("legacy.tar", &tar);
-    assert!(findings.iter().any(|f| f.severity == Severity::Critical
-        && f.location.member.as_deref() == Some("checkpoint/pickle")), "{}", describe(&findings));
+    assert!(
+        findings.iter().any(|f| f.severity == Severity::Critical
+            && f.location.member.as_deref() == Some("checkpoint/pickle")),
+        "{}",
+        describe(&findings)
+    );
     assert!(findings.iter().any(|f| f.rule == "tar-path-traversal"));
     assert!(findings.iter().any(|f| f.rule == "tar-link"));
 }
@@ -151,7 +216,11 @@ fn zip_member_whose_local_name_differs_is_reported() {
     let at = bytes.windows(8).position(|w| w == b"archive/").unwrap();
     bytes[at] = b'X';
     let findings = scan_named("renamed.zip", &bytes);
-    assert!(findings.iter().any(|f| f.rule == "zip-header-mismatch"), "{}", describe(&findings));
+    assert!(
+        findings.iter().any(|f| f.rule == "zip-header-mismatch"),
+        "{}",
+        describe(&findings)
+    );
 }
 
 // ----- tiny writers for test archives -----
@@ -169,7 +238,9 @@ impl StoredZip {
         crc.update(data);
         let offset = self.body.len() as u32;
         let mut local = Vec::new();
-        local.write_all(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00").unwrap();
+        local
+            .write_all(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            .unwrap();
         local.write_all(&crc.sum().to_le_bytes()).unwrap();
         local.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
         local.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
@@ -179,11 +250,19 @@ impl StoredZip {
         local.write_all(data).unwrap();
         self.body.extend(local);
         let mut central = Vec::new();
-        central.write_all(b"PK\x01\x02\x14\x03\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00").unwrap();
+        central
+            .write_all(b"PK\x01\x02\x14\x03\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+            .unwrap();
         central.write_all(&crc.sum().to_le_bytes()).unwrap();
-        central.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
-        central.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
-        central.write_all(&(name.len() as u16).to_le_bytes()).unwrap();
+        central
+            .write_all(&(data.len() as u32).to_le_bytes())
+            .unwrap();
+        central
+            .write_all(&(data.len() as u32).to_le_bytes())
+            .unwrap();
+        central
+            .write_all(&(name.len() as u16).to_le_bytes())
+            .unwrap();
         central.write_all(&[0u8; 12]).unwrap();
         central.write_all(&offset.to_le_bytes()).unwrap();
         central.write_all(name.as_bytes()).unwrap();
@@ -228,7 +307,11 @@ fn tar_member(name: &str, type_flag: u8, data: &[u8]) -> Vec<u8> {
 // ----- robustness -----
 
 fn corpus_files() -> Vec<Vec<u8>> {
-    corpus().fixture.iter().map(|f| fs_err::read(corpus_dir().join(&f.file)).unwrap()).collect()
+    corpus()
+        .fixture
+        .iter()
+        .map(|f| fs_err::read(corpus_dir().join(&f.file)).unwrap())
+        .collect()
 }
 
 proptest! {
@@ -286,7 +369,9 @@ fn print_corpus_verdicts() {
     for fixture in corpus().fixture {
         let findings = scan_fixture(&fixture.file);
         let verdict = match findings.iter().max_by_key(|f| f.severity) {
-            Some(worst) if worst.severity >= Severity::Low => format!("{} ({})", worst.severity, worst.rule),
+            Some(worst) if worst.severity >= Severity::Low => {
+                format!("{} ({})", worst.severity, worst.rule)
+            }
             _ => "clean".to_string(),
         };
         println!("VERDICT\t{}\t{verdict}", fixture.file);
