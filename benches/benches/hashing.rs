@@ -62,7 +62,10 @@ fn main() {
             })
             .collect(),
     );
-    assert_eq!(ours, theirs, "gauntlet and sha256sum disagree on the digest");
+    assert_eq!(
+        ours, theirs,
+        "gauntlet and sha256sum disagree on the digest"
+    );
     let mib = size as f64 / (1 << 20) as f64;
     println!(
         "{mib:.0} MiB: gauntlet {:.0} MiB/s, sha256sum {:.0} MiB/s, ratio {:.2}",

@@ -97,13 +97,17 @@ fn descr_has_objects(descr: &str) -> bool {
     if !descr.starts_with('[') {
         return is_object_code(descr);
     }
-    // Type strings are quoted tokens like '|O', '<f8', 'O8'; field names are quoted too, so only
-    // tokens that parse as type strings count.
-    descr
-        .split(['\'', '"'])
-        .skip(1)
-        .step_by(2)
-        .any(is_object_code)
+    // Structured: each field is `('name', 'type'[, shape])`, the type possibly a nested list of
+    // fields. The type is the second quoted token after each `(`; names are never types.
+    descr.split('(').skip(1).any(|field| {
+        let field = field.split(')').next().unwrap_or(field);
+        field
+            .split(['\'', '"'])
+            .skip(1)
+            .step_by(2)
+            .nth(1)
+            .is_some_and(is_object_code)
+    })
 }
 
 fn is_object_code(token: &str) -> bool {
@@ -137,5 +141,40 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             findings
         }
         Ok(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(header: &str) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn object_dtypes_are_found_in_plain_and_structured_descrs() {
+        let plain = npy("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }");
+        assert!(parse_header(&plain).map(|h| h.has_objects).unwrap_or(false));
+        let numeric = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }");
+        assert!(!parse_header(&numeric)
+            .map(|h| h.has_objects)
+            .unwrap_or(true));
+        let structured =
+            npy("{'descr': [('O', '<f8'), ('b', '|O')], 'fortran_order': False, 'shape': (1,), }");
+        let header = parse_header(&structured).unwrap_or_else(|error| panic!("{error}"));
+        assert!(header.has_objects, "{header:?}");
+        // A field *named* O is not an object field.
+        let named = npy("{'descr': [('O', '<f8')], 'fortran_order': False, 'shape': (1,), }");
+        assert!(!parse_header(&named).map(|h| h.has_objects).unwrap_or(true));
+    }
+
+    #[test]
+    fn broken_headers_are_high() {
+        let findings = scan(b"\x93NUMPY\x01\x00\xff\xff{", &Location::default());
+        assert_eq!(findings[0].rule, "npy-malformed");
     }
 }

@@ -128,7 +128,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         let type_flag = header.get(156).copied().unwrap_or(0);
         let mut name = c_string(field(0, 100));
         let prefix = c_string(field(345, 500));
-        if field(257, 262) == b"ustar" && !prefix.is_empty() && field(257, 263) == b"ustar\0" {
+        if !prefix.is_empty() && field(257, 263) == b"ustar\0" {
             name = format!("{prefix}/{name}");
         }
         if let Some(long) = long_name.take() {

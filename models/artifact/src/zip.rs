@@ -758,3 +758,53 @@ fn check_overlaps(spans: &mut [(u64, u64, String)], scan: &mut ZipScan<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_names_are_recognised() {
+        assert!(unsafe_name("../x").is_some());
+        assert!(unsafe_name("a/../../x").is_some());
+        assert!(unsafe_name("/etc/passwd").is_some());
+        assert!(unsafe_name("C:/Windows/x").is_some());
+        assert!(unsafe_name("a\\..\\b").is_some());
+        assert!(unsafe_name("archive/data.pkl").is_none());
+        assert!(unsafe_name("archive/..data/x").is_none());
+    }
+
+    #[test]
+    fn torch_members_are_classified() {
+        let prefixes = vec!["archive/".to_string()];
+        assert_eq!(
+            torch_member("archive/data/0", &prefixes),
+            TorchMember::Storage
+        );
+        assert_eq!(
+            torch_member("archive/version", &prefixes),
+            TorchMember::Metadata
+        );
+        assert_eq!(
+            torch_member("archive/code/x.py", &prefixes),
+            TorchMember::Other
+        );
+        assert_eq!(torch_member("other/data/0", &prefixes), TorchMember::Other);
+    }
+
+    #[test]
+    fn nesting_depth_is_capped() {
+        let mut location = Location::default();
+        for level in 0..MAX_NESTING {
+            location = nested_location(&location, &format!("m{level}")).unwrap_or_default();
+        }
+        assert!(nested_location(&location, "one-more").is_none());
+    }
+
+    #[test]
+    fn archives_without_an_end_record_are_malformed() {
+        let findings = scan(b"PK\x03\x04 not really a zip", &Location::default());
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, "zip-malformed");
+    }
+}

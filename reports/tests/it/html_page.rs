@@ -236,7 +236,9 @@ fn write_html_writes_the_rendered_page() {
 #[test]
 fn provenance_section_shows_checks_and_escaped_findings() {
     let html = page();
-    let section = &html[html.find("id=\"provenance\"").expect("a provenance section")..];
+    let section = &html[html
+        .find("id=\"provenance\"")
+        .expect("a provenance section")..];
     let section = &section[..section.find("</section>").unwrap()];
     assert!(section.contains("weights match the pinned SHA-256"));
     assert!(section.contains("pickle-unknown-global"));
