@@ -1,12 +1,12 @@
 //! Pickle streams (protocols 0–5), scanned without executing them.
 //!
 //! The walker reads the opcode stream the way CPython's unpickler does, but every value it would
-//! build is replaced by a small symbolic [`Value`]: enough to know which global each
+//! build is replaced by a small symbolic `Value`: enough to know which global each
 //! `GLOBAL` / `STACK_GLOBAL` / `INST` names (even when its module and name strings come from the
 //! memo), what each call (`REDUCE`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`) calls, what `BUILD`
 //! sets, and which byte strings are themselves pickles. Nothing is imported or called.
 //!
-//! Verdicts come from [`allow`]: allowed globals pass, dangerous ones are critical, anything else
+//! Verdicts come from the `allow` module: allowed globals pass, dangerous ones are critical, anything else
 //! is medium. A stream the real unpickler would reject is still reported — the unpickler runs
 //! every opcode before the bad one, so a payload can sit in front of deliberate garbage.
 
