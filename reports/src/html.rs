@@ -61,7 +61,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.head(report);
     page.header(report);
     page.verdict(report);
-    page.contents();
+    page.contents(report);
     page.summary(report);
     page.gates(&report.gates);
     page.sanity(report);
@@ -351,10 +351,16 @@ impl Page {
         ));
     }
 
-    fn contents(&mut self) {
+    fn contents(&mut self, report: &RunReport) {
         self.push(
             "<nav>Contents: <a href=\"#summary\">summary</a><a href=\"#gates\">gates</a>\
-             <a href=\"#sanity\">sanity checks</a><a href=\"#curves\">accuracy vs ε</a>\
+             <a href=\"#sanity\">sanity checks</a>",
+        );
+        if report.provenance.is_some() {
+            self.push("<a href=\"#provenance\">provenance</a>");
+        }
+        self.push(
+            "<a href=\"#curves\">accuracy vs ε</a>\
              <a href=\"#per-class\">per class</a><a href=\"#gallery\">examples</a>\
              <a href=\"#attacks\">attack parameters</a><a href=\"#timings\">timings</a></nav>\n",
         );
