@@ -19,13 +19,23 @@ pub(crate) struct Conv2d {
 
 impl Conv2d {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let y = x.conv2d(
-            &self.weight,
-            self.padding,
-            self.stride,
-            self.dilation,
-            self.groups,
-        )?;
+        let y = if super::conv_input_gradient::applies(x, &self.weight, self.groups) {
+            super::conv_input_gradient::conv2d(
+                x,
+                &self.weight,
+                self.padding,
+                self.stride,
+                self.dilation,
+            )?
+        } else {
+            x.conv2d(
+                &self.weight,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+            )?
+        };
         match &self.bias {
             Some(bias) => Ok(y.broadcast_add(&bias.reshape((1, (), 1, 1))?)?),
             None => Ok(y),

@@ -4,6 +4,7 @@
 //! knows its tensor-name prefix, so loading, saving and error messages all use PyTorch's
 //! `state_dict()` names.
 
+mod conv_input_gradient;
 mod dense;
 mod norm;
 mod pool;
