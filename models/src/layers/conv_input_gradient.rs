@@ -66,8 +66,8 @@ impl CustomOp2 for InputGradientOnly {
         // must give back the input's height.
         let grad_h = grad.dim(2)?;
         let kernel_h = self.weight.dim(2)?;
-        let out_size = (grad_h - 1) * self.stride + self.dilation * (kernel_h - 1) + 1
-            - 2 * self.padding;
+        let out_size =
+            (grad_h - 1) * self.stride + self.dilation * (kernel_h - 1) + 1 - 2 * self.padding;
         let out_padding = input.dim(2)? - out_size;
         let grad_input = grad.conv_transpose2d(
             &self.weight,
@@ -166,7 +166,11 @@ mod tests {
         let x = Var::from_tensor(&random(&[1, 2, 5, 5], &mut rng)).unwrap();
         let weight = Var::from_tensor(&random(&[2, 2, 3, 3], &mut rng)).unwrap();
         assert!(!applies(x.as_tensor(), weight.as_tensor(), 1));
-        assert!(!applies(&x.as_tensor().detach(), &weight.as_tensor().detach(), 1));
+        assert!(!applies(
+            &x.as_tensor().detach(),
+            &weight.as_tensor().detach(),
+            1
+        ));
         assert!(!applies(x.as_tensor(), &weight.as_tensor().detach(), 2));
     }
 }
