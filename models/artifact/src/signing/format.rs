@@ -54,6 +54,28 @@ pub struct Bundle {
     pub dsse_envelope: Envelope,
 }
 
+impl Bundle {
+    /// The key-mode bundle model-signing writes: one DSSE signature over `payload` (an in-toto
+    /// statement), with the public-key hint when there is one and no transparency-log entries.
+    pub fn key_signed(payload: &str, signature: &[u8], hint: Option<String>) -> Self {
+        Bundle {
+            media_type: BUNDLE_MEDIA_TYPE.to_owned(),
+            verification_material: VerificationMaterial {
+                public_key: hint.map(|hint| PublicKeyIdentifier { hint: Some(hint) }),
+                tlog_entries: Vec::new(),
+            },
+            dsse_envelope: Envelope {
+                payload: encode_base64(payload.as_bytes()),
+                payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
+                signatures: vec![EnvelopeSignature {
+                    sig: encode_base64(signature),
+                    keyid: String::new(),
+                }],
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationMaterial {

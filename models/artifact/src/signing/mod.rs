@@ -301,23 +301,7 @@ pub fn sign_folder(
         .unwrap_or_else(|| folder_name(dir));
     let payload = format::statement_json(&model_name, &resources, &ignore_paths)?;
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, payload.as_bytes()));
-    let bundle = Bundle {
-        media_type: BUNDLE_MEDIA_TYPE.to_owned(),
-        verification_material: format::VerificationMaterial {
-            public_key: Some(format::PublicKeyIdentifier {
-                hint: Some(public_key.model_signing_hint()?),
-            }),
-            tlog_entries: Vec::new(),
-        },
-        dsse_envelope: format::Envelope {
-            payload: format::encode_base64(payload.as_bytes()),
-            payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
-            signatures: vec![format::EnvelopeSignature {
-                sig: format::encode_base64(&signature),
-                keyid: String::new(),
-            }],
-        },
-    };
+    let bundle = Bundle::key_signed(&payload, &signature, Some(public_key.model_signing_hint()?));
     let text = serde_json::to_string(&bundle)?;
     std::fs::write(signature_path, text).map_err(|source| SigningError::Unwritable {
         path: signature_path.to_path_buf(),
@@ -608,22 +592,7 @@ mod tests {
     fn signed_bundle(payload: &str) -> String {
         let key = PrivateKey::from_pem(&fixture_key("p256.key.pem")).unwrap();
         let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, payload.as_bytes()));
-        serde_json::to_string(&Bundle {
-            media_type: BUNDLE_MEDIA_TYPE.to_owned(),
-            verification_material: format::VerificationMaterial {
-                public_key: None,
-                tlog_entries: Vec::new(),
-            },
-            dsse_envelope: format::Envelope {
-                payload: format::encode_base64(payload.as_bytes()),
-                payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
-                signatures: vec![format::EnvelopeSignature {
-                    sig: format::encode_base64(&signature),
-                    keyid: String::new(),
-                }],
-            },
-        })
-        .unwrap()
+        serde_json::to_string(&Bundle::key_signed(payload, &signature, None)).unwrap()
     }
 
     fn statement(subject_digest: &str, method: &str, resources: &str) -> String {
