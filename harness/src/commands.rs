@@ -217,7 +217,7 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         path: None,
         images: None,
         labels: None,
-        limit: args.limit,
+        limit: None, // applied below, after loading
         class_names: None,
     };
     let sources = DatasetSources {
