@@ -21,6 +21,7 @@ use candle_core::{DType, Device, Tensor, Var};
 mod error;
 mod layers;
 mod load;
+mod native;
 mod network;
 mod params;
 pub mod spec;
@@ -78,6 +79,16 @@ impl Loss {
 
 /// `labels` as u32 after checking their shape and range.
 fn checked_labels(labels: &Tensor, batch: usize, classes: usize) -> Result<Tensor, ModelError> {
+    let values = label_values(labels, batch, classes)?;
+    Ok(Tensor::from_vec(values, batch, labels.device())?)
+}
+
+/// The values of `labels` after checking that there is one per sample and each is a class.
+pub(crate) fn label_values(
+    labels: &Tensor,
+    batch: usize,
+    classes: usize,
+) -> Result<Vec<u32>, ModelError> {
     if labels.dims() != [batch] {
         return Err(ModelError::InvalidLabels {
             reason: format!(
@@ -86,8 +97,7 @@ fn checked_labels(labels: &Tensor, batch: usize, classes: usize) -> Result<Tenso
             ),
         });
     }
-    let labels = labels.to_dtype(DType::U32)?;
-    let values: Vec<u32> = labels.to_vec1()?;
+    let values: Vec<u32> = labels.to_dtype(DType::U32)?.to_vec1()?;
     if let Some((index, label)) = values
         .iter()
         .enumerate()
@@ -97,7 +107,7 @@ fn checked_labels(labels: &Tensor, batch: usize, classes: usize) -> Result<Tenso
             reason: format!("label {label} of sample {index} is not below the {classes} classes"),
         });
     }
-    Ok(labels)
+    Ok(values)
 }
 
 /// The result of one forward + input-gradient pass.
@@ -109,6 +119,29 @@ pub struct InputGradient {
     pub gradient: Tensor,
     /// The logits of the forward pass, shape `(batch, num_classes)`.
     pub logits: Tensor,
+}
+
+/// [`Model::loss_and_input_gradient`] by candle autograd through [`Model::forward`]: the
+/// default, and the reference the native CPU path of [`Network`] is tested against.
+pub fn autograd_loss_and_input_gradient<M: Model + ?Sized>(
+    model: &M,
+    inputs: &Tensor,
+    labels: &Tensor,
+    loss: Loss,
+) -> Result<InputGradient, ModelError> {
+    let input_var = Var::from_tensor(inputs)?;
+    let logits = model.forward(input_var.as_tensor())?;
+    let per_sample = loss.per_sample(&logits, labels)?;
+    let grads = per_sample.sum_all()?.backward()?;
+    let gradient = grads
+        .get(input_var.as_tensor())
+        .cloned()
+        .ok_or(ModelError::NoInputGradient)?;
+    Ok(InputGradient {
+        loss: per_sample.detach(),
+        gradient,
+        logits: logits.detach(),
+    })
 }
 
 /// A classifier that gauntlet can evaluate and attack.
@@ -134,19 +167,7 @@ pub trait Model: Send + Sync {
         labels: &Tensor,
         loss: Loss,
     ) -> Result<InputGradient, ModelError> {
-        let input_var = Var::from_tensor(inputs)?;
-        let logits = self.forward(input_var.as_tensor())?;
-        let per_sample = loss.per_sample(&logits, labels)?;
-        let grads = per_sample.sum_all()?.backward()?;
-        let gradient = grads
-            .get(input_var.as_tensor())
-            .cloned()
-            .ok_or(ModelError::NoInputGradient)?;
-        Ok(InputGradient {
-            loss: per_sample.detach(),
-            gradient,
-            logits: logits.detach(),
-        })
+        autograd_loss_and_input_gradient(self, inputs, labels, loss)
     }
 
     /// Predicted classes, shape `(batch,)`, u32.

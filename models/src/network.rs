@@ -2,15 +2,19 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use crate::layers::{self, Node, TensorRole};
 use crate::load::{self, TensorTable};
+use crate::native::Plan;
 use crate::params::{Initializer, ParamSource};
 use crate::spec::{LayerSection, ModelSpec};
-use crate::{Model, ModelError};
+use crate::{
+    autograd_loss_and_input_gradient, label_values, InputGradient, Loss, Model, ModelError,
+};
 
 /// A network described by a [`ModelSpec`], with its weights as plain (untracked) tensors so
 /// that an attack's backward pass only walks the input's graph.
@@ -24,6 +28,26 @@ pub struct Network {
     normalisation: Option<Normalisation>,
     device: Device,
     dtype: DType,
+    native: NativePath,
+}
+
+/// The native CPU path (`crate::native`): on by default, compiled on first use, and dropped
+/// whenever the weights change.
+#[derive(Debug, Clone)]
+struct NativePath {
+    enabled: bool,
+    /// `None` inside: this network cannot use the native path (e.g. GELU, grouped
+    /// convolutions, training variables), so candle runs it.
+    plan: OnceLock<Option<Arc<Plan>>>,
+}
+
+impl NativePath {
+    fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            plan: OnceLock::new(),
+        }
+    }
 }
 
 /// `(x − mean) / std`, per channel (dimension 1 of the batch).
@@ -100,6 +124,7 @@ impl Network {
             normalisation: Normalisation::from_spec(spec, device)?,
             device: device.clone(),
             dtype: DType::F32,
+            native: NativePath::new(true),
         };
         network.check_unique_names()?;
         Ok(network)
@@ -198,6 +223,8 @@ impl Network {
     }
 
     pub(crate) fn named_tensors_mut(&mut self) -> Vec<layers::NamedTensorMut<'_>> {
+        // The caller may change any weight: a compiled native plan would be stale.
+        self.native = NativePath::new(self.native.enabled);
         let mut out = Vec::new();
         layers::named_tensors_mut(&mut self.nodes, &mut out);
         out
@@ -232,6 +259,59 @@ impl Network {
     ) -> Result<Tensor, ModelError> {
         let x = self.prepare_input(inputs)?;
         layers::run_train(&mut self.nodes, &x, rng)
+    }
+
+    /// A copy that uses gauntlet's native CPU kernels (`true`, the default) or always runs on
+    /// candle's ops and autograd (`false`: the reference the native path is tested against).
+    ///
+    /// The native path applies on CPU to f32 networks with constant weights made of the layers
+    /// it covers (everything but GELU and grouped convolutions); other networks run on candle
+    /// either way.
+    pub fn with_native_kernels(&self, enabled: bool) -> Self {
+        let mut copy = self.clone();
+        copy.native = NativePath::new(enabled);
+        copy
+    }
+
+    /// Whether forward and input-gradient passes of this network run on the native CPU path.
+    pub fn uses_native_kernels(&self) -> bool {
+        self.native_plan().is_some()
+    }
+
+    fn native_plan(&self) -> Option<&Plan> {
+        if !self.native.enabled || !self.device.is_cpu() || self.dtype != DType::F32 {
+            return None;
+        }
+        self.native
+            .plan
+            .get_or_init(|| {
+                let normalisation = self.normalisation.as_ref().map(|norm| {
+                    let values = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
+                    (values(&norm.mean), values(&norm.std))
+                });
+                let normalisation = match normalisation {
+                    Some((Ok(mean), Ok(std))) => Some((mean, std)),
+                    Some(_) => return None,
+                    None => None,
+                };
+                Plan::compile(
+                    &self.nodes,
+                    &self.spec.input_shape,
+                    normalisation,
+                    self.spec.num_classes,
+                )
+                .ok()
+                .map(Arc::new)
+            })
+            .as_deref()
+    }
+
+    /// The inputs as one flat f32 host buffer for the native path.
+    fn host_inputs(inputs: &Tensor) -> Result<Vec<f32>, ModelError> {
+        Ok(inputs
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     fn prepare_input(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
@@ -280,8 +360,9 @@ impl Model for Network {
     }
 
     fn forward(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
-        let x = self.prepare_input(inputs)?;
-        if x.dim(0)? == 0 {
+        check_input_shape(inputs, &self.spec.input_shape)?;
+        let batch = inputs.dim(0)?;
+        if batch == 0 {
             // Some candle ops reject empty tensors; an empty batch has empty logits.
             return Ok(Tensor::zeros(
                 (0, self.spec.num_classes),
@@ -289,7 +370,38 @@ impl Model for Network {
                 &self.device,
             )?);
         }
-        layers::run(&self.nodes, &x)
+        // An input that carries a graph wants candle's autograd through the logits.
+        if let (Some(plan), false) = (self.native_plan(), inputs.track_op()) {
+            let logits = plan.forward(&Self::host_inputs(inputs)?);
+            return Ok(Tensor::from_vec(
+                logits,
+                (batch, self.spec.num_classes),
+                &self.device,
+            )?);
+        }
+        layers::run(&self.nodes, &self.prepare_input(inputs)?)
+    }
+
+    fn loss_and_input_gradient(
+        &self,
+        inputs: &Tensor,
+        labels: &Tensor,
+        loss: Loss,
+    ) -> Result<InputGradient, ModelError> {
+        check_input_shape(inputs, &self.spec.input_shape)?;
+        let batch = inputs.dim(0)?;
+        let plan = match self.native_plan() {
+            Some(plan) if batch > 0 => plan,
+            _ => return autograd_loss_and_input_gradient(self, inputs, labels, loss),
+        };
+        let labels = label_values(labels, batch, self.spec.num_classes)?;
+        let result = plan.loss_and_input_gradient(&Self::host_inputs(inputs)?, &labels, loss);
+        Ok(InputGradient {
+            loss: Tensor::from_vec(result.loss, batch, &self.device)?,
+            gradient: Tensor::from_vec(result.gradient, inputs.dims(), &self.device)?
+                .to_dtype(inputs.dtype())?,
+            logits: Tensor::from_vec(result.logits, (batch, self.spec.num_classes), &self.device)?,
+        })
     }
 }
 

@@ -115,6 +115,10 @@ impl MaxPool2d {
         })
     }
 
+    pub(crate) fn geometry(&self) -> &PoolGeometry {
+        &self.table.geometry
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
         // Find each window's first maximum on a detached copy, then take those inputs with
         // one `gather` from the planes: the graph holds a single op whose backward
@@ -147,6 +151,10 @@ impl AvgPool2d {
         Ok(Self {
             table: WindowTable::new(geometry, device)?,
         })
+    }
+
+    pub(crate) fn geometry(&self) -> &PoolGeometry {
+        &self.table.geometry
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {
@@ -196,6 +204,10 @@ impl AdaptiveAvgPool2d {
             out_width,
             matrix: Tensor::from_vec(matrix, (height * width, out_cells), device)?,
         })
+    }
+
+    pub(crate) fn output_size(&self) -> (usize, usize) {
+        (self.out_height, self.out_width)
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor, ModelError> {

@@ -1,0 +1,169 @@
+//! The one place gauntlet calls `gemm` (the matrix-multiply crate candle itself uses): a safe,
+//! bounds-checked wrapper around its raw-pointer API.
+//!
+//! Every matrix is a strided view into a slice. Before the unsafe call the wrapper checks that
+//! the largest offset each view can touch lies inside its slice and that the destination does
+//! not alias an operand (it cannot: it is a `&mut` borrow). A failed check is a bug in the
+//! caller inside this crate, never a consequence of user input (shapes are validated when a
+//! plan is compiled), so it panics rather than returning an error.
+#![allow(unsafe_code)]
+
+/// A read-only `rows × cols` matrix view: element `(r, c)` is `data[r·row_stride + c·col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A dense row-major matrix.
+    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a dense row-major `cols × rows` matrix, without copying.
+    pub(crate) fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: 1,
+            col_stride: rows,
+        }
+    }
+
+    fn check(&self, what: &str) {
+        if self.rows == 0 || self.cols == 0 {
+            return;
+        }
+        let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+        assert!(
+            last < self.data.len(),
+            "{what}: a {}×{} view with strides ({}, {}) reaches index {last} of a slice of {}",
+            self.rows,
+            self.cols,
+            self.row_stride,
+            self.col_stride,
+            self.data.len()
+        );
+    }
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), where `dst` is row-major
+/// `lhs.rows × rhs.cols` with row stride `dst_row_stride`. Single-threaded: gauntlet
+/// parallelises over the images of a batch instead, which scales better for the small
+/// matrices of a convolution.
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    accumulate: bool,
+) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert_eq!(lhs.cols, rhs.rows, "matmul: inner dimensions differ");
+    assert!(dst_row_stride >= n, "matmul: destination rows overlap");
+    lhs.check("matmul lhs");
+    rhs.check("matmul rhs");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dst_last = (m - 1) * dst_row_stride + (n - 1);
+    assert!(
+        dst_last < dst.len(),
+        "matmul: destination of {m}×{n} (row stride {dst_row_stride}) exceeds a slice of {}",
+        dst.len()
+    );
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: the checks above guarantee that every index gemm reads from `lhs` and `rhs` and
+    // writes to `dst` (row r < m, column c < n, inner index < k, at the given strides) lies
+    // inside the respective slice; `dst` is a unique borrow, so it aliases neither operand.
+    // Strides fit in isize because they index into existing allocations.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(lhs: MatRef<'_>, rhs: MatRef<'_>) -> Vec<f32> {
+        let mut out = vec![0f32; lhs.rows * rhs.cols];
+        for r in 0..lhs.rows {
+            for c in 0..rhs.cols {
+                out[r * rhs.cols + c] = (0..lhs.cols)
+                    .map(|i| {
+                        lhs.data[r * lhs.row_stride + i * lhs.col_stride]
+                            * rhs.data[i * rhs.row_stride + c * rhs.col_stride]
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_and_transposed_views_multiply_like_the_textbook() {
+        let a: Vec<f32> = (0..35).map(|v| (v as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..42).map(|v| (v as f32 * 0.71).cos()).collect();
+        let lhs = MatRef::row_major(&a, 5, 7);
+        let rhs = MatRef::transposed(&b, 7, 6);
+        let expected = naive(lhs, rhs);
+        let mut dst = vec![1f32; 30];
+        matmul(&mut dst, 6, lhs, rhs, false);
+        for (got, want) in dst.iter().zip(&expected) {
+            assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        }
+        matmul(&mut dst, 6, lhs, rhs, true);
+        for (got, want) in dst.iter().zip(&expected) {
+            assert!((got - 2.0 * want).abs() < 1e-5, "{got} vs {}", 2.0 * want);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches index")]
+    fn a_view_past_its_slice_is_refused_before_any_unsafe_code() {
+        let a = vec![0f32; 10];
+        let lhs = MatRef::row_major(&a, 3, 4);
+        let rhs = MatRef::row_major(&a, 4, 1);
+        let mut dst = vec![0f32; 3];
+        matmul(&mut dst, 1, lhs, rhs, false);
+    }
+}

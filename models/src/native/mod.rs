@@ -1,0 +1,461 @@
+//! gauntlet's native CPU path for a frozen [`crate::Network`]: forward pass and input
+//! gradient without candle's autograd.
+//!
+//! An attack calls forward + input-gradient thousands of times on the same constant weights.
+//! candle's generic path pays for a graph per call, a kernel gradient nobody asked for, a
+//! transposed convolution with a slow CPU kernel and broadcast ops for batch norm. Here the
+//! network is compiled once into a [`Plan`]:
+//!
+//! * layout is channels-last, so a convolution is one matrix multiply over the im2col rows of
+//!   a few images (`gemm`, the crate candle uses, with its AVX-512/AVX2 kernels), and its input
+//!   gradient is one multiply by the transposed weights followed by col2im (`conv.rs`);
+//! * eval-mode batch norm is folded into the preceding convolution or linear layer, and a
+//!   following ReLU is fused into it;
+//! * max pooling keeps the forward pass's argmax for the backward pass (`pool.rs`);
+//! * the batch is split into small groups of images processed independently on rayon's pool
+//!   (a sample's loss depends on that sample only), each group forward and backward while its
+//!   activations are still in cache;
+//! * the loss (cross-entropy or CW margin) and its gradient with respect to the logits are
+//!   computed in closed form.
+//!
+//! The plan is used on CPU for f32 networks whose weights are constants (not training
+//! variables) and whose layers it covers (all but GELU and grouped convolutions); everything
+//! else runs on candle. Its logits and input gradients are checked against candle's path and
+//! against finite differences in `models/tests/it/native.rs`.
+
+mod conv;
+mod gemm;
+mod ops;
+mod pool;
+
+use rayon::prelude::*;
+
+use crate::layers::{Layer, Node};
+use crate::spec::ActivationKind;
+use crate::Loss;
+use ops::{run_backward, run_forward, Activation, Linear, Op, Tape};
+
+/// Per-image shape in channels-last order; a feature vector is `1 × 1 × features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) channels: usize,
+}
+
+impl Dims {
+    pub(crate) fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+}
+
+/// Why a network runs on candle instead of the native path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unsupported(pub(crate) String);
+
+/// A network compiled for the native CPU path.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    input: Dims,
+    /// The model's input is `(C, H, W)` (converted to channels-last and back), not a vector.
+    input_is_image: bool,
+    classes: usize,
+    ops: Vec<Op>,
+    images_per_task: usize,
+}
+
+/// The native path's results for a batch, as flat row-major buffers.
+pub(crate) struct LossAndGradient {
+    pub(crate) loss: Vec<f32>,
+    /// Same layout as the inputs (`(batch, C, H, W)` or `(batch, features)`).
+    pub(crate) gradient: Vec<f32>,
+    pub(crate) logits: Vec<f32>,
+}
+
+/// Host copy of an f32 tensor's values (the caller checked the dtype and the device).
+fn host_values(tensor: &candle_core::Tensor) -> Result<Vec<f32>, Unsupported> {
+    if tensor.track_op() {
+        return Err(Unsupported("the weights are training variables".into()));
+    }
+    tensor
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Unsupported(format!("cannot read a weight tensor: {e}")))
+}
+
+impl Plan {
+    /// Compiles `nodes` for inputs of shape `input_shape` (`[C, H, W]` or `[features]`), with
+    /// the per-channel input normalisation `(x − mean) / std` if given.
+    pub(crate) fn compile(
+        nodes: &[Node],
+        input_shape: &[usize],
+        normalisation: Option<(Vec<f32>, Vec<f32>)>,
+        classes: usize,
+    ) -> Result<Self, Unsupported> {
+        let (input, input_is_image) = match *input_shape {
+            [channels, height, width] => (
+                Dims {
+                    height,
+                    width,
+                    channels,
+                },
+                true,
+            ),
+            [features] => (
+                Dims {
+                    height: 1,
+                    width: 1,
+                    channels: features,
+                },
+                false,
+            ),
+            _ => return Err(Unsupported(format!("input shape {input_shape:?}"))),
+        };
+        let mut ops = Vec::new();
+        if let Some((mean, std)) = normalisation {
+            let scale: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+            let shift = mean.iter().zip(&std).map(|(m, s)| -m / s).collect();
+            ops.push(Op::Affine { scale, shift });
+        }
+        let mut dims = input;
+        compile_nodes(nodes, &mut dims, &mut ops)?;
+        if dims.len() != classes || dims.height * dims.width != 1 {
+            return Err(Unsupported(format!(
+                "the network's output is {dims:?}, not {classes} logits"
+            )));
+        }
+        // Enough rows per matrix multiply to keep gemm efficient, few enough images for the
+        // group's activations to stay in cache and for both cores to get work.
+        let pixels = input.height * input.width;
+        let images_per_task = (2048 / pixels.max(1)).clamp(1, 16);
+        Ok(Self {
+            input,
+            input_is_image,
+            classes,
+            ops,
+            images_per_task,
+        })
+    }
+
+    /// Logits `(batch, classes)` for `inputs` laid out as the model's inputs.
+    pub(crate) fn forward(&self, inputs: &[f32]) -> Vec<f32> {
+        let per_sample = self.input.len();
+        let batch = inputs.len() / per_sample;
+        let mut logits = vec![0f32; batch * self.classes];
+        let group = self.images_per_task;
+        logits
+            .par_chunks_mut(group * self.classes)
+            .zip(inputs.par_chunks(group * per_sample))
+            .for_each(|(logits, inputs)| {
+                let images = logits.len() / self.classes;
+                let x = self.to_channels_last(inputs, images);
+                logits.copy_from_slice(&run_forward(&self.ops, x, images, None));
+            });
+        logits
+    }
+
+    /// Per-sample loss, the gradient of the summed loss with respect to `inputs`, and the
+    /// logits. `labels` were checked by the caller (one per sample, below `classes`).
+    pub(crate) fn loss_and_input_gradient(
+        &self,
+        inputs: &[f32],
+        labels: &[u32],
+        loss: Loss,
+    ) -> LossAndGradient {
+        let per_sample = self.input.len();
+        let batch = labels.len();
+        let mut result = LossAndGradient {
+            loss: vec![0f32; batch],
+            gradient: vec![0f32; batch * per_sample],
+            logits: vec![0f32; batch * self.classes],
+        };
+        let group = self.images_per_task;
+        result
+            .logits
+            .par_chunks_mut(group * self.classes)
+            .zip(result.loss.par_chunks_mut(group))
+            .zip(result.gradient.par_chunks_mut(group * per_sample))
+            .zip(inputs.par_chunks(group * per_sample))
+            .zip(labels.par_chunks(group))
+            .for_each(|((((logits, losses), gradient), inputs), labels)| {
+                let images = labels.len();
+                let mut tape = Tape::default();
+                let x = self.to_channels_last(inputs, images);
+                logits.copy_from_slice(&run_forward(&self.ops, x, images, Some(&mut tape)));
+                let mut dlogits = vec![0f32; logits.len()];
+                for (((z, y), l), d) in logits
+                    .chunks_exact(self.classes)
+                    .zip(labels)
+                    .zip(losses.iter_mut())
+                    .zip(dlogits.chunks_exact_mut(self.classes))
+                {
+                    *l = loss_and_logit_gradient(loss, z, *y as usize, d);
+                }
+                let dx = run_backward(&self.ops, dlogits, images, &mut tape);
+                self.to_input_layout(&dx, gradient, images);
+            });
+        result
+    }
+
+    fn to_channels_last(&self, inputs: &[f32], images: usize) -> Vec<f32> {
+        if !self.input_is_image || self.input.channels == 1 {
+            return inputs.to_vec();
+        }
+        let (plane, c) = (self.input.height * self.input.width, self.input.channels);
+        let mut out = vec![0f32; inputs.len()];
+        for (src, dst) in inputs
+            .chunks_exact(self.input.len())
+            .zip(out.chunks_exact_mut(self.input.len()))
+            .take(images)
+        {
+            for ch in 0..c {
+                for p in 0..plane {
+                    dst[p * c + ch] = src[ch * plane + p];
+                }
+            }
+        }
+        out
+    }
+
+    fn to_input_layout(&self, dx: &[f32], out: &mut [f32], images: usize) {
+        if !self.input_is_image || self.input.channels == 1 {
+            out.copy_from_slice(dx);
+            return;
+        }
+        let (plane, c) = (self.input.height * self.input.width, self.input.channels);
+        for (src, dst) in dx
+            .chunks_exact(self.input.len())
+            .zip(out.chunks_exact_mut(self.input.len()))
+            .take(images)
+        {
+            for ch in 0..c {
+                for p in 0..plane {
+                    dst[ch * plane + p] = src[p * c + ch];
+                }
+            }
+        }
+    }
+}
+
+/// One sample's loss; writes ∂loss/∂logits into `gradient`.
+fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &mut [f32]) -> f32 {
+    match loss {
+        Loss::CrossEntropy => {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = logits.iter().map(|z| (z - max).exp()).sum();
+            let log_sum = max + sum.ln();
+            for (g, z) in gradient.iter_mut().zip(logits) {
+                *g = (z - log_sum).exp();
+            }
+            gradient[label] -= 1.0;
+            log_sum - logits[label]
+        }
+        Loss::CwMargin => {
+            // The first largest other logit, as an argmax would pick it.
+            let (runner_up, best) = logits.iter().enumerate().filter(|&(j, _)| j != label).fold(
+                (label, f32::NEG_INFINITY),
+                |(at, best), (j, &z)| {
+                    if z > best {
+                        (j, z)
+                    } else {
+                        (at, best)
+                    }
+                },
+            );
+            gradient.fill(0.0);
+            if runner_up == label {
+                // A single class: the margin has no other logit to compare with.
+                return f32::NEG_INFINITY;
+            }
+            gradient[runner_up] = 1.0;
+            gradient[label] = -1.0;
+            best - logits[label]
+        }
+    }
+}
+
+fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(), Unsupported> {
+    // Only fuse into ops compiled from this list (a residual block's body starts afresh).
+    let first_own = ops.len();
+    for node in nodes {
+        let own_last = if ops.len() > first_own {
+            ops.last_mut()
+        } else {
+            None
+        };
+        match &node.layer {
+            Layer::Conv2d(conv) => {
+                let op = compile_conv(conv, dims)?;
+                ops.push(op);
+            }
+            Layer::Linear(linear) => {
+                let (outputs, inputs) = linear
+                    .weight
+                    .dims2()
+                    .map_err(|e| Unsupported(e.to_string()))?;
+                if dims.height * dims.width != 1 || dims.channels != inputs {
+                    return Err(Unsupported(format!(
+                        "linear layer `{}` on an input of {dims:?}",
+                        node.prefix
+                    )));
+                }
+                let bias = match &linear.bias {
+                    Some(bias) => host_values(bias)?,
+                    None => vec![0.0; outputs],
+                };
+                ops.push(Op::Linear(Linear {
+                    inputs,
+                    outputs,
+                    weight: host_values(&linear.weight)?,
+                    bias,
+                    relu: false,
+                }));
+                dims.channels = outputs;
+            }
+            Layer::BatchNorm(norm) => {
+                let weight = host_values(&norm.weight)?;
+                let bias = host_values(&norm.bias)?;
+                let mean = host_values(&norm.running_mean)?;
+                let var = host_values(&norm.running_var)?;
+                let scale: Vec<f32> = weight
+                    .iter()
+                    .zip(&var)
+                    .map(|(w, v)| w / (v + norm.eps as f32).sqrt())
+                    .collect();
+                let shift: Vec<f32> = bias
+                    .iter()
+                    .zip(&mean)
+                    .zip(&scale)
+                    .map(|((b, m), s)| b - m * s)
+                    .collect();
+                if scale.len() != dims.channels {
+                    return Err(Unsupported(format!(
+                        "batch norm `{}` over {} channels on {dims:?}",
+                        node.prefix,
+                        scale.len()
+                    )));
+                }
+                let folded = own_last.is_some_and(|op| op.try_fold_affine(&scale, &shift));
+                if !folded {
+                    ops.push(Op::Affine { scale, shift });
+                }
+            }
+            Layer::Activation(kind) => {
+                let activation = match kind {
+                    ActivationKind::Relu => Activation::Relu,
+                    ActivationKind::Tanh => Activation::Tanh,
+                    ActivationKind::Sigmoid => Activation::Sigmoid,
+                    ActivationKind::Gelu => return Err(Unsupported("GELU".into())),
+                };
+                let fused =
+                    activation == Activation::Relu && own_last.is_some_and(|op| op.try_fuse_relu());
+                if !fused {
+                    ops.push(Op::Activation(activation));
+                }
+            }
+            Layer::MaxPool2d(pool) => {
+                let geometry = *pool.geometry();
+                *dims = pooled(dims, geometry.out_height, geometry.out_width);
+                ops.push(Op::MaxPool(pool::MaxPool { geometry }));
+            }
+            Layer::AvgPool2d(pool) => {
+                let geometry = *pool.geometry();
+                *dims = pooled(dims, geometry.out_height, geometry.out_width);
+                ops.push(Op::AvgPool(pool::AvgPool { geometry }));
+            }
+            Layer::AdaptiveAvgPool2d(pool) => {
+                let (out_height, out_width) = pool.output_size();
+                let output = pooled(dims, out_height, out_width);
+                ops.push(Op::AdaptiveAvgPool(pool::AdaptiveAvgPool {
+                    input: *dims,
+                    output,
+                }));
+                *dims = output;
+            }
+            Layer::Dropout { .. } => {}
+            Layer::Flatten => {
+                if dims.height * dims.width != 1 {
+                    ops.push(Op::Flatten { input: *dims });
+                }
+                *dims = Dims {
+                    height: 1,
+                    width: 1,
+                    channels: dims.len(),
+                };
+            }
+            Layer::Residual(block) => {
+                let mut body = Vec::new();
+                let mut body_dims = *dims;
+                compile_nodes(&block.body, &mut body_dims, &mut body)?;
+                let mut shortcut = Vec::new();
+                let mut shortcut_dims = *dims;
+                compile_nodes(&block.shortcut, &mut shortcut_dims, &mut shortcut)?;
+                if body_dims != shortcut_dims {
+                    return Err(Unsupported(format!(
+                        "residual block `{}` adds {body_dims:?} to {shortcut_dims:?}",
+                        node.prefix
+                    )));
+                }
+                let activation = match block.activation {
+                    None => None,
+                    Some(ActivationKind::Relu) => Some(Activation::Relu),
+                    Some(ActivationKind::Tanh) => Some(Activation::Tanh),
+                    Some(ActivationKind::Sigmoid) => Some(Activation::Sigmoid),
+                    Some(ActivationKind::Gelu) => return Err(Unsupported("GELU".into())),
+                };
+                ops.push(Op::Residual {
+                    body,
+                    shortcut,
+                    activation,
+                });
+                *dims = body_dims;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pooled(dims: &Dims, height: usize, width: usize) -> Dims {
+    Dims {
+        height,
+        width,
+        channels: dims.channels,
+    }
+}
+
+fn compile_conv(conv: &crate::layers::Conv2d, dims: &mut Dims) -> Result<Op, Unsupported> {
+    if conv.groups != 1 {
+        return Err(Unsupported("grouped convolution".into()));
+    }
+    let (cout, cin, kh, kw) = conv
+        .weight
+        .dims4()
+        .map_err(|e| Unsupported(e.to_string()))?;
+    if kh != kw || cin != dims.channels {
+        return Err(Unsupported(format!(
+            "a {kh}×{kw} convolution of {cin} channels on {dims:?}"
+        )));
+    }
+    let out_size = |size: usize| -> Result<usize, Unsupported> {
+        let span = conv.dilation * (kh - 1) + 1;
+        (size + 2 * conv.padding)
+            .checked_sub(span)
+            .map(|room| room / conv.stride + 1)
+            .ok_or_else(|| Unsupported("convolution window larger than its input".into()))
+    };
+    let output = Dims {
+        height: out_size(dims.height)?,
+        width: out_size(dims.width)?,
+        channels: cout,
+    };
+    let bias = conv.bias.as_ref().map(host_values).transpose()?;
+    let op = Op::Conv(conv::Conv::new(
+        *dims,
+        output,
+        [kh, conv.stride, conv.padding, conv.dilation],
+        &host_values(&conv.weight)?,
+        bias,
+    ));
+    *dims = output;
+    Ok(op)
+}
