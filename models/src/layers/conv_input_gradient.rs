@@ -62,20 +62,34 @@ impl CustomOp2 for InputGradientOnly {
         _result: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        // Same output-padding rule as candle's conv2d backward: the transposed convolution
-        // must give back the input's height.
-        let grad_h = grad.dim(2)?;
-        let kernel_h = self.weight.dim(2)?;
-        let out_size =
-            (grad_h - 1) * self.stride + self.dilation * (kernel_h - 1) + 1 - 2 * self.padding;
-        let out_padding = input.dim(2)? - out_size;
-        let grad_input = grad.conv_transpose2d(
-            &self.weight,
-            self.padding,
-            out_padding,
-            self.stride,
-            self.dilation,
-        )?;
+        // The transposed convolution crops `padding` rows at both ends; output padding gives
+        // back the input rows past the last full stride that windows still read. candle takes
+        // one output padding for both dimensions (its own conv2d backward uses the height's,
+        // and fails when the width needs another): take the larger and cut the other
+        // dimension back to the input's size (the extra rows lie in the padding).
+        let (_, _, height, width) = input.dims4()?;
+        let (_, _, grad_height, grad_width) = grad.dims4()?;
+        let (kernel_height, kernel_width) = (self.weight.dim(2)?, self.weight.dim(3)?);
+        let output_padding = |size: usize, grad_size: usize, kernel: usize| {
+            let covered = ((grad_size - 1) * self.stride + self.dilation * (kernel - 1) + 1)
+                .saturating_sub(2 * self.padding);
+            size.saturating_sub(covered)
+        };
+        let out_padding = output_padding(height, grad_height, kernel_height).max(output_padding(
+            width,
+            grad_width,
+            kernel_width,
+        ));
+        let grad_input = grad
+            .conv_transpose2d(
+                &self.weight,
+                self.padding,
+                out_padding,
+                self.stride,
+                self.dilation,
+            )?
+            .narrow(2, 0, height)?
+            .narrow(3, 0, width)?;
         Ok((Some(grad_input), None))
     }
 }

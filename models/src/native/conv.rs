@@ -10,16 +10,17 @@
 use super::gemm::{matmul, MatRef};
 use super::Dims;
 
-/// A 2-D convolution with square kernel, stride, padding and dilation (one group).
+/// A 2-D convolution (one group; square stride, padding and dilation, as `nn.Conv2d` specs here have).
 #[derive(Debug, Clone)]
 pub(crate) struct Conv {
     pub(crate) input: Dims,
     pub(crate) output: Dims,
-    pub(crate) kernel: usize,
+    /// `(height, width)` of the kernel.
+    pub(crate) kernel: (usize, usize),
     pub(crate) stride: usize,
     pub(crate) padding: usize,
     pub(crate) dilation: usize,
-    /// `(kernel · kernel · input.channels) × output.channels`, row-major, rows in `(ky, kx, ci)` order.
+    /// `(kh · kw · input.channels) × output.channels`, row-major, rows in `(ky, kx, ci)` order.
     pub(crate) weight: Vec<f32>,
     pub(crate) bias: Vec<f32>,
     /// Apply `max(·, 0)` to the output (a following ReLU, fused).
@@ -27,24 +28,25 @@ pub(crate) struct Conv {
 }
 
 impl Conv {
-    /// Builds the matrix form from a PyTorch `(cout, cin, k, k)` weight.
+    /// Builds the matrix form from a PyTorch `(cout, cin, kh, kw)` weight; `geometry` is
+    /// `[kh, kw, stride, padding, dilation]`.
     pub(crate) fn new(
         input: Dims,
         output: Dims,
-        geometry: [usize; 4],
+        geometry: [usize; 5],
         torch_weight: &[f32],
         bias: Option<Vec<f32>>,
     ) -> Self {
-        let [kernel, stride, padding, dilation] = geometry;
+        let [kh, kw, stride, padding, dilation] = geometry;
         let (cin, cout) = (input.channels, output.channels);
-        let mut weight = vec![0f32; kernel * kernel * cin * cout];
+        let mut weight = vec![0f32; kh * kw * cin * cout];
         for co in 0..cout {
             for ci in 0..cin {
-                for ky in 0..kernel {
-                    for kx in 0..kernel {
-                        let row = (ky * kernel + kx) * cin + ci;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let row = (ky * kw + kx) * cin + ci;
                         weight[row * cout + co] =
-                            torch_weight[((co * cin + ci) * kernel + ky) * kernel + kx];
+                            torch_weight[((co * cin + ci) * kh + ky) * kw + kx];
                     }
                 }
             }
@@ -52,7 +54,7 @@ impl Conv {
         Self {
             input,
             output,
-            kernel,
+            kernel: (kh, kw),
             stride,
             padding,
             dilation,
@@ -81,11 +83,11 @@ impl Conv {
     }
 
     fn depth(&self) -> usize {
-        self.kernel * self.kernel * self.input.channels
+        self.kernel.0 * self.kernel.1 * self.input.channels
     }
 
     fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
+        self.kernel == (1, 1) && self.stride == 1 && self.padding == 0
     }
 
     /// The input pixel `(row, col)` that kernel tap `(ky, kx)` of output `(oy, ox)` reads, if
@@ -105,10 +107,10 @@ impl Conv {
             for oy in 0..self.output.height {
                 for ox in 0..self.output.width {
                     let Some(row) = rows.next() else { break };
-                    for ky in 0..self.kernel {
-                        for kx in 0..self.kernel {
+                    for ky in 0..self.kernel.0 {
+                        for kx in 0..self.kernel.1 {
                             if let Some(pixel) = self.source(oy, ox, ky, kx) {
-                                let tap = (ky * self.kernel + kx) * cin;
+                                let tap = (ky * self.kernel.1 + kx) * cin;
                                 row[tap..tap + cin]
                                     .copy_from_slice(&image[pixel * cin..(pixel + 1) * cin]);
                             }
@@ -129,10 +131,10 @@ impl Conv {
             for oy in 0..self.output.height {
                 for ox in 0..self.output.width {
                     let Some(row) = rows.next() else { break };
-                    for ky in 0..self.kernel {
-                        for kx in 0..self.kernel {
+                    for ky in 0..self.kernel.0 {
+                        for kx in 0..self.kernel.1 {
                             if let Some(pixel) = self.source(oy, ox, ky, kx) {
-                                let tap = (ky * self.kernel + kx) * cin;
+                                let tap = (ky * self.kernel.1 + kx) * cin;
                                 let target = &mut image[pixel * cin..(pixel + 1) * cin];
                                 for (t, g) in target.iter_mut().zip(&row[tap..tap + cin]) {
                                     *t += g;

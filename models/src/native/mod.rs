@@ -431,28 +431,28 @@ fn compile_conv(conv: &crate::layers::Conv2d, dims: &mut Dims) -> Result<Op, Uns
         .weight
         .dims4()
         .map_err(|e| Unsupported(e.to_string()))?;
-    if kh != kw || cin != dims.channels {
+    if cin != dims.channels {
         return Err(Unsupported(format!(
-            "a {kh}×{kw} convolution of {cin} channels on {dims:?}"
+            "a convolution of {cin} channels on {dims:?}"
         )));
     }
-    let out_size = |size: usize| -> Result<usize, Unsupported> {
-        let span = conv.dilation * (kh - 1) + 1;
+    let out_size = |size: usize, kernel: usize| -> Result<usize, Unsupported> {
+        let span = conv.dilation * (kernel - 1) + 1;
         (size + 2 * conv.padding)
             .checked_sub(span)
             .map(|room| room / conv.stride + 1)
             .ok_or_else(|| Unsupported("convolution window larger than its input".into()))
     };
     let output = Dims {
-        height: out_size(dims.height)?,
-        width: out_size(dims.width)?,
+        height: out_size(dims.height, kh)?,
+        width: out_size(dims.width, kw)?,
         channels: cout,
     };
     let bias = conv.bias.as_ref().map(host_values).transpose()?;
     let op = Op::Conv(conv::Conv::new(
         *dims,
         output,
-        [kh, conv.stride, conv.padding, conv.dilation],
+        [kh, kw, conv.stride, conv.padding, conv.dilation],
         &host_values(&conv.weight)?,
         bias,
     ));

@@ -16,10 +16,12 @@ use crate::{init, random_inputs, random_labels, to_vec};
 pub fn with_random_batch_norm(network: &Network, seed: u64) -> Network {
     let bytes = network.to_safetensors_bytes().unwrap();
     let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-    let prefixes: Vec<String> = tensors
+    // Sorted: the map's iteration order changes from run to run, the network must not.
+    let mut prefixes: Vec<String> = tensors
         .keys()
         .filter_map(|name| name.strip_suffix(".running_mean").map(str::to_string))
         .collect();
+    prefixes.sort();
     assert!(!prefixes.is_empty(), "no batch norm in this network");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     for prefix in prefixes {

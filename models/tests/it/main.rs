@@ -5,6 +5,7 @@
 
 mod gradients;
 mod loading;
+mod native;
 mod pytorch;
 mod spec;
 mod training;

@@ -1,0 +1,261 @@
+//! The native CPU path against candle's ops and autograd (`with_native_kernels(false)`):
+//! logits and input gradients within 1e-5 relative, on random layer stacks (odd sizes, stride 2,
+//! padding, dilation, rectangular kernels, every pooling, batch norm, residual blocks) and on
+//! every built-in architecture, for both losses. Finite differences check candle's path in
+//! `gradients.rs`; together they pin the native path to the true gradient.
+//!
+//! Seeds are fixed. The two paths round differently (the native path folds batch norm into the
+//! convolution and sums in another order), so a pre-activation within rounding of a ReLU kink
+//! or a near-tie in a max-pool window can fall on different sides in the two: a legitimate
+//! difference of f32 arithmetic, not of the gradient formula, which a random seed would hit
+//! now and then.
+
+use candle_core::{DType, Device, Tensor};
+use gauntlet_models::{Loss, Model, Network};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed};
+
+use crate::gradients::with_random_batch_norm;
+use crate::{init, random_inputs, random_labels, to_vec};
+
+/// `max |native − reference| ≤ 1e-5 · max |reference|`, per tensor.
+fn assert_close(what: &str, native: &Tensor, reference: &Tensor) {
+    assert_eq!(native.dims(), reference.dims(), "{what}: shapes differ");
+    let (native, reference) = (to_vec(native), to_vec(reference));
+    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = native
+        .iter()
+        .zip(&reference)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-5 * scale.max(1e-20),
+        "{what}: native differs from candle by {worst:e} (scale {scale:e})"
+    );
+}
+
+/// Checks that `network` runs natively and agrees with its candle twin on a random batch.
+fn assert_native_matches_candle(network: &Network, batch: usize, seed: u64) {
+    assert!(
+        network.uses_native_kernels(),
+        "{} should run on the native path",
+        network.name()
+    );
+    let reference = network.with_native_kernels(false);
+    assert!(!reference.uses_native_kernels());
+    let mut shape = vec![batch];
+    shape.extend_from_slice(network.input_shape());
+    let inputs = random_inputs(&shape, seed).to_dtype(DType::F32).unwrap();
+    let labels = random_labels(batch, network.num_classes(), seed + 1);
+    assert_close(
+        "logits",
+        &network.forward(&inputs).unwrap(),
+        &reference.forward(&inputs).unwrap(),
+    );
+    for loss in [Loss::CrossEntropy, Loss::CwMargin] {
+        let native = network
+            .loss_and_input_gradient(&inputs, &labels, loss)
+            .unwrap();
+        let candle = reference
+            .loss_and_input_gradient(&inputs, &labels, loss)
+            .unwrap();
+        assert_close(&format!("{loss:?} loss"), &native.loss, &candle.loss);
+        assert_close(&format!("{loss:?} logits"), &native.logits, &candle.logits);
+        assert_close(
+            &format!("{} {loss:?} input gradient", network.name()),
+            &native.gradient,
+            &candle.gradient,
+        );
+    }
+}
+
+#[test]
+fn built_in_architectures_match_candle() {
+    let cases = [
+        "architecture = 'linear'\ninput_shape = [1, 5, 6]\nnum_classes = 4\nmean = [0.4]\nstd = [0.3]",
+        "architecture = 'mlp'\ninput_shape = [7]\nnum_classes = 3\nhidden = [9, 5]",
+        "architecture = 'small_cnn'\ninput_shape = [1, 28, 28]\nnum_classes = 10\nmean = [0.28]\nstd = [0.35]",
+        "architecture = 'resnet20'\ninput_shape = [3, 32, 32]\nnum_classes = 10\nmean = [0.49, 0.48, 0.44]\nstd = [0.25, 0.24, 0.26]",
+    ];
+    for (seed, text) in cases.iter().enumerate() {
+        let mut network = init(text, seed as u64);
+        if text.contains("resnet20") {
+            network = with_random_batch_norm(&network, 7);
+        }
+        // 37 images: not a multiple of the native path's image groups.
+        assert_native_matches_candle(&network, 37, 100 + seed as u64);
+    }
+}
+
+#[test]
+fn residual_blocks_with_and_without_a_shortcut_match_candle() {
+    let network = init(
+        "architecture = 'sequential'\ninput_shape = [3, 9, 7]\nnum_classes = 4\n\
+         [[layers]]\ntype = 'conv2d'\nin_channels = 3\nout_channels = 4\nkernel_size = 3\npadding = 1\n\
+         [[layers]]\ntype = 'residual'\nactivation = 'relu'\n\
+         [[layers.body]]\ntype = 'conv2d'\nin_channels = 4\nout_channels = 4\nkernel_size = 3\npadding = 1\n\
+         [[layers.body]]\ntype = 'batch_norm2d'\nnum_features = 4\n\
+         [[layers]]\ntype = 'residual'\nactivation = 'tanh'\n\
+         [[layers.body]]\ntype = 'conv2d'\nin_channels = 4\nout_channels = 6\nkernel_size = 3\nstride = 2\npadding = 1\n\
+         [[layers.shortcut]]\ntype = 'conv2d'\nin_channels = 4\nout_channels = 6\nkernel_size = 1\nstride = 2\n\
+         [[layers.shortcut]]\ntype = 'batch_norm2d'\nnum_features = 6\n\
+         [[layers]]\ntype = 'adaptive_avg_pool2d'\noutput_size = [2, 3]\n\
+         [[layers]]\ntype = 'flatten'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 36\nout_features = 4",
+        3,
+    );
+    let network = with_random_batch_norm(&network, 11);
+    assert_native_matches_candle(&network, 5, 21);
+}
+
+#[test]
+fn networks_the_native_path_does_not_cover_run_on_candle() {
+    let gelu = init(
+        "architecture = 'sequential'\ninput_shape = [4]\nnum_classes = 2\n\
+         [[layers]]\ntype = 'linear'\nin_features = 4\nout_features = 3\n\
+         [[layers]]\ntype = 'gelu'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 3\nout_features = 2",
+        0,
+    );
+    assert!(!gelu.uses_native_kernels());
+    let grouped = init(
+        "architecture = 'sequential'\ninput_shape = [2, 4, 4]\nnum_classes = 16\n\
+         [[layers]]\ntype = 'conv2d'\nin_channels = 2\nout_channels = 4\nkernel_size = 1\ngroups = 2\n\
+         [[layers]]\ntype = 'flatten'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 64\nout_features = 16",
+        0,
+    );
+    assert!(!grouped.uses_native_kernels());
+    let f64_copy = init(
+        "architecture = 'mlp'\ninput_shape = [3]\nnum_classes = 2\nhidden = [4]",
+        0,
+    )
+    .to_dtype(DType::F64)
+    .unwrap();
+    assert!(!f64_copy.uses_native_kernels());
+    // They still work: the same batch gives a gradient of the input's shape.
+    let inputs = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+    let result = gelu
+        .loss_and_input_gradient(&inputs, &labels, Loss::CrossEntropy)
+        .unwrap();
+    assert_eq!(result.gradient.dims(), [2, 4]);
+}
+
+#[test]
+fn bad_labels_are_the_same_clear_error_on_the_native_path() {
+    let network = init(
+        "architecture = 'mlp'\ninput_shape = [3]\nnum_classes = 2\nhidden = [4]",
+        0,
+    );
+    assert!(network.uses_native_kernels());
+    let inputs = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
+    let out_of_range = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    let error = network
+        .loss_and_input_gradient(&inputs, &out_of_range, Loss::CrossEntropy)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("label 2 of sample 1"), "{error}");
+    let wrong_count = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+    let error = network
+        .loss_and_input_gradient(&inputs, &wrong_count, Loss::CwMargin)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("expected [2]"), "{error}");
+    let wrong_shape = Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap();
+    assert!(network
+        .loss_and_input_gradient(&wrong_shape, &wrong_count, Loss::CwMargin)
+        .is_err());
+}
+
+/// One random convolution's TOML and its output size, or `None` if the window does not fit.
+fn conv_layer(
+    (channels, height, width): (usize, usize, usize),
+    (out_channels, kh, kw, stride, padding, dilation): (usize, usize, usize, usize, usize, usize),
+) -> Option<(String, (usize, usize, usize))> {
+    let out = |size: usize, kernel: usize| {
+        (size + 2 * padding)
+            .checked_sub(dilation * (kernel - 1) + 1)
+            .map(|room| room / stride + 1)
+    };
+    let (oh, ow) = (out(height, kh)?, out(width, kw)?);
+    let toml = format!(
+        "[[layers]]\ntype = 'conv2d'\nin_channels = {channels}\nout_channels = {out_channels}\n\
+         kernel_size = [{kh}, {kw}]\nstride = {stride}\npadding = {padding}\ndilation = {dilation}\n"
+    );
+    Some((toml, (out_channels, oh, ow)))
+}
+
+/// One random pooling layer (0: none, 1: max, 2: average) and its output size.
+fn pool_layer(
+    (channels, height, width): (usize, usize, usize),
+    (kind, kernel, stride, padding, dilation): (usize, usize, usize, usize, usize),
+) -> Option<(String, (usize, usize, usize))> {
+    let padding = padding.min(kernel / 2);
+    let dilation = if kind == 1 { dilation } else { 1 };
+    let out = |size: usize| {
+        (size + 2 * padding)
+            .checked_sub(dilation * (kernel - 1) + 1)
+            .map(|room| room / stride + 1)
+    };
+    match kind {
+        0 => Some((String::new(), (channels, height, width))),
+        1 => Some((
+            format!(
+                "[[layers]]\ntype = 'max_pool2d'\nkernel_size = {kernel}\nstride = {stride}\n\
+                 padding = {padding}\ndilation = {dilation}\n"
+            ),
+            (channels, out(height)?, out(width)?),
+        )),
+        _ => Some((
+            format!(
+                "[[layers]]\ntype = 'avg_pool2d'\nkernel_size = {kernel}\nstride = {stride}\n\
+                 padding = {padding}\n"
+            ),
+            (channels, out(height)?, out(width)?),
+        )),
+    }
+}
+
+proptest! {
+    // A fixed seed: the cases are random but the same on every run, so the test cannot flake
+    // on a ReLU or max-pool tie that rounding happens to break differently.
+    #![proptest_config(Config { cases: 40, rng_seed: RngSeed::Fixed(4), ..Config::default() })]
+
+    #[test]
+    fn random_layer_stacks_match_candle(
+        input in (1usize..=3, 3usize..=11, 3usize..=11),
+        first in (1usize..=5, 1usize..=3, 1usize..=3, 1usize..=2, 0usize..=2, 1usize..=2),
+        batch_norm in any::<bool>(),
+        activation in 0usize..4,
+        pool in (0usize..3, 1usize..=3, 1usize..=2, 0usize..=1, 1usize..=2),
+        second in (1usize..=4, 1usize..=3, 1usize..=3, 1usize..=2, 0usize..=1, 1usize..=2),
+        classes in 2usize..=4,
+        batch in 1usize..=5,
+        seed in 0u64..1000,
+    ) {
+        let (channels, height, width) = input;
+        let Some((conv1, after1)) = conv_layer(input, first) else { return Ok(()) };
+        let Some((pool, after_pool)) = pool_layer(after1, pool) else { return Ok(()) };
+        let Some((conv2, after2)) = conv_layer(after_pool, second) else { return Ok(()) };
+        let mut layers = conv1;
+        if batch_norm {
+            layers += &format!("[[layers]]\ntype = 'batch_norm2d'\nnum_features = {}\n", after1.0);
+        }
+        layers += ["", "[[layers]]\ntype = 'relu'\n", "[[layers]]\ntype = 'tanh'\n",
+                   "[[layers]]\ntype = 'sigmoid'\n"][activation];
+        layers += &pool;
+        layers += &conv2;
+        let features = after2.0 * after2.1 * after2.2;
+        let text = format!(
+            "architecture = 'sequential'\ninput_shape = [{channels}, {height}, {width}]\n\
+             num_classes = {classes}\n{layers}\
+             [[layers]]\ntype = 'flatten'\n\
+             [[layers]]\ntype = 'linear'\nin_features = {features}\nout_features = {classes}\n"
+        );
+        let mut network = init(&text, seed);
+        if batch_norm {
+            network = with_random_batch_norm(&network, seed + 3);
+        }
+        assert_native_matches_candle(&network, batch, seed + 5);
+    }
+}
