@@ -241,14 +241,46 @@ impl Plan {
 fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &mut [f32]) -> f32 {
     match loss {
         Loss::CrossEntropy => {
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = logits.iter().map(|z| (z - max).exp()).sum();
-            let log_sum = max + sum.ln();
+            // Written to keep relative accuracy on confidently classified samples, where the
+            // loss and the label's gradient `p_y − 1` are tiny: both come from the sum of the
+            // *other* classes' probabilities instead of from `1 − p_y` (which cancels).
+            let (top, max) =
+                logits
+                    .iter()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |(at, best), (j, &z)| {
+                        if z > best {
+                            (j, z)
+                        } else {
+                            (at, best)
+                        }
+                    });
+            let rest: f32 = logits
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != top)
+                .map(|(_, z)| (z - max).exp())
+                .sum();
+            let log_sum = max + rest.ln_1p();
             for (g, z) in gradient.iter_mut().zip(logits) {
                 *g = (z - log_sum).exp();
             }
-            gradient[label] -= 1.0;
-            log_sum - logits[label]
+            gradient[label] = if label == top {
+                // p_y − 1 = −Σ_{j≠y} p_j.
+                -gradient
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != label)
+                    .map(|(_, p)| p)
+                    .sum::<f32>()
+            } else {
+                gradient[label] - 1.0
+            };
+            if label == top {
+                rest.ln_1p()
+            } else {
+                log_sum - logits[label]
+            }
         }
         Loss::CwMargin => {
             // The first largest other logit, as an argmax would pick it.
