@@ -1,16 +1,23 @@
-//! Convolution as one matrix multiply per chunk of images, in channels-last layout.
+//! Convolution as one matrix multiply per group of images, in the native channel-major layout
+//! (see `mod.rs`: channel, then image, then row, then column).
 //!
-//! Forward: gather every output pixel's receptive field into a row (im2col, `(ky, kx, ci)`
-//! order), then `rows · W` with `W` the `(kh·kw·cin) × cout` weight matrix; bias and a fused
-//! ReLU are applied while the output is still in cache. Input gradient: `∂y · Wᵀ` gives the
-//! gradient of every im2col row, which col2im adds back onto the input pixels it was
-//! gathered from. No kernel gradient is ever computed. A 1×1, stride-1, unpadded
-//! convolution skips im2col/col2im altogether (the input already is the row matrix).
+//! Forward: im2col lays out every kernel tap `(ci, ky, kx)` as one row holding, for each output
+//! pixel of the group, the input value that tap reads (runs of a row for stride 1), and the
+//! output is `W · col` with `W` PyTorch's `(cout, cin·kh·kw)` weight matrix as it is stored.
+//! Bias and a fused ReLU are applied per output channel row. Input gradient: `Wᵀ · ∂y` gives
+//! the gradient of every im2col row, and col2im adds each row back onto the input values it
+//! was gathered from. No kernel gradient is ever computed. A 1×1, stride-1, unpadded
+//! convolution needs neither im2col nor col2im: its input already is the row matrix.
+//!
+//! With the pixels of the whole group along the matrices' long, unit-stride dimension, gemm
+//! runs its widest micro-kernels and needs no transposing copies.
 
-use super::gemm::{matmul, MatRef};
+use super::gemm::{matmul, MatMut, MatRef};
+use super::scratch;
 use super::Dims;
 
-/// A 2-D convolution (one group; square stride, padding and dilation, as `nn.Conv2d` specs here have).
+/// A 2-D convolution (one group; square stride, padding and dilation, as `nn.Conv2d` specs
+/// here have).
 #[derive(Debug, Clone)]
 pub(crate) struct Conv {
     pub(crate) input: Dims,
@@ -20,37 +27,27 @@ pub(crate) struct Conv {
     pub(crate) stride: usize,
     pub(crate) padding: usize,
     pub(crate) dilation: usize,
-    /// `(kh · kw · input.channels) × output.channels`, row-major, rows in `(ky, kx, ci)` order.
+    /// PyTorch's `(cout, cin, kh, kw)` weight: row-major `cout × (cin·kh·kw)`.
     pub(crate) weight: Vec<f32>,
     pub(crate) bias: Vec<f32>,
     /// Apply `max(·, 0)` to the output (a following ReLU, fused).
     pub(crate) relu: bool,
+    /// For stride 1: the convolution whose forward pass is this one's input gradient (kernel
+    /// flipped, input and output channels swapped, padding `dilation·(k−1) − padding`).
+    /// Gathering with im2col is cheaper than scattering with col2im. Set by [`Conv::finish`].
+    pub(crate) transpose: Option<Box<Conv>>,
 }
 
 impl Conv {
-    /// Builds the matrix form from a PyTorch `(cout, cin, kh, kw)` weight; `geometry` is
-    /// `[kh, kw, stride, padding, dilation]`.
+    /// `geometry` is `[kh, kw, stride, padding, dilation]`.
     pub(crate) fn new(
         input: Dims,
         output: Dims,
         geometry: [usize; 5],
-        torch_weight: &[f32],
+        weight: Vec<f32>,
         bias: Option<Vec<f32>>,
     ) -> Self {
         let [kh, kw, stride, padding, dilation] = geometry;
-        let (cin, cout) = (input.channels, output.channels);
-        let mut weight = vec![0f32; kh * kw * cin * cout];
-        for co in 0..cout {
-            for ci in 0..cin {
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let row = (ky * kw + kx) * cin + ci;
-                        weight[row * cout + co] =
-                            torch_weight[((co * cin + ci) * kh + ky) * kw + kx];
-                    }
-                }
-            }
-        }
         Self {
             input,
             output,
@@ -59,27 +56,60 @@ impl Conv {
             padding,
             dilation,
             weight,
-            bias: bias.unwrap_or_else(|| vec![0.0; cout]),
+            bias: bias.unwrap_or_else(|| vec![0.0; output.channels]),
             relu: false,
+            transpose: None,
         }
+    }
+
+    /// Prepares the input-gradient convolution once the weights are final (after folding).
+    pub(crate) fn finish(&mut self) {
+        let (kh, kw) = self.kernel;
+        let span = |k: usize| self.dilation * (k - 1);
+        if self.stride != 1 || self.padding > span(kh) || self.padding > span(kw) {
+            return;
+        }
+        // Gathering the output gradient moves kh·kw·cout values per pixel, scattering the
+        // im2col gradient kh·kw·cin: keep col2im when it has fewer input channels.
+        if self.output.channels > self.input.channels {
+            return;
+        }
+        // The flipped kernel's padding must be the same in both dimensions (specs have one).
+        if span(kh) != span(kw) {
+            return;
+        }
+        let (cin, cout) = (self.input.channels, self.output.channels);
+        let mut weight = vec![0f32; self.weight.len()];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let from = ((co * cin + ci) * kh + ky) * kw + kx;
+                        let to = ((ci * cout + co) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx);
+                        weight[to] = self.weight[from];
+                    }
+                }
+            }
+        }
+        self.transpose = Some(Box::new(Conv::new(
+            self.output,
+            self.input,
+            [kh, kw, 1, span(kh) - self.padding, self.dilation],
+            weight,
+            None,
+        )));
     }
 
     /// Multiplies output channel `co` by `scale[co]` and then adds `shift[co]` (an eval-mode
     /// batch norm folded into the convolution).
     pub(crate) fn fold_affine(&mut self, scale: &[f32], shift: &[f32]) {
-        let cout = self.output.channels;
-        for row in self.weight.chunks_exact_mut(cout) {
-            for (w, s) in row.iter_mut().zip(scale) {
-                *w *= s;
-            }
+        let depth = self.depth();
+        for (row, s) in self.weight.chunks_exact_mut(depth).zip(scale) {
+            row.iter_mut().for_each(|w| *w *= s);
         }
         for ((b, s), t) in self.bias.iter_mut().zip(scale).zip(shift) {
             *b = *b * s + t;
         }
-    }
-
-    fn rows_per_image(&self) -> usize {
-        self.output.height * self.output.width
     }
 
     fn depth(&self) -> usize {
@@ -90,121 +120,227 @@ impl Conv {
         self.kernel == (1, 1) && self.stride == 1 && self.padding == 0
     }
 
-    /// The input pixel `(row, col)` that kernel tap `(ky, kx)` of output `(oy, ox)` reads, if
-    /// it is not padding.
-    fn source(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
-        let row = (oy * self.stride + ky * self.dilation).checked_sub(self.padding)?;
-        let col = (ox * self.stride + kx * self.dilation).checked_sub(self.padding)?;
-        (row < self.input.height && col < self.input.width).then(|| row * self.input.width + col)
+    /// For kernel offset `k` (row or column tap) and output index `o`, the input index read,
+    /// if it is not padding.
+    fn source(&self, o: usize, k: usize, size: usize) -> Option<usize> {
+        (o * self.stride + k * self.dilation)
+            .checked_sub(self.padding)
+            .filter(|&i| i < size)
     }
 
-    fn im2col(&self, x: &[f32], images: usize) -> Vec<f32> {
-        let (cin, depth) = (self.input.channels, self.depth());
-        let in_plane = self.input.len();
-        let mut col = vec![0f32; images * self.rows_per_image() * depth];
-        let mut rows = col.chunks_exact_mut(depth);
-        for image in x.chunks_exact(in_plane).take(images) {
-            for oy in 0..self.output.height {
-                for ox in 0..self.output.width {
-                    let Some(row) = rows.next() else { break };
-                    for ky in 0..self.kernel.0 {
-                        for kx in 0..self.kernel.1 {
-                            if let Some(pixel) = self.source(oy, ox, ky, kx) {
-                                let tap = (ky * self.kernel.1 + kx) * cin;
-                                row[tap..tap + cin]
-                                    .copy_from_slice(&image[pixel * cin..(pixel + 1) * cin]);
-                            }
+    /// The output columns `lo..hi` whose tap `kx` reads inside the input row, and the input
+    /// column that `lo` reads.
+    fn valid_columns(&self, kx: usize) -> (usize, usize, usize) {
+        let (width, out_width) = (self.input.width, self.output.width);
+        let offset = kx * self.dilation;
+        // ox·stride + offset − padding ∈ [0, width)
+        let lo = self
+            .padding
+            .saturating_sub(offset)
+            .div_ceil(self.stride)
+            .min(out_width);
+        let hi = (width + self.padding)
+            .saturating_sub(offset)
+            .div_ceil(self.stride)
+            .clamp(lo, out_width);
+        let first = (lo * self.stride + offset).saturating_sub(self.padding);
+        (lo, hi, first)
+    }
+
+    /// Visits every output row of every im2col row: `visit(col_start, source)` where
+    /// `source` is `Some((input_row_start, lo, hi, first))` when the row reads an input row
+    /// (output columns `lo..hi` read input columns `first, first + stride, …`; the others
+    /// read padding) and `None` when the whole row reads padding.
+    fn for_each_row(
+        &self,
+        images: usize,
+        mut visit: impl FnMut(usize, Option<(usize, usize, usize, usize)>),
+    ) {
+        let (i, o) = (self.input, self.output);
+        let (kh, kw) = self.kernel;
+        let in_plane = i.height * i.width;
+        let mut col = 0;
+        for ci in 0..i.channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let (lo, hi, first) = self.valid_columns(kx);
+                    for image in 0..images {
+                        let plane = (ci * images + image) * in_plane;
+                        for oy in 0..o.height {
+                            let source = self
+                                .source(oy, ky, i.height)
+                                .map(|iy| (plane + iy * i.width, lo, hi, first));
+                            visit(col, source);
+                            col += o.width;
                         }
                     }
                 }
             }
+        }
+    }
+
+    fn im2col(&self, x: &[f32], images: usize) -> Vec<f32> {
+        let pixels = images * self.output.height * self.output.width;
+        let mut col = scratch::buffer(self.depth() * pixels);
+        if self.stride == 1 && self.output.width == self.input.width {
+            self.im2col_same_width(x, images, &mut col);
+        } else {
+            let (width, stride) = (self.output.width, self.stride);
+            self.for_each_row(images, |at, source| {
+                let line = &mut col[at..at + width];
+                let Some((row, lo, hi, first)) = source else {
+                    line.fill(0.0);
+                    return;
+                };
+                line[..lo].fill(0.0);
+                line[hi..].fill(0.0);
+                if stride == 1 {
+                    line[lo..hi].copy_from_slice(&x[row + first..][..hi - lo]);
+                } else {
+                    let inputs = x[row + first..].iter().step_by(stride);
+                    for (c, &v) in line[lo..hi].iter_mut().zip(inputs) {
+                        *c = v;
+                    }
+                }
+            });
         }
         col
     }
 
-    fn col2im(&self, col: &[f32], images: usize) -> Vec<f32> {
-        let (cin, depth) = (self.input.channels, self.depth());
-        let in_plane = self.input.len();
-        let mut dx = vec![0f32; images * in_plane];
-        let mut rows = col.chunks_exact(depth);
-        for image in dx.chunks_exact_mut(in_plane) {
-            for oy in 0..self.output.height {
-                for ox in 0..self.output.width {
-                    let Some(row) = rows.next() else { break };
-                    for ky in 0..self.kernel.0 {
-                        for kx in 0..self.kernel.1 {
-                            if let Some(pixel) = self.source(oy, ox, ky, kx) {
-                                let tap = (ky * self.kernel.1 + kx) * cin;
-                                let target = &mut image[pixel * cin..(pixel + 1) * cin];
-                                for (t, g) in target.iter_mut().zip(&row[tap..tap + cin]) {
-                                    *t += g;
-                                }
-                            }
+    /// im2col for stride 1 and an output as wide as the input (a "same" convolution): each
+    /// tap's row is the input plane shifted by a constant offset, so it is one long copy per
+    /// plane, after which the few values that wrapped around a row edge (reads of the
+    /// left/right padding) are zeroed.
+    fn im2col_same_width(&self, x: &[f32], images: usize, col: &mut [f32]) {
+        let (i, o) = (self.input, self.output);
+        let width = i.width as isize;
+        let (in_plane, out_plane) = (i.height * i.width, o.height * o.width);
+        let (kh, kw) = self.kernel;
+        let mut row = 0;
+        for ci in 0..i.channels {
+            for ky in 0..kh {
+                let shift_y = (ky * self.dilation) as isize - self.padding as isize;
+                // Output rows whose input row exists.
+                let oy_lo = (-shift_y).clamp(0, o.height as isize) as usize;
+                let oy_hi =
+                    (i.height as isize - shift_y).clamp(oy_lo as isize, o.height as isize) as usize;
+                for kx in 0..kw {
+                    let shift_x = (kx * self.dilation) as isize - self.padding as isize;
+                    let shift = shift_y * width + shift_x;
+                    // Output columns reading padding, at the left and the right of every row.
+                    let left = (-shift_x).clamp(0, width) as usize;
+                    let right = (width - shift_x).clamp(left as isize, width) as usize;
+                    for image in 0..images {
+                        let src = &x[(ci * images + image) * in_plane..][..in_plane];
+                        let dst = &mut col[row * out_plane..][..out_plane];
+                        row += 1;
+                        let (lo, hi) = (oy_lo * o.width, oy_hi * o.width);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        // Keep the copy inside the source plane; what is cut off are edge
+                        // values, zero like the rest of the padding reads.
+                        let q_lo = (lo as isize).max(-shift);
+                        let q_hi = (hi as isize).min(in_plane as isize - shift);
+                        if q_lo < q_hi {
+                            let (q_lo, q_hi) = (q_lo as usize, q_hi as usize);
+                            let from = (q_lo as isize + shift) as usize;
+                            dst[q_lo..q_hi].copy_from_slice(&src[from..from + (q_hi - q_lo)]);
+                            dst[lo..q_lo].fill(0.0);
+                            dst[q_hi..hi].fill(0.0);
+                        } else {
+                            dst[lo..hi].fill(0.0);
+                        }
+                        for oy in oy_lo..oy_hi {
+                            let line = &mut dst[oy * o.width..][..o.width];
+                            line[..left].fill(0.0);
+                            line[right..].fill(0.0);
                         }
                     }
                 }
             }
         }
+    }
+
+    fn col2im(&self, dcol: &[f32], images: usize) -> Vec<f32> {
+        let mut dx = scratch::zeroed(images * self.input.len());
+        let stride = self.stride;
+        self.for_each_row(images, |at, source| {
+            if let Some((row, lo, hi, first)) = source {
+                let gradients = &dcol[at + lo..at + hi];
+                if stride == 1 {
+                    let inputs = &mut dx[row + first..][..hi - lo];
+                    inputs.iter_mut().zip(gradients).for_each(|(d, g)| *d += g);
+                } else {
+                    let inputs = dx[row + first..].iter_mut().step_by(stride);
+                    inputs.zip(gradients).for_each(|(d, g)| *d += g);
+                }
+            }
+        });
         dx
     }
 
-    /// The outputs of `images` channels-last images `x`.
+    /// The outputs of a group of `images` images `x`.
     pub(crate) fn forward(&self, x: &[f32], images: usize) -> Vec<f32> {
-        let (rows, depth, cout) = (
-            images * self.rows_per_image(),
-            self.depth(),
-            self.output.channels,
-        );
-        let gathered;
-        let lhs = if self.is_pointwise() {
-            x
-        } else {
-            gathered = self.im2col(x, images);
-            &gathered
-        };
-        let mut y: Vec<f32> = Vec::with_capacity(rows * cout);
-        for _ in 0..rows {
-            y.extend_from_slice(&self.bias);
-        }
+        let pixels = images * self.output.height * self.output.width;
+        let (depth, cout) = (self.depth(), self.output.channels);
+        let gathered = (!self.is_pointwise()).then(|| self.im2col(x, images));
+        let rows = gathered.as_deref().unwrap_or(x);
+        let mut y = scratch::buffer(cout * pixels);
         matmul(
-            &mut y,
-            cout,
-            MatRef::row_major(lhs, rows, depth),
-            MatRef::row_major(&self.weight, depth, cout),
-            true,
+            MatMut::row_major(&mut y, pixels),
+            MatRef::row_major(&self.weight, cout, depth),
+            MatRef::row_major(rows, depth, pixels),
+            false,
         );
-        if self.relu {
-            relu_in_place(&mut y);
+        for (channel, &bias) in y.chunks_exact_mut(pixels).zip(&self.bias) {
+            if self.relu {
+                channel.iter_mut().for_each(|v| *v = relu(*v + bias));
+            } else {
+                channel.iter_mut().for_each(|v| *v += bias);
+            }
+        }
+        if let Some(gathered) = gathered {
+            scratch::recycle(gathered);
         }
         y
     }
 
     /// The gradient with respect to the input, given the gradient `dy` of the (pre-ReLU)
-    /// output of `images` images.
+    /// output of a group of `images` images.
     pub(crate) fn input_gradient(&self, dy: &[f32], images: usize) -> Vec<f32> {
-        let (rows, depth, cout) = (
-            images * self.rows_per_image(),
-            self.depth(),
-            self.output.channels,
-        );
-        let mut dcol = vec![0f32; rows * depth];
+        if let Some(transpose) = &self.transpose {
+            return transpose.forward(dy, images);
+        }
+        let pixels = images * self.output.height * self.output.width;
+        let (depth, cout) = (self.depth(), self.output.channels);
+        let mut dcol = scratch::buffer(depth * pixels);
         matmul(
-            &mut dcol,
-            depth,
-            MatRef::row_major(dy, rows, cout),
-            MatRef::transposed(&self.weight, cout, depth),
+            MatMut::row_major(&mut dcol, pixels),
+            MatRef::transposed(&self.weight, depth, cout),
+            MatRef::row_major(dy, cout, pixels),
             false,
         );
         if self.is_pointwise() {
-            dcol
-        } else {
-            self.col2im(&dcol, images)
+            return dcol;
         }
+        let dx = self.col2im(&dcol, images);
+        scratch::recycle(dcol);
+        dx
+    }
+}
+
+/// `max(v, 0)` as a select (vectorises, unlike `f32::max` with its NaN rule; NaN maps to 0).
+#[inline]
+pub(crate) fn relu(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
     }
 }
 
 pub(crate) fn relu_in_place(values: &mut [f32]) {
     for v in values {
-        *v = v.max(0.0);
+        *v = relu(*v);
     }
 }

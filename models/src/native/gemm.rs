@@ -58,51 +58,75 @@ impl<'a> MatRef<'a> {
     }
 }
 
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`), where `dst` is row-major
-/// `lhs.rows × rhs.cols` with row stride `dst_row_stride`. Single-threaded: gauntlet
-/// parallelises over the images of a batch instead, which scales better for the small
-/// matrices of a convolution.
-pub(crate) fn matmul(
-    dst: &mut [f32],
-    dst_row_stride: usize,
-    lhs: MatRef<'_>,
-    rhs: MatRef<'_>,
-    accumulate: bool,
-) {
+/// Where a product goes: element `(r, c)` of the result is `data[r·row_stride + c·col_stride]`.
+#[derive(Debug)]
+pub(crate) struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A dense row-major destination with `cols` columns.
+    pub(crate) fn row_major(data: &'a mut [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`; otherwise `dst` is only
+/// written, never read). Single-threaded: gauntlet parallelises over the images of a batch
+/// instead, which scales better for the small matrices of a convolution.
+///
+/// gemm vectorises along the destination's unit-stride dimension; the native layout keeps
+/// the long pixel dimension there.
+pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumulate: bool) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     assert_eq!(lhs.cols, rhs.rows, "matmul: inner dimensions differ");
-    assert!(dst_row_stride >= n, "matmul: destination rows overlap");
     lhs.check("matmul lhs");
     rhs.check("matmul rhs");
     if m == 0 || n == 0 {
         return;
     }
-    let dst_last = (m - 1) * dst_row_stride + (n - 1);
+    let (rs, cs) = (dst.row_stride, dst.col_stride);
+    // Distinct elements must not share a slot: one stride must step over the whole extent
+    // of the other dimension.
     assert!(
-        dst_last < dst.len(),
-        "matmul: destination of {m}×{n} (row stride {dst_row_stride}) exceeds a slice of {}",
-        dst.len()
+        (cs >= 1 && rs >= n * cs) || (rs >= 1 && cs >= m * rs),
+        "matmul: destination strides ({rs}, {cs}) overlap for {m}×{n}"
+    );
+    let dst_last = (m - 1) * rs + (n - 1) * cs;
+    assert!(
+        dst_last < dst.data.len(),
+        "matmul: destination of {m}×{n} (strides {rs}, {cs}) exceeds a slice of {}",
+        dst.data.len()
     );
     if k == 0 {
         if !accumulate {
-            for row in dst.chunks_mut(dst_row_stride).take(m) {
-                row[..n].fill(0.0);
+            for r in 0..m {
+                for c in 0..n {
+                    dst.data[r * rs + c * cs] = 0.0;
+                }
             }
         }
         return;
     }
     // SAFETY: the checks above guarantee that every index gemm reads from `lhs` and `rhs` and
     // writes to `dst` (row r < m, column c < n, inner index < k, at the given strides) lies
-    // inside the respective slice; `dst` is a unique borrow, so it aliases neither operand.
-    // Strides fit in isize because they index into existing allocations.
+    // inside the respective slice, and that no two destination elements share a slot; `dst`
+    // is a unique borrow, so it aliases neither operand. Strides fit in isize because they
+    // index into existing allocations.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            1,
-            dst_row_stride as isize,
+            dst.data.as_mut_ptr(),
+            cs as isize,
+            rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -146,12 +170,13 @@ mod tests {
         let lhs = MatRef::row_major(&a, 5, 7);
         let rhs = MatRef::transposed(&b, 7, 6);
         let expected = naive(lhs, rhs);
-        let mut dst = vec![1f32; 30];
-        matmul(&mut dst, 6, lhs, rhs, false);
+        // Garbage in the destination is overwritten, not read, without `accumulate`.
+        let mut dst = vec![f32::NAN; 30];
+        matmul(MatMut::row_major(&mut dst, 6), lhs, rhs, false);
         for (got, want) in dst.iter().zip(&expected) {
             assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         }
-        matmul(&mut dst, 6, lhs, rhs, true);
+        matmul(MatMut::row_major(&mut dst, 6), lhs, rhs, true);
         for (got, want) in dst.iter().zip(&expected) {
             assert!((got - 2.0 * want).abs() < 1e-5, "{got} vs {}", 2.0 * want);
         }
@@ -164,6 +189,6 @@ mod tests {
         let lhs = MatRef::row_major(&a, 3, 4);
         let rhs = MatRef::row_major(&a, 4, 1);
         let mut dst = vec![0f32; 3];
-        matmul(&mut dst, 1, lhs, rhs, false);
+        matmul(MatMut::row_major(&mut dst, 1), lhs, rhs, false);
     }
 }

@@ -6,15 +6,17 @@
 //! transposed convolution with a slow CPU kernel and broadcast ops for batch norm. Here the
 //! network is compiled once into a [`Plan`]:
 //!
-//! * layout is channels-last, so a convolution is one matrix multiply over the im2col rows of
-//!   a few images (`gemm`, the crate candle uses, with its AVX-512/AVX2 kernels), and its input
-//!   gradient is one multiply by the transposed weights followed by col2im (`conv.rs`);
+//! * layout is channel-major over a group of images (`(channel, image, row, column)`), so a
+//!   convolution is one matrix multiply of the weights with the im2col rows of the whole
+//!   group (`gemm`, the crate candle uses, with its AVX-512/AVX2 kernels, vectorised along
+//!   the group's pixels), and its input gradient is one multiply by the transposed weights
+//!   followed by col2im (`conv.rs`);
 //! * eval-mode batch norm is folded into the preceding convolution or linear layer, and a
 //!   following ReLU is fused into it;
 //! * max pooling keeps the forward pass's argmax for the backward pass (`pool.rs`);
 //! * the batch is split into small groups of images processed independently on rayon's pool
 //!   (a sample's loss depends on that sample only), each group forward and backward while its
-//!   activations are still in cache;
+//!   activations are still in cache, with buffers recycled per thread (`scratch.rs`);
 //! * the loss (cross-entropy or CW margin) and its gradient with respect to the logits are
 //!   computed in closed form.
 //!
@@ -27,6 +29,7 @@ mod conv;
 mod gemm;
 mod ops;
 mod pool;
+mod scratch;
 
 use rayon::prelude::*;
 
@@ -35,7 +38,7 @@ use crate::spec::ActivationKind;
 use crate::Loss;
 use ops::{run_backward, run_forward, Activation, Linear, Op, Tape};
 
-/// Per-image shape in channels-last order; a feature vector is `1 × 1 × features`.
+/// Per-image shape; a feature vector is a `features`-channel `1 × 1` image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dims {
     pub(crate) height: usize,
@@ -57,8 +60,6 @@ pub(crate) struct Unsupported(pub(crate) String);
 #[derive(Debug)]
 pub(crate) struct Plan {
     input: Dims,
-    /// The model's input is `(C, H, W)` (converted to channels-last and back), not a vector.
-    input_is_image: bool,
     classes: usize,
     ops: Vec<Op>,
     images_per_task: usize,
@@ -92,23 +93,17 @@ impl Plan {
         normalisation: Option<(Vec<f32>, Vec<f32>)>,
         classes: usize,
     ) -> Result<Self, Unsupported> {
-        let (input, input_is_image) = match *input_shape {
-            [channels, height, width] => (
-                Dims {
-                    height,
-                    width,
-                    channels,
-                },
-                true,
-            ),
-            [features] => (
-                Dims {
-                    height: 1,
-                    width: 1,
-                    channels: features,
-                },
-                false,
-            ),
+        let input = match *input_shape {
+            [channels, height, width] => Dims {
+                height,
+                width,
+                channels,
+            },
+            [features] => Dims {
+                height: 1,
+                width: 1,
+                channels: features,
+            },
             _ => return Err(Unsupported(format!("input shape {input_shape:?}"))),
         };
         let mut ops = Vec::new();
@@ -119,6 +114,7 @@ impl Plan {
         }
         let mut dims = input;
         compile_nodes(nodes, &mut dims, &mut ops)?;
+        finish(&mut ops);
         if dims.len() != classes || dims.height * dims.width != 1 {
             return Err(Unsupported(format!(
                 "the network's output is {dims:?}, not {classes} logits"
@@ -130,7 +126,6 @@ impl Plan {
         let images_per_task = (2048 / pixels.max(1)).clamp(1, 16);
         Ok(Self {
             input,
-            input_is_image,
             classes,
             ops,
             images_per_task,
@@ -148,8 +143,10 @@ impl Plan {
             .zip(inputs.par_chunks(group * per_sample))
             .for_each(|(logits, inputs)| {
                 let images = logits.len() / self.classes;
-                let x = self.to_channels_last(inputs, images);
-                logits.copy_from_slice(&run_forward(&self.ops, x, images, None));
+                let x = self.to_channel_major(inputs, images);
+                let by_class = run_forward(&self.ops, x, images, None);
+                logits_by_image(&by_class, logits, images, self.classes);
+                scratch::recycle(by_class);
             });
         logits
     }
@@ -180,8 +177,9 @@ impl Plan {
             .for_each(|((((logits, losses), gradient), inputs), labels)| {
                 let images = labels.len();
                 let mut tape = Tape::default();
-                let x = self.to_channels_last(inputs, images);
-                logits.copy_from_slice(&run_forward(&self.ops, x, images, Some(&mut tape)));
+                let x = self.to_channel_major(inputs, images);
+                let by_class = run_forward(&self.ops, x, images, Some(&mut tape));
+                logits_by_image(&by_class, logits, images, self.classes);
                 let mut dlogits = vec![0f32; logits.len()];
                 for (((z, y), l), d) in logits
                     .chunks_exact(self.classes)
@@ -191,48 +189,52 @@ impl Plan {
                 {
                     *l = loss_and_logit_gradient(loss, z, *y as usize, d);
                 }
-                let dx = run_backward(&self.ops, dlogits, images, &mut tape);
+                // The logit gradient in the plan's layout: one row per class.
+                let mut dy = by_class;
+                for image in 0..images {
+                    for class in 0..self.classes {
+                        dy[class * images + image] = dlogits[image * self.classes + class];
+                    }
+                }
+                let dx = run_backward(&self.ops, dy, images, &mut tape);
                 self.to_input_layout(&dx, gradient, images);
+                scratch::recycle(dx);
             });
         result
     }
 
-    fn to_channels_last(&self, inputs: &[f32], images: usize) -> Vec<f32> {
-        if !self.input_is_image || self.input.channels == 1 {
-            return inputs.to_vec();
-        }
-        let (plane, c) = (self.input.height * self.input.width, self.input.channels);
-        let mut out = vec![0f32; inputs.len()];
-        for (src, dst) in inputs
-            .chunks_exact(self.input.len())
-            .zip(out.chunks_exact_mut(self.input.len()))
-            .take(images)
-        {
-            for ch in 0..c {
-                for p in 0..plane {
-                    dst[p * c + ch] = src[ch * plane + p];
-                }
+    /// A group's inputs `(image, C, H·W)` in the channel-major layout `(C, image, H·W)`.
+    fn to_channel_major(&self, inputs: &[f32], images: usize) -> Vec<f32> {
+        let (channels, plane) = (self.input.channels, self.input.height * self.input.width);
+        let mut out = scratch::buffer(inputs.len());
+        for image in 0..images {
+            for c in 0..channels {
+                let from = (image * channels + c) * plane;
+                let to = (c * images + image) * plane;
+                out[to..to + plane].copy_from_slice(&inputs[from..from + plane]);
             }
         }
         out
     }
 
-    fn to_input_layout(&self, dx: &[f32], out: &mut [f32], images: usize) {
-        if !self.input_is_image || self.input.channels == 1 {
-            out.copy_from_slice(dx);
-            return;
-        }
-        let (plane, c) = (self.input.height * self.input.width, self.input.channels);
-        for (src, dst) in dx
-            .chunks_exact(self.input.len())
-            .zip(out.chunks_exact_mut(self.input.len()))
-            .take(images)
-        {
-            for ch in 0..c {
-                for p in 0..plane {
-                    dst[ch * plane + p] = src[p * c + ch];
-                }
+    /// The inverse of [`Plan::to_channel_major`], into `out`.
+    fn to_input_layout(&self, values: &[f32], out: &mut [f32], images: usize) {
+        let (channels, plane) = (self.input.channels, self.input.height * self.input.width);
+        for image in 0..images {
+            for c in 0..channels {
+                let to = (image * channels + c) * plane;
+                let from = (c * images + image) * plane;
+                out[to..to + plane].copy_from_slice(&values[from..from + plane]);
             }
+        }
+    }
+}
+
+/// `(classes, image)` logits of a group as `(image, classes)` rows, into `out`.
+fn logits_by_image(by_class: &[f32], out: &mut [f32], images: usize, classes: usize) {
+    for image in 0..images {
+        for class in 0..classes {
+            out[image * classes + class] = by_class[class * images + image];
         }
     }
 }
@@ -388,20 +390,19 @@ fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(
             Layer::MaxPool2d(pool) => {
                 let geometry = *pool.geometry();
                 *dims = pooled(dims, geometry.out_height, geometry.out_width);
-                ops.push(Op::MaxPool(pool::MaxPool { geometry }));
+                ops.push(Op::MaxPool(pool::MaxPool::new(geometry)));
             }
             Layer::AvgPool2d(pool) => {
                 let geometry = *pool.geometry();
                 *dims = pooled(dims, geometry.out_height, geometry.out_width);
-                ops.push(Op::AvgPool(pool::AvgPool { geometry }));
+                ops.push(Op::AvgPool(pool::AvgPool::new(geometry)));
             }
             Layer::AdaptiveAvgPool2d(pool) => {
                 let (out_height, out_width) = pool.output_size();
                 let output = pooled(dims, out_height, out_width);
-                ops.push(Op::AdaptiveAvgPool(pool::AdaptiveAvgPool {
-                    input: *dims,
-                    output,
-                }));
+                ops.push(Op::AdaptiveAvgPool(pool::AdaptiveAvgPool::new(
+                    *dims, output,
+                )));
                 *dims = output;
             }
             Layer::Dropout { .. } => {}
@@ -447,6 +448,20 @@ fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(
     Ok(())
 }
 
+/// Last touches once every fold and fusion is done.
+fn finish(ops: &mut [Op]) {
+    for op in ops {
+        match op {
+            Op::Conv(conv) => conv.finish(),
+            Op::Residual { body, shortcut, .. } => {
+                finish(body);
+                finish(shortcut);
+            }
+            _ => {}
+        }
+    }
+}
+
 fn pooled(dims: &Dims, height: usize, width: usize) -> Dims {
     Dims {
         height,
@@ -485,7 +500,7 @@ fn compile_conv(conv: &crate::layers::Conv2d, dims: &mut Dims) -> Result<Op, Uns
         *dims,
         output,
         [kh, kw, conv.stride, conv.padding, conv.dilation],
-        &host_values(&conv.weight)?,
+        host_values(&conv.weight)?,
         bias,
     ));
     *dims = output;

@@ -1,12 +1,14 @@
 //! The operations of a compiled plan and their forward and input-gradient passes.
 //!
-//! Activations are channels-last `f32` buffers of whole images. The forward pass pushes what
+//! Activations are `f32` buffers of a group of images in the channel-major layout of
+//! `mod.rs`; a feature vector is a `1 × 1` image, so features are rows and images columns. The forward pass pushes what
 //! the backward pass needs onto a [`Tape`] (stack order: the backward pass visits operations
 //! in exactly the reverse order and pops).
 
-use super::conv::{relu_in_place, Conv};
-use super::gemm::{matmul, MatRef};
+use super::conv::{relu, relu_in_place, Conv};
+use super::gemm::{matmul, MatMut, MatRef};
 use super::pool::{AdaptiveAvgPool, AvgPool, MaxPool};
+use super::scratch;
 use super::Dims;
 
 /// What one operation's backward pass needs from its forward pass.
@@ -60,31 +62,31 @@ impl Linear {
         }
     }
 
+    /// `y = W·x + b` with the group's feature vectors as the columns of `x`.
     fn forward(&self, x: &[f32], images: usize) -> Vec<f32> {
-        let mut y: Vec<f32> = Vec::with_capacity(images * self.outputs);
-        for _ in 0..images {
-            y.extend_from_slice(&self.bias);
-        }
+        let mut y = scratch::buffer(self.outputs * images);
         matmul(
-            &mut y,
-            self.outputs,
-            MatRef::row_major(x, images, self.inputs),
-            MatRef::transposed(&self.weight, self.inputs, self.outputs),
-            true,
+            MatMut::row_major(&mut y, images),
+            MatRef::row_major(&self.weight, self.outputs, self.inputs),
+            MatRef::row_major(x, self.inputs, images),
+            false,
         );
-        if self.relu {
-            relu_in_place(&mut y);
+        for (row, &bias) in y.chunks_exact_mut(images).zip(&self.bias) {
+            if self.relu {
+                row.iter_mut().for_each(|v| *v = relu(*v + bias));
+            } else {
+                row.iter_mut().for_each(|v| *v += bias);
+            }
         }
         y
     }
 
     fn input_gradient(&self, dy: &[f32], images: usize) -> Vec<f32> {
-        let mut dx = vec![0f32; images * self.inputs];
+        let mut dx = scratch::buffer(self.inputs * images);
         matmul(
-            &mut dx,
-            self.inputs,
-            MatRef::row_major(dy, images, self.outputs),
-            MatRef::row_major(&self.weight, self.outputs, self.inputs),
+            MatMut::row_major(&mut dx, images),
+            MatRef::transposed(&self.weight, self.inputs, self.outputs),
+            MatRef::row_major(dy, self.outputs, images),
             false,
         );
         dx
@@ -112,11 +114,8 @@ impl Activation {
     fn backward(self, dy: &mut [f32], y: &[f32]) {
         let pairs = dy.iter_mut().zip(y);
         match self {
-            Activation::Relu => pairs.for_each(|(d, &y)| {
-                if y <= 0.0 {
-                    *d = 0.0;
-                }
-            }),
+            // A select, not a branch, so it vectorises.
+            Activation::Relu => pairs.for_each(|(d, &y)| *d = if y > 0.0 { *d } else { 0.0 }),
             Activation::Tanh => pairs.for_each(|(d, &y)| *d *= 1.0 - y * y),
             Activation::Sigmoid => pairs.for_each(|(d, &y)| *d *= y * (1.0 - y)),
         }
@@ -195,19 +194,22 @@ impl Op {
         let (y, saved) = match self {
             Op::Conv(conv) => {
                 let y = conv.forward(&x, images);
+                scratch::recycle(x);
                 let saved = keep_output_if(conv.relu, &y, &tape);
                 (y, saved)
             }
             Op::Linear(linear) => {
                 let y = linear.forward(&x, images);
+                scratch::recycle(x);
                 let saved = keep_output_if(linear.relu, &y, &tape);
                 (y, saved)
             }
             Op::Affine { scale, shift } => {
-                for pixel in x.chunks_exact_mut(scale.len()) {
-                    for ((v, s), t) in pixel.iter_mut().zip(scale).zip(shift) {
-                        *v = *v * s + t;
-                    }
+                let per_channel = x.len() / scale.len().max(1);
+                for ((channel, s), t) in
+                    x.chunks_exact_mut(per_channel.max(1)).zip(scale).zip(shift)
+                {
+                    channel.iter_mut().for_each(|v| *v = *v * s + t);
                 }
                 (x, Saved::Nothing)
             }
@@ -218,20 +220,41 @@ impl Op {
             }
             Op::MaxPool(pool) => {
                 let (y, from) = pool.forward(&x, images);
-                (y, Saved::Indices(from))
+                scratch::recycle(x);
+                let saved = if tape.is_some() {
+                    Saved::Indices(from)
+                } else {
+                    Saved::Nothing
+                };
+                (y, saved)
             }
-            Op::AvgPool(pool) => (pool.forward(&x, images), Saved::Nothing),
-            Op::AdaptiveAvgPool(pool) => (pool.forward(&x, images), Saved::Nothing),
-            Op::Flatten { input } => (flatten(&x, *input, images, false), Saved::Nothing),
+            Op::AvgPool(pool) => {
+                let y = pool.forward(&x, images);
+                scratch::recycle(x);
+                (y, Saved::Nothing)
+            }
+            Op::AdaptiveAvgPool(pool) => {
+                let y = pool.forward(&x, images);
+                scratch::recycle(x);
+                (y, Saved::Nothing)
+            }
+            Op::Flatten { input } => {
+                let y = flatten(&x, *input, images, false);
+                scratch::recycle(x);
+                (y, Saved::Nothing)
+            }
             Op::Residual {
                 body,
                 shortcut,
                 activation,
             } => {
                 let mut tape = tape;
-                let mut sum = run_forward(body, x.clone(), images, tape.as_deref_mut());
+                let mut x_copy = scratch::buffer(x.len());
+                x_copy.copy_from_slice(&x);
+                let mut sum = run_forward(body, x_copy, images, tape.as_deref_mut());
                 let short = run_forward(shortcut, x, images, tape.as_deref_mut());
                 sum.iter_mut().zip(&short).for_each(|(s, v)| *s += v);
+                scratch::recycle(short);
                 if let Some(kind) = activation {
                     kind.apply(&mut sum);
                 }
@@ -250,22 +273,27 @@ impl Op {
 
     fn backward(&self, mut dy: Vec<f32>, images: usize, tape: &mut Tape) -> Vec<f32> {
         let saved = tape.pop();
-        match self {
+        let dx = match self {
             Op::Conv(conv) => {
                 if let Saved::Output(y) = &saved {
                     Activation::Relu.backward(&mut dy, y);
                 }
-                conv.input_gradient(&dy, images)
+                let dx = conv.input_gradient(&dy, images);
+                scratch::recycle(dy);
+                dx
             }
             Op::Linear(linear) => {
                 if let Saved::Output(y) = &saved {
                     Activation::Relu.backward(&mut dy, y);
                 }
-                linear.input_gradient(&dy, images)
+                let dx = linear.input_gradient(&dy, images);
+                scratch::recycle(dy);
+                dx
             }
             Op::Affine { scale, .. } => {
-                for pixel in dy.chunks_exact_mut(scale.len()) {
-                    pixel.iter_mut().zip(scale).for_each(|(d, s)| *d *= s);
+                let per_channel = dy.len() / scale.len().max(1);
+                for (channel, s) in dy.chunks_exact_mut(per_channel.max(1)).zip(scale) {
+                    channel.iter_mut().for_each(|d| *d *= s);
                 }
                 dy
             }
@@ -275,13 +303,30 @@ impl Op {
                 }
                 dy
             }
-            Op::MaxPool(pool) => match &saved {
-                Saved::Indices(from) => pool.input_gradient(&dy, from, images),
-                _ => pool.input_gradient(&dy, &[], images),
-            },
-            Op::AvgPool(pool) => pool.input_gradient(&dy, images),
-            Op::AdaptiveAvgPool(pool) => pool.input_gradient(&dy, images),
-            Op::Flatten { input } => flatten(&dy, *input, images, true),
+            Op::MaxPool(pool) => {
+                let from: &[u32] = match &saved {
+                    Saved::Indices(from) => from,
+                    _ => &[],
+                };
+                let dx = pool.input_gradient(&dy, from, images);
+                scratch::recycle(dy);
+                dx
+            }
+            Op::AvgPool(pool) => {
+                let dx = pool.input_gradient(&dy, images);
+                scratch::recycle(dy);
+                dx
+            }
+            Op::AdaptiveAvgPool(pool) => {
+                let dx = pool.input_gradient(&dy, images);
+                scratch::recycle(dy);
+                dx
+            }
+            Op::Flatten { input } => {
+                let dx = flatten(&dy, *input, images, true);
+                scratch::recycle(dy);
+                dx
+            }
             Op::Residual {
                 body,
                 shortcut,
@@ -290,39 +335,46 @@ impl Op {
                 if let (Some(kind), Saved::Output(y)) = (activation, &saved) {
                     kind.backward(&mut dy, y);
                 }
-                let short = run_backward(shortcut, dy.clone(), images, tape);
+                let mut dy_copy = scratch::buffer(dy.len());
+                dy_copy.copy_from_slice(&dy);
+                let short = run_backward(shortcut, dy_copy, images, tape);
                 let mut dx = run_backward(body, dy, images, tape);
                 dx.iter_mut().zip(&short).for_each(|(d, s)| *d += s);
+                scratch::recycle(short);
                 dx
             }
+        };
+        if let Saved::Output(y) = saved {
+            scratch::recycle(y);
         }
+        dx
     }
 }
 
 fn keep_output_if(keep: bool, y: &[f32], tape: &Option<&mut Tape>) -> Saved {
     if keep && tape.is_some() {
-        Saved::Output(y.to_vec())
+        let mut copy = scratch::buffer(y.len());
+        copy.copy_from_slice(y);
+        Saved::Output(copy)
     } else {
         Saved::Nothing
     }
 }
 
-/// Channels-last `(H, W, C)` to `(C, H, W)` order per image, or back when `inverse`.
+/// Channel-major `(C, image, H·W)` to one `(C·H·W)` feature column per image (PyTorch's
+/// flatten order), or back when `inverse`.
 fn flatten(x: &[f32], input: Dims, images: usize, inverse: bool) -> Vec<f32> {
-    let (plane, c) = (input.height * input.width, input.channels);
-    let mut out = vec![0f32; x.len()];
-    for (src, dst) in x
-        .chunks_exact(input.len())
-        .zip(out.chunks_exact_mut(input.len()))
-        .take(images)
-    {
-        for p in 0..plane {
-            for ch in 0..c {
-                let (last, first) = (p * c + ch, ch * plane + p);
+    let plane = input.height * input.width;
+    let mut out = scratch::buffer(x.len());
+    for c in 0..input.channels {
+        for image in 0..images {
+            for p in 0..plane {
+                let channel_major = (c * images + image) * plane + p;
+                let feature_major = (c * plane + p) * images + image;
                 if inverse {
-                    dst[last] = src[first];
+                    out[channel_major] = x[feature_major];
                 } else {
-                    dst[first] = src[last];
+                    out[feature_major] = x[channel_major];
                 }
             }
         }

@@ -1,0 +1,39 @@
+//! A steady loop of forward + input-gradient passes for a profiler to sample:
+//!
+//! ```text
+//! cargo build --release -p gauntlet-benches --example profile
+//! perf record -g target/release/examples/profile resnet20 20
+//! valgrind --tool=callgrind target/release/examples/profile small_cnn 2
+//! ```
+//!
+//! Arguments: the fixture (`small_cnn` or `resnet20`) and the number of passes over a batch
+//! of 128.
+
+use candle_core::Device;
+use gauntlet_benches::{resnet20, small_cnn};
+use gauntlet_models::{Loss, Model};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let fixture = match args.next().as_deref() {
+        Some("resnet20") => resnet20(&Device::Cpu),
+        Some("small_cnn") | None => small_cnn(&Device::Cpu),
+        Some(other) => return Err(format!("unknown fixture `{other}`").into()),
+    };
+    let passes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10);
+    let started = std::time::Instant::now();
+    for _ in 0..passes {
+        fixture.network.loss_and_input_gradient(
+            &fixture.inputs,
+            &fixture.labels,
+            Loss::CrossEntropy,
+        )?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{passes} passes of {} images: {:.1} img/s",
+        fixture.inputs.dim(0)?,
+        (passes * fixture.inputs.dim(0)?) as f64 / seconds
+    );
+    Ok(())
+}
