@@ -18,7 +18,7 @@
 //! the ball. It is not the exact projection onto the intersection, which would need a
 //! per-sample search, and attacks do not need it.
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::params::check_epsilon;
 use crate::{AttackError, Norm, ThreatModel};
@@ -103,6 +103,8 @@ pub struct FeasibleSet {
     threat: ThreatModel,
     /// `(lower, upper)` for L∞.
     linf_bounds: Option<(Tensor, Tensor)>,
+    /// L∞ on CPU: `[lower, upper, clean]` stacked, `(3, elements)`, for [`FeasibleSet::sign_step`].
+    packed: Option<Tensor>,
 }
 
 impl FeasibleSet {
@@ -118,10 +120,17 @@ impl FeasibleSet {
             Norm::Linf => Some(linf_bounds(x_clean, threat.epsilon)?),
             Norm::L2 => None,
         };
+        let packed = match &linf_bounds {
+            Some((lower, upper)) if x_clean.device().is_cpu() => Some(
+                Tensor::stack(&[lower, upper, x_clean], 0)?.reshape((3, x_clean.elem_count()))?,
+            ),
+            _ => None,
+        };
         Ok(FeasibleSet {
             clean: x_clean.clone(),
             threat,
             linf_bounds,
+            packed,
         })
     }
 
@@ -133,6 +142,34 @@ impl FeasibleSet {
     /// The clean inputs at the centre of the set.
     pub fn clean(&self) -> &Tensor {
         &self.clean
+    }
+
+    /// One L∞ steepest-ascent step, projected: `project(current + step · sign(gradient))`
+    /// with candle's `sign` (0 for 0 and NaN), bit for bit. On CPU it is one pass over the
+    /// batch with one output buffer, instead of six elementwise tensor operations; elsewhere,
+    /// and for L2, it is exactly those operations.
+    pub fn sign_step(
+        &self,
+        current: &Tensor,
+        gradient: &Tensor,
+        step: f32,
+    ) -> Result<Tensor, AttackError> {
+        check_same_shape("adversarial vs clean inputs", &self.clean, current)?;
+        check_same_shape("gradient vs clean inputs", &self.clean, gradient)?;
+        let fused = self.packed.as_ref().filter(|_| {
+            current.device().is_cpu()
+                && current.dtype() == DType::F32
+                && gradient.dtype() == DType::F32
+        });
+        let Some(packed) = fused else {
+            let moved = (current + gradient.sign()?.affine(f64::from(step), 0.0)?)?;
+            return self.project(&moved);
+        };
+        Ok(current.contiguous()?.apply_op3_no_bwd(
+            &gradient.contiguous()?,
+            packed,
+            &SignStep { step },
+        )?)
     }
 
     /// Project `x_adv` (same shape and dtype as the clean inputs) onto the set; see [`project`].
@@ -151,6 +188,73 @@ impl FeasibleSet {
             }
             None => project_l2(x_adv, &self.clean, self.threat.epsilon),
         }
+    }
+}
+
+/// The fused L∞ step of [`FeasibleSet::sign_step`]: inputs `current`, `gradient` and the
+/// packed `[lower, upper, clean]`, all contiguous f32.
+struct SignStep {
+    step: f32,
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let values = storage.as_slice::<f32>()?;
+    layout
+        .contiguous_offsets()
+        .and_then(|(start, end)| values.get(start..end))
+        .ok_or_else(|| candle_core::Error::Msg("sign step: input is not contiguous".into()))
+}
+
+impl CustomOp3 for SignStep {
+    fn name(&self) -> &'static str {
+        "linf-sign-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        current: &CpuStorage,
+        current_layout: &Layout,
+        gradient: &CpuStorage,
+        gradient_layout: &Layout,
+        packed: &CpuStorage,
+        packed_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let current = contiguous_f32(current, current_layout)?;
+        let gradient = contiguous_f32(gradient, gradient_layout)?;
+        let packed = contiguous_f32(packed, packed_layout)?;
+        let n = current.len();
+        if gradient.len() != n || packed.len() != 3 * n {
+            return Err(candle_core::Error::Msg(format!(
+                "sign step: {n} inputs, {} gradients, {} packed bounds",
+                gradient.len(),
+                packed.len()
+            )));
+        }
+        let (lower, rest) = packed.split_at(n);
+        let (upper, clean) = rest.split_at(n);
+        let step = self.step;
+        let out: Vec<f32> = current
+            .iter()
+            .zip(gradient)
+            .zip(lower.iter().zip(upper).zip(clean))
+            .map(|((&x, &g), ((&lo, &hi), &x0))| {
+                // The same operations as the unfused path: sign, affine, add, clamp, NaN guard.
+                let sign = f32::from(g > 0.0) - f32::from(g < 0.0);
+                let moved = x + (sign * step + 0.0);
+                if moved.is_nan() {
+                    x0
+                } else {
+                    // candle's `maximum` and `minimum`, tie and signed-zero rules included.
+                    let raised = if moved < lo { lo } else { moved };
+                    if raised > hi {
+                        hi
+                    } else {
+                        raised
+                    }
+                }
+            })
+            .collect();
+        Ok((CpuStorage::F32(out), current_layout.shape().clone()))
     }
 }
 
@@ -557,5 +661,34 @@ mod tests {
             (l2[0] - 0.5).abs() < 1e-6 && (l2[1] - 0.72111).abs() < 1e-5,
             "{l2:?}"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn fused_sign_step_is_the_unfused_operations_bit_for_bit(
+            clean in vec(clean_value(), 12),
+            offsets in vec(prop_oneof![4 => -0.5f32..0.5, 1 => Just(0.0f32), 1 => Just(-0.0f32)], 12),
+            gradient in vec(prop_oneof![
+                4 => -1.0f32..1.0, 1 => Just(0.0f32), 1 => Just(f32::NAN), 1 => Just(1e-30f32)
+            ], 12),
+            epsilon in epsilon(),
+            step in prop_oneof![Just(0.01f32), Just(-0.01f32), 0.0f32..0.2],
+            nan_at in 0usize..24,
+        ) {
+            let x = tensor(&clean, 3);
+            let threat = ThreatModel { norm: Norm::Linf, epsilon };
+            let set = FeasibleSet::new(&x, threat).unwrap();
+            prop_assert!(set.packed.is_some());
+            let mut current: Vec<f32> = clean.iter().zip(&offsets).map(|(c, o)| c + o).collect();
+            if let Some(value) = current.get_mut(nan_at) {
+                *value = f32::NAN;
+            }
+            let (current, gradient) = (tensor(&current, 3), tensor(&gradient, 3));
+            let fused = set.sign_step(&current, &gradient, step).unwrap();
+            let moved = (&current + gradient.sign().unwrap().affine(f64::from(step), 0.0).unwrap())
+                .unwrap();
+            let unfused = set.project(&moved).unwrap();
+            prop_assert_eq!(bits(&fused), bits(&unfused));
+        }
     }
 }

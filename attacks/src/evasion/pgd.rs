@@ -216,8 +216,14 @@ impl Pgd {
             let gradient = model
                 .loss_and_input_gradient(&current, attack_labels, self.objective.loss)?
                 .gradient;
-            let step = steepest_ascent_direction(&gradient, self.threat.norm)?.affine(step_scale, 0.0)?;
-            current = feasible.project(&(current + step)?)?;
+            current = match self.threat.norm {
+                Norm::Linf => feasible.sign_step(&current, &gradient, step_scale as f32)?,
+                Norm::L2 => {
+                    let step = steepest_ascent_direction(&gradient, self.threat.norm)?
+                        .affine(step_scale, 0.0)?;
+                    feasible.project(&(current + step)?)?
+                }
+            };
         }
         Ok(current)
     }
