@@ -18,7 +18,7 @@
 //! the ball. It is not the exact projection onto the intersection, which would need a
 //! per-sample search, and attacks do not need it.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::params::check_epsilon;
 use crate::{AttackError, Norm, ThreatModel};
@@ -116,15 +116,28 @@ impl FeasibleSet {
                 dtype: x_clean.dtype(),
             });
         }
-        let linf_bounds = match threat.norm {
-            Norm::Linf => Some(linf_bounds(x_clean, threat.epsilon)?),
-            Norm::L2 => None,
-        };
-        let packed = match &linf_bounds {
-            Some((lower, upper)) if x_clean.device().is_cpu() => Some(
-                Tensor::stack(&[lower, upper, x_clean], 0)?.reshape((3, x_clean.elem_count()))?,
-            ),
-            _ => None,
+        let (linf_bounds, packed) = match threat.norm {
+            Norm::Linf if x_clean.device().is_cpu() => {
+                // One pass on the host instead of a dozen tensor operations; the same f32
+                // arithmetic, so the same bounds bit for bit (tested).
+                let clean = x_clean.flatten_all()?.to_vec1::<f32>()?;
+                let (lower, upper) = linf_bounds_on_host(&clean, threat.epsilon);
+                let n = clean.len();
+                let mut packed = Vec::with_capacity(3 * n);
+                packed.extend_from_slice(&lower);
+                packed.extend_from_slice(&upper);
+                packed.extend_from_slice(&clean);
+                let device = x_clean.device();
+                (
+                    Some((
+                        Tensor::from_vec(lower, x_clean.shape(), device)?,
+                        Tensor::from_vec(upper, x_clean.shape(), device)?,
+                    )),
+                    Some(Tensor::from_vec(packed, (3, n), device)?),
+                )
+            }
+            Norm::Linf => (Some(linf_bounds(x_clean, threat.epsilon)?), None),
+            Norm::L2 => (None, None),
         };
         Ok(FeasibleSet {
             clean: x_clean.clone(),
@@ -179,6 +192,13 @@ impl FeasibleSet {
             return Err(AttackError::InputDtype {
                 dtype: x_adv.dtype(),
             });
+        }
+        if let Some(packed) = &self.packed {
+            if x_adv.device().is_cpu() {
+                return Ok(x_adv
+                    .contiguous()?
+                    .apply_op2_no_bwd(packed, &ClampToBounds)?);
+            }
         }
         match &self.linf_bounds {
             Some((lower, upper)) => {
@@ -238,24 +258,93 @@ impl CustomOp3 for SignStep {
             .zip(gradient)
             .zip(lower.iter().zip(upper).zip(clean))
             .map(|((&x, &g), ((&lo, &hi), &x0))| {
-                // The same operations as the unfused path: sign, affine, add, clamp, NaN guard.
+                // The same operations as the unfused path: sign, affine, add, then the clamp.
                 let sign = f32::from(g > 0.0) - f32::from(g < 0.0);
-                let moved = x + (sign * step + 0.0);
-                if moved.is_nan() {
-                    x0
-                } else {
-                    // candle's `maximum` and `minimum`, tie and signed-zero rules included.
-                    let raised = if moved < lo { lo } else { moved };
-                    if raised > hi {
-                        hi
-                    } else {
-                        raised
-                    }
-                }
+                clamp_or_clean(x + (sign * step + 0.0), lo, hi, x0)
             })
             .collect();
         Ok((CpuStorage::F32(out), current_layout.shape().clone()))
     }
+}
+
+/// [`FeasibleSet::project`] for L∞ on CPU: inputs `x_adv` and the packed
+/// `[lower, upper, clean]`.
+struct ClampToBounds;
+
+impl CustomOp2 for ClampToBounds {
+    fn name(&self) -> &'static str {
+        "linf-clamp"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x_adv: &CpuStorage,
+        x_adv_layout: &Layout,
+        packed: &CpuStorage,
+        packed_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x_adv_values = contiguous_f32(x_adv, x_adv_layout)?;
+        let packed = contiguous_f32(packed, packed_layout)?;
+        let n = x_adv_values.len();
+        if packed.len() != 3 * n {
+            return Err(candle_core::Error::Msg(format!(
+                "clamp: {n} inputs, {} packed bounds",
+                packed.len()
+            )));
+        }
+        let (lower, rest) = packed.split_at(n);
+        let (upper, clean) = rest.split_at(n);
+        let out: Vec<f32> = x_adv_values
+            .iter()
+            .zip(lower.iter().zip(upper).zip(clean))
+            .map(|(&x, ((&lo, &hi), &x0))| clamp_or_clean(x, lo, hi, x0))
+            .collect();
+        Ok((CpuStorage::F32(out), x_adv_layout.shape().clone()))
+    }
+}
+
+/// `x` clamped to `[lo, hi]` with candle's `maximum` and `minimum` (tie and signed-zero rules
+/// included), or the clean value `x0` for a NaN; as selects, so the loop does not branch.
+#[inline]
+fn clamp_or_clean(x: f32, lo: f32, hi: f32, x0: f32) -> f32 {
+    let raised = if x < lo { lo } else { x };
+    let clamped = if raised > hi { hi } else { raised };
+    if x.is_nan() {
+        x0
+    } else {
+        clamped
+    }
+}
+
+/// [`linf_bounds`] computed on the host with the same f32 operations, in one pass.
+fn linf_bounds_on_host(clean: &[f32], epsilon: f32) -> (Vec<f32>, Vec<f32>) {
+    let repair = |bound: f32, x: f32| -> f32 {
+        let difference = bound - x;
+        let over = difference.abs() > epsilon;
+        let sign = f32::from(difference > 0.0) - f32::from(difference < 0.0);
+        let step = (sign * bound.abs()) * f32::EPSILON + 0.0;
+        let nudged = if over { bound - step } else { bound };
+        if (nudged - x).abs() <= epsilon {
+            nudged
+        } else {
+            x
+        }
+    };
+    let lower = clean
+        .iter()
+        .map(|&x| {
+            let bound = x * 1.0 + (-epsilon);
+            repair(if bound < 0.0 { 0.0 } else { bound }, x)
+        })
+        .collect();
+    let upper = clean
+        .iter()
+        .map(|&x| {
+            let bound = x * 1.0 + epsilon;
+            repair(if bound > 1.0 { 1.0 } else { bound }, x)
+        })
+        .collect();
+    (lower, upper)
 }
 
 /// `[max(x − ε, 0), min(x + ε, 1)]`, with each bound repaired for rounding.
@@ -689,6 +778,21 @@ mod tests {
                 .unwrap();
             let unfused = set.project(&moved).unwrap();
             prop_assert_eq!(bits(&fused), bits(&unfused));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn host_bounds_are_the_tensor_bounds_bit_for_bit(
+            clean in vec(clean_value(), 1..40),
+            epsilon in epsilon(),
+        ) {
+            let x = tensor(&clean, 1);
+            let (lower, upper) = linf_bounds(&x, epsilon).unwrap();
+            let (host_lower, host_upper) = linf_bounds_on_host(&clean, epsilon);
+            let host_bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&lower), host_bits(&host_lower));
+            prop_assert_eq!(bits(&upper), host_bits(&host_upper));
         }
     }
 }

@@ -6,12 +6,14 @@
 //! valgrind --tool=callgrind target/release/examples/profile small_cnn 2
 //! ```
 //!
-//! Arguments: the fixture (`small_cnn` or `resnet20`) and the number of passes over a batch
-//! of 128.
+//! Arguments: the fixture (`small_cnn` or `resnet20`), the number of passes over a batch
+//! of 128, and optionally `pgd` to run PGD-10 (ε = 0.03) instead of single passes.
 
 use candle_core::Device;
+use gauntlet_attacks::find_attack;
 use gauntlet_benches::{resnet20, small_cnn};
 use gauntlet_models::{Loss, Model};
+use rand::SeedableRng;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -21,13 +23,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("unknown fixture `{other}`").into()),
     };
     let passes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10);
+    let pgd = match args.next().as_deref() {
+        Some("vary") => None,
+        Some("pgd") => {
+            let entry = find_attack("pgd").ok_or("no attack `pgd`")?;
+            Some((entry.build)(&toml::Table::new(), 0.03)?)
+        }
+        _ => None,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let shifted = (fixture.inputs.clone() * 0.9)?;
     let started = std::time::Instant::now();
-    for _ in 0..passes {
-        fixture.network.loss_and_input_gradient(
-            &fixture.inputs,
-            &fixture.labels,
-            Loss::CrossEntropy,
-        )?;
+    for pass in 0..passes {
+        let inputs = if pass % 2 == 1 {
+            &shifted
+        } else {
+            &fixture.inputs
+        };
+        match &pgd {
+            Some(attack) => {
+                attack.perturb(&fixture.network, &fixture.inputs, &fixture.labels, &mut rng)?;
+            }
+            None => {
+                fixture.network.loss_and_input_gradient(
+                    inputs,
+                    &fixture.labels,
+                    Loss::CrossEntropy,
+                )?;
+            }
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

@@ -29,17 +29,58 @@ fn window_table(g: &PoolGeometry) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// For each output index along one axis, the first input index its window reads inside the
+/// input and how many taps (spaced by the dilation) do.
+fn axis_taps(
+    outputs: usize,
+    inputs: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Vec<(usize, usize)> {
+    (0..outputs)
+        .map(|o| {
+            let valid: Vec<usize> = (0..kernel)
+                .filter_map(|k| {
+                    (o * stride + k * dilation)
+                        .checked_sub(padding)
+                        .filter(|&i| i < inputs)
+                })
+                .collect();
+            (valid.first().copied().unwrap_or(0), valid.len())
+        })
+        .collect()
+}
+
 /// `nn.MaxPool2d` (floor output size).
 #[derive(Debug, Clone)]
 pub(crate) struct MaxPool {
     geometry: PoolGeometry,
-    windows: Vec<Vec<u32>>,
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
 }
 
 impl MaxPool {
     pub(crate) fn new(geometry: PoolGeometry) -> Self {
+        let g = &geometry;
         Self {
-            windows: window_table(&geometry),
+            rows: axis_taps(
+                g.out_height,
+                g.height,
+                g.kernel.height,
+                g.stride.height,
+                g.padding.height,
+                g.dilation.height,
+            ),
+            cols: axis_taps(
+                g.out_width,
+                g.width,
+                g.kernel.width,
+                g.stride.width,
+                g.padding.width,
+                g.dilation.width,
+            ),
             geometry,
         }
     }
@@ -52,29 +93,133 @@ impl MaxPool {
         let planes = g.channels * images;
         let mut y = scratch::buffer(planes * out_plane);
         let mut from = vec![0u32; planes * out_plane];
+        // Per kernel column: the output columns `lo..hi` it reads inside the input, and the
+        // input column `lo` reads.
+        let kernel_cols: Vec<(usize, usize, usize)> = (0..g.kernel.width)
+            .map(|kx| {
+                let offset = kx * g.dilation.width;
+                let lo = g
+                    .padding
+                    .width
+                    .saturating_sub(offset)
+                    .div_ceil(g.stride.width)
+                    .min(g.out_width);
+                let hi = (g.width + g.padding.width)
+                    .saturating_sub(offset)
+                    .div_ceil(g.stride.width)
+                    .clamp(lo, g.out_width);
+                (
+                    lo,
+                    hi,
+                    (lo * g.stride.width + offset).saturating_sub(g.padding.width),
+                )
+            })
+            .collect();
+        if self.is_plain_two_by_two() {
+            self.forward_two_by_two(x, planes, &mut y, &mut from);
+            return (y, from);
+        }
         for plane in 0..planes {
             let base = plane * in_plane;
             let input = &x[base..base + in_plane];
-            let outputs = plane * out_plane..(plane + 1) * out_plane;
-            for ((best, at), window) in y[outputs.clone()]
-                .iter_mut()
-                .zip(&mut from[outputs])
-                .zip(&self.windows)
-            {
-                let mut best_value = f32::NEG_INFINITY;
-                let mut best_index = window.first().copied().unwrap_or(0);
-                for &p in window {
-                    let v = input[p as usize];
-                    if v > best_value || (v.is_nan() && !best_value.is_nan()) {
-                        best_value = v;
-                        best_index = p;
+            for (oy, &(first_row, _)) in self.rows.iter().enumerate() {
+                let out = plane * out_plane + oy * g.out_width;
+                let best = &mut y[out..out + g.out_width];
+                let best_at = &mut from[out..out + g.out_width];
+                best.fill(f32::NEG_INFINITY);
+                for (at, &(first_col, _)) in best_at.iter_mut().zip(&self.cols) {
+                    *at = (first_row * g.width + first_col) as u32;
+                }
+                // Taps in window order (row by row), each over the whole output row: the
+                // outputs are independent, so this loop has no carried dependency.
+                for ky in 0..g.kernel.height {
+                    let Some(iy) = (oy * g.stride.height + ky * g.dilation.height)
+                        .checked_sub(g.padding.height)
+                        .filter(|&r| r < g.height)
+                    else {
+                        continue;
+                    };
+                    let row = iy * g.width;
+                    for &(lo, hi, first) in &kernel_cols {
+                        let values = input[row + first..].iter().step_by(g.stride.width);
+                        let indices = (row + first..).step_by(g.stride.width);
+                        for (((b, a), &v), index) in best[lo..hi]
+                            .iter_mut()
+                            .zip(&mut best_at[lo..hi])
+                            .zip(values)
+                            .zip(indices)
+                        {
+                            // PyTorch's rule: a larger value or a NaN takes over. `|`, not `||`: no branch to
+                            // mispredict on the zeros and positives a ReLU leaves.
+                            let takes_over = (v > *b) | v.is_nan();
+                            *b = if takes_over { v } else { *b };
+                            *a = if takes_over { index as u32 } else { *a };
+                        }
                     }
                 }
-                *best = best_value;
-                *at = base as u32 + best_index;
+                for a in best_at.iter_mut() {
+                    *a += base as u32;
+                }
             }
         }
         (y, from)
+    }
+
+    /// 2×2 windows, stride 2, no padding or dilation: the pooling of nearly every CNN.
+    fn is_plain_two_by_two(&self) -> bool {
+        let g = &self.geometry;
+        [g.kernel, g.stride]
+            .iter()
+            .all(|p| p.height == 2 && p.width == 2)
+            && g.padding.height == 0
+            && g.padding.width == 0
+            && g.dilation.height == 1
+            && g.dilation.width == 1
+    }
+
+    /// The 2×2 case without tap tables, written for the compiler to vectorise: the first
+    /// maximum of each pair in the upper and in the lower row, then of the two pairs.
+    /// PyTorch's rule (a larger value or a NaN takes over, in window order) gives the same
+    /// winner in this tree as in a sequential scan: ties keep the earlier tap, and the last
+    /// NaN wins either way. Selects, not branches: a ReLU's output is a random mix of zeros
+    /// and positives, on which branches mispredict.
+    fn forward_two_by_two(&self, x: &[f32], planes: usize, y: &mut [f32], from: &mut [u32]) {
+        let g = &self.geometry;
+        let (width, in_plane) = (g.width, g.height * g.width);
+        let out_width = g.out_width;
+        let mut pairs = vec![(0f32, 0u32); 2 * out_width];
+        let mut out = 0;
+        for plane in 0..planes {
+            let base = plane * in_plane;
+            for oy in 0..g.out_height {
+                let top = base + 2 * oy * width;
+                let (upper_pairs, lower_pairs) = pairs.split_at_mut(out_width);
+                for (row, winners) in [(top, &mut *upper_pairs), (top + width, &mut *lower_pairs)] {
+                    let values = &x[row..row + 2 * out_width];
+                    for (ox, (winner, pair)) in
+                        winners.iter_mut().zip(values.chunks_exact(2)).enumerate()
+                    {
+                        let takes_over = (pair[1] > pair[0]) | pair[1].is_nan();
+                        let value = if takes_over { pair[1] } else { pair[0] };
+                        let index = (row + 2 * ox) as u32 + u32::from(takes_over);
+                        *winner = (value, index);
+                    }
+                }
+                let best = &mut y[out..out + out_width];
+                let best_at = &mut from[out..out + out_width];
+                for (((b, a), &(upper, upper_at)), &(lower, lower_at)) in best
+                    .iter_mut()
+                    .zip(best_at.iter_mut())
+                    .zip(upper_pairs.iter())
+                    .zip(lower_pairs.iter())
+                {
+                    let takes_over = (lower > upper) | lower.is_nan();
+                    *b = if takes_over { lower } else { upper };
+                    *a = if takes_over { lower_at } else { upper_at };
+                }
+                out += out_width;
+            }
+        }
     }
 
     pub(crate) fn input_gradient(&self, dy: &[f32], from: &[u32], images: usize) -> Vec<f32> {
