@@ -192,8 +192,8 @@ impl Conv {
                     line.fill(0.0);
                     return;
                 };
-                line[..lo].fill(0.0);
-                line[hi..].fill(0.0);
+                zero_few(&mut line[..lo]);
+                zero_few(&mut line[hi..]);
                 if stride == 1 {
                     line[lo..hi].copy_from_slice(&x[row + first..][..hi - lo]);
                 } else {
@@ -252,8 +252,8 @@ impl Conv {
                         }
                         for oy in oy_lo..oy_hi {
                             let line = &mut dst[oy * o.width..][..o.width];
-                            line[..left].fill(0.0);
-                            line[right..].fill(0.0);
+                            zero_few(&mut line[..left]);
+                            zero_few(&mut line[right..]);
                         }
                     }
                 }
@@ -326,6 +326,22 @@ impl Conv {
         let dx = self.col2im(&dcol, images);
         scratch::recycle(dcol);
         dx
+    }
+}
+
+/// Zeroes the one or two padding columns at a row's edge with plain stores: `fill` becomes a
+/// call to `memset`, which costs far more than the store for so few values and is made
+/// for every row of every kernel tap.
+#[inline]
+fn zero_few(values: &mut [f32]) {
+    match values {
+        [] => {}
+        [a] => *a = 0.0,
+        [a, b] => {
+            *a = 0.0;
+            *b = 0.0;
+        }
+        _ => values.fill(0.0),
     }
 }
 
