@@ -1,7 +1,7 @@
 """Time the same attacks in PyTorch + torchattacks, for comparison with `--bench ratios`.
 
 Same architectures as benches/src/lib.rs (small CNN at 1x28x28, ResNet-20 at 3x32x32), batch 128,
-random weights, uniform random inputs, CPU, 2 threads; median of 7 runs (3 for PGD) after one
+random weights, uniform random inputs, CPU, 2 threads; median of 7 runs (4 for PGD) after one
 warm-up, exactly like ratios.rs. Run:
 
     python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch torchattacks
@@ -96,7 +96,7 @@ def row(name, model, shape):
     t_fwd = median_time(7, forward)
     t_fb = median_time(7, forward_backward)
     t_fgsm = median_time(7, lambda: fgsm(x, y))
-    t_pgd = median_time(3, lambda: pgd(x, y))
+    t_pgd = median_time(4, lambda: pgd(x, y))
     rate = lambda t: BATCH / t
     print(f"| {name} | {rate(t_fwd):.0f} | {rate(t_fb):.0f} | {rate(t_fgsm):.0f} | {rate(t_pgd):.1f} | {t_pgd / (STEPS * t_fb):.3f} |")
 

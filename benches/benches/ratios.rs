@@ -56,7 +56,7 @@ fn row(fixture: &Fixture, repeats: usize) -> String {
         fgsm.perturb(net, x, y, &mut rng)
             .unwrap_or_else(|e| panic!("{e}"));
     });
-    let pgd_time = median_time(repeats.div_ceil(3).max(1), || {
+    let pgd_time = median_time(repeats.div_ceil(2).max(1), || {
         pgd.perturb(net, x, y, &mut rng)
             .unwrap_or_else(|e| panic!("{e}"));
     });

@@ -42,7 +42,7 @@ use serde::Deserialize;
 
 use crate::objective::{check_batch, steepest_ascent_direction, Objective, TargetSelection};
 use crate::params::{self, check_epsilon, parse_params};
-use crate::projection::project;
+use crate::projection::{project, FeasibleSet};
 use crate::{Attack, AttackEntry, AttackError, ChaCha8Rng, Norm, ThreatModel};
 
 /// The registry entry.
@@ -123,9 +123,17 @@ impl Attack for Fgsm {
         let gradient = model
             .loss_and_input_gradient(inputs, &attack_labels, self.objective.loss)?
             .gradient;
-        let direction = steepest_ascent_direction(&gradient, self.threat.norm)?;
-        let step = direction.affine(self.objective.ascent_sign() * f64::from(self.threat.epsilon), 0.0)?;
-        project(&(inputs + step)?, inputs, self.threat)
+        let step = self.objective.ascent_sign() * f64::from(self.threat.epsilon);
+        match self.threat.norm {
+            // One fused pass on CPU, the same values as the operations below.
+            Norm::Linf => {
+                FeasibleSet::new(inputs, self.threat)?.sign_step(inputs, &gradient, step as f32)
+            }
+            Norm::L2 => {
+                let direction = steepest_ascent_direction(&gradient, self.threat.norm)?;
+                project(&(inputs + direction.affine(step, 0.0)?)?, inputs, self.threat)
+            }
+        }
     }
 }
 
