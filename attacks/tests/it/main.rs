@@ -5,6 +5,7 @@
 
 mod conformance;
 mod docs;
+mod native_path;
 mod params;
 mod support;
 mod torchattacks;
