@@ -1,13 +1,14 @@
 """Time the same attacks in PyTorch + torchattacks, for comparison with `--bench ratios`.
 
 Same architectures as benches/src/lib.rs (small CNN at 1x28x28, ResNet-20 at 3x32x32), batch 128,
-random weights, uniform random inputs, CPU, 2 threads; median of 7 runs (4 for PGD) after one
-warm-up, exactly like ratios.rs. Run:
+random weights, uniform random inputs, CPU, 2 threads; median of 7 samples (4 for PGD) after one
+warm-up, each sample as many calls as fill about 100 ms, exactly like ratios.rs. Run:
 
     python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch torchattacks
     /tmp/torchvenv/bin/python benches/compare_torch.py
 """
 
+import math
 import statistics
 import time
 
@@ -69,12 +70,17 @@ class ResNet20(nn.Module):
 
 
 def median_time(repeats, work):
+    """Median time of one call over `repeats` samples after a warm-up call; like ratios.rs, a
+    sample times as many back-to-back calls as fill about 100 ms."""
+    start = time.perf_counter()
     work()
+    calls = min(1000, max(1, math.ceil(0.1 / (time.perf_counter() - start))))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
+        for _ in range(calls):
+            work()
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
 
 
@@ -88,8 +94,10 @@ def row(name, model, shape):
             model(x)
 
     def forward_backward():
+        # The input gradient only, as torchattacks asks for it (autograd.grad with respect to
+        # the images): no weight gradients, like gauntlet's pass.
         xv = x.clone().requires_grad_(True)
-        F.cross_entropy(model(xv), y, reduction="sum").backward()
+        torch.autograd.grad(F.cross_entropy(model(xv), y, reduction="sum"), xv)
 
     fgsm = torchattacks.FGSM(model, eps=0.03)
     pgd = torchattacks.PGD(model, eps=0.03, alpha=2.5 * 0.03 / STEPS, steps=STEPS, random_start=True)

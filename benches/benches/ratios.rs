@@ -17,14 +17,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PGD_STEPS: i64 = 10;
 
-/// Median wall time of `repeats` runs after one warm-up.
+/// Median wall time of one call of `work`, over `repeats` samples after one warm-up call.
+///
+/// A sample times as many back-to-back calls as fill about 100 ms (one call for PGD, a dozen
+/// for a small CNN's forward pass) and divides: single calls of a few milliseconds are at the
+/// mercy of a shared machine's scheduler.
 fn median_time(repeats: usize, mut work: impl FnMut()) -> Duration {
+    let started = Instant::now();
     work();
+    let calls = (Duration::from_millis(100).as_secs_f64() / started.elapsed().as_secs_f64())
+        .ceil()
+        .clamp(1.0, 1000.0) as u32;
     let mut times: Vec<Duration> = (0..repeats)
         .map(|_| {
             let started = Instant::now();
-            work();
-            started.elapsed()
+            for _ in 0..calls {
+                work();
+            }
+            started.elapsed() / calls
         })
         .collect();
     times.sort();

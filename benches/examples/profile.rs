@@ -15,6 +15,10 @@ use gauntlet_benches::{resnet20, small_cnn};
 use gauntlet_models::{Loss, Model};
 use rand::SeedableRng;
 
+// The same allocator as the gauntlet binary and the benches.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let fixture = match args.next().as_deref() {
