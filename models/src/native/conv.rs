@@ -36,6 +36,10 @@ pub(crate) struct Conv {
     /// flipped, input and output channels swapped, padding `dilation·(k−1) − padding`).
     /// Gathering with im2col is cheaper than scattering with col2im. Set by [`Conv::finish`].
     pub(crate) transpose: Option<Box<Conv>>,
+    /// For "same" stride-1 convolutions: the weights of each kernel row `ky`, as
+    /// `cout × (cin·kw)` matrices (see [`Conv::forward_by_kernel_rows`]). Set by
+    /// [`Conv::finish`].
+    row_weights: Vec<Vec<f32>>,
 }
 
 impl Conv {
@@ -59,11 +63,41 @@ impl Conv {
             bias: bias.unwrap_or_else(|| vec![0.0; output.channels]),
             relu: false,
             transpose: None,
+            row_weights: Vec::new(),
         }
+    }
+
+    /// Whether [`Conv::forward_by_kernel_rows`] applies: stride 1, an output as wide as the
+    /// input, and more than one kernel row.
+    fn by_kernel_rows(&self) -> bool {
+        self.stride == 1 && self.output.width == self.input.width && self.kernel.0 > 1
+    }
+
+    fn prepare_row_weights(&mut self) {
+        if !self.by_kernel_rows() {
+            return;
+        }
+        let (kh, kw) = self.kernel;
+        let (cin, cout, depth) = (self.input.channels, self.output.channels, self.depth());
+        self.row_weights = (0..kh)
+            .map(|ky| {
+                let mut rows = vec![0f32; cout * cin * kw];
+                for co in 0..cout {
+                    for ci in 0..cin {
+                        for kx in 0..kw {
+                            rows[(co * cin + ci) * kw + kx] =
+                                self.weight[co * depth + (ci * kh + ky) * kw + kx];
+                        }
+                    }
+                }
+                rows
+            })
+            .collect();
     }
 
     /// Prepares the input-gradient convolution once the weights are final (after folding).
     pub(crate) fn finish(&mut self) {
+        self.prepare_row_weights();
         let (kh, kw) = self.kernel;
         let span = |k: usize| self.dilation * (k - 1);
         if self.stride != 1 || self.padding > span(kh) || self.padding > span(kw) {
@@ -91,13 +125,15 @@ impl Conv {
                 }
             }
         }
-        self.transpose = Some(Box::new(Conv::new(
+        let mut transpose = Conv::new(
             self.output,
             self.input,
             [kh, kw, 1, span(kh) - self.padding, self.dilation],
             weight,
             None,
-        )));
+        );
+        transpose.prepare_row_weights();
+        self.transpose = Some(Box::new(transpose));
     }
 
     /// Multiplies output channel `co` by `scale[co]` and then adds `shift[co]` (an eval-mode
@@ -283,15 +319,21 @@ impl Conv {
     pub(crate) fn forward(&self, x: &[f32], images: usize) -> Vec<f32> {
         let pixels = images * self.output.height * self.output.width;
         let (depth, cout) = (self.depth(), self.output.channels);
-        let gathered = (!self.is_pointwise()).then(|| self.im2col(x, images));
-        let rows = gathered.as_deref().unwrap_or(x);
         let mut y = scratch::buffer(cout * pixels);
-        matmul(
-            MatMut::row_major(&mut y, pixels),
-            MatRef::row_major(&self.weight, cout, depth),
-            MatRef::row_major(rows, depth, pixels),
-            false,
-        );
+        let gathered = if !self.row_weights.is_empty() {
+            self.forward_by_kernel_rows(x, images, &mut y);
+            None
+        } else {
+            let gathered = (!self.is_pointwise()).then(|| self.im2col(x, images));
+            let rows = gathered.as_deref().unwrap_or(x);
+            matmul(
+                MatMut::row_major(&mut y, pixels),
+                MatRef::row_major(&self.weight, cout, depth),
+                MatRef::row_major(rows, depth, pixels),
+                false,
+            );
+            gathered
+        };
         for (channel, &bias) in y.chunks_exact_mut(pixels).zip(&self.bias) {
             if self.relu {
                 channel.iter_mut().for_each(|v| *v = relu(*v + bias));
@@ -303,6 +345,79 @@ impl Conv {
             scratch::recycle(gathered);
         }
         y
+    }
+
+    /// The product `W · im2col(x)` of a "same" stride-1 convolution without the full im2col
+    /// matrix: per image, each input channel is laid out `kw` times, shifted by each kernel
+    /// column and padded above and below (a third of im2col's copying for a 3×3 kernel), and
+    /// the rows of kernel row `ky` are then the same planes read `ky·dilation` rows further
+    /// down. One multiply per kernel row, accumulated into `y`.
+    fn forward_by_kernel_rows(&self, x: &[f32], images: usize, y: &mut [f32]) {
+        let (i, o) = (self.input, self.output);
+        let (kh, kw) = self.kernel;
+        let width = i.width;
+        let (in_plane, out_plane) = (i.height * width, o.height * width);
+        let padded_rows = o.height + self.dilation * (kh - 1);
+        let shifted_plane = padded_rows * width;
+        let pixels = images * out_plane;
+        let taps = i.channels * kw;
+        let mut shifted = scratch::buffer(taps * shifted_plane);
+        // Rows of the shifted planes that hold input rows.
+        let row_lo = self.padding.min(padded_rows);
+        let row_hi = (self.padding + i.height).min(padded_rows);
+        for image in 0..images {
+            for ci in 0..i.channels {
+                let src = &x[(ci * images + image) * in_plane..][..in_plane];
+                for kx in 0..kw {
+                    let plane = &mut shifted[(ci * kw + kx) * shifted_plane..][..shifted_plane];
+                    let shift_x = (kx * self.dilation) as isize - self.padding as isize;
+                    let shift = shift_x - (self.padding * width) as isize;
+                    let (lo, hi) = (row_lo * width, row_hi * width);
+                    plane[..lo].fill(0.0);
+                    plane[hi..].fill(0.0);
+                    let q_lo = (lo as isize).max(-shift);
+                    let q_hi = (hi as isize).min(in_plane as isize - shift);
+                    if q_lo < q_hi {
+                        let (q_lo, q_hi) = (q_lo as usize, q_hi as usize);
+                        let from = (q_lo as isize + shift) as usize;
+                        plane[q_lo..q_hi].copy_from_slice(&src[from..from + (q_hi - q_lo)]);
+                        plane[lo..q_lo].fill(0.0);
+                        plane[q_hi..hi].fill(0.0);
+                    } else {
+                        plane[lo..hi].fill(0.0);
+                    }
+                    // Values that wrapped around a row edge read the left/right padding.
+                    let left = (-shift_x).clamp(0, width as isize) as usize;
+                    let right =
+                        (width as isize - shift_x).clamp(left as isize, width as isize) as usize;
+                    for row in row_lo..row_hi {
+                        let line = &mut plane[row * width..][..width];
+                        zero_few(&mut line[..left]);
+                        zero_few(&mut line[right..]);
+                    }
+                }
+            }
+            for (ky, weights) in self.row_weights.iter().enumerate() {
+                let offset = ky * self.dilation * width;
+                matmul(
+                    MatMut {
+                        data: &mut y[image * out_plane..],
+                        row_stride: pixels,
+                        col_stride: 1,
+                    },
+                    MatRef::row_major(weights, o.channels, taps),
+                    MatRef {
+                        data: &shifted[offset..],
+                        rows: taps,
+                        cols: out_plane,
+                        row_stride: shifted_plane,
+                        col_stride: 1,
+                    },
+                    ky > 0,
+                );
+            }
+        }
+        scratch::recycle(shifted);
     }
 
     /// The gradient with respect to the input, given the gradient `dy` of the (pre-ReLU)
@@ -358,5 +473,66 @@ pub(crate) fn relu(v: f32) -> f32 {
 pub(crate) fn relu_in_place(values: &mut [f32]) {
     for v in values {
         *v = relu(*v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(len: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// The kernel-row path against the full im2col product, on "same" geometries (odd and
+    /// even sizes, dilation, rectangular kernels, several images per group).
+    #[test]
+    fn kernel_rows_give_the_im2col_product() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // (cin, cout, height, width, kh, kw, padding, dilation, images)
+        for (cin, cout, height, width, kh, kw, padding, dilation, images) in [
+            (3, 4, 7, 5, 3, 3, 1, 1, 2),
+            (2, 3, 6, 9, 3, 3, 2, 2, 3),
+            (1, 2, 5, 4, 3, 1, 0, 1, 1),
+            (4, 2, 4, 6, 5, 5, 2, 1, 2),
+            (2, 2, 3, 3, 2, 1, 0, 1, 2),
+        ] {
+            let input = Dims {
+                height,
+                width,
+                channels: cin,
+            };
+            let out_height = height + 2 * padding - dilation * (kh - 1);
+            let output = Dims {
+                height: out_height,
+                width,
+                channels: cout,
+            };
+            assert_eq!(
+                width + 2 * padding - dilation * (kw - 1),
+                width,
+                "not a same geometry"
+            );
+            let weight = random(cout * cin * kh * kw, &mut rng);
+            let bias = random(cout, &mut rng);
+            let mut conv = Conv::new(
+                input,
+                output,
+                [kh, kw, 1, padding, dilation],
+                weight,
+                Some(bias),
+            );
+            let x = random(images * input.len(), &mut rng);
+            let by_im2col = conv.forward(&x, images);
+            conv.finish();
+            assert!(!conv.row_weights.is_empty());
+            let by_rows = conv.forward(&x, images);
+            let scale = by_im2col.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in by_rows.iter().zip(&by_im2col) {
+                assert!((a - b).abs() <= 1e-5 * scale, "{a} vs {b}");
+            }
+        }
     }
 }
