@@ -249,7 +249,6 @@ impl Conv {
     /// left/right padding) are zeroed.
     fn im2col_same_width(&self, x: &[f32], images: usize, col: &mut [f32]) {
         let (i, o) = (self.input, self.output);
-        let width = i.width as isize;
         let (in_plane, out_plane) = (i.height * i.width, o.height * o.width);
         let (kh, kw) = self.kernel;
         let mut row = 0;
@@ -262,35 +261,11 @@ impl Conv {
                     (i.height as isize - shift_y).clamp(oy_lo as isize, o.height as isize) as usize;
                 for kx in 0..kw {
                     let shift_x = (kx * self.dilation) as isize - self.padding as isize;
-                    let shift = shift_y * width + shift_x;
-                    // Output columns reading padding, at the left and the right of every row.
-                    let left = (-shift_x).clamp(0, width) as usize;
-                    let right = (width - shift_x).clamp(left as isize, width) as usize;
                     for image in 0..images {
                         let src = &x[(ci * images + image) * in_plane..][..in_plane];
                         let dst = &mut col[row * out_plane..][..out_plane];
                         row += 1;
-                        let (lo, hi) = (oy_lo * o.width, oy_hi * o.width);
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        // Keep the copy inside the source plane; what is cut off are edge
-                        // values, zero like the rest of the padding reads.
-                        let q_lo = (lo as isize).max(-shift);
-                        let q_hi = (hi as isize).min(in_plane as isize - shift);
-                        if q_lo < q_hi {
-                            let (q_lo, q_hi) = (q_lo as usize, q_hi as usize);
-                            let from = (q_lo as isize + shift) as usize;
-                            dst[q_lo..q_hi].copy_from_slice(&src[from..from + (q_hi - q_lo)]);
-                            dst[lo..q_lo].fill(0.0);
-                            dst[q_hi..hi].fill(0.0);
-                        } else {
-                            dst[lo..hi].fill(0.0);
-                        }
-                        for oy in oy_lo..oy_hi {
-                            let line = &mut dst[oy * o.width..][..o.width];
-                            zero_few(&mut line[..left]);
-                            zero_few(&mut line[right..]);
-                        }
+                        shifted_copy(dst, src, oy_lo..oy_hi, o.width, shift_y, shift_x);
                     }
                 }
             }
@@ -371,30 +346,9 @@ impl Conv {
                 for kx in 0..kw {
                     let plane = &mut shifted[(ci * kw + kx) * shifted_plane..][..shifted_plane];
                     let shift_x = (kx * self.dilation) as isize - self.padding as isize;
-                    let shift = shift_x - (self.padding * width) as isize;
-                    let (lo, hi) = (row_lo * width, row_hi * width);
-                    plane[..lo].fill(0.0);
-                    plane[hi..].fill(0.0);
-                    let q_lo = (lo as isize).max(-shift);
-                    let q_hi = (hi as isize).min(in_plane as isize - shift);
-                    if q_lo < q_hi {
-                        let (q_lo, q_hi) = (q_lo as usize, q_hi as usize);
-                        let from = (q_lo as isize + shift) as usize;
-                        plane[q_lo..q_hi].copy_from_slice(&src[from..from + (q_hi - q_lo)]);
-                        plane[lo..q_lo].fill(0.0);
-                        plane[q_hi..hi].fill(0.0);
-                    } else {
-                        plane[lo..hi].fill(0.0);
-                    }
-                    // Values that wrapped around a row edge read the left/right padding.
-                    let left = (-shift_x).clamp(0, width as isize) as usize;
-                    let right =
-                        (width as isize - shift_x).clamp(left as isize, width as isize) as usize;
-                    for row in row_lo..row_hi {
-                        let line = &mut plane[row * width..][..width];
-                        zero_few(&mut line[..left]);
-                        zero_few(&mut line[right..]);
-                    }
+                    // Plane row r holds input row r − padding.
+                    let shift_y = -(self.padding as isize);
+                    shifted_copy(plane, src, row_lo..row_hi, width, shift_y, shift_x);
                 }
             }
             for (ky, weights) in self.row_weights.iter().enumerate() {
@@ -441,6 +395,46 @@ impl Conv {
         let dx = self.col2im(&dcol, images);
         scratch::recycle(dcol);
         dx
+    }
+}
+
+/// `dst` (rows of `width`, as wide as the `src` plane) holds `src` moved by `shift_y` rows and
+/// `shift_x` columns: `dst[r][c] = src[r + shift_y][c + shift_x]` for the rows `rows` (whose
+/// source rows exist), zero where the source column is outside the row and in all other
+/// rows. Done as one long copy, at the price of fixing up the few values that wrapped around
+/// a row edge.
+fn shifted_copy(
+    dst: &mut [f32],
+    src: &[f32],
+    rows: std::ops::Range<usize>,
+    width: usize,
+    shift_y: isize,
+    shift_x: isize,
+) {
+    let shift = shift_y * width as isize + shift_x;
+    let (lo, hi) = (rows.start * width, rows.end * width);
+    dst[..lo].fill(0.0);
+    dst[hi..].fill(0.0);
+    // Keep the copy inside the source plane; what is cut off are edge values, zero like the
+    // rest of the padding reads.
+    let q_lo = (lo as isize).max(-shift);
+    let q_hi = (hi as isize).min(src.len() as isize - shift);
+    if q_lo < q_hi {
+        let (q_lo, q_hi) = (q_lo as usize, q_hi as usize);
+        let from = (q_lo as isize + shift) as usize;
+        dst[q_lo..q_hi].copy_from_slice(&src[from..from + (q_hi - q_lo)]);
+        dst[lo..q_lo].fill(0.0);
+        dst[q_hi..hi].fill(0.0);
+    } else {
+        dst[lo..hi].fill(0.0);
+    }
+    // Columns reading padding, at the left and the right of every row.
+    let left = (-shift_x).clamp(0, width as isize) as usize;
+    let right = (width as isize - shift_x).clamp(left as isize, width as isize) as usize;
+    for row in rows {
+        let line = &mut dst[row * width..][..width];
+        zero_few(&mut line[..left]);
+        zero_few(&mut line[right..]);
     }
 }
 
