@@ -1,5 +1,7 @@
 //! Forward+backward, FGSM and PGD-k on the small CNN and ResNet-20, batch 128, with images per
-//! second as throughput. The ratio PGD-k / (k × forward+backward) comes from `ratios.rs`.
+//! second as throughput, on the native CPU path; plus forward and forward+backward on candle's
+//! path (`candle_forward`, `candle_forward_backward`) for the gain of the native kernels in the
+//! same run. The ratio PGD-k / (k × forward+backward) comes from `ratios.rs`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gauntlet_attacks::find_attack;
@@ -36,6 +38,21 @@ fn bench_fixture(c: &mut Criterion, fixture: &Fixture, pgd_steps: &[i64]) {
         b.iter(|| {
             fixture
                 .network
+                .loss_and_input_gradient(&fixture.inputs, &fixture.labels, Loss::CrossEntropy)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+    });
+    let candle = fixture.network.with_native_kernels(false);
+    group.bench_function("candle_forward", |b| {
+        b.iter(|| {
+            candle
+                .forward(&fixture.inputs)
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+    });
+    group.bench_function("candle_forward_backward", |b| {
+        b.iter(|| {
+            candle
                 .loss_and_input_gradient(&fixture.inputs, &fixture.labels, Loss::CrossEntropy)
                 .unwrap_or_else(|e| panic!("{e}"))
         })
