@@ -166,6 +166,10 @@ pub struct RunArgs {
     /// (the report records the failure)
     #[arg(long)]
     pub allow_unverified: bool,
+    /// Run the model on candle's ops and autograd instead of gauntlet's native CPU kernels
+    /// (slower; for cross-checking a result)
+    #[arg(long)]
+    pub candle_kernels: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

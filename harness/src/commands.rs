@@ -87,6 +87,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         out: args.out,
         formats: args.format,
         allow_unverified: args.allow_unverified,
+        candle_kernels: args.candle_kernels,
     };
     let suite = match &args.suite {
         Some(path) => Suite::from_file(path, &overrides)?,

@@ -90,13 +90,14 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
     })?;
     let spec = ModelSpec::from_toml_str(&spec_text)
         .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
-    let network =
-        Network::from_spec_and_safetensors(&spec, &weights, device).with_context(|| {
+    let network = Network::from_spec_and_safetensors(&spec, &weights, device)
+        .with_context(|| {
             format!(
                 "cannot load model weights `{}`",
                 suite.model_weights.display()
             )
-        })?;
+        })?
+        .with_native_kernels(!suite.candle_kernels);
     let info = ModelInfo {
         name: match &suite.model_weights {
             Source::Embedded(name) => name.clone(),

@@ -310,6 +310,8 @@ pub struct Suite {
     pub fail_on_sanity: bool,
     /// Go on when a provenance check fails (`--allow-unverified`).
     pub allow_unverified: bool,
+    /// Run the model on candle's path instead of the native CPU kernels (`--candle-kernels`).
+    pub candle_kernels: bool,
     pub report: ReportSection,
     pub sanity: SanitySection,
 }
@@ -332,6 +334,7 @@ pub struct Overrides {
     pub out: Option<PathBuf>,
     pub formats: Option<Vec<OutputFormat>>,
     pub allow_unverified: bool,
+    pub candle_kernels: bool,
 }
 
 impl Suite {
@@ -439,6 +442,7 @@ impl Suite {
             gates,
             fail_on_sanity: spec.gate.fail_on_sanity,
             allow_unverified: overrides.allow_unverified,
+            candle_kernels: overrides.candle_kernels,
             report: spec.report,
             sanity: spec.sanity,
         })

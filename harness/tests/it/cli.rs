@@ -202,6 +202,46 @@ fn the_same_seed_gives_the_same_numbers() {
 }
 
 #[test]
+fn candle_kernels_give_the_same_accuracies_as_the_native_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let accuracies = |extra: &[&str]| {
+        let out = if extra.is_empty() { "native" } else { "candle" };
+        let mut args = vec![
+            "run", "--limit", "40", "-q", "--format", "json", "--out", out,
+        ];
+        args.extend_from_slice(extra);
+        let output = gauntlet(dir.path(), &args);
+        assert!(output.status.code().unwrap() <= 1, "{}", stderr(&output));
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(out).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        // Counts of correct samples, overall and per class; losses may differ in rounding.
+        let rows: Vec<(String, String, String)> = json["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["label"].to_string(),
+                    a["robust_accuracy"]["successes"].to_string(),
+                    a["per_class"].to_string(),
+                )
+            })
+            .collect();
+        assert!(rows.len() >= 8, "{rows:?}");
+        assert!(
+            rows.iter().all(|(_, successes, _)| successes != "null"),
+            "{rows:?}"
+        );
+        let clean = json["clean"]["accuracy"]["successes"].to_string();
+        assert_ne!(clean, "null");
+        (clean, rows)
+    };
+    assert_eq!(accuracies(&[]), accuracies(&["--candle-kernels"]));
+}
+
+#[test]
 fn train_then_run_the_trained_model() {
     let dir = tempfile::tempdir().unwrap();
     let (images, labels) = write_idx_pair(dir.path(), 200);
