@@ -9,6 +9,11 @@
 //! [`Model::loss_and_input_gradient`] runs candle autograd through [`Model::forward`] with the
 //! weights held as constants, so only the input's graph is walked.
 //!
+//! On CPU, a frozen f32 [`Network`] overrides both with gauntlet's native kernels (`native/`:
+//! no graph, no weight gradients, batch norm folded, one `gemm` multiply per convolution), which
+//! agree with the candle path to 1e-5 relative; [`Network::with_native_kernels`] switches them
+//! off, and every other model, device or dtype runs on candle.
+//!
 //! The concrete model is [`Network`]: a [`ModelSpec`] (TOML: a built-in architecture or a
 //! `sequential` layer list) plus safetensors weights named as PyTorch's `state_dict()` names
 //! them (`docs/pytorch-export.md`). Its pooling layers are written here rather than taken from
