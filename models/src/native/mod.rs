@@ -9,8 +9,10 @@
 //! * layout is channel-major over a group of images (`(channel, image, row, column)`), so a
 //!   convolution is one matrix multiply of the weights with the im2col rows of the whole
 //!   group (`gemm`, the crate candle uses, with its AVX-512/AVX2 kernels, vectorised along
-//!   the group's pixels), and its input gradient is one multiply by the transposed weights
-//!   followed by col2im (`conv.rs`);
+//!   the group's pixels; for "same" stride-1 kernels one multiply per kernel row over shifted
+//!   planes, a third of im2col's copying), and its input gradient is the forward pass of the
+//!   flipped kernel (stride 1) or one multiply by the transposed weights followed by col2im
+//!   (`conv.rs`);
 //! * eval-mode batch norm is folded into the preceding convolution or linear layer, and a
 //!   following ReLU is fused into it;
 //! * max pooling keeps the forward pass's argmax for the backward pass (`pool.rs`);
@@ -22,8 +24,9 @@
 //!
 //! The plan is used on CPU for f32 networks whose weights are constants (not training
 //! variables) and whose layers it covers (all but GELU and grouped convolutions); everything
-//! else runs on candle. Its logits and input gradients are checked against candle's path and
-//! against finite differences in `models/tests/it/native.rs`.
+//! else runs on candle. Its logits and input gradients are checked against candle's path (itself
+//! checked against finite differences) in `models/tests/it/native.rs`; benches/NOTES.md records
+//! how each piece was measured.
 
 mod conv;
 mod gemm;
