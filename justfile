@@ -16,6 +16,10 @@ lint:
 bench *ARGS:
     cargo bench -p gauntlet-benches {{ARGS}}
 
+# gauntlet against PyTorch + torchattacks on this machine (creates a venv); see benches/README.md.
+compare:
+    bash benches/compare.sh
+
 # Regenerate docs/attacks.md from the attack registry.
 docs:
     cargo run -q -p gauntlet -- list attacks --markdown > docs/attacks.md
