@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Arguments: the fixture (`small_cnn` or `resnet20`), the number of passes over a batch
-//! of 128, and optionally `pgd` to run PGD-10 (ε = 0.03) instead of single passes.
+//! of 128, and optionally `pgd` to run PGD-10 (ε = 0.03) instead of single passes, `vary` to
+//! alternate between two input batches, or `candle` to run candle's path instead of the
+//! native kernels.
 
 use candle_core::Device;
 use gauntlet_attacks::find_attack;
@@ -27,33 +29,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("unknown fixture `{other}`").into()),
     };
     let passes: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(10);
-    let pgd = match args.next().as_deref() {
-        Some("vary") => None,
+    let mode = args.next();
+    let network = match mode.as_deref() {
+        Some("candle") => fixture.network.with_native_kernels(false),
+        _ => fixture.network.clone(),
+    };
+    let pgd = match mode.as_deref() {
+        None | Some("vary") | Some("candle") => None,
         Some("pgd") => {
             let entry = find_attack("pgd").ok_or("no attack `pgd`")?;
             Some((entry.build)(&toml::Table::new(), 0.03)?)
         }
-        _ => None,
+        Some(other) => return Err(format!("unknown mode `{other}`").into()),
     };
+    let vary = mode.as_deref() == Some("vary");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let shifted = (fixture.inputs.clone() * 0.9)?;
     let started = std::time::Instant::now();
     for pass in 0..passes {
-        let inputs = if pass % 2 == 1 {
+        let inputs = if vary && pass % 2 == 1 {
             &shifted
         } else {
             &fixture.inputs
         };
         match &pgd {
             Some(attack) => {
-                attack.perturb(&fixture.network, &fixture.inputs, &fixture.labels, &mut rng)?;
+                attack.perturb(&network, &fixture.inputs, &fixture.labels, &mut rng)?;
             }
             None => {
-                fixture.network.loss_and_input_gradient(
-                    inputs,
-                    &fixture.labels,
-                    Loss::CrossEntropy,
-                )?;
+                network.loss_and_input_gradient(inputs, &fixture.labels, Loss::CrossEntropy)?;
             }
         }
     }
