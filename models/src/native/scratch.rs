@@ -15,17 +15,34 @@ use std::collections::HashMap;
 const KEPT_PER_SIZE: usize = 64;
 /// Distinct sizes kept per thread (a plan has a few per layer).
 const KEPT_SIZES: usize = 256;
+/// Values kept per thread in all (1 GiB of f32): a pass over large images can need more,
+/// and then the rest is freed as usual rather than held for the life of the thread.
+const KEPT_VALUES: usize = 1 << 28;
+
+/// Recycled buffers by length: a pass asks for the same lengths every time, so a recycled
+/// buffer never needs resizing (which would zero the new part).
+#[derive(Default)]
+struct Pool {
+    by_len: HashMap<usize, Vec<Vec<f32>>>,
+    /// Total length of the buffers held.
+    values: usize,
+}
 
 thread_local! {
-    /// Recycled buffers by length: a pass asks for the same lengths every time, so a
-    /// recycled buffer never needs resizing (which would zero the new part).
-    static POOL: RefCell<HashMap<usize, Vec<Vec<f32>>>> = RefCell::new(HashMap::new());
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
 /// A buffer of `len` values with unspecified (but initialised) contents.
 pub(crate) fn buffer(len: usize) -> Vec<f32> {
-    POOL.with(|pool| pool.borrow_mut().get_mut(&len).and_then(Vec::pop))
-        .unwrap_or_else(|| vec![0.0; len])
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let taken = pool.by_len.get_mut(&len).and_then(Vec::pop);
+        if taken.is_some() {
+            pool.values -= len;
+        }
+        taken
+    })
+    .unwrap_or_else(|| vec![0.0; len])
 }
 
 /// A buffer of `len` zeros.
@@ -35,16 +52,50 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     values
 }
 
-/// Hands a buffer back for reuse by this thread.
+/// Whether a pool holding `held` values may keep `len` more.
+fn within_cap(held: usize, len: usize) -> bool {
+    held.saturating_add(len) <= KEPT_VALUES
+}
+
+/// Hands a buffer back for reuse by this thread (or frees it when the pool is full).
 pub(crate) fn recycle(values: Vec<f32>) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.len() >= KEPT_SIZES && !pool.contains_key(&values.len()) {
+        let len = values.len();
+        if !within_cap(pool.values, len)
+            || (pool.by_len.len() >= KEPT_SIZES && !pool.by_len.contains_key(&len))
+        {
             return;
         }
-        let kept = pool.entry(values.len()).or_default();
+        let kept = pool.by_len.entry(len).or_default();
         if kept.len() < KEPT_PER_SIZE {
             kept.push(values);
+            pool.values += len;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycled_buffers_come_back_by_length_and_the_pool_is_bounded() {
+        let mut first = buffer(1000);
+        first[0] = 7.0;
+        recycle(first);
+        // Same length: the same allocation, contents left as they were.
+        assert_eq!(buffer(1000)[0], 7.0);
+        // Other lengths get their own buffers, zeroed when asked.
+        recycle(vec![3.0; 10]);
+        assert_eq!(zeroed(10), vec![0.0; 10]);
+        let held = || POOL.with(|pool| pool.borrow().values);
+        assert_eq!(held(), 0, "both buffers were taken back out");
+        recycle(vec![0.0; 10]);
+        assert_eq!(held(), 10);
+        // The cap on what a thread holds.
+        assert!(within_cap(0, KEPT_VALUES));
+        assert!(!within_cap(1, KEPT_VALUES));
+        assert!(!within_cap(usize::MAX, 1));
+    }
 }
