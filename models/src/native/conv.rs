@@ -230,7 +230,9 @@ impl Conv {
                 };
                 zero_few(&mut line[..lo]);
                 zero_few(&mut line[hi..]);
-                if stride == 1 {
+                if lo == hi {
+                    // This kernel column reads only padding; `first` may lie past the plane.
+                } else if stride == 1 {
                     line[lo..hi].copy_from_slice(&x[row + first..][..hi - lo]);
                 } else {
                     let inputs = x[row + first..].iter().step_by(stride);
@@ -276,7 +278,7 @@ impl Conv {
         let mut dx = scratch::zeroed(images * self.input.len());
         let stride = self.stride;
         self.for_each_row(images, |at, source| {
-            if let Some((row, lo, hi, first)) = source {
+            if let Some((row, lo, hi, first)) = source.filter(|&(_, lo, hi, _)| lo < hi) {
                 let gradients = &dcol[at + lo..at + hi];
                 if stride == 1 {
                     let inputs = &mut dx[row + first..][..hi - lo];

@@ -45,10 +45,10 @@ impl<'a> MatRef<'a> {
         if self.rows == 0 || self.cols == 0 {
             return;
         }
-        let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+        let last = last_index(self.rows, self.cols, self.row_stride, self.col_stride);
         assert!(
-            last < self.data.len(),
-            "{what}: a {}×{} view with strides ({}, {}) reaches index {last} of a slice of {}",
+            last.is_some_and(|last| last < self.data.len()),
+            "{what}: a {}×{} view with strides ({}, {}) reaches index {last:?} of a slice of {}",
             self.rows,
             self.cols,
             self.row_stride,
@@ -56,6 +56,14 @@ impl<'a> MatRef<'a> {
             self.data.len()
         );
     }
+}
+
+/// The largest index a `rows × cols` view with these strides touches, or `None` if computing
+/// it overflows (then no slice can hold the view).
+fn last_index(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Option<usize> {
+    let down = (rows - 1).checked_mul(row_stride)?;
+    let across = (cols - 1).checked_mul(col_stride)?;
+    down.checked_add(across)
 }
 
 /// Where a product goes: element `(r, c)` of the result is `data[r·row_stride + c·col_stride]`.
@@ -94,16 +102,38 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumula
     let (rs, cs) = (dst.row_stride, dst.col_stride);
     // Distinct elements must not share a slot: one stride must step over the whole extent
     // of the other dimension.
+    let steps_over = |outer: usize, inner: usize, count: usize| {
+        inner >= 1
+            && inner
+                .checked_mul(count)
+                .is_some_and(|extent| outer >= extent)
+    };
     assert!(
-        (cs >= 1 && rs >= n * cs) || (rs >= 1 && cs >= m * rs),
+        steps_over(rs, cs, n) || steps_over(cs, rs, m),
         "matmul: destination strides ({rs}, {cs}) overlap for {m}×{n}"
     );
-    let dst_last = (m - 1) * rs + (n - 1) * cs;
+    let dst_last = last_index(m, n, rs, cs);
     assert!(
-        dst_last < dst.data.len(),
+        dst_last.is_some_and(|last| last < dst.data.len()),
         "matmul: destination of {m}×{n} (strides {rs}, {cs}) exceeds a slice of {}",
         dst.data.len()
     );
+    // gemm takes strides as isize; a slice's indices always fit, so these only guard the
+    // conversion.
+    let strides = [
+        cs,
+        rs,
+        lhs.col_stride,
+        lhs.row_stride,
+        rhs.col_stride,
+        rhs.row_stride,
+    ]
+    .map(|value| isize::try_from(value).ok());
+    let [Some(dst_cs), Some(dst_rs), Some(lhs_cs), Some(lhs_rs), Some(rhs_cs), Some(rhs_rs)] =
+        strides
+    else {
+        panic!("matmul: a stride does not fit in isize: {strides:?}");
+    };
     if k == 0 {
         if !accumulate {
             for r in 0..m {
@@ -114,26 +144,26 @@ pub(crate) fn matmul(dst: MatMut<'_>, lhs: MatRef<'_>, rhs: MatRef<'_>, accumula
         }
         return;
     }
-    // SAFETY: the checks above guarantee that every index gemm reads from `lhs` and `rhs` and
-    // writes to `dst` (row r < m, column c < n, inner index < k, at the given strides) lies
-    // inside the respective slice, and that no two destination elements share a slot; `dst`
-    // is a unique borrow, so it aliases neither operand. Strides fit in isize because they
-    // index into existing allocations.
+    // SAFETY: the checks above (in overflow-checked arithmetic) guarantee that every index
+    // gemm reads from `lhs` and `rhs` and writes to `dst` (row r < m, column c < n, inner
+    // index < k, at the given strides) lies inside the respective slice, and that no two
+    // destination elements share a slot; `dst` is a unique borrow, so it aliases neither
+    // operand. Every stride is below the length of its slice, so it fits in isize.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.data.as_mut_ptr(),
-            cs as isize,
-            rs as isize,
+            dst_cs,
+            dst_rs,
             accumulate,
             lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
+            lhs_cs,
+            lhs_rs,
             rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
+            rhs_cs,
+            rhs_rs,
             1.0,
             1.0,
             false,
@@ -180,6 +210,22 @@ mod tests {
         for (got, want) in dst.iter().zip(&expected) {
             assert!((got - 2.0 * want).abs() < 1e-5, "{got} vs {}", 2.0 * want);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches index None")]
+    fn a_stride_that_overflows_is_refused() {
+        let a = vec![0f32; 10];
+        let lhs = MatRef {
+            data: &a,
+            rows: 3,
+            cols: 1,
+            row_stride: 1 << 63,
+            col_stride: 1,
+        };
+        let rhs = MatRef::row_major(&a, 1, 1);
+        let mut dst = vec![0f32; 3];
+        matmul(MatMut::row_major(&mut dst, 1), lhs, rhs, false);
     }
 
     #[test]

@@ -140,7 +140,9 @@ impl MaxPool {
                         continue;
                     };
                     let row = iy * g.width;
-                    for &(lo, hi, first) in &kernel_cols {
+                    // A kernel column that reads only padding has `lo == hi` and a `first`
+                    // that may lie past the row.
+                    for &(lo, hi, first) in kernel_cols.iter().filter(|(lo, hi, _)| lo < hi) {
                         let values = input[row + first..].iter().step_by(g.stride.width);
                         let indices = (row + first..).step_by(g.stride.width);
                         for (((b, a), &v), index) in best[lo..hi]

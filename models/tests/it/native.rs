@@ -136,6 +136,47 @@ fn residual_blocks_with_and_without_a_shortcut_match_candle() {
     assert_native_matches_candle(&network, 5, 21, 0);
 }
 
+/// Windows wider than the map, where whole kernel columns read only padding (a "same" 5×5 max
+/// pool on a 1×1 map, a strided 3×3 convolution on 1×1, large kernels on tiny maps).
+#[test]
+fn kernels_wider_than_the_map_match_candle() {
+    let cases = [
+        ("[2, 1, 1]", "type = 'max_pool2d'\nkernel_size = 5\nstride = 1\npadding = 2", 2),
+        ("[1, 3, 1]", "type = 'max_pool2d'\nkernel_size = 3\npadding = 1", 1),
+        ("[2, 1, 1]", "type = 'avg_pool2d'\nkernel_size = 5\nstride = 1\npadding = 2", 2),
+        (
+            "[2, 1, 1]",
+            "type = 'conv2d'\nin_channels = 2\nout_channels = 3\nkernel_size = 3\nstride = 3\npadding = 1",
+            3,
+        ),
+        (
+            "[1, 1, 1]",
+            "type = 'conv2d'\nin_channels = 1\nout_channels = 3\nkernel_size = 5\npadding = 2",
+            3,
+        ),
+        (
+            "[1, 2, 2]",
+            "type = 'conv2d'\nin_channels = 1\nout_channels = 2\nkernel_size = 7\npadding = 3",
+            8,
+        ),
+        (
+            "[3, 1, 1]",
+            "type = 'conv2d'\nin_channels = 3\nout_channels = 2\nkernel_size = 3\ndilation = 2\npadding = 2",
+            2,
+        ),
+    ];
+    for (seed, (input, layer, features)) in cases.into_iter().enumerate() {
+        let text = format!(
+            "architecture = 'sequential'\ninput_shape = {input}\nnum_classes = 2\n\
+             [[layers]]\n{layer}\n\
+             [[layers]]\ntype = 'flatten'\n\
+             [[layers]]\ntype = 'linear'\nin_features = {features}\nout_features = 2"
+        );
+        let network = init(&text, seed as u64);
+        assert_native_matches_candle(&network, 3, 40 + seed as u64, 0);
+    }
+}
+
 #[test]
 fn networks_the_native_path_does_not_cover_run_on_candle() {
     let gelu = init(
