@@ -158,7 +158,11 @@ pub(crate) fn run_train(
 
 fn activate(kind: ActivationKind, x: &Tensor) -> Result<Tensor, ModelError> {
     Ok(match kind {
-        ActivationKind::Relu => x.relu()?,
+        // candle's `relu` passes the gradient through where x is exactly 0 (its backward
+        // masks with x ≥ 0); PyTorch, TensorFlow and gauntlet's native path give 0 there, which
+        // matters on exact-zero inputs (MNIST backgrounds) through bias-free layers. A select
+        // on x > 0 has that backward and the same values.
+        ActivationKind::Relu => x.gt(0.0)?.where_cond(x, &x.zeros_like()?)?,
         ActivationKind::Gelu => x.gelu_erf()?,
         ActivationKind::Tanh => x.tanh()?,
         // candle_nn's sigmoid is a custom op with an exact backward; 1/(1+e^−x) from basic

@@ -290,7 +290,9 @@ fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &
             }
         }
         Loss::CwMargin => {
-            // The first largest other logit, as an argmax would pick it.
+            // The first largest other logit, as an argmax would pick it (and PyTorch's max
+            // backward); candle's max backward gives +1 to every tied
+            // logit, so exact ties are the one place the two paths' CW gradients differ.
             let (runner_up, best) = logits.iter().enumerate().filter(|&(j, _)| j != label).fold(
                 (label, f32::NEG_INFINITY),
                 |(at, best), (j, &z)| {
@@ -303,8 +305,10 @@ fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &
             );
             gradient.fill(0.0);
             if runner_up == label {
-                // A single class: the margin has no other logit to compare with.
-                return f32::NEG_INFINITY;
+                // A single class: no other logit. As on candle's path, the "other" side is the
+                // constant f32::MIN / 4 that stands in for the excluded true class.
+                gradient[label] = -1.0;
+                return f32::MIN / 4.0 - logits[label];
             }
             gradient[runner_up] = 1.0;
             gradient[label] = -1.0;

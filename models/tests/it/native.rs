@@ -56,6 +56,27 @@ fn agreeing_samples(native: &Tensor, reference: &Tensor) -> Vec<bool> {
 /// the module docs: deep ReLU networks put some pre-activation within rounding of zero in
 /// most large batches).
 fn assert_native_matches_candle(network: &Network, batch: usize, seed: u64, kinks: usize) {
+    assert_native_matches_candle_with(
+        network,
+        batch,
+        seed,
+        kinks,
+        &[Loss::CrossEntropy, Loss::CwMargin],
+    );
+}
+
+/// [`assert_native_matches_candle`] for some losses only and no kink allowance.
+fn assert_native_matches_candle_for(network: &Network, batch: usize, seed: u64, losses: &[Loss]) {
+    assert_native_matches_candle_with(network, batch, seed, 0, losses);
+}
+
+fn assert_native_matches_candle_with(
+    network: &Network,
+    batch: usize,
+    seed: u64,
+    kinks: usize,
+    losses: &[Loss],
+) {
     assert!(
         network.uses_native_kernels(),
         "{} should run on the native path",
@@ -72,7 +93,7 @@ fn assert_native_matches_candle(network: &Network, batch: usize, seed: u64, kink
         &network.forward(&inputs).unwrap(),
         &reference.forward(&inputs).unwrap(),
     );
-    for loss in [Loss::CrossEntropy, Loss::CwMargin] {
+    for &loss in losses {
         let native = network
             .loss_and_input_gradient(&inputs, &labels, loss)
             .unwrap();
@@ -328,4 +349,39 @@ proptest! {
         }
         assert_native_matches_candle(&network, batch, seed + 5, 0);
     }
+}
+
+/// Exact zeros through a bias-free convolution put pre-activations exactly on the ReLU's kink:
+/// both paths take PyTorch's convention there (no gradient), so an all-black image gives the
+/// same (zero) input gradient on both.
+#[test]
+fn relu_at_exactly_zero_passes_no_gradient_on_either_path() {
+    let network = init(
+        "architecture = 'sequential'\ninput_shape = [1, 4, 4]\nnum_classes = 2\n\
+         [[layers]]\ntype = 'conv2d'\nin_channels = 1\nout_channels = 2\nkernel_size = 3\n\
+         padding = 1\nbias = false\n\
+         [[layers]]\ntype = 'relu'\n\
+         [[layers]]\ntype = 'flatten'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 32\nout_features = 2",
+        5,
+    );
+    let reference = network.with_native_kernels(false);
+    let black = Tensor::zeros((2, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+    for model in [&network, &reference] {
+        let gradient = model
+            .loss_and_input_gradient(&black, &labels, Loss::CrossEntropy)
+            .unwrap()
+            .gradient;
+        assert!(to_vec(&gradient).iter().all(|g| *g == 0.0));
+    }
+}
+
+#[test]
+fn a_single_class_cw_margin_matches_candle() {
+    let network = init(
+        "architecture = 'mlp'\ninput_shape = [3]\nnum_classes = 1\nhidden = [4]",
+        2,
+    );
+    assert_native_matches_candle_for(&network, 4, 9, &[Loss::CwMargin]);
 }
