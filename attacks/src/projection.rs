@@ -121,20 +121,13 @@ impl FeasibleSet {
                 // One pass on the host instead of a dozen tensor operations; the same f32
                 // arithmetic, so the same bounds bit for bit (tested).
                 let clean = x_clean.flatten_all()?.to_vec1::<f32>()?;
-                let (lower, upper) = linf_bounds_on_host(&clean, threat.epsilon);
                 let n = clean.len();
-                let mut packed = Vec::with_capacity(3 * n);
-                packed.extend_from_slice(&lower);
-                packed.extend_from_slice(&upper);
+                let mut packed = linf_bounds_on_host(&clean, threat.epsilon);
                 packed.extend_from_slice(&clean);
-                let device = x_clean.device();
-                (
-                    Some((
-                        Tensor::from_vec(lower, x_clean.shape(), device)?,
-                        Tensor::from_vec(upper, x_clean.shape(), device)?,
-                    )),
-                    Some(Tensor::from_vec(packed, (3, n), device)?),
-                )
+                let packed = Tensor::from_vec(packed, (3, n), x_clean.device())?;
+                // Views of the packed rows, not copies.
+                let row = |i: usize| packed.narrow(0, i, 1)?.reshape(x_clean.shape());
+                (Some((row(0)?, row(1)?)), Some(packed))
             }
             Norm::Linf => (Some(linf_bounds(x_clean, threat.epsilon)?), None),
             Norm::L2 => (None, None),
@@ -316,8 +309,9 @@ fn clamp_or_clean(x: f32, lo: f32, hi: f32, x0: f32) -> f32 {
     }
 }
 
-/// [`linf_bounds`] computed on the host with the same f32 operations, in one pass.
-fn linf_bounds_on_host(clean: &[f32], epsilon: f32) -> (Vec<f32>, Vec<f32>) {
+/// [`linf_bounds`] computed on the host with the same f32 operations, in one pass: the lower
+/// bounds of all values followed by the upper bounds, in one buffer.
+fn linf_bounds_on_host(clean: &[f32], epsilon: f32) -> Vec<f32> {
     let repair = |bound: f32, x: f32| -> f32 {
         let difference = bound - x;
         let over = difference.abs() > epsilon;
@@ -330,21 +324,16 @@ fn linf_bounds_on_host(clean: &[f32], epsilon: f32) -> (Vec<f32>, Vec<f32>) {
             x
         }
     };
-    let lower = clean
-        .iter()
-        .map(|&x| {
-            let bound = x * 1.0 + (-epsilon);
-            repair(if bound < 0.0 { 0.0 } else { bound }, x)
-        })
-        .collect();
-    let upper = clean
-        .iter()
-        .map(|&x| {
-            let bound = x * 1.0 + epsilon;
-            repair(if bound > 1.0 { 1.0 } else { bound }, x)
-        })
-        .collect();
-    (lower, upper)
+    let mut bounds = Vec::with_capacity(3 * clean.len());
+    bounds.extend(clean.iter().map(|&x| {
+        let bound = x * 1.0 + (-epsilon);
+        repair(if bound < 0.0 { 0.0 } else { bound }, x)
+    }));
+    bounds.extend(clean.iter().map(|&x| {
+        let bound = x * 1.0 + epsilon;
+        repair(if bound > 1.0 { 1.0 } else { bound }, x)
+    }));
+    bounds
 }
 
 /// `[max(x − ε, 0), min(x + ε, 1)]`, with each bound repaired for rounding.
@@ -789,10 +778,11 @@ mod tests {
         ) {
             let x = tensor(&clean, 1);
             let (lower, upper) = linf_bounds(&x, epsilon).unwrap();
-            let (host_lower, host_upper) = linf_bounds_on_host(&clean, epsilon);
+            let host = linf_bounds_on_host(&clean, epsilon);
+            let (host_lower, host_upper) = host.split_at(clean.len());
             let host_bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&lower), host_bits(&host_lower));
-            prop_assert_eq!(bits(&upper), host_bits(&host_upper));
+            prop_assert_eq!(bits(&lower), host_bits(host_lower));
+            prop_assert_eq!(bits(&upper), host_bits(host_upper));
         }
     }
 }
