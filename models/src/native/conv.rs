@@ -14,7 +14,7 @@
 
 use super::gemm::{matmul, MatMut, MatRef};
 use super::scratch;
-use super::Dims;
+use super::{outputs_inside, Dims};
 
 /// A 2-D convolution (one group; square stride, padding and dilation, as `nn.Conv2d` specs
 /// here have).
@@ -167,20 +167,13 @@ impl Conv {
     /// The output columns `lo..hi` whose tap `kx` reads inside the input row, and the input
     /// column that `lo` reads.
     fn valid_columns(&self, kx: usize) -> (usize, usize, usize) {
-        let (width, out_width) = (self.input.width, self.output.width);
-        let offset = kx * self.dilation;
-        // ox·stride + offset − padding ∈ [0, width)
-        let lo = self
-            .padding
-            .saturating_sub(offset)
-            .div_ceil(self.stride)
-            .min(out_width);
-        let hi = (width + self.padding)
-            .saturating_sub(offset)
-            .div_ceil(self.stride)
-            .clamp(lo, out_width);
-        let first = (lo * self.stride + offset).saturating_sub(self.padding);
-        (lo, hi, first)
+        outputs_inside(
+            self.input.width,
+            self.output.width,
+            self.stride,
+            self.padding,
+            kx * self.dilation,
+        )
     }
 
     /// Visits every output row of every im2col row: `visit(col_start, source)` where

@@ -55,6 +55,28 @@ impl Dims {
     }
 }
 
+/// Along one axis of a window sweep: the outputs `lo..hi` whose tap at `offset` (kernel index
+/// × dilation) reads inside the input, i.e. `o·stride + offset − padding ∈ [0, size)`, and the
+/// input index output `lo` reads (meaningless when `lo == hi`: then every output reads padding).
+pub(crate) fn outputs_inside(
+    size: usize,
+    out_size: usize,
+    stride: usize,
+    padding: usize,
+    offset: usize,
+) -> (usize, usize, usize) {
+    let lo = padding
+        .saturating_sub(offset)
+        .div_ceil(stride)
+        .min(out_size);
+    let hi = (size + padding)
+        .saturating_sub(offset)
+        .div_ceil(stride)
+        .clamp(lo, out_size);
+    let first = (lo * stride + offset).saturating_sub(padding);
+    (lo, hi, first)
+}
+
 /// Why a network runs on candle instead of the native path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unsupported(pub(crate) String);

@@ -6,7 +6,7 @@
 //! output gradient through those indices instead of a second search.
 
 use super::scratch;
-use super::Dims;
+use super::{outputs_inside, Dims};
 use crate::spec::PoolGeometry;
 
 /// The input pixels (row-major plane index) of the window of output `(oy, ox)`.
@@ -30,25 +30,24 @@ fn window_table(g: &PoolGeometry) -> Vec<Vec<u32>> {
 }
 
 /// For each output index along one axis, the first input index its window reads inside the
-/// input and how many taps (spaced by the dilation) do.
-fn axis_taps(
+/// input (where the search for the window's maximum starts).
+fn first_taps(
     outputs: usize,
     inputs: usize,
     kernel: usize,
     stride: usize,
     padding: usize,
     dilation: usize,
-) -> Vec<(usize, usize)> {
+) -> Vec<usize> {
     (0..outputs)
         .map(|o| {
-            let valid: Vec<usize> = (0..kernel)
-                .filter_map(|k| {
+            (0..kernel)
+                .find_map(|k| {
                     (o * stride + k * dilation)
                         .checked_sub(padding)
                         .filter(|&i| i < inputs)
                 })
-                .collect();
-            (valid.first().copied().unwrap_or(0), valid.len())
+                .unwrap_or(0)
         })
         .collect()
 }
@@ -57,15 +56,19 @@ fn axis_taps(
 #[derive(Debug, Clone)]
 pub(crate) struct MaxPool {
     geometry: PoolGeometry,
-    rows: Vec<(usize, usize)>,
-    cols: Vec<(usize, usize)>,
+    /// Per output row and column, the first input row and column of its window.
+    first_rows: Vec<usize>,
+    first_cols: Vec<usize>,
+    /// Per kernel column: the output columns `lo..hi` it reads inside the input, and the
+    /// input column `lo` reads (see `outputs_inside`).
+    kernel_cols: Vec<(usize, usize, usize)>,
 }
 
 impl MaxPool {
     pub(crate) fn new(geometry: PoolGeometry) -> Self {
         let g = &geometry;
         Self {
-            rows: axis_taps(
+            first_rows: first_taps(
                 g.out_height,
                 g.height,
                 g.kernel.height,
@@ -73,7 +76,7 @@ impl MaxPool {
                 g.padding.height,
                 g.dilation.height,
             ),
-            cols: axis_taps(
+            first_cols: first_taps(
                 g.out_width,
                 g.width,
                 g.kernel.width,
@@ -81,6 +84,17 @@ impl MaxPool {
                 g.padding.width,
                 g.dilation.width,
             ),
+            kernel_cols: (0..g.kernel.width)
+                .map(|kx| {
+                    outputs_inside(
+                        g.width,
+                        g.out_width,
+                        g.stride.width,
+                        g.padding.width,
+                        kx * g.dilation.width,
+                    )
+                })
+                .collect(),
             geometry,
         }
     }
@@ -93,28 +107,6 @@ impl MaxPool {
         let planes = g.channels * images;
         let mut y = scratch::buffer(planes * out_plane);
         let mut from = vec![0u32; planes * out_plane];
-        // Per kernel column: the output columns `lo..hi` it reads inside the input, and the
-        // input column `lo` reads.
-        let kernel_cols: Vec<(usize, usize, usize)> = (0..g.kernel.width)
-            .map(|kx| {
-                let offset = kx * g.dilation.width;
-                let lo = g
-                    .padding
-                    .width
-                    .saturating_sub(offset)
-                    .div_ceil(g.stride.width)
-                    .min(g.out_width);
-                let hi = (g.width + g.padding.width)
-                    .saturating_sub(offset)
-                    .div_ceil(g.stride.width)
-                    .clamp(lo, g.out_width);
-                (
-                    lo,
-                    hi,
-                    (lo * g.stride.width + offset).saturating_sub(g.padding.width),
-                )
-            })
-            .collect();
         if self.is_plain_two_by_two() {
             self.forward_two_by_two(x, planes, &mut y, &mut from);
             return (y, from);
@@ -122,12 +114,12 @@ impl MaxPool {
         for plane in 0..planes {
             let base = plane * in_plane;
             let input = &x[base..base + in_plane];
-            for (oy, &(first_row, _)) in self.rows.iter().enumerate() {
+            for (oy, &first_row) in self.first_rows.iter().enumerate() {
                 let out = plane * out_plane + oy * g.out_width;
                 let best = &mut y[out..out + g.out_width];
                 let best_at = &mut from[out..out + g.out_width];
                 best.fill(f32::NEG_INFINITY);
-                for (at, &(first_col, _)) in best_at.iter_mut().zip(&self.cols) {
+                for (at, &first_col) in best_at.iter_mut().zip(&self.first_cols) {
                     *at = (first_row * g.width + first_col) as u32;
                 }
                 // Taps in window order (row by row), each over the whole output row: the
@@ -142,7 +134,7 @@ impl MaxPool {
                     let row = iy * g.width;
                     // A kernel column that reads only padding has `lo == hi` and a `first`
                     // that may lie past the row.
-                    for &(lo, hi, first) in kernel_cols.iter().filter(|(lo, hi, _)| lo < hi) {
+                    for &(lo, hi, first) in self.kernel_cols.iter().filter(|(lo, hi, _)| lo < hi) {
                         let values = input[row + first..].iter().step_by(g.stride.width);
                         let indices = (row + first..).step_by(g.stride.width);
                         for (((b, a), &v), index) in best[lo..hi]
