@@ -218,6 +218,23 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::
         .ok_or_else(|| candle_core::Error::Msg("sign step: input is not contiguous".into()))
 }
 
+/// The packed `[lower, upper, clean]` rows for `n` inputs.
+fn split_packed<'a>(
+    packed: &'a [f32],
+    n: usize,
+    what: &str,
+) -> candle_core::Result<(&'a [f32], &'a [f32], &'a [f32])> {
+    if packed.len() != 3 * n {
+        return Err(candle_core::Error::Msg(format!(
+            "{what}: {n} inputs, {} packed bounds",
+            packed.len()
+        )));
+    }
+    let (lower, rest) = packed.split_at(n);
+    let (upper, clean) = rest.split_at(n);
+    Ok((lower, upper, clean))
+}
+
 impl CustomOp3 for SignStep {
     fn name(&self) -> &'static str {
         "linf-sign-step"
@@ -236,15 +253,13 @@ impl CustomOp3 for SignStep {
         let gradient = contiguous_f32(gradient, gradient_layout)?;
         let packed = contiguous_f32(packed, packed_layout)?;
         let n = current.len();
-        if gradient.len() != n || packed.len() != 3 * n {
+        if gradient.len() != n {
             return Err(candle_core::Error::Msg(format!(
-                "sign step: {n} inputs, {} gradients, {} packed bounds",
-                gradient.len(),
-                packed.len()
+                "sign step: {n} inputs, {} gradients",
+                gradient.len()
             )));
         }
-        let (lower, rest) = packed.split_at(n);
-        let (upper, clean) = rest.split_at(n);
+        let (lower, upper, clean) = split_packed(packed, n, "sign step")?;
         let step = self.step;
         let out: Vec<f32> = current
             .iter()
@@ -278,15 +293,7 @@ impl CustomOp2 for ClampToBounds {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x_adv_values = contiguous_f32(x_adv, x_adv_layout)?;
         let packed = contiguous_f32(packed, packed_layout)?;
-        let n = x_adv_values.len();
-        if packed.len() != 3 * n {
-            return Err(candle_core::Error::Msg(format!(
-                "clamp: {n} inputs, {} packed bounds",
-                packed.len()
-            )));
-        }
-        let (lower, rest) = packed.split_at(n);
-        let (upper, clean) = rest.split_at(n);
+        let (lower, upper, clean) = split_packed(packed, x_adv_values.len(), "clamp")?;
         let out: Vec<f32> = x_adv_values
             .iter()
             .zip(lower.iter().zip(upper).zip(clean))
