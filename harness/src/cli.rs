@@ -135,6 +135,7 @@ pub enum ManifestCommand {
 pub enum ListWhat {
     Attacks,
     Formats,
+    Rules,
 }
 
 #[derive(Debug, Args)]

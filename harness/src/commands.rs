@@ -190,6 +190,15 @@ fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
                 stdout_line(&format!("{:<8} {}", entry.name, entry.summary))?;
             }
         }
+        ListWhat::Rules if markdown => stdout_line(gauntlet_artifact::rules_markdown().trim_end())?,
+        ListWhat::Rules => {
+            for rule in gauntlet_artifact::RULES {
+                stdout_line(&format!(
+                    "{:<34} {:<8} {}",
+                    rule.id, rule.default_severity, rule.summary
+                ))?;
+            }
+        }
         ListWhat::Formats => {
             stdout_line("datasets: idx (MNIST/Fashion-MNIST, raw or gzip), cifar10 (binary batches), image_folder (PNG/JPEG, one subfolder per class), npy")?;
             stdout_line("models:   safetensors weights + TOML architecture spec (linear, mlp, small_cnn, resnet20, sequential)")?;

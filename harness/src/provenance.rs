@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use gauntlet_artifact::manifest::{verify_manifest, Manifest};
 use gauntlet_artifact::report::describe_location;
-use gauntlet_artifact::{Finding, Location, Severity};
+use gauntlet_artifact::{Finding, Location, RuleId, Severity};
 use gauntlet_reports::{Provenance, ProvenanceCheck, ProvenanceFinding};
 
 use crate::suite::{Source, Suite};
@@ -138,7 +138,7 @@ fn scan_findings(suite: &Suite, weights: &[u8]) -> Result<Vec<Finding>> {
                 .findings
                 .into_iter()
                 // A TOML spec is not a model format the scanner knows; that is expected.
-                .filter(|f| !(f.rule == "unidentified-file" && is_spec(suite, &f.location))),
+                .filter(|f| !(f.rule == RuleId::UnidentifiedFile && is_spec(suite, &f.location))),
         );
     }
     Ok(findings)
@@ -228,7 +228,7 @@ pub fn verify(suite: &Suite, weights: &[u8], weights_sha256: &str) -> Result<Pro
             .iter()
             .map(|f| ProvenanceFinding {
                 severity: f.severity.to_string(),
-                rule: f.rule.clone(),
+                rule: f.rule.as_str().to_string(),
                 location: describe_location(&f.location),
                 message: f.message.clone(),
             })

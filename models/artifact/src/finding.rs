@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::RuleId;
+
 /// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,8 +65,9 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub severity: Severity,
-    /// Stable rule identifier, e.g. `pickle-dangerous-global`, used as the SARIF rule id.
-    pub rule: String,
+    /// Which rule of the registry ([`crate::RULES`]) this is; serialised as its stable id
+    /// string, e.g. `pickle-dangerous-global`, which is also the SARIF rule id.
+    pub rule: RuleId,
     /// One human sentence: what was found and why it matters.
     pub message: String,
     pub location: Location,

@@ -12,6 +12,10 @@ pub use error::ArtifactError;
 pub use finding::{Finding, Location, Severity};
 pub mod scan;
 
+// The registry of every rule a finding can carry.
+pub mod rules;
+pub use rules::{rules_markdown, Rule, RuleGroup, RuleId, UnknownRule, RULES};
+
 // Format scanners, each `pub fn looks_like(&[u8]) -> bool` (where detection needs structure)
 // and `pub fn scan(&[u8], &Location) -> Vec<Finding>`.
 pub mod npy;

@@ -1,7 +1,7 @@
 //! NumPy `.npy` arrays. Numeric arrays are raw bytes and pass; an object array's data is a pickle
 //! (NumPy's `allow_pickle=True` path), scanned as one.
 
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, RuleId, Severity};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -123,7 +123,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     match parse_header(bytes) {
         Err(reason) => vec![Finding {
             severity: Severity::High,
-            rule: "npy-malformed".to_string(),
+            rule: RuleId::NpyMalformed,
             message: format!("NumPy header cannot be read ({reason}): whether the data is a pickle cannot be told"),
             location: location.clone(),
         }],
@@ -133,7 +133,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             data_location.offset = Some(location.offset.unwrap_or(0).saturating_add(header.data_offset as u64));
             let mut findings = vec![Finding {
                 severity: Severity::Info,
-                rule: "npy-object-array".to_string(),
+                rule: RuleId::NpyObjectArray,
                 message: format!("object array (dtype {}): its data is a pickle, loaded only with allow_pickle=True; scanned as a pickle", header.descr),
                 location: data_location.clone(),
             }];
@@ -175,6 +175,6 @@ mod tests {
     #[test]
     fn broken_headers_are_high() {
         let findings = scan(b"\x93NUMPY\x01\x00\xff\xff{", &Location::default());
-        assert_eq!(findings[0].rule, "npy-malformed");
+        assert_eq!(findings[0].rule, RuleId::NpyMalformed);
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, RuleId, Severity};
 
 /// Domains the ONNX standard defines; operators in any other domain need a custom op library.
 pub const STANDARD_DOMAINS: [&str; 5] = [
@@ -78,7 +78,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     if let Err(error) = read_model(bytes, &mut model) {
         findings.push(Finding {
             severity: Severity::High,
-            rule: "onnx-malformed".to_string(),
+            rule: RuleId::OnnxMalformed,
             message: format!(
                 "the model is not well-formed protobuf ({}); loaders may read it differently \
                  or not at all",
@@ -605,7 +605,7 @@ fn report_external_data(model: &ModelSummary, location: &Location, findings: &mu
         let Some(path_bytes) = &reference.location else {
             findings.push(Finding {
                 severity: Severity::Medium,
-                rule: "onnx-external-data-malformed".to_string(),
+                rule: RuleId::OnnxExternalDataMalformed,
                 message: format!(
                     "tensor `{}` says its data is external but names no location",
                     reference.tensor
@@ -622,35 +622,37 @@ fn report_external_data(model: &ModelSummary, location: &Location, findings: &mu
             None => continue,
             Some(LocationProblem::Absolute) => (
                 Severity::Critical,
-                "onnx-external-data-absolute",
+                RuleId::OnnxExternalDataAbsolute,
                 "is an absolute path (or drive, UNC path or URL): loading the model reads a file \
                  anywhere on the machine",
             ),
             Some(LocationProblem::Escapes) => (
                 Severity::Critical,
-                "onnx-external-data-traversal",
+                RuleId::OnnxExternalDataTraversal,
                 "climbs out of the model's folder with `..`: loading the model reads a file \
                  outside it",
             ),
             Some(LocationProblem::DotDot) => (
                 Severity::Medium,
-                "onnx-external-data-dotdot",
+                RuleId::OnnxExternalDataDotDot,
                 "contains `..` (it stays inside the model's folder, but onnx's checker refuses \
                  such paths and they are a traversal idiom)",
             ),
             Some(LocationProblem::Garbled) => (
                 Severity::High,
-                "onnx-external-data-malformed",
+                RuleId::OnnxExternalDataMalformed,
                 "contains a NUL byte or invalid UTF-8, which truncates or garbles the path \
                  differently in different loaders",
             ),
-            Some(LocationProblem::Empty) => {
-                (Severity::Medium, "onnx-external-data-malformed", "is empty")
-            }
+            Some(LocationProblem::Empty) => (
+                Severity::Medium,
+                RuleId::OnnxExternalDataMalformed,
+                "is empty",
+            ),
         };
         findings.push(Finding {
             severity,
-            rule: rule.to_string(),
+            rule,
             message: format!(
                 "tensor `{}` has external data at \"{shown}\", which {why}",
                 reference.tensor
@@ -662,7 +664,7 @@ fn report_external_data(model: &ModelSummary, location: &Location, findings: &mu
         let listed: Vec<String> = files.iter().map(|file| format!("\"{file}\"")).collect();
         findings.push(Finding {
             severity: Severity::Info,
-            rule: "onnx-external-data".to_string(),
+            rule: RuleId::OnnxExternalData,
             message: format!(
                 "the graph reads tensor data from {} external file(s): {}; they are part of the \
                  model and must be verified with it",
@@ -686,7 +688,7 @@ fn report_custom_domains(model: &ModelSummary, location: &Location, findings: &m
         }
         findings.push(Finding {
             severity: Severity::Medium,
-            rule: "onnx-custom-domain".to_string(),
+            rule: RuleId::OnnxCustomDomain,
             message: format!(
                 "the model imports operator set domain `{}`, which is not an ONNX standard \
                  domain: its operators need a custom library (native code) to run",
@@ -716,14 +718,14 @@ fn report_custom_domains(model: &ModelSummary, location: &Location, findings: &m
         let (severity, rule, why) = if is_local {
             (
                 Severity::Low,
-                "onnx-local-function",
+                RuleId::OnnxLocalFunction,
                 "defined as a function inside the model (built from other operators, no native \
                  code)",
             )
         } else {
             (
                 Severity::Medium,
-                "onnx-custom-op",
+                RuleId::OnnxCustomOp,
                 "not an ONNX standard operator: running it loads a custom op library (native code)",
             )
         };
@@ -734,7 +736,7 @@ fn report_custom_domains(model: &ModelSummary, location: &Location, findings: &m
         };
         findings.push(Finding {
             severity,
-            rule: rule.to_string(),
+            rule,
             message: format!(
                 "{count} node(s) use operator `{}` in domain `{}`{node_name}: {why}",
                 op_type.escape_debug(),
@@ -751,9 +753,9 @@ fn report_custom_domains(model: &ModelSummary, location: &Location, findings: &m
 
 /// Keep at most [`MAX_FINDINGS_PER_RULE`] findings of each rule, noting how many were dropped.
 fn limit_per_rule(findings: &mut Vec<Finding>, location: &Location) {
-    let mut per_rule: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_rule: BTreeMap<RuleId, usize> = BTreeMap::new();
     findings.retain(|finding| {
-        let count = per_rule.entry(finding.rule.clone()).or_default();
+        let count = per_rule.entry(finding.rule).or_default();
         *count += 1;
         *count <= MAX_FINDINGS_PER_RULE
     });
@@ -764,7 +766,7 @@ fn limit_per_rule(findings: &mut Vec<Finding>, location: &Location) {
     if hidden > 0 {
         findings.push(Finding {
             severity: Severity::Info,
-            rule: "findings-truncated".to_string(),
+            rule: RuleId::FindingsTruncated,
             message: format!("{hidden} more findings in this file were not listed"),
             location: location.clone(),
         });
@@ -851,7 +853,7 @@ mod tests {
         assert!(looks_like(&model));
         let findings = scan(&model, &Location::default());
         assert_eq!(findings.len(), 1, "{findings:?}");
-        assert_eq!(findings[0].rule, "onnx-malformed");
+        assert_eq!(findings[0].rule, RuleId::OnnxMalformed);
         assert!(findings[0].message.contains("nest"));
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use crate::walk::ScanReport;
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, Rule, RuleId, Severity};
 
 /// The SARIF schema this output follows.
 pub const SARIF_SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -137,73 +137,38 @@ pub fn path_to_uri(path: &str) -> String {
     uri
 }
 
-/// A rule's one-line description for SARIF's `shortDescription`. Rules of this module's
-/// scanners are described here; any other rule falls back to its id in words.
-fn rule_description(rule: &str) -> String {
-    let known = match rule {
-        "safetensors-header-length" => "safetensors header length is a bomb or exceeds the file",
-        "safetensors-truncated" => "safetensors file is truncated",
-        "safetensors-header-not-utf8" => "safetensors header is not UTF-8",
-        "safetensors-name-not-utf8" => "safetensors name is not valid Unicode",
-        "safetensors-header-not-json" => "safetensors header is not valid JSON",
-        "safetensors-header-not-object" => "safetensors header is not a JSON object",
-        "safetensors-duplicate-name" => "safetensors header names a tensor twice",
-        "safetensors-malformed-entry" => "safetensors tensor entry is malformed",
-        "safetensors-unexpected-field" => "safetensors tensor entry has undefined fields",
-        "safetensors-unknown-dtype" => "safetensors tensor has an unknown dtype",
-        "safetensors-offsets-reversed" => "safetensors tensor starts after it ends",
-        "safetensors-offsets-out-of-bounds" => "safetensors tensor runs past the end of the file",
-        "safetensors-size-overflow" => "safetensors tensor size overflows",
-        "safetensors-size-mismatch" => "safetensors byte count disagrees with dtype and shape",
-        "safetensors-overlap" => "safetensors tensors overlap",
-        "safetensors-gap" => "safetensors data section has bytes no tensor covers",
-        "safetensors-trailing-bytes" => "safetensors file has bytes after the last tensor",
-        "safetensors-bad-metadata" => "safetensors __metadata__ is not a string map",
-        "onnx-malformed" => "ONNX model is not well-formed protobuf",
-        "onnx-external-data" => "ONNX graph reads tensor data from other files",
-        "onnx-external-data-absolute" => "ONNX external data path is absolute",
-        "onnx-external-data-traversal" => "ONNX external data path escapes the model's folder",
-        "onnx-external-data-dotdot" => "ONNX external data path uses `..`",
-        "onnx-external-data-malformed" => "ONNX external data reference is malformed",
-        "onnx-custom-domain" => "ONNX model imports a non-standard operator domain",
-        "onnx-custom-op" => "ONNX node uses a custom operator",
-        "onnx-local-function" => "ONNX node uses a model-local function",
-        "symlink-not-followed" => "symbolic link not followed",
-        "not-a-regular-file" => "not a regular file",
-        "file-too-large" => "file too large to scan",
-        "unidentified-file" => "file format not identified",
-        "findings-truncated" => "more findings than listed",
-        other => return other.replace('-', " "),
-    };
-    known.to_string()
+/// A registry rule as a SARIF `reportingDescriptor`. `defaultConfiguration.level` comes from the
+/// rule's default severity; each result still carries its own level. The five-step severity,
+/// which SARIF's three levels flatten, is kept in `properties.severity` as on results.
+fn sarif_rule(rule: &Rule) -> Value {
+    // No `name`: SARIF wants it to differ from the opaque `id` or be absent.
+    json!({
+        "id": rule.id.as_str(),
+        "shortDescription": { "text": rule.summary },
+        "fullDescription": { "text": rule.help },
+        "help": { "text": rule.help },
+        "defaultConfiguration": { "level": sarif_level(rule.default_severity) },
+        "properties": {
+            "severity": rule.default_severity,
+            "tags": [rule.group.tag()],
+        },
+    })
 }
 
 /// The report as a SARIF 2.1.0 log with one run.
 pub fn to_sarif(report: &ScanReport) -> Value {
-    // Rules sorted by id, each with the highest severity any of its results had.
-    let mut rules: BTreeMap<&str, Severity> = BTreeMap::new();
-    for finding in &report.findings {
-        let worst = rules
-            .entry(finding.rule.as_str())
-            .or_insert(finding.severity);
-        *worst = (*worst).max(finding.severity);
-    }
-    let rule_index: BTreeMap<&str, usize> = rules
-        .keys()
+    // The rules the results refer to, sorted by id string, described from the registry.
+    let rules: BTreeMap<&str, RuleId> = report
+        .findings
+        .iter()
+        .map(|finding| (finding.rule.as_str(), finding.rule))
+        .collect();
+    let rule_index: BTreeMap<RuleId, usize> = rules
+        .values()
         .enumerate()
         .map(|(index, rule)| (*rule, index))
         .collect();
-    let rule_objects: Vec<Value> = rules
-        .iter()
-        .map(|(rule, severity)| {
-            // No `name`: SARIF wants it to differ from the opaque `id` or be absent.
-            json!({
-                "id": rule,
-                "shortDescription": { "text": rule_description(rule) },
-                "defaultConfiguration": { "level": sarif_level(*severity) },
-            })
-        })
-        .collect();
+    let rule_objects: Vec<Value> = rules.values().map(|rule| sarif_rule(rule.rule())).collect();
     let sizes: BTreeMap<&str, u64> = report
         .files
         .iter()
@@ -213,7 +178,7 @@ pub fn to_sarif(report: &ScanReport) -> Value {
         .findings
         .iter()
         .map(|finding| {
-            let rule = rule_index.get(finding.rule.as_str()).copied();
+            let rule = rule_index.get(&finding.rule).copied();
             let size = sizes.get(finding.location.file.as_str()).copied();
             sarif_result(finding, rule, size)
         })
@@ -267,7 +232,7 @@ fn sarif_result(finding: &Finding, rule_index: Option<usize>, file_size: Option<
     }
 
     let mut result = serde_json::Map::new();
-    result.insert("ruleId".to_string(), json!(finding.rule));
+    result.insert("ruleId".to_string(), json!(finding.rule.as_str()));
     if let Some(index) = rule_index {
         result.insert("ruleIndex".to_string(), json!(index));
     }

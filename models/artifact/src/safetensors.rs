@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::{ArtifactError, Finding, Location, Severity};
+use crate::{ArtifactError, Finding, Location, RuleId, Severity};
 
 /// The reference loader refuses headers longer than this (`MAX_HEADER_SIZE` in the
 /// `safetensors` crate); a longer header is a denial-of-service attempt or not safetensors.
@@ -78,7 +78,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     let Some(length_field) = bytes.get(..8) else {
         return vec![finding(
             Severity::High,
-            "safetensors-truncated",
+            RuleId::SafetensorsTruncated,
             format!(
                 "the file is {} bytes long, shorter than the 8-byte header length",
                 bytes.len()
@@ -142,7 +142,7 @@ pub fn scan_reader<R: Read>(
         // The file shrank between `metadata()` and the read, or `file_size` was wrong.
         return Ok(vec![finding(
             Severity::High,
-            "safetensors-truncated",
+            RuleId::SafetensorsTruncated,
             format!(
                 "the header claims {header_len} bytes but only {} could be read",
                 header.len()
@@ -192,7 +192,7 @@ fn header_length_problem(header_len: u64, file_size: u64, location: &Location) -
     };
     Some(finding(
         Severity::High,
-        "safetensors-header-length",
+        RuleId::SafetensorsHeaderLength,
         message,
         location,
         Some(0),
@@ -214,7 +214,7 @@ pub fn scan_header(header: &[u8], file_size: u64, location: &Location) -> Vec<Fi
             let bad_at = HEADER_START.saturating_add(error.valid_up_to() as u64);
             findings.push(finding(
                 Severity::High,
-                "safetensors-header-not-utf8",
+                RuleId::SafetensorsHeaderNotUtf8,
                 format!(
                     "the header is not UTF-8 (invalid byte at offset {bad_at}); tensor names \
                      and metadata must be UTF-8 text"
@@ -231,7 +231,7 @@ pub fn scan_header(header: &[u8], file_size: u64, location: &Location) -> Vec<Fi
         Err(HeaderParseError::NotAnObject) => {
             findings.push(finding(
                 Severity::High,
-                "safetensors-header-not-object",
+                RuleId::SafetensorsHeaderNotObject,
                 "the header is JSON but not an object mapping tensor names to their dtype, \
                  shape and offsets"
                     .to_string(),
@@ -244,13 +244,13 @@ pub fn scan_header(header: &[u8], file_size: u64, location: &Location) -> Vec<Fi
         Err(HeaderParseError::Json(error)) => {
             let (rule, what) = if error.to_string().contains("surrogate") {
                 (
-                    "safetensors-name-not-utf8",
+                    RuleId::SafetensorsNameNotUtf8,
                     "a string escape in the header is not valid UTF-16 (a lone surrogate), so \
                      the name or value it is part of is not Unicode text",
                 )
             } else {
                 (
-                    "safetensors-header-not-json",
+                    RuleId::SafetensorsHeaderNotJson,
                     "the header is not valid JSON",
                 )
             };
@@ -272,7 +272,7 @@ pub fn scan_header(header: &[u8], file_size: u64, location: &Location) -> Vec<Fi
         if !seen_names.insert(name.as_str()) {
             findings.push(finding(
                 Severity::High,
-                "safetensors-duplicate-name",
+                RuleId::SafetensorsDuplicateName,
                 format!(
                     "the name `{name}` appears more than once in the header; loaders disagree \
                      on which entry wins, so the file can mean different weights to different \
@@ -300,7 +300,7 @@ pub fn scan_header(header: &[u8], file_size: u64, location: &Location) -> Vec<Fi
         findings.truncate(MAX_FINDINGS_PER_FILE);
         findings.push(finding(
             Severity::Info,
-            "findings-truncated",
+            RuleId::FindingsTruncated,
             format!("{hidden} more findings in this file were not listed"),
             location,
             None,
@@ -330,7 +330,7 @@ fn check_tensor(
     let mut malformed = |what: String| {
         findings.push(finding(
             Severity::High,
-            "safetensors-malformed-entry",
+            RuleId::SafetensorsMalformedEntry,
             format!("tensor `{name}`: {what}; the reference loader refuses this header"),
             location,
             Some(HEADER_START),
@@ -372,7 +372,7 @@ fn check_tensor(
     if !unexpected.is_empty() {
         findings.push(finding(
             Severity::Low,
-            "safetensors-unexpected-field",
+            RuleId::SafetensorsUnexpectedField,
             format!(
                 "tensor `{name}` has fields the format does not define ({}); loaders ignore them, \
                  so they can carry data no tool shows",
@@ -389,7 +389,7 @@ fn check_tensor(
     if begin > end {
         findings.push(finding(
             Severity::High,
-            "safetensors-offsets-reversed",
+            RuleId::SafetensorsOffsetsReversed,
             format!(
                 "tensor `{name}` has data_offsets [{begin}, {end}]: the start is after the end"
             ),
@@ -402,7 +402,7 @@ fn check_tensor(
     if end > data_len {
         findings.push(finding(
             Severity::High,
-            "safetensors-offsets-out-of-bounds",
+            RuleId::SafetensorsOffsetsOutOfBounds,
             format!(
                 "tensor `{name}` has data_offsets [{begin}, {end}] but the data section is only \
                  {data_len} bytes: reading it runs past the end of the file"
@@ -418,7 +418,7 @@ fn check_tensor(
     match dtype.map(|dtype| (dtype, dtype_bits(dtype))) {
         Some((dtype, None)) => findings.push(finding(
             Severity::Medium,
-            "safetensors-unknown-dtype",
+            RuleId::SafetensorsUnknownDtype,
             format!(
                 "tensor `{name}` has dtype `{dtype}`, which the format does not define; its size \
                  cannot be checked"
@@ -470,7 +470,7 @@ fn check_size(
     match bits {
         None => findings.push(finding(
             Severity::High,
-            "safetensors-size-overflow",
+            RuleId::SafetensorsSizeOverflow,
             format!(
                 "tensor `{name}` has shape {shape_text}: its size in bytes overflows 64 bits, a \
                  classic trick to wrap a loader's size computation"
@@ -481,7 +481,7 @@ fn check_size(
         )),
         Some(bits) if bits % 8 != 0 => findings.push(finding(
             Severity::High,
-            "safetensors-size-mismatch",
+            RuleId::SafetensorsSizeMismatch,
             format!(
                 "tensor `{name}` ({dtype}, shape {shape_text}) has {bits} bits, not a whole \
                  number of bytes"
@@ -492,7 +492,7 @@ fn check_size(
         )),
         Some(bits) if bits / 8 != byte_count => findings.push(finding(
             Severity::High,
-            "safetensors-size-mismatch",
+            RuleId::SafetensorsSizeMismatch,
             format!(
                 "tensor `{name}` ({dtype}, shape {shape_text}) needs {} bytes but its \
                  data_offsets span {byte_count}",
@@ -523,7 +523,7 @@ fn check_coverage(
         if range.begin < covered_to {
             findings.push(finding(
                 Severity::High,
-                "safetensors-overlap",
+                RuleId::SafetensorsOverlap,
                 format!(
                     "tensor `{}` (bytes {}..{}) overlaps tensor `{}` (which ends at {covered_to}): \
                      the same bytes are read as two tensors",
@@ -539,7 +539,7 @@ fn check_coverage(
         } else if range.begin > covered_to {
             findings.push(finding(
                 Severity::High,
-                "safetensors-gap",
+                RuleId::SafetensorsGap,
                 format!(
                     "bytes {covered_to}..{} of the data section belong to no tensor (before \
                      tensor `{}`): hidden data the reference loader refuses",
@@ -558,7 +558,7 @@ fn check_coverage(
     if covered_to < data_len {
         findings.push(finding(
             Severity::Medium,
-            "safetensors-trailing-bytes",
+            RuleId::SafetensorsTrailingBytes,
             format!(
                 "{} bytes after the last tensor belong to no tensor: trailing data that loaders \
                  ignore or refuse",
@@ -585,7 +585,7 @@ fn check_metadata(value: &Value, location: &Location, findings: &mut Vec<Finding
     if let Some(problem) = problem {
         findings.push(finding(
             Severity::High,
-            "safetensors-bad-metadata",
+            RuleId::SafetensorsBadMetadata,
             format!(
                 "{problem}; it must map strings to strings, and the reference loader refuses it"
             ),
@@ -685,7 +685,7 @@ fn json_error_offset(text: &str, error: &serde_json::Error) -> u64 {
 
 fn finding(
     severity: Severity,
-    rule: &str,
+    rule: RuleId,
     message: String,
     location: &Location,
     offset: Option<u64>,
@@ -693,7 +693,7 @@ fn finding(
 ) -> Finding {
     Finding {
         severity,
-        rule: rule.to_string(),
+        rule,
         message,
         location: Location {
             offset,
@@ -716,7 +716,7 @@ mod tests {
         bytes
     }
 
-    fn rules(bytes: &[u8]) -> Vec<String> {
+    fn rules(bytes: &[u8]) -> Vec<RuleId> {
         scan(bytes, &Location::default())
             .into_iter()
             .map(|finding| finding.rule)
@@ -730,7 +730,7 @@ mod tests {
             &[0; 9],
         );
         assert!(looks_like(&bytes));
-        assert_eq!(rules(&bytes), Vec::<String>::new());
+        assert_eq!(rules(&bytes), Vec::<RuleId>::new());
     }
 
     #[test]
@@ -742,7 +742,7 @@ mod tests {
         let findings = scan(&bytes, &Location::default());
         let duplicate = findings
             .iter()
-            .find(|finding| finding.rule == "safetensors-duplicate-name")
+            .find(|finding| finding.rule == RuleId::SafetensorsDuplicateName)
             .unwrap();
         assert_eq!(duplicate.location.tensor.as_deref(), Some("a"));
         assert_eq!(duplicate.severity, Severity::High);
@@ -755,7 +755,7 @@ mod tests {
             r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#,
             &[0; 2],
         );
-        assert_eq!(rules(&odd), ["safetensors-size-mismatch"]);
+        assert_eq!(rules(&odd), [RuleId::SafetensorsSizeMismatch]);
         let even = file(
             r#"{"a":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}}"#,
             &[0; 2],

@@ -1,7 +1,7 @@
 //! Content detection and dispatch: which scanner a byte string goes to is decided by its magic
 //! bytes and structure, never by a file name.
 
-use crate::{Finding, Location};
+use crate::{Finding, Location, RuleId};
 
 /// What a byte string was identified as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,7 +46,7 @@ pub fn scan_bytes(bytes: &[u8], location: &Location) -> Vec<Finding> {
         FileKind::Onnx => crate::onnx::scan(bytes, location),
         FileKind::Unknown => vec![Finding {
             severity: crate::Severity::Medium,
-            rule: "unidentified-file".to_string(),
+            rule: RuleId::UnidentifiedFile,
             message: "the content matches no format gauntlet can check (zip, tar, NumPy, \
                       safetensors, pickle, ONNX); it was not verified"
                 .to_string(),

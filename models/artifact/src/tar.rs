@@ -2,7 +2,7 @@
 //! header with bounds checks; every member goes back to [`crate::scan::scan_bytes`].
 
 use crate::zip::nested_location;
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, RuleId, Severity};
 
 const BLOCK: usize = 512;
 /// Most members read from one archive.
@@ -52,7 +52,7 @@ fn finding(
     member: Option<&str>,
     offset: usize,
     severity: Severity,
-    rule: &str,
+    rule: RuleId,
     message: String,
 ) -> Finding {
     let mut location = member
@@ -61,7 +61,7 @@ fn finding(
     location.offset = Some(offset as u64);
     Finding {
         severity,
-        rule: rule.to_string(),
+        rule,
         message,
         location,
     }
@@ -80,7 +80,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                     None,
                     at,
                     Severity::High,
-                    "tar-malformed",
+                    RuleId::TarMalformed,
                     "the archive ends inside a header block".to_string(),
                 ));
             }
@@ -108,7 +108,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                 None,
                 at,
                 Severity::High,
-                "tar-malformed",
+                RuleId::TarMalformed,
                 "a tar header's checksum is wrong; the rest of the archive was not checked"
                     .to_string(),
             ));
@@ -120,7 +120,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                 None,
                 at,
                 Severity::High,
-                "tar-malformed",
+                RuleId::TarMalformed,
                 "a tar header's size field is not a number".to_string(),
             ));
             return findings;
@@ -144,7 +144,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                 Some(&name),
                 at,
                 Severity::High,
-                "tar-malformed",
+                RuleId::TarMalformed,
                 format!("member declares {size} bytes but the archive ends first"),
             ));
             return findings;
@@ -169,7 +169,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                 Some(&name),
                 at,
                 Severity::High,
-                "tar-path-traversal",
+                RuleId::TarPathTraversal,
                 format!(
                     "member name `{}` {reason}: extracting it writes outside the target folder",
                     name.escape_debug()
@@ -179,14 +179,14 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         match type_flag {
             b'1' | b'2' => {
                 let target = c_string(field(157, 257));
-                findings.push(finding(location, Some(&name), at, Severity::High, "tar-link", format!("member is a {} to `{}`: extracting it can point later writes or reads anywhere on disk", if type_flag == b'2' { "symbolic link" } else { "hard link" }, target.escape_debug())));
+                findings.push(finding(location, Some(&name), at, Severity::High, RuleId::TarLink, format!("member is a {} to `{}`: extracting it can point later writes or reads anywhere on disk", if type_flag == b'2' { "symbolic link" } else { "hard link" }, target.escape_debug())));
             }
             b'3' | b'4' | b'6' => findings.push(finding(
                 location,
                 Some(&name),
                 at,
                 Severity::High,
-                "tar-device",
+                RuleId::TarDevice,
                 "member is a device node or FIFO".to_string(),
             )),
             b'0' | 0 | b'7' => {
@@ -195,7 +195,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
                 }
                 match nested_location(location, &name) {
                     Some(member_location) => findings.extend(crate::scan::scan_bytes(data, &member_location)),
-                    None => findings.push(finding(location, None, at, Severity::High, "nesting-too-deep", format!("member `{name}` nests more than {} containers deep; it was not checked", crate::zip::MAX_NESTING))),
+                    None => findings.push(finding(location, None, at, Severity::High, RuleId::NestingTooDeep, format!("member `{name}` nests more than {} containers deep; it was not checked", crate::zip::MAX_NESTING))),
                 }
             }
             _ => {}
@@ -206,7 +206,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         None,
         at,
         Severity::High,
-        "tar-too-many-members",
+        RuleId::TarTooManyMembers,
         format!("more than {MAX_MEMBERS} members; the rest were not checked"),
     ));
     findings

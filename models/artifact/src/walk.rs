@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::scan::{self, FileKind};
-use crate::{safetensors, ArtifactError, Finding, Location, Severity};
+use crate::{safetensors, ArtifactError, Finding, Location, RuleId, Severity};
 
 /// Files larger than this are not read into memory by default (4 GiB).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
@@ -125,7 +125,7 @@ fn walk(root: &Path, options: &ScanOptions, report: &mut ScanReport) -> Result<(
             // FIFOs, sockets, devices: opening a FIFO would block forever.
             report.findings.push(Finding {
                 severity: Severity::Low,
-                rule: "not-a-regular-file".to_string(),
+                rule: RuleId::NotARegularFile,
                 message: "not a regular file, folder or link (a FIFO, socket or device); it was \
                           not read"
                     .to_string(),
@@ -149,7 +149,7 @@ fn symlink_finding(path: &Path) -> Finding {
         .unwrap_or_default();
     Finding {
         severity: Severity::Low,
-        rule: "symlink-not-followed".to_string(),
+        rule: RuleId::SymlinkNotFollowed,
         message: format!(
             "a symbolic link{target}: not followed, so whatever it points to was not scanned; a \
              link in a model folder can make a loader read files outside it"
@@ -180,7 +180,7 @@ fn scan_file(
     } else if size > options.max_file_bytes {
         let finding = Finding {
             severity: Severity::Medium,
-            rule: "file-too-large".to_string(),
+            rule: RuleId::FileTooLarge,
             message: format!(
                 "{size} bytes is over the {}-byte limit for reading a file whole; it was not \
                  scanned",

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read;
 
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, RuleId, Severity};
 
 /// How many containers deep (`a.zip!/b.pt!/archive/data.pkl!/…`) the scanners follow nested
 /// content before reporting it as too deep; stops zip quines and pickle-in-pickle chains.
@@ -118,7 +118,7 @@ impl ZipScan<'_> {
     fn report(
         &mut self,
         severity: Severity,
-        rule: &str,
+        rule: RuleId,
         member: Option<&str>,
         offset: Option<u64>,
         message: String,
@@ -132,7 +132,7 @@ impl ZipScan<'_> {
         }
         self.findings.push(Finding {
             severity,
-            rule: rule.to_string(),
+            rule,
             message,
             location,
         });
@@ -229,7 +229,7 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
         if reader.bytes(at, 4) != Some(CENTRAL_SIGNATURE.as_slice()) {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 None,
                 Some(at as u64),
                 format!(
@@ -269,7 +269,7 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
         else {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 None,
                 Some(at as u64),
                 "a central directory entry is cut off by the end of the file".to_string(),
@@ -284,7 +284,7 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
         ) else {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 None,
                 Some(at as u64),
                 "a central directory entry's name runs past the end of the file".to_string(),
@@ -310,7 +310,7 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
     if declared > MAX_ENTRIES as u64 {
         scan.report(
             Severity::High,
-            "zip-too-many-members",
+            RuleId::ZipTooManyMembers,
             None,
             None,
             format!("the archive declares {declared} members; only the first {MAX_ENTRIES} were checked"),
@@ -423,7 +423,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     let Some(end_at) = find_end_record(bytes) else {
         scan.report(
             Severity::High,
-            "zip-malformed",
+            RuleId::ZipMalformed,
             None,
             None,
             "zip local headers without an end-of-central-directory record: PyTorch and Python \
@@ -435,7 +435,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     let Some(directory) = read_directory(bytes, end_at) else {
         scan.report(
             Severity::High,
-            "zip-malformed",
+            RuleId::ZipMalformed,
             None,
             Some(end_at as u64),
             "the zip64 end record is missing or corrupt; the members were not checked".to_string(),
@@ -473,7 +473,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
     if total_declared > MAX_TOTAL_UNCOMPRESSED {
         scan.report(
             Severity::High,
-            "zip-bomb",
+            RuleId::ZipBomb,
             None,
             None,
             format!(
@@ -487,7 +487,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if let Some(reason) = unsafe_name(name) {
             scan.report(
                 Severity::High,
-                "zip-path-traversal",
+                RuleId::ZipPathTraversal,
                 Some(name),
                 None,
                 format!(
@@ -499,7 +499,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if !names.insert(entry.raw_name.clone()) {
             scan.report(
                 Severity::High,
-                "zip-duplicate-member",
+                RuleId::ZipDuplicateMember,
                 Some(name),
                 None,
                 "two members share this name: loaders take one, scanners may check the other"
@@ -509,7 +509,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if entry.is_symlink() {
             scan.report(
                 Severity::High,
-                "zip-symlink",
+                RuleId::ZipSymlink,
                 Some(name),
                 None,
                 "member is a symbolic link: extracting it can point later writes or reads anywhere on disk".to_string(),
@@ -523,7 +523,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if declared_bomb {
             scan.report(
                 Severity::High,
-                "zip-bomb",
+                RuleId::ZipBomb,
                 Some(name),
                 None,
                 format!(
@@ -542,7 +542,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if reader.bytes(local_at, 4) != Some(LOCAL_SIGNATURE.as_slice()) {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 Some(name),
                 Some(local_at as u64),
                 "the central directory points at no local header for this member".to_string(),
@@ -569,7 +569,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         else {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 Some(name),
                 Some(local_at as u64),
                 "the local header is cut off by the end of the file".to_string(),
@@ -607,7 +607,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if !mismatches.is_empty() {
             scan.report(
                 Severity::High,
-                "zip-header-mismatch",
+                RuleId::ZipHeaderMismatch,
                 Some(name),
                 Some(local_at as u64),
                 format!(
@@ -624,7 +624,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         else {
             scan.report(
                 Severity::High,
-                "zip-malformed",
+                RuleId::ZipMalformed,
                 Some(name),
                 Some(data_at as u64),
                 format!("member data ({compressed} bytes) runs past the end of the file"),
@@ -642,7 +642,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if entry.encrypted() {
             scan.report(
                 Severity::Medium,
-                "zip-encrypted",
+                RuleId::ZipEncrypted,
                 Some(name),
                 None,
                 "member is encrypted, so its content cannot be checked".to_string(),
@@ -659,7 +659,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 };
                 scan.report(
                     Severity::High,
-                    if declared < MAX_INFLATED_MEMBER { "zip-size-mismatch" } else { "zip-bomb" },
+                    if declared < MAX_INFLATED_MEMBER { RuleId::ZipSizeMismatch } else { RuleId::ZipBomb },
                     Some(name),
                     None,
                     format!("member inflates to {what} ({declared} bytes declared); only the first {} bytes were checked", partial.len().saturating_sub(1)),
@@ -669,7 +669,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             MemberBytes::Corrupt(error) => {
                 scan.report(
                     Severity::High,
-                    "zip-malformed",
+                    RuleId::ZipMalformed,
                     Some(name),
                     None,
                     format!("member does not inflate ({error})"),
@@ -679,7 +679,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             MemberBytes::Unsupported(method) => {
                 scan.report(
                     Severity::Medium,
-                    "zip-unsupported-compression",
+                    RuleId::ZipUnsupportedCompression,
                     Some(name),
                     None,
                     format!("member uses compression method {method}, which gauntlet does not inflate; its content was not checked"),
@@ -694,7 +694,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         {
             scan.report(
                 Severity::High,
-                "zip-bomb",
+                RuleId::ZipBomb,
                 Some(name),
                 None,
                 format!("member inflates from {compressed} to at least {inflated} bytes (ratio above {MAX_RATIO}): a zip bomb"),
@@ -706,7 +706,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             if crc.sum() != entry.crc {
                 scan.report(
                     Severity::Medium,
-                    "zip-crc-mismatch",
+                    RuleId::ZipCrcMismatch,
                     Some(name),
                     None,
                     "member content does not match its CRC-32: corrupted or edited after packing"
@@ -729,7 +729,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             }
             None => scan.report(
                 Severity::High,
-                "nesting-too-deep",
+                RuleId::NestingTooDeep,
                 None,
                 None,
                 format!("member `{name}` nests more than {MAX_NESTING} containers deep; it was not checked"),
@@ -749,7 +749,7 @@ fn check_overlaps(spans: &mut [(u64, u64, String)], scan: &mut ZipScan<'_>) {
             if second_start < first_end && reported.insert(second.clone()) {
                 scan.report(
                     Severity::High,
-                    "zip-overlapping-members",
+                    RuleId::ZipOverlappingMembers,
                     Some(second),
                     None,
                     format!("member overlaps the bytes of `{first}`: overlapping members build zip bombs and let readers disagree"),
@@ -805,6 +805,6 @@ mod tests {
     fn archives_without_an_end_record_are_malformed() {
         let findings = scan(b"PK\x03\x04 not really a zip", &Location::default());
         assert_eq!(findings.len(), 1);
-        assert_eq!(findings[0].rule, "zip-malformed");
+        assert_eq!(findings[0].rule, RuleId::ZipMalformed);
     }
 }

@@ -45,9 +45,9 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Severity;
+    use crate::{RuleId, Severity};
 
-    fn rules(bytes: &[u8]) -> Vec<(Severity, String)> {
+    fn rules(bytes: &[u8]) -> Vec<(Severity, RuleId)> {
         scan(bytes, &Location::default())
             .into_iter()
             .map(|finding| (finding.severity, finding.rule))
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn malformed_streams_are_reported_at_the_failing_opcode() {
         let findings = scan(b"\x80\x02K\x01\xff.", &Location::default());
-        let malformed = findings.iter().find(|f| f.rule == "pickle-malformed");
+        let malformed = findings.iter().find(|f| f.rule == RuleId::PickleMalformed);
         let malformed = malformed.map(|f| (f.severity, f.location.offset, f.location.opcode_index));
         assert_eq!(malformed, Some((Severity::High, Some(4), Some(2))));
         for broken in [
@@ -90,7 +90,7 @@ mod tests {
                 rules(broken)
                     .iter()
                     .any(|(severity, rule)| *severity == Severity::High
-                        && rule == "pickle-malformed"),
+                        && *rule == RuleId::PickleMalformed),
                 "{broken:?}"
             );
         }
@@ -101,17 +101,14 @@ mod tests {
         // module/name put in the memo with PUT, fetched back with GET (protocol 0 spelling).
         let stream = b"Vmy_pkg\np0\n0Vhelper\np1\n0g0\ng1\n\x93.";
         let found = rules(stream);
-        assert_eq!(
-            found,
-            vec![(Severity::Medium, "pickle-unknown-global".to_string())]
-        );
+        assert_eq!(found, vec![(Severity::Medium, RuleId::PickleUnknownGlobal)]);
     }
 
     #[test]
     fn calls_on_computed_values_are_high() {
         // collections.OrderedDict()() : calling the result of a call.
         let stream = b"\x80\x02ccollections\nOrderedDict\n)R)R.";
-        assert!(rules(stream).contains(&(Severity::High, "pickle-computed-call".to_string())));
+        assert!(rules(stream).contains(&(Severity::High, RuleId::PickleComputedCall)));
     }
 
     #[test]

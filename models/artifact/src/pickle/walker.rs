@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use super::allow::{self, Special, Verdict};
-use crate::{Finding, Location, Severity};
+use crate::{Finding, Location, RuleId, Severity};
 
 /// Most values the walker keeps on its stack; a stream needing more is reported, not followed.
 pub const MAX_STACK: usize = 1 << 20;
@@ -173,7 +173,7 @@ enum HaltKind {
 /// State shared by every pickle found in one scanned byte string (and nested ones).
 struct Reporter {
     findings: Vec<Finding>,
-    seen: HashSet<(String, String)>,
+    seen: HashSet<(RuleId, String)>,
     /// Probe mode: decide structure only, report nothing and scan nothing nested.
     probe: bool,
     /// Bytes that nested scans may still read, so repeated nested payloads cannot make the scan
@@ -263,21 +263,17 @@ impl<'data, 'rep> Machine<'data, 'rep> {
     }
 
     /// Report a finding once per `key` (per scanned byte string).
-    fn report(&mut self, severity: Severity, rule: &str, key: &str, message: String) {
+    fn report(&mut self, severity: Severity, rule: RuleId, key: &str, message: String) {
         if self.reporter.probe || self.reporter.findings.len() >= MAX_FINDINGS {
             return;
         }
-        if !self
-            .reporter
-            .seen
-            .insert((rule.to_string(), key.to_string()))
-        {
+        if !self.reporter.seen.insert((rule, key.to_string())) {
             return;
         }
         let location = self.location_here();
         self.reporter.findings.push(Finding {
             severity,
-            rule: rule.to_string(),
+            rule,
             message,
             location,
         });
@@ -688,7 +684,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                         );
                         self.report(
                             Severity::High,
-                            "pickle-unresolvable-global",
+                            RuleId::PickleUnresolvableGlobal,
                             &format!("stack_global@{}", self.op_start),
                             message,
                         );
@@ -709,7 +705,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 self.reporter.globals_seen = self.reporter.globals_seen.saturating_add(1);
                 self.report(
                     Severity::High,
-                    "pickle-unresolvable-global",
+                    RuleId::PickleUnresolvableGlobal,
                     &format!("ext{code}"),
                     format!(
                         "EXT opcode imports extension code {code} from the loader's copyreg \
@@ -822,7 +818,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             Verdict::Allowed => {}
             Verdict::Dangerous(reason) => self.report(
                 Severity::Critical,
-                "pickle-dangerous-global",
+                RuleId::PickleDangerousGlobal,
                 &qualified,
                 format!(
                     "{opcode} imports `{qualified}`, which {reason}; loading this pickle can run \
@@ -831,7 +827,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             ),
             Verdict::Unknown => self.report(
                 Severity::Medium,
-                "pickle-unknown-global",
+                RuleId::PickleUnknownGlobal,
                 &qualified,
                 format!(
                     "{opcode} imports `{qualified}`, which is not on the allow-list of globals \
@@ -892,7 +888,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 );
                 self.report(
                     Severity::High,
-                    "pickle-computed-call",
+                    RuleId::PickleComputedCall,
                     &format!("call@{}", self.op_start),
                     message,
                 );
@@ -924,7 +920,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             let described = first.map_or_else(|| "nothing".to_string(), |value| value.describe());
             self.report(
                 Severity::High,
-                "pickle-nested-unresolvable",
+                RuleId::PickleNestedUnresolvable,
                 &format!("nested@{}", self.op_start),
                 format!(
                     "`{callee}` loads {described}, which is not a byte string in the file: the \
@@ -990,7 +986,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             None => {
                 self.report(
                     Severity::High,
-                    "pickle-analysis-limit",
+                    RuleId::PickleAnalysisLimit,
                     "nested-budget",
                     "nested pickles add up to more bytes than the scanner reads for one file; \
                      the rest were not checked"
@@ -1004,7 +1000,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
     fn report_too_deep(&mut self, what: &str) {
         self.report(
             Severity::High,
-            "nesting-too-deep",
+            RuleId::NestingTooDeep,
             &format!("deep@{}", self.op_start),
             format!(
                 "{what} nests more than {} containers deep; it was not checked",
@@ -1035,7 +1031,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             );
             self.report(
                 Severity::High,
-                "pickle-build-hijack",
+                RuleId::PickleBuildHijack,
                 &format!("build@{}", self.op_start),
                 message,
             );
@@ -1051,7 +1047,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             );
             self.report(
                 Severity::High,
-                "pickle-build-hijack",
+                RuleId::PickleBuildHijack,
                 &format!("build@{}", self.op_start),
                 message,
             );
@@ -1355,7 +1351,7 @@ fn halt_finding(halt: &Halt, location: &Location, base_offset: u64) -> Finding {
     match &halt.kind {
         HaltKind::Malformed(reason) => Finding {
             severity: Severity::High,
-            rule: "pickle-malformed".to_string(),
+            rule: RuleId::PickleMalformed,
             message: format!(
                 "malformed pickle ({reason}); loaders still execute everything before the error, \
                  and scanners that give up here miss what follows"
@@ -1364,7 +1360,7 @@ fn halt_finding(halt: &Halt, location: &Location, base_offset: u64) -> Finding {
         },
         HaltKind::Limit(reason) => Finding {
             severity: Severity::High,
-            rule: "pickle-analysis-limit".to_string(),
+            rule: RuleId::PickleAnalysisLimit,
             message: format!("pickle too large to analyse ({reason}); the rest was not checked"),
             location,
         },
@@ -1400,7 +1396,7 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
                     trailing.offset = Some(base_offset.saturating_add(start as u64));
                     reporter.findings.push(Finding {
                         severity: Severity::Info,
-                        rule: "pickle-trailing-data".to_string(),
+                        rule: RuleId::PickleTrailingData,
                         message: format!(
                             "{} bytes after the last pickle are not a pickle (raw storage data \
                              in legacy torch and joblib files); unpickling does not read them",
@@ -1419,7 +1415,7 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
                     trailing.offset = Some(base_offset.saturating_add(start as u64));
                     reporter.findings.push(Finding {
                         severity: Severity::Info,
-                        rule: "pickle-trailing-data".to_string(),
+                        rule: RuleId::PickleTrailingData,
                         message: format!(
                             "{} bytes after the last pickle are not a pickle (raw storage data \
                              in legacy torch and joblib files); unpickling does not read them",

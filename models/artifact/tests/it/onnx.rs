@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gauntlet_artifact::scan::{identify, FileKind};
-use gauntlet_artifact::{onnx, Finding, Location, Severity};
+use gauntlet_artifact::{onnx, Finding, Location, RuleId, Severity};
 use proptest::prelude::*;
 
 fn fixture_dir() -> PathBuf {
@@ -167,7 +167,7 @@ fn truncated_models_are_malformed_not_a_crash() {
         assert!(
             findings
                 .iter()
-                .any(|finding| finding.rule == "onnx-malformed"
+                .any(|finding| finding.rule == RuleId::OnnxMalformed
                     && finding.severity == Severity::High),
             "cut at {cut}: {findings:?}"
         );

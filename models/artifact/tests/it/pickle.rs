@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use gauntlet_artifact::scan::scan_bytes;
-use gauntlet_artifact::{Finding, Location, Severity};
+use gauntlet_artifact::{Finding, Location, RuleId, Severity};
 use proptest::prelude::*;
 
 fn corpus_dir() -> PathBuf {
@@ -36,7 +36,8 @@ struct Fixture {
     file: String,
     kind: String,
     severity: Option<Severity>,
-    rule: Option<String>,
+    /// Deserialised as a registry rule, so a misspelt rule in corpus.toml fails to load.
+    rule: Option<RuleId>,
     #[allow(dead_code)]
     technique: String,
 }
@@ -76,10 +77,7 @@ fn every_corpus_file_gets_its_expected_verdict() {
                 let expected = fixture
                     .severity
                     .expect("non-benign fixtures name a severity");
-                let rule = fixture
-                    .rule
-                    .as_deref()
-                    .expect("non-benign fixtures name a rule");
+                let rule = fixture.rule.expect("non-benign fixtures name a rule");
                 let right_rule = findings
                     .iter()
                     .any(|f| f.severity == expected && f.rule == rule);
@@ -183,7 +181,7 @@ fn deep_nesting_stops_at_the_limit() {
     }
     let findings = scan_named("deep.zip", &bytes);
     assert!(
-        findings.iter().any(|f| f.rule == "nesting-too-deep"),
+        findings.iter().any(|f| f.rule == RuleId::NestingTooDeep),
         "{}",
         describe(&findings)
     );
@@ -203,8 +201,8 @@ fn tar_members_are_scanned() {
         "{}",
         describe(&findings)
     );
-    assert!(findings.iter().any(|f| f.rule == "tar-path-traversal"));
-    assert!(findings.iter().any(|f| f.rule == "tar-link"));
+    assert!(findings.iter().any(|f| f.rule == RuleId::TarPathTraversal));
+    assert!(findings.iter().any(|f| f.rule == RuleId::TarLink));
 }
 
 #[test]
@@ -217,7 +215,7 @@ fn zip_member_whose_local_name_differs_is_reported() {
     bytes[at] = b'X';
     let findings = scan_named("renamed.zip", &bytes);
     assert!(
-        findings.iter().any(|f| f.rule == "zip-header-mismatch"),
+        findings.iter().any(|f| f.rule == RuleId::ZipHeaderMismatch),
         "{}",
         describe(&findings)
     );

@@ -7,16 +7,16 @@
 
 use std::path::PathBuf;
 
-use gauntlet_artifact::report::{render_text, to_json, to_sarif};
+use gauntlet_artifact::report::{render_text, sarif_level, to_json, to_sarif};
 use gauntlet_artifact::scan::FileKind;
 use gauntlet_artifact::walk::{scan_paths, ScanReport, ScannedFile};
-use gauntlet_artifact::{Finding, Location, Severity};
+use gauntlet_artifact::{Finding, Location, RuleId, Severity};
 use serde_json::Value;
 
-fn finding(severity: Severity, rule: &str, message: &str, location: Location) -> Finding {
+fn finding(severity: Severity, rule: RuleId, message: &str, location: Location) -> Finding {
     Finding {
         severity,
-        rule: rule.to_string(),
+        rule,
         message: message.to_string(),
         location,
     }
@@ -39,7 +39,7 @@ fn sample() -> ScanReport {
         findings: vec![
             finding(
                 Severity::Critical,
-                "pickle-dangerous-global",
+                RuleId::PickleDangerousGlobal,
                 "calls os.system",
                 Location {
                     file: "models/model.pt".to_string(),
@@ -51,7 +51,7 @@ fn sample() -> ScanReport {
             ),
             finding(
                 Severity::High,
-                "safetensors-overlap",
+                RuleId::SafetensorsOverlap,
                 "tensors overlap",
                 Location {
                     file: "models/w eights.safetensors".to_string(),
@@ -62,7 +62,7 @@ fn sample() -> ScanReport {
             ),
             finding(
                 Severity::Info,
-                "onnx-external-data",
+                RuleId::OnnxExternalData,
                 "reads other files",
                 Location {
                     file: "models/model.pt".to_string(),
@@ -136,16 +136,22 @@ fn assert_structurally_valid_sarif(sarif: &Value, report: &ScanReport) {
     sorted.dedup();
     assert_eq!(rule_ids, sorted, "rule ids are unique and sorted");
     for rule in rules {
-        assert!(!rule["shortDescription"]["text"]
-            .as_str()
-            .unwrap()
-            .is_empty());
+        // Every rule object comes from the registry, with its documentation and default level.
+        let id: RuleId = rule["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(rule["shortDescription"]["text"], id.summary());
+        assert_eq!(rule["fullDescription"]["text"], id.help());
+        assert_eq!(rule["help"]["text"], id.help());
+        assert_eq!(
+            rule["defaultConfiguration"]["level"],
+            sarif_level(id.default_severity())
+        );
+        assert_eq!(rule["properties"]["tags"][0], id.group().tag());
     }
     let results = runs[0]["results"].as_array().unwrap();
     assert_eq!(results.len(), report.findings.len());
     for (result, finding) in results.iter().zip(&report.findings) {
         let rule_id = result["ruleId"].as_str().unwrap();
-        assert_eq!(rule_id, finding.rule);
+        assert_eq!(rule_id, finding.rule.as_str());
         let index = result["ruleIndex"].as_u64().unwrap() as usize;
         assert_eq!(rule_ids[index], rule_id);
         let level = result["level"].as_str().unwrap();

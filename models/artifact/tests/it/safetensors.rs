@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use gauntlet_artifact::{safetensors, Finding, Location, Severity};
+use gauntlet_artifact::{safetensors, Finding, Location, RuleId, Severity};
 use proptest::prelude::*;
 
 pub fn fixture_dir() -> PathBuf {
@@ -26,7 +26,7 @@ fn summary(findings: &[Finding]) -> Vec<(String, Severity, Option<String>)> {
         .iter()
         .map(|finding| {
             (
-                finding.rule.clone(),
+                finding.rule.to_string(),
                 finding.severity,
                 finding.location.tensor.clone(),
             )
@@ -207,7 +207,7 @@ fn a_multi_gigabyte_sparse_file_is_scanned_from_its_header() {
     file.set_len(bytes.len() as u64 + elements * 4 - 1).unwrap();
     drop(file);
     let findings = safetensors::scan_file(&path).unwrap();
-    assert_eq!(findings[0].rule, "safetensors-offsets-out-of-bounds");
+    assert_eq!(findings[0].rule, RuleId::SafetensorsOffsetsOutOfBounds);
     assert_eq!(findings[0].location.file, path.display().to_string());
 }
 
@@ -229,7 +229,7 @@ fn agrees_with_reference_loader(bytes: &[u8]) -> Result<(), String> {
             // others; a first-wins parser would, so their problems are real: nothing to compare.
             if findings
                 .iter()
-                .any(|finding| finding.rule == "safetensors-duplicate-name")
+                .any(|finding| finding.rule == RuleId::SafetensorsDuplicateName)
             {
                 return Ok(());
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use gauntlet_artifact::scan::FileKind;
 use gauntlet_artifact::walk::{scan_paths, scan_paths_with, ScanOptions};
-use gauntlet_artifact::{ArtifactError, Severity};
+use gauntlet_artifact::{ArtifactError, RuleId, Severity};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -106,7 +106,7 @@ fn symlinks_are_reported_and_not_followed() {
     let links: Vec<&str> = report
         .findings
         .iter()
-        .filter(|finding| finding.rule == "symlink-not-followed")
+        .filter(|finding| finding.rule == RuleId::SymlinkNotFollowed)
         .map(|finding| finding.location.file.as_str())
         .collect();
     let link_path = dir.path().join("link_to_outside").display().to_string();
@@ -115,11 +115,11 @@ fn symlinks_are_reported_and_not_followed() {
     assert!(report
         .findings
         .iter()
-        .all(|finding| finding.rule != "onnx-custom-op"));
+        .all(|finding| finding.rule != RuleId::OnnxCustomOp));
     let link = report
         .findings
         .iter()
-        .find(|finding| finding.rule == "symlink-not-followed")
+        .find(|finding| finding.rule == RuleId::SymlinkNotFollowed)
         .unwrap();
     assert_eq!(link.severity, Severity::Low);
     assert!(link.message.contains(&outside.path().display().to_string()));
@@ -178,6 +178,6 @@ fn fifos_are_reported_not_opened() {
     let report = scan_paths(&[dir.path().to_path_buf()]).unwrap();
     assert!(report.files.is_empty());
     assert_eq!(report.findings.len(), 1);
-    assert_eq!(report.findings[0].rule, "not-a-regular-file");
+    assert_eq!(report.findings[0].rule, RuleId::NotARegularFile);
     assert_eq!(report.findings[0].location.file, fifo.display().to_string());
 }
