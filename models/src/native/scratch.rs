@@ -6,6 +6,11 @@
 //! [`buffer`] hold leftovers from earlier use and are for outputs that are written in full
 //! (a matrix product without accumulation, a copy); [`zeroed`] is for outputs that are
 //! accumulated into.
+//!
+//! With debug assertions on (the test profile), [`buffer`] fills every buffer it hands out,
+//! fresh or recycled, with NaN: a kernel that leaves an output value unwritten then gives NaN
+//! logits or gradients in the differential tests instead of a plausible leftover or zero. The
+//! fill is compiled out of release builds.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -32,17 +37,23 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-/// A buffer of `len` values with unspecified (but initialised) contents.
+/// A buffer of `len` values with unspecified (but initialised) contents: NaN with debug
+/// assertions on, leftovers or zeros otherwise. The caller must write every value it reads.
 pub(crate) fn buffer(len: usize) -> Vec<f32> {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let taken = pool.by_len.get_mut(&len).and_then(Vec::pop);
-        if taken.is_some() {
-            pool.values -= len;
-        }
-        taken
-    })
-    .unwrap_or_else(|| vec![0.0; len])
+    let mut values = POOL
+        .with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let taken = pool.by_len.get_mut(&len).and_then(Vec::pop);
+            if taken.is_some() {
+                pool.values -= len;
+            }
+            taken
+        })
+        .unwrap_or_else(|| vec![0.0; len]);
+    if cfg!(debug_assertions) {
+        values.fill(f32::NAN);
+    }
+    values
 }
 
 /// A buffer of `len` zeros.
@@ -83,9 +94,19 @@ mod tests {
     fn recycled_buffers_come_back_by_length_and_the_pool_is_bounded() {
         let mut first = buffer(1000);
         first[0] = 7.0;
+        let address = first.as_ptr();
         recycle(first);
-        // Same length: the same allocation, contents left as they were.
-        assert_eq!(buffer(1000)[0], 7.0);
+        // Same length: the same allocation, with its leftovers in release builds and NaN
+        // where debug assertions are on.
+        let again = buffer(1000);
+        assert_eq!(again.as_ptr(), address);
+        if cfg!(debug_assertions) {
+            assert!(again.iter().all(|v| v.is_nan()));
+        } else {
+            assert_eq!(again[0], 7.0);
+        }
+        recycle(again);
+        let _ = buffer(1000);
         // Other lengths get their own buffers, zeroed when asked.
         recycle(vec![3.0; 10]);
         assert_eq!(zeroed(10), vec![0.0; 10]);
