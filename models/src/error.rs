@@ -1,6 +1,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::capabilities::FeatureName;
+
 /// Everything that can go wrong when building, loading, running or training a model.
 ///
 /// Variants carry the context a user needs to fix the problem (file, tensor name, shapes).
@@ -114,6 +116,20 @@ pub enum ModelError {
     TrainingData { reason: String },
     #[error("training diverged: the loss became non-finite in epoch {epoch}, batch {batch}")]
     Diverged { epoch: usize, batch: usize },
+    /// [`crate::Model::features`] was asked for a layer the model does not provide.
+    #[error(
+        "the model provides no feature layer `{requested}`; it provides: {}",
+        crate::capabilities::list_names(available)
+    )]
+    NoSuchFeature {
+        requested: FeatureName,
+        available: Vec<FeatureName>,
+    },
+    /// An internal invariant of gauntlet's own code failed (e.g. the native kernels' saved
+    /// forward values do not match the backward pass). A bug, reported instead of returning
+    /// a wrong result (a zero gradient would look like robustness).
+    #[error("internal error in gauntlet-models (a bug, please report it): {what}")]
+    Internal { what: String },
 }
 
 /// A tensor stored with a shape different from the one the spec implies.
@@ -181,5 +197,10 @@ impl ModelError {
         ModelError::InvalidSpec {
             reason: reason.into(),
         }
+    }
+
+    /// A broken internal invariant ([`ModelError::Internal`]).
+    pub(crate) fn internal(what: impl Into<String>) -> Self {
+        ModelError::Internal { what: what.into() }
     }
 }

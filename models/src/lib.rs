@@ -14,6 +14,13 @@
 //! agree with the candle path to 1e-5 relative; [`Network::with_native_kernels`] switches them
 //! off, and every other model, device or dtype runs on candle.
 //!
+//! A model also declares what it can do beyond logits ([`Model::capabilities`]: input
+//! gradients, named feature layers such as [`FeatureName::Penultimate`], the input of the
+//! final linear layer, returned by [`Model::features`]), describes itself for reports
+//! ([`Model::info`]) and says which kernels run it and, on candle, why
+//! ([`Model::kernel_path`]). A broken internal invariant of the native kernels is a
+//! [`ModelError::Internal`], never a silently zero gradient.
+//!
 //! The concrete model is [`Network`]: a [`ModelSpec`] (TOML: a built-in architecture or a
 //! `sequential` layer list) plus safetensors weights named as PyTorch's `state_dict()` names
 //! them (`docs/pytorch-export.md`). Its pooling layers are written here rather than taken from
@@ -23,6 +30,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+mod capabilities;
 mod error;
 mod layers;
 mod load;
@@ -34,6 +42,10 @@ pub mod spec;
 pub mod testing;
 pub mod train;
 
+pub use capabilities::{
+    FeatureLayer, FeatureName, KernelPath, ModelCapabilities, ModelFormat, ModelInfo,
+    UnknownFeatureName,
+};
 pub use error::{ModelError, ShapeMismatch};
 pub use network::Network;
 pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
@@ -178,5 +190,52 @@ pub trait Model: Send + Sync {
     /// Predicted classes, shape `(batch,)`, u32.
     fn predict(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
         Ok(self.forward(inputs)?.argmax(1)?)
+    }
+
+    /// What the model provides beyond logits. The default: input gradients (the default
+    /// [`Model::loss_and_input_gradient`] works for any model built from candle ops) and no
+    /// feature layers.
+    fn capabilities(&self) -> ModelCapabilities {
+        ModelCapabilities::default()
+    }
+
+    /// The activations of feature layer `layer` for `inputs` (in [0, 1], as for
+    /// [`Model::forward`]), shape `(batch, ..)` with the per-sample shape that
+    /// [`Model::capabilities`] lists for it. The default provides none: a
+    /// [`ModelError::NoSuchFeature`] listing the layers [`Model::capabilities`] declares.
+    fn features(&self, inputs: &Tensor, layer: FeatureName) -> Result<Tensor, ModelError> {
+        let _ = inputs;
+        Err(ModelError::NoSuchFeature {
+            requested: layer,
+            available: self
+                .capabilities()
+                .features
+                .iter()
+                .map(|feature| feature.name)
+                .collect(),
+        })
+    }
+
+    /// A description for reports. The default knows only the name, shapes and classes, with
+    /// format [`ModelFormat::Custom`].
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name().to_string(),
+            architecture: None,
+            format: ModelFormat::Custom,
+            source: None,
+            class_names: None,
+            parameters: None,
+            input_shape: self.input_shape().to_vec(),
+            num_classes: self.num_classes(),
+        }
+    }
+
+    /// Which kernels run the model. The default: candle, since only [`Network`] has native
+    /// kernels.
+    fn kernel_path(&self) -> KernelPath {
+        KernelPath::Candle {
+            reason: "the model has no native kernels".to_string(),
+        }
     }
 }

@@ -4,16 +4,17 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, DeviceLocation, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
-use crate::layers::{self, Node, TensorRole};
+use crate::layers::{self, Layer, Node, TensorRole};
 use crate::load::{self, TensorTable};
-use crate::native::Plan;
+use crate::native::{Plan, Unsupported};
 use crate::params::{Initializer, ParamSource};
 use crate::spec::{LayerSection, ModelSpec};
 use crate::{
-    autograd_loss_and_input_gradient, label_values, InputGradient, Loss, Model, ModelError,
+    autograd_loss_and_input_gradient, label_values, FeatureLayer, FeatureName, InputGradient,
+    KernelPath, Loss, Model, ModelCapabilities, ModelError, ModelFormat, ModelInfo,
 };
 
 /// A network described by a [`ModelSpec`], with its weights as plain (untracked) tensors so
@@ -29,6 +30,8 @@ pub struct Network {
     device: Device,
     dtype: DType,
     native: NativePath,
+    /// Where the network was loaded from, for [`Model::info`].
+    source: Option<String>,
 }
 
 /// The native CPU path (`crate::native`): on by default, compiled on first use, and dropped
@@ -36,9 +39,9 @@ pub struct Network {
 #[derive(Debug, Clone)]
 struct NativePath {
     enabled: bool,
-    /// `None` inside: this network cannot use the native path (e.g. GELU, grouped
-    /// convolutions, training variables), so candle runs it.
-    plan: OnceLock<Option<Arc<Plan>>>,
+    /// `Err` inside: this network cannot use the native path (e.g. GELU, grouped
+    /// convolutions, training variables), so candle runs it, and this is why.
+    plan: OnceLock<Result<Arc<Plan>, Unsupported>>,
 }
 
 impl NativePath {
@@ -76,7 +79,8 @@ impl Network {
         Ok(network)
     }
 
-    /// Reads a spec file and a safetensors file; errors name the file at fault.
+    /// Reads a spec file and a safetensors file; errors name the file at fault. The weights'
+    /// path is the network's source ([`Network::with_source`]).
     pub fn load(
         spec_path: &Path,
         weights_path: &Path,
@@ -87,12 +91,20 @@ impl Network {
             path: weights_path.to_path_buf(),
             source,
         })?;
-        Self::from_spec_and_safetensors(&spec, &bytes, device).map_err(|source| {
+        let network = Self::from_spec_and_safetensors(&spec, &bytes, device).map_err(|source| {
             ModelError::WeightsFile {
                 path: weights_path.to_path_buf(),
                 source: Box::new(source),
             }
-        })
+        })?;
+        Ok(network.with_source(weights_path.display().to_string()))
+    }
+
+    /// Records where the network came from (a path, an `embedded:` name, …), reported as
+    /// [`ModelInfo::source`].
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// A freshly initialised network with PyTorch's default initialisation (conv and linear:
@@ -125,6 +137,7 @@ impl Network {
             device: device.clone(),
             dtype: DType::F32,
             native: NativePath::new(true),
+            source: None,
         };
         network.check_unique_names()?;
         Ok(network)
@@ -273,37 +286,64 @@ impl Network {
         copy
     }
 
-    /// Whether forward and input-gradient passes of this network run on the native CPU path.
+    /// Whether forward and input-gradient passes of this network run on the native CPU path
+    /// (see [`Model::kernel_path`] for why not).
     pub fn uses_native_kernels(&self) -> bool {
-        self.native_plan().is_some()
+        self.native_plan().is_ok()
     }
 
-    fn native_plan(&self) -> Option<&Plan> {
-        if !self.native.enabled || !self.device.is_cpu() || self.dtype != DType::F32 {
-            return None;
+    /// The compiled native plan, or why this network runs on candle.
+    fn native_plan(&self) -> Result<&Plan, String> {
+        if !self.native.enabled {
+            return Err("native kernels turned off (--candle-kernels)".to_string());
+        }
+        if !self.device.is_cpu() {
+            return Err(format!("device is {}", device_name(&self.device)));
+        }
+        if self.dtype != DType::F32 {
+            return Err(format!("dtype is {}", self.dtype.as_str()));
         }
         self.native
             .plan
-            .get_or_init(|| {
-                let normalisation = self.normalisation.as_ref().map(|norm| {
-                    let values = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-                    (values(&norm.mean), values(&norm.std))
-                });
-                let normalisation = match normalisation {
-                    Some((Ok(mean), Ok(std))) => Some((mean, std)),
-                    Some(_) => return None,
-                    None => None,
-                };
-                Plan::compile(
-                    &self.nodes,
-                    &self.spec.input_shape,
-                    normalisation,
-                    self.spec.num_classes,
-                )
-                .ok()
-                .map(Arc::new)
-            })
+            .get_or_init(|| self.compile_native().map(Arc::new))
             .as_deref()
+            .map_err(ToString::to_string)
+    }
+
+    fn compile_native(&self) -> Result<Plan, Unsupported> {
+        let normalisation = match &self.normalisation {
+            Some(norm) => {
+                let values = |t: &Tensor| {
+                    t.flatten_all()
+                        .and_then(|t| t.to_vec1::<f32>())
+                        .map_err(|e| {
+                            Unsupported(format!("cannot read the input normalisation: {e}"))
+                        })
+                };
+                Some((values(&norm.mean)?, values(&norm.std)?))
+            }
+            None => None,
+        };
+        Plan::compile(
+            &self.nodes,
+            &self.spec.input_shape,
+            normalisation,
+            self.spec.num_classes,
+        )
+    }
+
+    /// The index of the last top-level linear layer (the classifier) and its number of
+    /// inputs: the penultimate features are that layer's input.
+    fn penultimate_layer(&self) -> Option<(usize, usize)> {
+        let at = self
+            .nodes
+            .iter()
+            .rposition(|node| matches!(node.layer, Layer::Linear(_)))?;
+        let Layer::Linear(linear) = &self.nodes[at].layer else {
+            return None;
+        };
+        let (_, inputs) = linear.weight.dims2().ok()?;
+        Some((at, inputs))
     }
 
     /// The inputs as one flat f32 host buffer for the native path.
@@ -371,8 +411,8 @@ impl Model for Network {
             )?);
         }
         // An input that carries a graph wants candle's autograd through the logits.
-        if let (Some(plan), false) = (self.native_plan(), inputs.track_op()) {
-            let logits = plan.forward(&Self::host_inputs(inputs)?);
+        if let (Ok(plan), false) = (self.native_plan(), inputs.track_op()) {
+            let logits = plan.forward(&Self::host_inputs(inputs)?)?;
             return Ok(Tensor::from_vec(
                 logits,
                 (batch, self.spec.num_classes),
@@ -391,17 +431,97 @@ impl Model for Network {
         check_input_shape(inputs, &self.spec.input_shape)?;
         let batch = inputs.dim(0)?;
         let plan = match self.native_plan() {
-            Some(plan) if batch > 0 => plan,
+            Ok(plan) if batch > 0 => plan,
             _ => return autograd_loss_and_input_gradient(self, inputs, labels, loss),
         };
         let labels = label_values(labels, batch, self.spec.num_classes)?;
-        let result = plan.loss_and_input_gradient(&Self::host_inputs(inputs)?, &labels, loss);
+        let result = plan.loss_and_input_gradient(&Self::host_inputs(inputs)?, &labels, loss)?;
         Ok(InputGradient {
             loss: Tensor::from_vec(result.loss, batch, &self.device)?,
             gradient: Tensor::from_vec(result.gradient, inputs.dims(), &self.device)?
                 .to_dtype(inputs.dtype())?,
             logits: Tensor::from_vec(result.logits, (batch, self.spec.num_classes), &self.device)?,
         })
+    }
+
+    /// Input gradients, and the penultimate features when the network has a top-level linear
+    /// layer (its input, `[in_features]` per sample).
+    fn capabilities(&self) -> ModelCapabilities {
+        ModelCapabilities {
+            input_gradients: true,
+            features: self
+                .penultimate_layer()
+                .map(|(_, width)| FeatureLayer {
+                    name: FeatureName::Penultimate,
+                    shape: vec![width],
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The penultimate features: the input of the last top-level linear layer, `(batch, d)`,
+    /// on the native path where the logits would run there, and on candle's otherwise (then
+    /// they carry the input's graph, if any).
+    fn features(&self, inputs: &Tensor, layer: FeatureName) -> Result<Tensor, ModelError> {
+        let (at, width) = match (layer, self.penultimate_layer()) {
+            (FeatureName::Penultimate, Some(found)) => found,
+            (FeatureName::Penultimate, None) => {
+                return Err(ModelError::NoSuchFeature {
+                    requested: layer,
+                    available: Vec::new(),
+                })
+            }
+        };
+        check_input_shape(inputs, &self.spec.input_shape)?;
+        let batch = inputs.dim(0)?;
+        if batch == 0 {
+            return Ok(Tensor::zeros((0, width), self.dtype, &self.device)?);
+        }
+        if let (Ok(plan), false) = (self.native_plan(), inputs.track_op()) {
+            if plan.penultimate_width() != Some(width) {
+                return Err(ModelError::internal(format!(
+                    "the native plan's penultimate width {:?} differs from the network's {width}",
+                    plan.penultimate_width()
+                )));
+            }
+            let features = plan.features(&Self::host_inputs(inputs)?)?;
+            return Ok(Tensor::from_vec(features, (batch, width), &self.device)?);
+        }
+        let x = layers::run(&self.nodes[..at], &self.prepare_input(inputs)?)?;
+        Ok(x.flatten_from(1)?)
+    }
+
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.name().to_string(),
+            architecture: Some(self.spec.architecture.name().to_string()),
+            format: ModelFormat::GauntletSpec,
+            source: self.source.clone(),
+            class_names: self.spec.class_names.clone(),
+            parameters: Some(self.parameter_count()),
+            input_shape: self.spec.input_shape.clone(),
+            num_classes: self.spec.num_classes,
+        }
+    }
+
+    /// [`KernelPath::Native`] when the native plan compiles and applies (CPU, f32, kernels
+    /// on), otherwise candle with the reason. Inputs that carry an autograd graph run on
+    /// candle either way.
+    fn kernel_path(&self) -> KernelPath {
+        match self.native_plan() {
+            Ok(_) => KernelPath::Native,
+            Err(reason) => KernelPath::Candle { reason },
+        }
+    }
+}
+
+/// `cpu`, `cuda:0`, `metal:0`.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".to_string(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 

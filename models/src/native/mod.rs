@@ -20,13 +20,29 @@
 //!   (a sample's loss depends on that sample only), each group forward and backward while its
 //!   activations are still in cache, with buffers recycled per thread (`scratch.rs`);
 //! * the loss (cross-entropy or CW margin) and its gradient with respect to the logits are
-//!   computed in closed form.
+//!   computed in closed form;
+//! * the penultimate features (the final linear layer's input) are the plan run up to its
+//!   last top-level linear op ([`Plan::features`]).
+//!
+//! A broken internal invariant (tape underflow, a buffer of the wrong length, an argmax index
+//! outside its input) is a [`ModelError::Internal`], never a silently zero or partial result.
+//! In builds with debug assertions, every buffer handed out by `scratch::buffer` is filled
+//! with NaN first, so an output value the kernels forget to write shows up in the tests.
 //!
 //! The plan is used on CPU for f32 networks whose weights are constants (not training
 //! variables) and whose layers it covers (all but GELU and grouped convolutions); everything
 //! else runs on candle. Its logits and input gradients are checked against candle's path (itself
 //! checked against finite differences) in `models/tests/it/native.rs`; benches/NOTES.md records
 //! how each piece was measured.
+
+/// Returns [`ModelError::Internal`] with the formatted message unless `$holds`.
+macro_rules! ensure {
+    ($holds:expr, $($message:tt)+) => {
+        if !($holds) {
+            return Err($crate::ModelError::internal(format!($($message)+)));
+        }
+    };
+}
 
 mod conv;
 mod gemm;
@@ -38,7 +54,7 @@ use rayon::prelude::*;
 
 use crate::layers::{Layer, Node};
 use crate::spec::ActivationKind;
-use crate::Loss;
+use crate::{Loss, ModelError};
 use ops::{run_backward, run_forward, Activation, Linear, Op, Tape};
 
 /// Per-image shape; a feature vector is a `features`-channel `1 × 1` image.
@@ -81,6 +97,12 @@ pub(crate) fn outputs_inside(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unsupported(pub(crate) String);
 
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A network compiled for the native CPU path.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -88,6 +110,9 @@ pub(crate) struct Plan {
     classes: usize,
     ops: Vec<Op>,
     images_per_task: usize,
+    /// The index in `ops` of the last top-level linear op and its number of inputs (the
+    /// penultimate features), if there is one.
+    penultimate: Option<(usize, usize)>,
 }
 
 /// The native path's results for a batch, as flat row-major buffers.
@@ -129,7 +154,11 @@ impl Plan {
                 width: 1,
                 channels: features,
             },
-            _ => return Err(Unsupported(format!("input shape {input_shape:?}"))),
+            _ => {
+                return Err(Unsupported(format!(
+                    "input shape {input_shape:?} (neither [C, H, W] nor [features])"
+                )))
+            }
         };
         let mut ops = Vec::new();
         if let Some((mean, std)) = normalisation {
@@ -151,31 +180,78 @@ impl Plan {
         // 860 with four). Small inputs (feature vectors) are grouped up to 16.
         let pixels = input.height * input.width;
         let images_per_task = (1024 / pixels.max(1)).clamp(1, 16);
+        let penultimate = ops.iter().enumerate().rev().find_map(|(at, op)| match op {
+            Op::Linear(linear) => Some((at, linear.inputs)),
+            _ => None,
+        });
         Ok(Self {
             input,
             classes,
             ops,
             images_per_task,
+            penultimate,
         })
     }
 
-    /// Logits `(batch, classes)` for `inputs` laid out as the model's inputs.
-    pub(crate) fn forward(&self, inputs: &[f32]) -> Vec<f32> {
+    /// The number of samples in `inputs`, which must hold whole samples.
+    fn batch_of(&self, inputs: &[f32]) -> Result<usize, ModelError> {
         let per_sample = self.input.len();
-        let batch = inputs.len() / per_sample;
-        let mut logits = vec![0f32; batch * self.classes];
+        ensure!(
+            per_sample > 0 && inputs.len().is_multiple_of(per_sample),
+            "the native path got {} input values, not a whole number of samples of {per_sample}",
+            inputs.len()
+        );
+        Ok(inputs.len() / per_sample)
+    }
+
+    /// Logits `(batch, classes)` for `inputs` laid out as the model's inputs.
+    pub(crate) fn forward(&self, inputs: &[f32]) -> Result<Vec<f32>, ModelError> {
+        self.forward_through(inputs, self.ops.len(), self.classes)
+    }
+
+    /// The number of penultimate features (the inputs of the last top-level linear op), if
+    /// the plan has such an op.
+    pub(crate) fn penultimate_width(&self) -> Option<usize> {
+        self.penultimate.map(|(_, width)| width)
+    }
+
+    /// The penultimate features `(batch, d)` of `inputs`: the plan run up to (not including)
+    /// its last top-level linear op. An error if the plan has none.
+    pub(crate) fn features(&self, inputs: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let Some((at, width)) = self.penultimate else {
+            return Err(ModelError::internal(
+                "penultimate features asked of a native plan without a linear op",
+            ));
+        };
+        self.forward_through(inputs, at, width)
+    }
+
+    /// The outputs `(batch, width)` of the first `ops` ops, which must end in feature vectors
+    /// of `width` values.
+    fn forward_through(
+        &self,
+        inputs: &[f32],
+        ops: usize,
+        width: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let per_sample = self.input.len();
+        let batch = self.batch_of(inputs)?;
+        let mut out = vec![0f32; batch * width];
+        if batch == 0 || width == 0 {
+            return Ok(out);
+        }
         let group = self.images_per_task;
-        logits
-            .par_chunks_mut(group * self.classes)
+        out.par_chunks_mut(group * width)
             .zip(inputs.par_chunks(group * per_sample))
-            .for_each(|(logits, inputs)| {
-                let images = logits.len() / self.classes;
+            .try_for_each(|(out, inputs)| {
+                let images = out.len() / width;
                 let x = self.to_channel_major(inputs, images);
-                let by_class = run_forward(&self.ops, x, images, None);
-                logits_by_image(&by_class, logits, images, self.classes);
-                scratch::recycle(by_class);
-            });
-        logits
+                let by_feature = run_forward(&self.ops[..ops], x, images, None)?;
+                rows_by_image(&by_feature, out, images, width)?;
+                scratch::recycle(by_feature);
+                Ok::<(), ModelError>(())
+            })?;
+        Ok(out)
     }
 
     /// Per-sample loss, the gradient of the summed loss with respect to `inputs`, and the
@@ -185,9 +261,14 @@ impl Plan {
         inputs: &[f32],
         labels: &[u32],
         loss: Loss,
-    ) -> LossAndGradient {
+    ) -> Result<LossAndGradient, ModelError> {
         let per_sample = self.input.len();
         let batch = labels.len();
+        ensure!(
+            self.batch_of(inputs)? == batch,
+            "the native path got {} input values for {batch} labels",
+            inputs.len()
+        );
         let mut result = LossAndGradient {
             loss: vec![0f32; batch],
             gradient: vec![0f32; batch * per_sample],
@@ -201,12 +282,12 @@ impl Plan {
             .zip(result.gradient.par_chunks_mut(group * per_sample))
             .zip(inputs.par_chunks(group * per_sample))
             .zip(labels.par_chunks(group))
-            .for_each(|((((logits, losses), gradient), inputs), labels)| {
+            .try_for_each(|((((logits, losses), gradient), inputs), labels)| {
                 let images = labels.len();
                 let mut tape = Tape::default();
                 let x = self.to_channel_major(inputs, images);
-                let by_class = run_forward(&self.ops, x, images, Some(&mut tape));
-                logits_by_image(&by_class, logits, images, self.classes);
+                let by_class = run_forward(&self.ops, x, images, Some(&mut tape))?;
+                rows_by_image(&by_class, logits, images, self.classes)?;
                 let mut dlogits = vec![0f32; logits.len()];
                 for (((z, y), l), d) in logits
                     .chunks_exact(self.classes)
@@ -223,11 +304,19 @@ impl Plan {
                         dy[class * images + image] = dlogits[image * self.classes + class];
                     }
                 }
-                let dx = run_backward(&self.ops, dy, images, &mut tape);
+                let dx = run_backward(&self.ops, dy, images, &mut tape)?;
+                tape.finish()?;
+                ensure!(
+                    dx.len() == gradient.len(),
+                    "the native backward pass gave {} input-gradient values for {} inputs",
+                    dx.len(),
+                    gradient.len()
+                );
                 self.to_input_layout(&dx, gradient, images);
                 scratch::recycle(dx);
-            });
-        result
+                Ok::<(), ModelError>(())
+            })?;
+        Ok(result)
     }
 
     /// A group's inputs `(image, C, H·W)` in the channel-major layout `(C, image, H·W)`.
@@ -257,13 +346,26 @@ impl Plan {
     }
 }
 
-/// `(classes, image)` logits of a group as `(image, classes)` rows, into `out`.
-fn logits_by_image(by_class: &[f32], out: &mut [f32], images: usize, classes: usize) {
+/// `(width, image)` values of a group (logits or features in the plan's layout) as
+/// `(image, width)` rows, into `out`.
+fn rows_by_image(
+    by_row: &[f32],
+    out: &mut [f32],
+    images: usize,
+    width: usize,
+) -> Result<(), ModelError> {
+    ensure!(
+        by_row.len() == images * width && out.len() == images * width,
+        "the native forward pass gave {} values for {images} images of {width} (room for {})",
+        by_row.len(),
+        out.len()
+    );
     for image in 0..images {
-        for class in 0..classes {
-            out[image * classes + class] = by_class[class * images + image];
+        for row in 0..width {
+            out[image * width + row] = by_row[row * images + image];
         }
     }
+    Ok(())
 }
 
 /// One sample's loss; writes ∂loss/∂logits into `gradient`.
@@ -314,11 +416,13 @@ fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &
         Loss::CwMargin => {
             // The first largest other logit, as an argmax would pick it (and PyTorch's max
             // backward); candle's max backward gives +1 to every tied
-            // logit, so exact ties are the one place the two paths' CW gradients differ.
+            // logit, so exact ties are the one place the two paths' CW gradients differ. A NaN
+            // logit wins (as in PyTorch's max), so NaN logits give a NaN loss rather than the
+            // single-class answer below.
             let (runner_up, best) = logits.iter().enumerate().filter(|&(j, _)| j != label).fold(
                 (label, f32::NEG_INFINITY),
                 |(at, best), (j, &z)| {
-                    if z > best {
+                    if z > best || (z.is_nan() && !best.is_nan()) {
                         (j, z)
                     } else {
                         (at, best)
@@ -410,7 +514,7 @@ fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(
                     ActivationKind::Relu => Activation::Relu,
                     ActivationKind::Tanh => Activation::Tanh,
                     ActivationKind::Sigmoid => Activation::Sigmoid,
-                    ActivationKind::Gelu => return Err(Unsupported("GELU".into())),
+                    ActivationKind::Gelu => return Err(Unsupported("GELU activation".into())),
                 };
                 let fused =
                     activation == Activation::Relu && own_last.is_some_and(|op| op.try_fuse_relu());
@@ -421,7 +525,7 @@ fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(
             Layer::MaxPool2d(pool) => {
                 let geometry = *pool.geometry();
                 *dims = pooled(dims, geometry.out_height, geometry.out_width);
-                ops.push(Op::MaxPool(pool::MaxPool::new(geometry)));
+                ops.push(Op::MaxPool(pool::MaxPool::new(geometry)?));
             }
             Layer::AvgPool2d(pool) => {
                 let geometry = *pool.geometry();
@@ -465,7 +569,9 @@ fn compile_nodes(nodes: &[Node], dims: &mut Dims, ops: &mut Vec<Op>) -> Result<(
                     Some(ActivationKind::Relu) => Some(Activation::Relu),
                     Some(ActivationKind::Tanh) => Some(Activation::Tanh),
                     Some(ActivationKind::Sigmoid) => Some(Activation::Sigmoid),
-                    Some(ActivationKind::Gelu) => return Err(Unsupported("GELU".into())),
+                    Some(ActivationKind::Gelu) => {
+                        return Err(Unsupported("GELU activation".into()))
+                    }
                 };
                 ops.push(Op::Residual {
                     body,
@@ -536,4 +642,27 @@ fn compile_conv(conv: &crate::layers::Conv2d, dims: &mut Dims) -> Result<Op, Uns
     ));
     *dims = output;
     Ok(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_logits_give_a_nan_cw_margin_not_the_single_class_answer() {
+        let mut gradient = [0f32; 3];
+        let loss = loss_and_logit_gradient(Loss::CwMargin, &[1.0, f32::NAN, 0.5], 0, &mut gradient);
+        assert!(loss.is_nan(), "{loss}");
+        assert_eq!(gradient, [-1.0, 1.0, 0.0]);
+        // One class: the documented stand-in for the missing other logit.
+        let mut gradient = [0f32; 1];
+        let loss = loss_and_logit_gradient(Loss::CwMargin, &[2.0], 0, &mut gradient);
+        assert_eq!(loss, f32::MIN / 4.0 - 2.0);
+        assert_eq!(gradient, [-1.0]);
+        // Cross-entropy propagates a NaN logit by itself.
+        let mut gradient = [0f32; 3];
+        let loss =
+            loss_and_logit_gradient(Loss::CrossEntropy, &[1.0, f32::NAN, 0.5], 0, &mut gradient);
+        assert!(loss.is_nan(), "{loss}");
+    }
 }

@@ -4,12 +4,17 @@
 //! `mod.rs`; a feature vector is a `1 × 1` image, so features are rows and images columns. The forward pass pushes what
 //! the backward pass needs onto a [`Tape`] (stack order: the backward pass visits operations
 //! in exactly the reverse order and pops).
+//!
+//! Every pass checks the invariants it relies on (buffer lengths, what the tape holds, pooling
+//! indices) and returns [`ModelError::Internal`] when one fails: a missed ReLU mask or an
+//! empty gradient would otherwise look like a plausible (robust-seeming) result.
 
 use super::conv::{relu, relu_in_place, Conv};
 use super::gemm::{matmul, MatMut, MatRef};
 use super::pool::{AdaptiveAvgPool, AvgPool, MaxPool};
 use super::scratch;
 use super::Dims;
+use crate::ModelError;
 
 /// What one operation's backward pass needs from its forward pass.
 #[derive(Debug)]
@@ -21,6 +26,17 @@ pub(crate) enum Saved {
     Indices(Vec<u32>),
 }
 
+impl Saved {
+    /// What is saved, for error messages.
+    fn describe(&self) -> String {
+        match self {
+            Saved::Nothing => "nothing".to_string(),
+            Saved::Output(y) => format!("an output of {} values", y.len()),
+            Saved::Indices(from) => format!("{} max-pool indices", from.len()),
+        }
+    }
+}
+
 /// The forward pass's saved values, popped by the backward pass.
 #[derive(Debug, Default)]
 pub(crate) struct Tape(Vec<Saved>);
@@ -30,11 +46,25 @@ impl Tape {
         self.0.push(saved);
     }
 
-    fn pop(&mut self) -> Saved {
-        // The plan's forward and backward walks are mirror images, so the stack never runs
-        // dry (the plan tests check gradients of every op against candle's).
-        debug_assert!(!self.0.is_empty(), "tape popped more often than pushed");
-        self.0.pop().unwrap_or(Saved::Nothing)
+    /// The plan's forward and backward walks are mirror images, so the stack never runs dry;
+    /// if it does, the walks disagree and every gradient after this point would be wrong.
+    fn pop(&mut self) -> Result<Saved, ModelError> {
+        self.0.pop().ok_or_else(|| {
+            ModelError::internal(
+                "tape underflow: the native backward pass popped more saved values than the \
+                 forward pass pushed",
+            )
+        })
+    }
+
+    /// Checks that the backward pass used every value the forward pass saved.
+    pub(crate) fn finish(self) -> Result<(), ModelError> {
+        ensure!(
+            self.0.is_empty(),
+            "the native backward pass left {} saved values of the forward pass unused",
+            self.0.len()
+        );
+        Ok(())
     }
 }
 
@@ -110,7 +140,8 @@ impl Activation {
         }
     }
 
-    /// Multiplies `dy` by the derivative, expressed through the activation's output `y`.
+    /// Multiplies `dy` by the derivative, expressed through the activation's output `y`
+    /// (of the same length; the caller checks).
     fn backward(self, dy: &mut [f32], y: &[f32]) {
         let pairs = dy.iter_mut().zip(y);
         match self {
@@ -190,7 +221,72 @@ impl Op {
         }
     }
 
-    fn forward(&self, mut x: Vec<f32>, images: usize, tape: Option<&mut Tape>) -> Vec<f32> {
+    /// Values per image that this op reads and writes, where they are fixed (elementwise ops
+    /// and residual blocks keep whatever length they get; their parts check themselves).
+    fn sizes(&self) -> Option<(usize, usize)> {
+        match self {
+            Op::Conv(conv) => Some((conv.input.len(), conv.output.len())),
+            Op::Linear(linear) => Some((linear.inputs, linear.outputs)),
+            Op::MaxPool(pool) => Some(pool.sizes()),
+            Op::AvgPool(pool) => Some(pool.sizes()),
+            Op::AdaptiveAvgPool(pool) => Some(pool.sizes()),
+            Op::Flatten { input } => Some((input.len(), input.len())),
+            Op::Affine { .. } | Op::Activation(_) | Op::Residual { .. } => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Conv(_) => "convolution",
+            Op::Linear(_) => "linear layer",
+            Op::Affine { .. } => "affine map",
+            Op::Activation(_) => "activation",
+            Op::MaxPool(_) => "max pooling",
+            Op::AvgPool(_) => "average pooling",
+            Op::AdaptiveAvgPool(_) => "adaptive average pooling",
+            Op::Flatten { .. } => "flatten",
+            Op::Residual { .. } => "residual block",
+        }
+    }
+
+    /// Checks that a buffer entering (`side` 0) or leaving (`side` 1) this op of `images`
+    /// images has the op's length.
+    fn check_len(
+        &self,
+        what: &str,
+        side: usize,
+        len: usize,
+        images: usize,
+    ) -> Result<(), ModelError> {
+        if let Some(sizes) = self.sizes() {
+            let per_image = if side == 0 { sizes.0 } else { sizes.1 };
+            ensure!(
+                len == per_image * images,
+                "the {} got {what} of {len} values for {images} images of {per_image}",
+                self.name()
+            );
+        }
+        Ok(())
+    }
+
+    fn forward(
+        &self,
+        x: Vec<f32>,
+        images: usize,
+        tape: Option<&mut Tape>,
+    ) -> Result<Vec<f32>, ModelError> {
+        self.check_len("an input", 0, x.len(), images)?;
+        let y = self.forward_unchecked(x, images, tape)?;
+        self.check_len("an output", 1, y.len(), images)?;
+        Ok(y)
+    }
+
+    fn forward_unchecked(
+        &self,
+        mut x: Vec<f32>,
+        images: usize,
+        tape: Option<&mut Tape>,
+    ) -> Result<Vec<f32>, ModelError> {
         let (y, saved) = match self {
             Op::Conv(conv) => {
                 let y = conv.forward(&x, images);
@@ -205,10 +301,8 @@ impl Op {
                 (y, saved)
             }
             Op::Affine { scale, shift } => {
-                let per_channel = x.len() / scale.len().max(1);
-                for ((channel, s), t) in
-                    x.chunks_exact_mut(per_channel.max(1)).zip(scale).zip(shift)
-                {
+                let per_channel = affine_plane(x.len(), scale.len())?;
+                for ((channel, s), t) in x.chunks_exact_mut(per_channel).zip(scale).zip(shift) {
                     channel.iter_mut().for_each(|v| *v = *v * s + t);
                 }
                 (x, Saved::Nothing)
@@ -251,8 +345,14 @@ impl Op {
                 let mut tape = tape;
                 let mut x_copy = scratch::buffer(x.len());
                 x_copy.copy_from_slice(&x);
-                let mut sum = run_forward(body, x_copy, images, tape.as_deref_mut());
-                let short = run_forward(shortcut, x, images, tape.as_deref_mut());
+                let mut sum = run_forward(body, x_copy, images, tape.as_deref_mut())?;
+                let short = run_forward(shortcut, x, images, tape.as_deref_mut())?;
+                ensure!(
+                    sum.len() == short.len(),
+                    "a residual block adds a body output of {} values to a shortcut output of {}",
+                    sum.len(),
+                    short.len()
+                );
                 sum.iter_mut().zip(&short).for_each(|(s, v)| *s += v);
                 scratch::recycle(short);
                 if let Some(kind) = activation {
@@ -262,67 +362,115 @@ impl Op {
                 if let Some(tape) = tape {
                     tape.push(saved);
                 }
-                return sum;
+                return Ok(sum);
             }
         };
         if let Some(tape) = tape {
             tape.push(saved);
         }
-        y
+        Ok(y)
     }
 
-    fn backward(&self, mut dy: Vec<f32>, images: usize, tape: &mut Tape) -> Vec<f32> {
-        let saved = tape.pop();
+    fn backward(
+        &self,
+        dy: Vec<f32>,
+        images: usize,
+        tape: &mut Tape,
+    ) -> Result<Vec<f32>, ModelError> {
+        self.check_len("an output gradient", 1, dy.len(), images)?;
+        let dx = self.backward_unchecked(dy, images, tape)?;
+        self.check_len("an input gradient", 0, dx.len(), images)?;
+        Ok(dx)
+    }
+
+    /// Multiplies `dy` by the derivative of the activation applied at the end of this op
+    /// (`None`: there is none), through the output the forward pass saved.
+    fn activation_backward(
+        &self,
+        activation: Option<Activation>,
+        dy: &mut [f32],
+        saved: &Saved,
+    ) -> Result<(), ModelError> {
+        match (activation, saved) {
+            (Some(kind), Saved::Output(y)) if y.len() == dy.len() => {
+                kind.backward(dy, y);
+                Ok(())
+            }
+            (None, Saved::Nothing) => Ok(()),
+            _ => Err(ModelError::internal(format!(
+                "the {}'s backward pass for {} values found {} on the tape, expected {}",
+                self.name(),
+                dy.len(),
+                saved.describe(),
+                if activation.is_some() {
+                    "its output"
+                } else {
+                    "nothing"
+                }
+            ))),
+        }
+    }
+
+    fn backward_unchecked(
+        &self,
+        mut dy: Vec<f32>,
+        images: usize,
+        tape: &mut Tape,
+    ) -> Result<Vec<f32>, ModelError> {
+        let saved = tape.pop()?;
         let dx = match self {
             Op::Conv(conv) => {
-                if let Saved::Output(y) = &saved {
-                    Activation::Relu.backward(&mut dy, y);
-                }
+                let relu = conv.relu.then_some(Activation::Relu);
+                self.activation_backward(relu, &mut dy, &saved)?;
                 let dx = conv.input_gradient(&dy, images);
                 scratch::recycle(dy);
                 dx
             }
             Op::Linear(linear) => {
-                if let Saved::Output(y) = &saved {
-                    Activation::Relu.backward(&mut dy, y);
-                }
+                let relu = linear.relu.then_some(Activation::Relu);
+                self.activation_backward(relu, &mut dy, &saved)?;
                 let dx = linear.input_gradient(&dy, images);
                 scratch::recycle(dy);
                 dx
             }
             Op::Affine { scale, .. } => {
-                let per_channel = dy.len() / scale.len().max(1);
-                for (channel, s) in dy.chunks_exact_mut(per_channel.max(1)).zip(scale) {
+                self.activation_backward(None, &mut dy, &saved)?;
+                let per_channel = affine_plane(dy.len(), scale.len())?;
+                for (channel, s) in dy.chunks_exact_mut(per_channel).zip(scale) {
                     channel.iter_mut().for_each(|d| *d *= s);
                 }
                 dy
             }
             Op::Activation(kind) => {
-                if let Saved::Output(y) = &saved {
-                    kind.backward(&mut dy, y);
-                }
+                self.activation_backward(Some(*kind), &mut dy, &saved)?;
                 dy
             }
             Op::MaxPool(pool) => {
-                let from: &[u32] = match &saved {
-                    Saved::Indices(from) => from,
-                    _ => &[],
+                let Saved::Indices(from) = &saved else {
+                    return Err(ModelError::internal(format!(
+                        "the max pooling's backward pass found {} on the tape, expected its \
+                         argmax indices",
+                        saved.describe()
+                    )));
                 };
-                let dx = pool.input_gradient(&dy, from, images);
+                let dx = pool.input_gradient(&dy, from, images)?;
                 scratch::recycle(dy);
                 dx
             }
             Op::AvgPool(pool) => {
+                self.activation_backward(None, &mut dy, &saved)?;
                 let dx = pool.input_gradient(&dy, images);
                 scratch::recycle(dy);
                 dx
             }
             Op::AdaptiveAvgPool(pool) => {
+                self.activation_backward(None, &mut dy, &saved)?;
                 let dx = pool.input_gradient(&dy, images);
                 scratch::recycle(dy);
                 dx
             }
             Op::Flatten { input } => {
+                self.activation_backward(None, &mut dy, &saved)?;
                 let dx = flatten(&dy, *input, images, true);
                 scratch::recycle(dy);
                 dx
@@ -332,13 +480,18 @@ impl Op {
                 shortcut,
                 activation,
             } => {
-                if let (Some(kind), Saved::Output(y)) = (activation, &saved) {
-                    kind.backward(&mut dy, y);
-                }
+                self.activation_backward(*activation, &mut dy, &saved)?;
                 let mut dy_copy = scratch::buffer(dy.len());
                 dy_copy.copy_from_slice(&dy);
-                let short = run_backward(shortcut, dy_copy, images, tape);
-                let mut dx = run_backward(body, dy, images, tape);
+                let short = run_backward(shortcut, dy_copy, images, tape)?;
+                let mut dx = run_backward(body, dy, images, tape)?;
+                ensure!(
+                    dx.len() == short.len(),
+                    "a residual block adds a body input gradient of {} values to a shortcut \
+                     input gradient of {}",
+                    dx.len(),
+                    short.len()
+                );
                 dx.iter_mut().zip(&short).for_each(|(d, s)| *d += s);
                 scratch::recycle(short);
                 dx
@@ -347,8 +500,18 @@ impl Op {
         if let Saved::Output(y) = saved {
             scratch::recycle(y);
         }
-        dx
+        Ok(dx)
     }
+}
+
+/// The length of one channel's values in an affine map's buffer of `len` values over
+/// `channels` channels.
+fn affine_plane(len: usize, channels: usize) -> Result<usize, ModelError> {
+    ensure!(
+        channels > 0 && len.is_multiple_of(channels),
+        "an affine map over {channels} channels got {len} values"
+    );
+    Ok(len / channels)
 }
 
 fn keep_output_if(keep: bool, y: &[f32], tape: &Option<&mut Tape>) -> Saved {
@@ -388,11 +551,11 @@ pub(crate) fn run_forward(
     mut x: Vec<f32>,
     images: usize,
     mut tape: Option<&mut Tape>,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, ModelError> {
     for op in ops {
-        x = op.forward(x, images, tape.as_deref_mut());
+        x = op.forward(x, images, tape.as_deref_mut())?;
     }
-    x
+    Ok(x)
 }
 
 /// The input gradient of `ops` given the output gradient `dy`, popping the forward's tape.
@@ -401,9 +564,133 @@ pub(crate) fn run_backward(
     mut dy: Vec<f32>,
     images: usize,
     tape: &mut Tape,
-) -> Vec<f32> {
+) -> Result<Vec<f32>, ModelError> {
     for op in ops.iter().rev() {
-        dy = op.backward(dy, images, tape);
+        dy = op.backward(dy, images, tape)?;
     }
-    dy
+    Ok(dy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Pair, PoolGeometry};
+
+    fn max_pool() -> Op {
+        let geometry = PoolGeometry::new(
+            &[1, 2, 2],
+            Pair::square(2),
+            Pair::square(2),
+            Pair::square(0),
+            Pair::square(1),
+        )
+        .unwrap();
+        Op::MaxPool(MaxPool::new(geometry).unwrap())
+    }
+
+    fn internal_message(result: Result<Vec<f32>, ModelError>) -> String {
+        match result {
+            Err(ModelError::Internal { what }) => what,
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_backward_pass_on_an_empty_tape_is_an_error_not_a_zero_gradient() {
+        let ops = [Op::Activation(Activation::Relu)];
+        let message = internal_message(run_backward(&ops, vec![1.0; 4], 1, &mut Tape::default()));
+        assert!(message.contains("tape underflow"), "{message}");
+    }
+
+    #[test]
+    fn saved_values_of_the_wrong_kind_are_errors() {
+        // A ReLU whose saved output is missing would pass the gradient through unmasked.
+        let mut tape = Tape::default();
+        tape.push(Saved::Nothing);
+        let relu = [Op::Activation(Activation::Relu)];
+        let message = internal_message(run_backward(&relu, vec![1.0; 4], 1, &mut tape));
+        assert!(message.contains("found nothing on the tape"), "{message}");
+        // A saved output of the wrong length.
+        let mut tape = Tape::default();
+        tape.push(Saved::Output(vec![1.0; 3]));
+        let message = internal_message(run_backward(&relu, vec![1.0; 4], 1, &mut tape));
+        assert!(message.contains("an output of 3 values"), "{message}");
+        // Max pooling without its argmax would scatter nothing: a zero gradient.
+        let mut tape = Tape::default();
+        tape.push(Saved::Nothing);
+        let message = internal_message(run_backward(&[max_pool()], vec![1.0], 1, &mut tape));
+        assert!(message.contains("argmax indices"), "{message}");
+        // An op without saved values that finds some: the walks are out of step.
+        let mut tape = Tape::default();
+        tape.push(Saved::Output(vec![1.0; 4]));
+        let flatten = [Op::Flatten {
+            input: Dims {
+                height: 2,
+                width: 2,
+                channels: 1,
+            },
+        }];
+        let message = internal_message(run_backward(&flatten, vec![1.0; 4], 1, &mut tape));
+        assert!(message.contains("expected nothing"), "{message}");
+    }
+
+    #[test]
+    fn max_pool_indices_outside_the_input_are_errors() {
+        let Op::MaxPool(pool) = max_pool() else {
+            unreachable!()
+        };
+        let message = internal_message(pool.input_gradient(&[1.0], &[4], 1));
+        assert!(message.contains("argmax index 4"), "{message}");
+        let message = internal_message(pool.input_gradient(&[1.0], &[], 1));
+        assert!(
+            message.contains("1 output gradients but 0 argmax"),
+            "{message}"
+        );
+        assert_eq!(
+            pool.input_gradient(&[2.0], &[3], 1).unwrap(),
+            [0.0, 0.0, 0.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn unused_saved_values_and_wrong_buffer_lengths_are_errors() {
+        // A stray value under the forward pass's.
+        let mut tape = Tape::default();
+        tape.push(Saved::Nothing);
+        let y = run_forward(&[max_pool()], vec![1.0, 4.0, 3.0, 2.0], 1, Some(&mut tape)).unwrap();
+        assert_eq!(y, [4.0]);
+        let dx = run_backward(&[max_pool()], vec![1.0], 1, &mut tape).unwrap();
+        assert_eq!(dx, [0.0, 1.0, 0.0, 0.0]);
+        let ModelError::Internal { what } = tape.finish().unwrap_err() else {
+            unreachable!()
+        };
+        assert!(what.contains("left 1 saved values"), "{what}");
+        // Five values for one 2×2 image.
+        let message = internal_message(run_forward(&[max_pool()], vec![0.0; 5], 1, None));
+        assert!(
+            message.contains("max pooling got an input of 5 values for 1 images of 4"),
+            "{message}"
+        );
+        let linear = Op::Linear(Linear {
+            inputs: 2,
+            outputs: 1,
+            weight: vec![1.0, 1.0],
+            bias: vec![0.0],
+            relu: false,
+        });
+        let message = internal_message(run_forward(&[linear], vec![0.0; 3], 1, None));
+        assert!(
+            message.contains("linear layer got an input of 3"),
+            "{message}"
+        );
+        let affine = Op::Affine {
+            scale: vec![1.0, 2.0],
+            shift: vec![0.0, 0.0],
+        };
+        let message = internal_message(run_forward(&[affine], vec![0.0; 3], 1, None));
+        assert!(
+            message.contains("over 2 channels got 3 values"),
+            "{message}"
+        );
+    }
 }

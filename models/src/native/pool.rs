@@ -6,8 +6,17 @@
 //! output gradient through those indices instead of a second search.
 
 use super::scratch;
-use super::{outputs_inside, Dims};
+use super::{outputs_inside, Dims, Unsupported};
 use crate::spec::PoolGeometry;
+use crate::ModelError;
+
+/// Values per image read and written by a pooling of geometry `g`.
+fn geometry_sizes(g: &PoolGeometry) -> (usize, usize) {
+    (
+        g.channels * g.height * g.width,
+        g.channels * g.out_height * g.out_width,
+    )
+}
 
 /// The input pixels (row-major plane index) of the window of output `(oy, ox)`.
 fn window(g: &PoolGeometry, oy: usize, ox: usize) -> impl Iterator<Item = usize> + '_ {
@@ -30,7 +39,9 @@ fn window_table(g: &PoolGeometry) -> Vec<Vec<u32>> {
 }
 
 /// For each output index along one axis, the first input index its window reads inside the
-/// input (where the search for the window's maximum starts).
+/// input (where the search for the window's maximum starts). A window that reads only
+/// padding has no maximum (PyTorch's padding rule rules it out); such a geometry is refused
+/// rather than given some made-up source.
 fn first_taps(
     outputs: usize,
     inputs: usize,
@@ -38,7 +49,7 @@ fn first_taps(
     stride: usize,
     padding: usize,
     dilation: usize,
-) -> Vec<usize> {
+) -> Result<Vec<usize>, Unsupported> {
     (0..outputs)
         .map(|o| {
             (0..kernel)
@@ -47,7 +58,12 @@ fn first_taps(
                         .checked_sub(padding)
                         .filter(|&i| i < inputs)
                 })
-                .unwrap_or(0)
+                .ok_or_else(|| {
+                    Unsupported(format!(
+                        "max pooling window {o} reads only padding (kernel {kernel}, stride \
+                         {stride}, padding {padding}, dilation {dilation} over {inputs})"
+                    ))
+                })
         })
         .collect()
 }
@@ -65,9 +81,9 @@ pub(crate) struct MaxPool {
 }
 
 impl MaxPool {
-    pub(crate) fn new(geometry: PoolGeometry) -> Self {
+    pub(crate) fn new(geometry: PoolGeometry) -> Result<Self, Unsupported> {
         let g = &geometry;
-        Self {
+        Ok(Self {
             first_rows: first_taps(
                 g.out_height,
                 g.height,
@@ -75,7 +91,7 @@ impl MaxPool {
                 g.stride.height,
                 g.padding.height,
                 g.dilation.height,
-            ),
+            )?,
             first_cols: first_taps(
                 g.out_width,
                 g.width,
@@ -83,7 +99,7 @@ impl MaxPool {
                 g.stride.width,
                 g.padding.width,
                 g.dilation.width,
-            ),
+            )?,
             kernel_cols: (0..g.kernel.width)
                 .map(|kx| {
                     outputs_inside(
@@ -96,7 +112,12 @@ impl MaxPool {
                 })
                 .collect(),
             geometry,
-        }
+        })
+    }
+
+    /// Values per image read and written.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        geometry_sizes(&self.geometry)
     }
 
     /// Pooled outputs of `images` images and, for each output value, the index into `x` of
@@ -216,15 +237,30 @@ impl MaxPool {
         }
     }
 
-    pub(crate) fn input_gradient(&self, dy: &[f32], from: &[u32], images: usize) -> Vec<f32> {
-        let g = &self.geometry;
-        let mut dx = scratch::zeroed(images * g.channels * g.height * g.width);
+    /// Scatters `dy` onto the inputs `from` (the forward pass's argmax of each output).
+    pub(crate) fn input_gradient(
+        &self,
+        dy: &[f32],
+        from: &[u32],
+        images: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let len = images * self.sizes().0;
+        ensure!(
+            from.len() == dy.len(),
+            "max pooling got {} output gradients but {} argmax indices",
+            dy.len(),
+            from.len()
+        );
+        let mut dx = scratch::zeroed(len);
         for (&d, &at) in dy.iter().zip(from) {
-            if let Some(slot) = dx.get_mut(at as usize) {
-                *slot += d;
-            }
+            let Some(slot) = dx.get_mut(at as usize) else {
+                return Err(ModelError::internal(format!(
+                    "max pooling's argmax index {at} lies outside its input of {len} values"
+                )));
+            };
+            *slot += d;
         }
-        dx
+        Ok(dx)
     }
 }
 
@@ -245,6 +281,11 @@ impl AvgPool {
 
     fn scale(&self) -> f32 {
         1.0 / (self.geometry.kernel.height * self.geometry.kernel.width) as f32
+    }
+
+    /// Values per image read and written.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        geometry_sizes(&self.geometry)
     }
 
     pub(crate) fn forward(&self, x: &[f32], images: usize) -> Vec<f32> {
@@ -299,6 +340,11 @@ impl AdaptiveAvgPool {
         self.input.channels * images
     }
 
+    /// Values per image read and written.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.input.len(), self.input.channels * self.windows.len())
+    }
+
     pub(crate) fn forward(&self, x: &[f32], images: usize) -> Vec<f32> {
         let in_plane = self.input.height * self.input.width;
         average_forward(x, self.planes(images), in_plane, &self.windows, |w| {
@@ -314,6 +360,8 @@ impl AdaptiveAvgPool {
     }
 }
 
+/// `planes` planes of `x` pooled over `windows`; the caller (`Op::forward`) checked that `x`
+/// holds exactly `planes` planes of `in_plane` values.
 fn average_forward(
     x: &[f32],
     planes: usize,
@@ -336,6 +384,8 @@ fn average_forward(
     y
 }
 
+/// The input gradient of [`average_forward`]; the caller (`Op::backward`) checked that `dy`
+/// holds exactly `planes` planes of `windows.len()` values.
 fn average_backward(
     dy: &[f32],
     planes: usize,
@@ -358,4 +408,17 @@ fn average_backward(
         }
     }
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_max_pool_window_that_reads_only_padding_is_refused_at_compile_time() {
+        assert_eq!(first_taps(3, 5, 3, 2, 1, 1), Ok(vec![0, 1, 3]));
+        // Output 1 of a 1-wide input reads index 1: outside.
+        let error = first_taps(2, 1, 1, 1, 0, 1).unwrap_err();
+        assert!(error.0.contains("window 1 reads only padding"), "{error:?}");
+    }
 }

@@ -11,7 +11,7 @@
 //! now and then.
 
 use candle_core::{DType, Device, Tensor};
-use gauntlet_models::{Loss, Model, Network};
+use gauntlet_models::{FeatureLayer, FeatureName, Loss, Model, ModelError, Network};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
@@ -384,4 +384,164 @@ fn a_single_class_cw_margin_matches_candle() {
         2,
     );
     assert_native_matches_candle_for(&network, 4, 9, &[Loss::CwMargin]);
+}
+
+/// The penultimate features (the final linear layer's input) agree between the two paths,
+/// and the final linear layer applied to them by hand gives the logits.
+#[test]
+fn penultimate_features_match_candle_and_give_the_logits() {
+    let cases = [
+        ("architecture = 'small_cnn'\ninput_shape = [1, 28, 28]\nnum_classes = 10\nmean = [0.28]\nstd = [0.35]", 32 * 7 * 7),
+        ("architecture = 'mlp'\ninput_shape = [7]\nnum_classes = 3\nhidden = [9, 5]", 5),
+        ("architecture = 'resnet20'\ninput_shape = [3, 32, 32]\nnum_classes = 10\nmean = [0.49, 0.48, 0.44]\nstd = [0.25, 0.24, 0.26]", 64),
+        ("architecture = 'linear'\ninput_shape = [1, 5, 6]\nnum_classes = 4\nmean = [0.4]\nstd = [0.3]", 30),
+    ];
+    for (seed, (text, width)) in cases.into_iter().enumerate() {
+        let mut network = init(text, seed as u64);
+        if text.contains("resnet20") {
+            network = with_random_batch_norm(&network, 7);
+        }
+        let name = network.name().to_string();
+        assert!(network.uses_native_kernels(), "{name}");
+        let reference = network.with_native_kernels(false);
+        let layers = network.capabilities().features;
+        assert_eq!(
+            layers,
+            [FeatureLayer {
+                name: FeatureName::Penultimate,
+                shape: vec![width],
+            }],
+            "{name}"
+        );
+        // 19 images: not a multiple of the native path's image groups.
+        let batch = 19;
+        let mut shape = vec![batch];
+        shape.extend_from_slice(network.input_shape());
+        let inputs = random_inputs(&shape, 200 + seed as u64)
+            .to_dtype(DType::F32)
+            .unwrap();
+        let native = network.features(&inputs, FeatureName::Penultimate).unwrap();
+        let candle = reference
+            .features(&inputs, FeatureName::Penultimate)
+            .unwrap();
+        assert_eq!(native.dims(), [batch, width], "{name}");
+        assert_close(&format!("{name} penultimate features"), &native, &candle);
+        // The last weight and bias in build order are the final linear layer's.
+        let tensors = candle_core::safetensors::load_buffer(
+            &network.to_safetensors_bytes().unwrap(),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let names = network.tensor_names();
+        let weight_name = names.iter().rev().find(|n| n.ends_with(".weight")).unwrap();
+        let bias_name = weight_name.replace(".weight", ".bias");
+        let weight = to_vec(&tensors[weight_name]);
+        let bias = to_vec(&tensors[&bias_name]);
+        let classes = network.num_classes();
+        assert_eq!(weight.len(), classes * width, "{name}: {weight_name}");
+        let logits = to_vec(&network.forward(&inputs).unwrap());
+        for (label, features) in [("native", &native), ("candle", &candle)] {
+            let features = to_vec(features);
+            let by_hand: Vec<f64> = features
+                .chunks(width)
+                .flat_map(|f| {
+                    weight
+                        .chunks(width)
+                        .zip(&bias)
+                        .map(move |(row, b)| row.iter().zip(f).map(|(w, x)| w * x).sum::<f64>() + b)
+                })
+                .collect();
+            let by_hand = Tensor::from_vec(by_hand, (batch, classes), &Device::Cpu).unwrap();
+            let logits = Tensor::from_vec(logits.clone(), (batch, classes), &Device::Cpu).unwrap();
+            assert_close(
+                &format!("{name}: final linear of the {label} features"),
+                &logits,
+                &by_hand,
+            );
+        }
+        // An empty batch has empty features.
+        let mut empty = vec![0];
+        empty.extend_from_slice(network.input_shape());
+        let none = Tensor::zeros(empty, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            network
+                .features(&none, FeatureName::Penultimate)
+                .unwrap()
+                .dims(),
+            [0, width]
+        );
+    }
+}
+
+/// Penultimate features of a sequential network whose classifier is followed by other layers,
+/// and of one without any linear layer (then there are none, and asking is a clear error).
+#[test]
+fn penultimate_features_of_sequential_networks() {
+    let network = init(
+        "architecture = 'sequential'\ninput_shape = [2, 5, 5]\nnum_classes = 3\n\
+         [[layers]]\ntype = 'conv2d'\nin_channels = 2\nout_channels = 3\nkernel_size = 3\n\
+         [[layers]]\ntype = 'batch_norm2d'\nnum_features = 3\n\
+         [[layers]]\ntype = 'max_pool2d'\nkernel_size = 2\nstride = 1\n\
+         [[layers]]\ntype = 'flatten'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 12\nout_features = 6\n\
+         [[layers]]\ntype = 'relu'\n\
+         [[layers]]\ntype = 'linear'\nin_features = 6\nout_features = 3\n\
+         [[layers]]\ntype = 'tanh'\n",
+        4,
+    );
+    let network = with_random_batch_norm(&network, 5);
+    assert!(network.uses_native_kernels());
+    let inputs = random_inputs(&[6, 2, 5, 5], 8)
+        .to_dtype(DType::F32)
+        .unwrap();
+    let native = network.features(&inputs, FeatureName::Penultimate).unwrap();
+    let candle = network
+        .with_native_kernels(false)
+        .features(&inputs, FeatureName::Penultimate)
+        .unwrap();
+    assert_eq!(native.dims(), [6, 6]);
+    assert_close("penultimate features", &native, &candle);
+    // After a ReLU: no negative feature.
+    assert!(to_vec(&native).iter().all(|v| *v >= 0.0));
+
+    let no_linear = init(
+        "architecture = 'sequential'\ninput_shape = [2, 1, 1]\nnum_classes = 3\n\
+         [[layers]]\ntype = 'conv2d'\nin_channels = 2\nout_channels = 3\nkernel_size = 1\n\
+         [[layers]]\ntype = 'flatten'\n",
+        4,
+    );
+    assert!(no_linear.capabilities().features.is_empty());
+    let inputs = Tensor::zeros((2, 2, 1, 1), DType::F32, &Device::Cpu).unwrap();
+    let error = no_linear
+        .features(&inputs, FeatureName::Penultimate)
+        .unwrap_err();
+    assert!(
+        matches!(&error, ModelError::NoSuchFeature { requested: FeatureName::Penultimate, available } if available.is_empty()),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "the model provides no feature layer `penultimate`; it provides: none"
+    );
+}
+
+/// Features of inputs that carry an autograd graph come from candle's path, with the graph.
+#[test]
+fn penultimate_features_of_tracked_inputs_carry_the_graph() {
+    let network = init(
+        "architecture = 'mlp'\ninput_shape = [4]\nnum_classes = 2\nhidden = [3]",
+        1,
+    );
+    let inputs = random_inputs(&[2, 4], 3).to_dtype(DType::F32).unwrap();
+    let var = candle_core::Var::from_tensor(&inputs).unwrap();
+    let features = network
+        .features(var.as_tensor(), FeatureName::Penultimate)
+        .unwrap();
+    let gradients = features.sum_all().unwrap().backward().unwrap();
+    assert!(gradients.get(var.as_tensor()).is_some());
+    assert_close(
+        "tracked features",
+        &features.detach(),
+        &network.features(&inputs, FeatureName::Penultimate).unwrap(),
+    );
 }
