@@ -32,6 +32,9 @@ pub enum AttackError {
         label: u32,
         num_classes: usize,
     },
+    /// The caller passed a different number of per-sample generators than samples.
+    #[error("{generators} per-sample random generators for {samples} samples")]
+    RandomnessMismatch { samples: usize, generators: usize },
     #[error(transparent)]
     Model(#[from] gauntlet_models::ModelError),
     #[error(transparent)]

@@ -2,8 +2,9 @@
 //!
 //! Every attack implements [`Attack`]: it takes clean inputs in [0, 1] and returns adversarial
 //! inputs of the same shape that stay inside the ε-ball of its [`ThreatModel`] *and* inside
-//! [0, 1], exactly. All randomness comes from the caller's seeded [`ChaCha8Rng`], so the same
-//! seed gives bit-identical results on CPU.
+//! [0, 1], exactly. All randomness comes from the caller's [`SampleRandomness`]: one generator
+//! per sample keyed by its global index, so the same seed gives bit-identical results on CPU
+//! whatever the batch size or the subset.
 //!
 //! Adding an attack is one new file in `src/evasion/` plus one line in the
 //! `register_attacks!` list in `src/evasion/mod.rs`.
@@ -13,10 +14,15 @@
 //! - [`objective`]: what the gradient attacks share (labels or targets, step direction,
 //!   success), plus the batch checks behind every `perturb`.
 //! - [`params`]: suite-table parsing whose errors name the key.
+//! - [`randomness`]: the per-sample generators.
 //! - [`attacks_markdown`]: `docs/attacks.md`, generated from [`ATTACKS`].
+//!
+//! Each registry entry declares what the attack is ([`AttackKind`]), what it needs from the
+//! model ([`ModelAccess`]) and what its budget means ([`BudgetSemantics`]); the harness plans,
+//! checks and aggregates from these declarations, never from attack names.
 
 use candle_core::Tensor;
-use gauntlet_models::Model;
+use gauntlet_models::{Loss, Model};
 pub use rand_chacha::ChaCha8Rng;
 
 mod error;
@@ -25,6 +31,7 @@ mod markdown;
 pub mod objective;
 pub mod params;
 pub mod projection;
+pub mod randomness;
 #[cfg(test)]
 mod test_support;
 
@@ -32,6 +39,7 @@ pub use error::AttackError;
 pub use evasion::ATTACKS;
 pub use markdown::attacks_markdown;
 pub use objective::TargetSelection;
+pub use randomness::{SampleRandomness, Stream};
 
 /// The norm an attack's perturbation budget is measured in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -63,16 +71,104 @@ pub trait Attack: Send + Sync {
     fn name(&self) -> &'static str;
     /// The norm and budget every output respects.
     fn threat(&self) -> ThreatModel;
+    /// What the attack optimises, validated: attacks are compared with each other (an
+    /// iterative attack against a single-step one) only when their objectives agree.
+    fn objective(&self) -> AttackObjective;
     /// Adversarial inputs for `inputs` (shape `(batch, …)`, values in [0, 1]) with true `labels`
     /// (shape `(batch,)`, u32). The result has the inputs' shape, lies inside the ε-ball around
-    /// each input and inside [0, 1]; `inputs` is not modified.
+    /// each input and inside [0, 1]; `inputs` is not modified. Sample `i` draws its random
+    /// numbers only from `randomness`'s generator `i` (which has one per sample), so its result
+    /// does not depend on the other samples of the batch.
     fn perturb(
         &self,
         model: &dyn Model,
         inputs: &Tensor,
         labels: &Tensor,
-        rng: &mut ChaCha8Rng,
+        randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError>;
+}
+
+/// An attack's validated objective: which loss it follows, and whether toward a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttackObjective {
+    pub loss: Loss,
+    /// `None` for an untargeted attack.
+    pub target: Option<TargetSelection>,
+}
+
+impl std::fmt::Display for AttackObjective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loss = match self.loss {
+            Loss::CrossEntropy => "cross_entropy",
+            Loss::CwMargin => "cw_margin",
+        };
+        match self.target {
+            None => write!(f, "untargeted {loss}"),
+            Some(TargetSelection::Random) => write!(f, "targeted (random) {loss}"),
+            Some(TargetSelection::LeastLikely) => write!(f, "targeted (least likely) {loss}"),
+            Some(TargetSelection::Class(class)) => write!(f, "targeted (class {class}) {loss}"),
+        }
+    }
+}
+
+/// What an attack is, as the sanity checks and the planner need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackKind {
+    /// One gradient step (FGSM): robust accuracy is not monotone in ε even in theory, since a
+    /// longer step can overshoot.
+    SingleStep,
+    /// Many steps inside the ε-ball (PGD, APGD, Square): expected to be at least as strong as a
+    /// single step with the same objective, and monotone in ε.
+    Iterative,
+    /// Searches for the smallest successful perturbation (CW, DeepFool, FAB): one run answers
+    /// every ε.
+    MinimalNorm,
+}
+
+impl std::fmt::Display for AttackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttackKind::SingleStep => "single_step",
+            AttackKind::Iterative => "iterative",
+            AttackKind::MinimalNorm => "minimal_norm",
+        })
+    }
+}
+
+/// What an attack needs from the model. Ordered from most to least access: a model that
+/// provides input gradients serves every attack.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelAccess {
+    /// White box: the gradient of a loss with respect to the input.
+    InputGradients,
+    /// Score-based black box: logits (or probabilities) only.
+    Logits,
+    /// Decision-based black box: the predicted label only.
+    Labels,
+}
+
+impl std::fmt::Display for ModelAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelAccess::InputGradients => "input gradients",
+            ModelAccess::Logits => "logits",
+            ModelAccess::Labels => "labels",
+        })
+    }
+}
+
+/// What the suite's `epsilons` mean for an attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetSemantics {
+    /// One run per ε; every output lies inside the ε-ball (checked per sample).
+    Bounded,
+    /// One unbounded run; each sample's smallest successful norm is compared with every ε.
+    MinimalNorm,
 }
 
 /// One registry entry: how to build an attack from a suite file's parameters.
@@ -86,6 +182,17 @@ pub struct AttackEntry {
     /// Every key the attack accepts, with its default, for `docs/attacks.md` and
     /// `gauntlet list attacks --markdown`. A test checks this list against the attack's `Params`.
     pub parameters: &'static [ParameterDoc],
+    /// What kind of attack this is.
+    pub kind: AttackKind,
+    /// What it needs from the model; `gauntlet check` refuses a suite whose model cannot
+    /// provide it.
+    pub needs: ModelAccess,
+    /// What its budget means.
+    pub budget: BudgetSemantics,
+    /// Parameter tables (TOML) the conformance tests run the attack with, besides the
+    /// defaults: each norm, targeted and untargeted, each loss, restarts — every branch a user
+    /// can select.
+    pub conformance_variants: &'static [&'static str],
     /// Build the attack at `epsilon` from the suite's parameters (everything but `name` and
     /// `epsilons`). Unknown keys and invalid values are errors naming the key.
     pub build: BuildAttack,

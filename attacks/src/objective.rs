@@ -6,11 +6,10 @@ use std::fmt;
 use candle_core::{DType, Tensor};
 use gauntlet_models::{Loss, Model};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use serde::de::{self, Deserializer, Visitor};
 
 use crate::projection::{per_sample_column, per_sample_norms};
-use crate::{AttackError, Norm};
+use crate::{AttackError, AttackObjective, Norm, SampleRandomness, Stream};
 
 /// How a targeted attack picks each sample's target class (suite key `target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +154,20 @@ pub fn check_batch(
     })
 }
 
+/// Check that `randomness` has one generator per sample of `batch`.
+pub fn check_randomness(
+    batch: &CheckedBatch,
+    randomness: &SampleRandomness,
+) -> Result<(), AttackError> {
+    if randomness.len() != batch.len() {
+        return Err(AttackError::RandomnessMismatch {
+            samples: batch.len(),
+            generators: randomness.len(),
+        });
+    }
+    Ok(())
+}
+
 /// The loss an attack follows and toward which labels: the validated common parameters
 /// `loss`, `targeted` and `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +199,14 @@ impl Objective {
         }
     }
 
+    /// The public description of this objective ([`crate::Attack::objective`]).
+    pub fn describe(&self) -> AttackObjective {
+        AttackObjective {
+            loss: self.loss,
+            target: self.target,
+        }
+    }
+
     /// Whether the attack pushes toward a target class.
     pub fn is_targeted(&self) -> bool {
         self.target.is_some()
@@ -202,13 +223,14 @@ impl Objective {
     }
 
     /// The labels whose loss the attack follows, `(batch,)` u32: the true labels, or one target
-    /// per sample. `Random` draws from `rng`; `LeastLikely` costs one forward pass.
+    /// per sample. `Random` draws from each sample's [`Stream::Targets`]; `LeastLikely` costs
+    /// one forward pass.
     pub fn attack_labels(
         &self,
         model: &dyn Model,
         inputs: &Tensor,
         batch: &CheckedBatch,
-        rng: &mut ChaCha8Rng,
+        randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
         let num_classes = model.num_classes();
         let device = inputs.device();
@@ -223,13 +245,17 @@ impl Objective {
         }
         match target {
             TargetSelection::Random => {
+                check_randomness(batch, randomness)?;
                 let targets: Vec<u32> = batch
                     .labels_host
                     .iter()
-                    .map(|&label| {
+                    .enumerate()
+                    .map(|(position, &label)| {
                         // Uniform over the other num_classes − 1 classes: draw among them and
                         // skip over the true label.
-                        let drawn = rng.random_range(0..num_classes as u32 - 1);
+                        let drawn = randomness
+                            .generator(position, Stream::Targets)
+                            .random_range(0..num_classes as u32 - 1);
                         if drawn >= label {
                             drawn + 1
                         } else {
@@ -324,7 +350,6 @@ mod tests {
     use crate::test_support::{labels, three_class_model};
     use candle_core::Device;
     use gauntlet_models::testing::LinearModel;
-    use rand::SeedableRng;
 
     fn parse_target(text: &str) -> Result<TargetSelection, toml::de::Error> {
         #[derive(serde::Deserialize)]
@@ -376,9 +401,9 @@ mod tests {
         let batch = check_batch(&model, &inputs, &labels(&true_labels)).unwrap();
         let objective =
             Objective::new(Loss::CrossEntropy, true, Some(TargetSelection::Random)).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let randomness = SampleRandomness::for_range(3, "test", 0..n);
         let targets: Vec<u32> = objective
-            .attack_labels(&model, &inputs, &batch, &mut rng)
+            .attack_labels(&model, &inputs, &batch, &randomness)
             .unwrap()
             .to_vec1()
             .unwrap();
@@ -411,7 +436,12 @@ mod tests {
         let objective =
             Objective::new(Loss::CrossEntropy, true, Some(TargetSelection::LeastLikely)).unwrap();
         let targets: Vec<u32> = objective
-            .attack_labels(&model, &inputs, &batch, &mut ChaCha8Rng::seed_from_u64(0))
+            .attack_labels(
+                &model,
+                &inputs,
+                &batch,
+                &SampleRandomness::for_range(0, "test", 0..2),
+            )
             .unwrap()
             .to_vec1()
             .unwrap();

@@ -70,3 +70,31 @@ pub fn check_epsilon(epsilon: f32) -> Result<(), AttackError> {
         ))
     }
 }
+
+/// The conformance variants of an attack that takes the common objective keys (`norm`, `loss`,
+/// `targeted`, `target`): every combination of them, followed by the attack's own extra
+/// variants. Expands to a `&'static [&'static str]` for [`crate::AttackEntry::conformance_variants`].
+#[macro_export]
+macro_rules! objective_conformance_variants {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            "norm = \"linf\"\nloss = \"cross_entropy\"",
+            "norm = \"linf\"\nloss = \"cross_entropy\"\ntargeted = true",
+            "norm = \"linf\"\nloss = \"cross_entropy\"\ntargeted = true\ntarget = \"least_likely\"",
+            "norm = \"linf\"\nloss = \"cross_entropy\"\ntargeted = true\ntarget = 2",
+            "norm = \"linf\"\nloss = \"cw_margin\"",
+            "norm = \"linf\"\nloss = \"cw_margin\"\ntargeted = true",
+            "norm = \"linf\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = \"least_likely\"",
+            "norm = \"linf\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = 2",
+            "norm = \"l2\"\nloss = \"cross_entropy\"",
+            "norm = \"l2\"\nloss = \"cross_entropy\"\ntargeted = true",
+            "norm = \"l2\"\nloss = \"cross_entropy\"\ntargeted = true\ntarget = \"least_likely\"",
+            "norm = \"l2\"\nloss = \"cross_entropy\"\ntargeted = true\ntarget = 2",
+            "norm = \"l2\"\nloss = \"cw_margin\"",
+            "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true",
+            "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = \"least_likely\"",
+            "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = 2",
+            $($extra),*
+        ]
+    };
+}

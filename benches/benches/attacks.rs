@@ -7,8 +7,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use gauntlet_attacks::find_attack;
 use gauntlet_benches::{resnet20, small_cnn, Fixture, BATCH};
 use gauntlet_models::{Loss, Model};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,19 +57,29 @@ fn bench_fixture(c: &mut Criterion, fixture: &Fixture, pgd_steps: &[i64]) {
     });
     let fgsm = attack("fgsm", None);
     group.bench_function("fgsm", |b| {
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let randomness = randomness(&fixture.inputs);
         b.iter(|| {
-            fgsm.perturb(&fixture.network, &fixture.inputs, &fixture.labels, &mut rng)
-                .unwrap_or_else(|e| panic!("{e}"))
+            fgsm.perturb(
+                &fixture.network,
+                &fixture.inputs,
+                &fixture.labels,
+                &randomness,
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
         })
     });
     for &steps in pgd_steps {
         let pgd = attack("pgd", Some(steps));
         group.bench_with_input(BenchmarkId::new("pgd", steps), &steps, |b, _| {
-            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let randomness = randomness(&fixture.inputs);
             b.iter(|| {
-                pgd.perturb(&fixture.network, &fixture.inputs, &fixture.labels, &mut rng)
-                    .unwrap_or_else(|e| panic!("{e}"))
+                pgd.perturb(
+                    &fixture.network,
+                    &fixture.inputs,
+                    &fixture.labels,
+                    &randomness,
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
             })
         });
     }
@@ -90,3 +98,8 @@ fn resnet20_benches(c: &mut Criterion) {
 
 criterion_group!(benches, small_cnn_benches, resnet20_benches);
 criterion_main!(benches);
+
+/// One generator per sample of the batch, as the runner makes them.
+fn randomness(inputs: &candle_core::Tensor) -> gauntlet_attacks::SampleRandomness {
+    gauntlet_attacks::SampleRandomness::for_range(0, "bench", 0..inputs.dim(0).unwrap_or(0))
+}

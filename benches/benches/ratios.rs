@@ -7,10 +7,9 @@
 use std::time::{Duration, Instant};
 
 use gauntlet_attacks::find_attack;
+use gauntlet_attacks::SampleRandomness;
 use gauntlet_benches::{resnet20, small_cnn, Fixture, BATCH};
 use gauntlet_models::{Loss, Model};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -61,13 +60,14 @@ fn row(fixture: &Fixture, repeats: usize) -> String {
     };
     let fgsm = build("fgsm", None);
     let pgd = build("pgd", Some(PGD_STEPS));
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    // One generator per sample, as the runner makes them for each batch.
+    let randomness = SampleRandomness::for_range(0, "bench", 0..x.dim(0).unwrap_or(0));
     let fgsm_time = median_time(repeats, || {
-        fgsm.perturb(net, x, y, &mut rng)
+        fgsm.perturb(net, x, y, &randomness)
             .unwrap_or_else(|e| panic!("{e}"));
     });
     let pgd_time = median_time(repeats.div_ceil(2).max(1), || {
-        pgd.perturb(net, x, y, &mut rng)
+        pgd.perturb(net, x, y, &randomness)
             .unwrap_or_else(|e| panic!("{e}"));
     });
     let rate = |d: Duration| BATCH as f64 / d.as_secs_f64();

@@ -15,7 +15,6 @@ use candle_core::Device;
 use gauntlet_attacks::find_attack;
 use gauntlet_benches::{resnet20, small_cnn};
 use gauntlet_models::{Loss, Model};
-use rand::SeedableRng;
 
 // The same allocator as the gauntlet binary and the benches.
 #[global_allocator]
@@ -43,7 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("unknown mode `{other}`").into()),
     };
     let vary = mode.as_deref() == Some("vary");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let randomness =
+        gauntlet_attacks::SampleRandomness::for_range(0, "profile", 0..fixture.inputs.dim(0)?);
     let shifted = (fixture.inputs.clone() * 0.9)?;
     let started = std::time::Instant::now();
     for pass in 0..passes {
@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         match &pgd {
             Some(attack) => {
-                attack.perturb(&network, &fixture.inputs, &fixture.labels, &mut rng)?;
+                attack.perturb(&network, &fixture.inputs, &fixture.labels, &randomness)?;
             }
             None => {
                 network.loss_and_input_gradient(inputs, &fixture.labels, Loss::CrossEntropy)?;

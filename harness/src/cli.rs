@@ -38,10 +38,11 @@ pub enum Command {
     /// Train a built-in or sequential architecture with SGD or Adam (cross-entropy)
     #[command(after_help = EXIT_CODES)]
     Train(TrainArgs),
-    /// Re-render reports from a results.json alone
+    /// Re-render reports from a results.json, or rebuild everything from a per-sample file
     #[command(after_help = EXIT_CODES)]
     Report {
-        /// A results.json written by `gauntlet run`
+        /// A results.json written by `gauntlet run` (schema 1 or 2), or its per-sample file
+        /// (samples.parquet), whose records are aggregated again
         results: PathBuf,
         /// Output folder
         #[arg(long, default_value = "gauntlet-out")]

@@ -96,11 +96,34 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let progress = Progress::new(args.quiet);
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;
-    let report = crate::runner::run(&suite, &loaded, &progress)?;
+    let evaluation = crate::runner::run(&suite, &loaded, &progress)?;
     progress.finish();
+    for notice in &evaluation.measurements.notices {
+        eprintln!("notice: {notice}");
+    }
+    let mut report = evaluation.report()?;
     let out_dir = PathBuf::from(&suite.report.out);
-    let written = gauntlet_reports::write_all(&report, &out_dir, &suite.report.formats)
-        .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?;
+    let samples_path = out_dir.join(gauntlet_results::samples_file::FILE_NAME);
+    fs_err::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create the output folder `{}`", out_dir.display()))?;
+    gauntlet_results::samples_file::write(
+        &samples_path,
+        &evaluation.plan,
+        &evaluation.measurements,
+        &evaluation.records,
+    )
+    .with_context(|| {
+        format!(
+            "cannot write the per-sample file `{}`",
+            samples_path.display()
+        )
+    })?;
+    report.samples_file = Some(gauntlet_results::samples_file::FILE_NAME.to_string());
+    let mut written = vec![samples_path];
+    written.extend(
+        gauntlet_reports::write_all(&report, &out_dir, &suite.report.formats)
+            .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
+    );
     stdout_line(&crate::summary::render(&report))?;
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;
@@ -111,7 +134,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
 /// Print one line per failure to stderr and decide the outcome.
 fn verdict(report: &RunReport, fail_on_sanity: bool) -> Outcome {
     let mut failed = false;
-    for line in crate::gate::failure_lines(report) {
+    for line in gauntlet_results::gate::failure_lines(report) {
         eprintln!("{line}");
         failed = true;
     }
@@ -166,12 +189,25 @@ fn check(path: &std::path::Path) -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
+/// Re-render a run's reports: from its `results.json`, or — when `input` is a per-sample file —
+/// by aggregating its records again (which also rewrites `results.json` when JSON is among the
+/// formats).
 fn report(
-    results: &std::path::Path,
+    input: &std::path::Path,
     out: &std::path::Path,
     formats: &[gauntlet_reports::OutputFormat],
 ) -> Result<Outcome> {
-    let report = gauntlet_reports::read_json(results)?;
+    let report = if gauntlet_results::samples_file::is_samples_file(input)? {
+        let (plan, measurements, records) = gauntlet_results::samples_file::read(input)?;
+        let mut report = gauntlet_results::aggregate(&plan, &measurements, &records)
+            .with_context(|| format!("cannot aggregate the records of `{}`", input.display()))?;
+        report.samples_file = input
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned());
+        report
+    } else {
+        gauntlet_reports::read_json(input)?
+    };
     let written = gauntlet_reports::write_all(&report, out, formats)
         .with_context(|| format!("cannot write reports to `{}`", out.display()))?;
     for path in &written {

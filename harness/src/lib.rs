@@ -2,20 +2,18 @@
 //!
 //! Data flows one way: dataset → model → attack → results → report. This crate wires the
 //! other crates together: it parses suites ([`suite`]), loads and cross-checks model and data
-//! ([`load`]), runs clean and adversarial passes ([`runner`]), self-checks the measurement
-//! ([`sanity`]), applies gates ([`gate`]) and hands a [`gauntlet_reports::RunReport`] to the
-//! report writers.
+//! ([`load`]), and runs the plan into per-sample records ([`runner`]). Everything after the
+//! records — figures, sanity checks, gates — is `gauntlet_results::aggregate`, a pure function
+//! of the plan and the records, which hands a [`gauntlet_reports::RunReport`] to the report
+//! writers.
 
 pub mod bom;
 pub mod cli;
 pub mod commands;
 pub mod device;
-pub mod gate;
 pub mod load;
-pub mod metrics;
 pub mod progress;
 pub mod provenance;
 pub mod runner;
-pub mod sanity;
 pub mod suite;
 pub mod summary;

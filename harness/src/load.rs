@@ -25,7 +25,8 @@ pub mod embedded {
 pub struct Loaded {
     pub device: Device,
     pub device_name: String,
-    pub model: Network,
+    /// The model, behind the trait: the runner needs nothing of the concrete type.
+    pub model: Box<dyn Model>,
     pub model_info: ModelInfo,
     pub dataset: Box<dyn Dataset>,
     pub dataset_info: DatasetInfo,
@@ -177,6 +178,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         None => full,
     };
     let classes_evaluated = present(&dataset);
+    let spec_class_names = model.spec().class_names().map(<[String]>::to_vec);
     let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
         .into_iter()
         .flatten()
@@ -203,7 +205,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         .dataset
         .class_names
         .clone()
-        .or_else(|| model.spec().class_names().map(<[String]>::to_vec))
+        .or(spec_class_names)
         .unwrap_or_else(|| {
             // Unnamed data (IDX, NPY) names classes up to its largest label; the model may
             // have more outputs than the data has labels.
@@ -229,7 +231,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     Ok(Loaded {
         device,
         device_name: device_name(choice),
-        model,
+        model: Box::new(model),
         model_info,
         dataset: Box::new(dataset),
         dataset_info,

@@ -1,83 +1,73 @@
-//! Runs a validated [`Suite`]: dataset → model → attacks → [`RunReport`].
+//! Runs a validated [`Suite`]: dataset → model → attacks → per-sample records.
 //!
-//! Every number is computed sample by sample and then aggregated, so the worst case across
-//! attacks is pointwise (an example counts as broken if any attack breaks it, as AutoAttack
-//! counts) and per-class figures come for free. Each batch's random generator is seeded from
-//! (suite seed, attack label, ε, batch index), so the numbers do not depend on batch order.
+//! The runner only orchestrates. It turns the suite into a [`RunPlan`] (one run per attack and
+//! ε, plus the probes the sanity checks read), runs each over the data in batches, and emits
+//! one [`SampleRecord`] per (run, sample) keyed by the sample's global index. Every figure of
+//! `results.json` is then [`gauntlet_results::aggregate`] of the plan and the records: a pure
+//! function with no model in it.
+//!
+//! Randomness is per sample: sample *i* of run *r* draws from a generator keyed by (suite seed,
+//! run label, *i*), so results are bit-identical whatever the batch size, and running samples
+//! [0, 250) and [250, 500) separately gives exactly the records of [0, 500).
 
+use std::ops::Range;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
-use gauntlet_attacks::{projection::perturbation_norms, Norm};
+use candle_core::{DType, Tensor};
+use gauntlet_attacks::{
+    projection::perturbation_norms, Attack, AttackEntry, Norm, SampleRandomness,
+};
 use gauntlet_datasets::{Batch, Dataset};
 use gauntlet_models::{Loss, Model};
-use gauntlet_reports::{
-    AdversarialExample, AttackResult, CleanResult, RunReport, SuiteInfo, Timings, WorstCaseResult,
-    SCHEMA_VERSION,
+use gauntlet_reports::{AdversarialExample, KernelPathInfo, RunReport};
+use gauntlet_results::{
+    metrics::epsilon_value, AttackRun, CleanOutcome, EvasionOutcome, Outcome, PlannedRun, RunId,
+    RunMeasurements, RunPlan, RunPurpose, SampleRecord, PLAN_VERSION,
 };
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use sha2::{Digest, Sha256};
 
 use crate::load::Loaded;
-use crate::metrics::{count_true, epsilon_value, per_class, perturbation_stats, proportion};
 use crate::progress::Progress;
-use crate::sanity;
-use crate::suite::{PlannedAttack, Suite};
+use crate::suite::Suite;
 
-/// Per-sample outcome of the clean pass.
-pub struct CleanOutcome {
-    pub labels: Vec<u32>,
-    pub predictions: Vec<u32>,
-    pub correct: Vec<bool>,
-    pub losses: Vec<f32>,
+/// Samples the ε = 0 probe of each attack runs on: enough to catch an attack that moves its
+/// input at ε = 0, fixed so that the plan does not depend on the batch size.
+pub const ZERO_BUDGET_PROBE_SAMPLES: usize = 128;
+
+/// The label of the full-budget probe's run.
+pub const FULL_BUDGET_PROBE_LABEL: &str = "full_budget";
+
+/// What a run measured: its plan, its records and the rest, ready for aggregation and for the
+/// per-sample file.
+pub struct Evaluation {
+    pub plan: RunPlan,
+    pub measurements: RunMeasurements,
+    pub records: Vec<SampleRecord>,
 }
 
-/// Per-sample outcome of one attack at one ε.
-pub struct AttackOutcome {
-    pub label: String,
-    pub name: String,
-    /// [`PlannedAttack::objective`].
-    pub objective: String,
-    pub norm: Norm,
-    pub epsilon: f32,
-    /// Robust: correct on the clean input *and* on the adversarial one.
-    pub robust: Vec<bool>,
-    pub predictions: Vec<u32>,
-    pub losses: Vec<f32>,
-    pub norms: Vec<f32>,
-    pub max_linf: f32,
-    /// Smallest and largest adversarial pixel value seen, and whether any was NaN.
-    pub min_value: f32,
-    pub max_value: f32,
-    pub has_nan: bool,
-    pub seconds: f64,
+impl Evaluation {
+    /// `results.json`, aggregated from the records.
+    pub fn report(&self) -> Result<RunReport> {
+        gauntlet_results::aggregate(&self.plan, &self.measurements, &self.records)
+            .context("the run's own records do not aggregate (a bug in this build)")
+    }
 }
 
-/// Derive a batch's seed from the run's seed and what the batch is for.
-///
-/// ε is deliberately not an input: an attack draws the same random starts and targets at every
-/// budget (scaled to it), so robust accuracy across ε compares like with like instead of
-/// differing by random-start noise. SHA-256 of a fixed layout keeps the seed stable across
-/// platforms and releases, unlike `Hash`.
-pub fn derive_seed(seed: u64, purpose: &str, batch_index: usize) -> u64 {
-    let mut hasher = Sha256::new();
-    hasher.update(seed.to_le_bytes());
-    hasher.update((purpose.len() as u64).to_le_bytes());
-    hasher.update(purpose.as_bytes());
-    hasher.update((batch_index as u64).to_le_bytes());
-    let digest = hasher.finalize();
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(bytes)
+/// One run of the plan, with the attack that executes it.
+struct Executable {
+    planned: PlannedRun,
+    /// `None` for the clean pass.
+    attack: Option<Box<dyn Attack>>,
+    /// The samples it covers (global indices).
+    samples: Range<usize>,
 }
 
-/// The batches of the evaluated samples.
-pub fn batch_ranges(len: usize, batch_size: usize) -> Vec<std::ops::Range<usize>> {
-    (0..len)
+/// The batches of the evaluated samples within `range`.
+pub fn batch_ranges(range: Range<usize>, batch_size: usize) -> Vec<Range<usize>> {
+    range
+        .clone()
         .step_by(batch_size.max(1))
-        .map(|start| start..(start + batch_size).min(len))
+        .map(|start| start..(start + batch_size).min(range.end))
         .collect()
 }
 
@@ -85,7 +75,7 @@ fn to_u32s(tensor: &Tensor) -> Result<Vec<u32>> {
     Ok(tensor.to_dtype(DType::U32)?.to_vec1::<u32>()?)
 }
 
-/// Logits, predictions and per-sample cross-entropy.
+/// Predictions and per-sample cross-entropy against the true labels.
 fn evaluate(model: &dyn Model, inputs: &Tensor, labels: &Tensor) -> Result<(Vec<u32>, Vec<f32>)> {
     let logits = model.forward(inputs)?;
     let predictions = to_u32s(&logits.argmax(1)?)?;
@@ -96,197 +86,341 @@ fn evaluate(model: &dyn Model, inputs: &Tensor, labels: &Tensor) -> Result<(Vec<
     Ok((predictions, losses))
 }
 
+fn attack_run(entry: &AttackEntry, attack: &dyn Attack, params: &toml::Table) -> AttackRun {
+    let threat = attack.threat();
+    AttackRun {
+        name: entry.name.to_string(),
+        kind: entry.kind,
+        needs: entry.needs,
+        budget: entry.budget,
+        norm: threat.norm,
+        epsilon: threat.epsilon,
+        objective: attack.objective().to_string(),
+        params: serde_json::to_value(params)
+            .ok()
+            .and_then(|value| value.as_object().cloned())
+            .unwrap_or_default(),
+    }
+}
+
+/// The plan of a suite: the clean pass, every attack at every ε, the ε = 0 probe of each
+/// attack label, and the full-budget probe.
+fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>> {
+    let mut runs = vec![Executable {
+        planned: PlannedRun::clean(),
+        attack: None,
+        samples: 0..samples,
+    }];
+    for planned in &suite.attacks {
+        runs.push(Executable {
+            planned: PlannedRun {
+                label: planned.label.clone(),
+                purpose: RunPurpose::Attack,
+                attack: Some(attack_run(
+                    planned.entry,
+                    planned.attack.as_ref(),
+                    &planned.params,
+                )),
+            },
+            attack: Some((planned.entry.build)(&planned.params, planned.epsilon)?),
+            samples: 0..samples,
+        });
+    }
+    let mut probed: Vec<&str> = Vec::new();
+    for planned in &suite.attacks {
+        if probed.contains(&planned.label.as_str()) {
+            continue;
+        }
+        probed.push(&planned.label);
+        let attack = (planned.entry.build)(&planned.params, 0.0)
+            .with_context(|| format!("attack `{}` at ε = 0", planned.label))?;
+        runs.push(Executable {
+            planned: PlannedRun {
+                label: planned.label.clone(),
+                purpose: RunPurpose::ZeroBudgetProbe,
+                attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
+            },
+            attack: Some(attack),
+            samples: 0..samples.min(ZERO_BUDGET_PROBE_SAMPLES),
+        });
+    }
+    if suite.sanity.full_budget {
+        let entry = &gauntlet_attacks::evasion::pgd::ENTRY;
+        let mut params = toml::Table::new();
+        params.insert(
+            "steps".into(),
+            toml::Value::Integer(i64::from(suite.sanity.full_budget_steps)),
+        );
+        params.insert("random_start".into(), toml::Value::Boolean(true));
+        let attack = (entry.build)(&params, 1.0)?;
+        debug_assert_eq!(attack.threat().norm, Norm::Linf);
+        runs.push(Executable {
+            planned: PlannedRun {
+                label: FULL_BUDGET_PROBE_LABEL.to_string(),
+                purpose: RunPurpose::FullBudgetProbe,
+                attack: Some(attack_run(entry, attack.as_ref(), &params)),
+            },
+            attack: Some(attack),
+            samples: 0..samples.min(suite.sanity.full_budget_samples),
+        });
+    }
+    Ok(runs)
+}
+
 /// What every pass over the data shares.
 pub struct Pass<'a> {
     pub model: &'a dyn Model,
     pub dataset: &'a dyn Dataset,
-    pub device: &'a Device,
     pub batch_size: usize,
     pub seed: u64,
     pub progress: &'a Progress,
 }
 
-pub fn clean_pass(pass: &Pass) -> Result<CleanOutcome> {
-    let Pass {
-        model,
-        dataset,
-        device,
-        batch_size,
-        progress,
-        ..
-    } = *pass;
-    let mut outcome = CleanOutcome {
-        labels: Vec::new(),
-        predictions: Vec::new(),
-        correct: Vec::new(),
-        losses: Vec::new(),
-    };
-    for range in batch_ranges(dataset.len(), batch_size) {
-        let batch = dataset.batch(range, device)?;
+/// The clean pass over `samples`: one record per sample.
+pub fn clean_pass(pass: &Pass, run: RunId, samples: Range<usize>) -> Result<Vec<SampleRecord>> {
+    let device = pass.model.device();
+    let mut records = Vec::with_capacity(samples.len());
+    for range in batch_ranges(samples, pass.batch_size) {
+        let batch = pass.dataset.batch(range.clone(), device)?;
         let labels = to_u32s(&batch.labels)?;
-        let (predictions, losses) = evaluate(model, &batch.inputs, &batch.labels)?;
-        outcome
-            .correct
-            .extend(labels.iter().zip(&predictions).map(|(l, p)| l == p));
-        outcome.labels.extend(labels);
-        outcome.predictions.extend(predictions);
-        outcome.losses.extend(losses);
-        progress.advance(1);
+        let (predictions, losses) = evaluate(pass.model, &batch.inputs, &batch.labels)?;
+        for (offset, ((&label, &prediction), &loss)) in
+            labels.iter().zip(&predictions).zip(&losses).enumerate()
+        {
+            records.push(SampleRecord {
+                run,
+                index: (range.start + offset) as u64,
+                outcome: Outcome::Clean(CleanOutcome {
+                    label,
+                    prediction,
+                    loss,
+                }),
+            });
+        }
+        pass.progress.advance(1);
     }
-    Ok(outcome)
+    Ok(records)
+}
+
+/// The clean outcomes of a contiguous range of samples, looked up by global index.
+#[derive(Debug, Default)]
+pub struct CleanByIndex {
+    start: usize,
+    outcomes: Vec<CleanOutcome>,
+}
+
+impl CleanByIndex {
+    /// The clean outcome of global sample `index`, if the clean pass covered it.
+    pub fn get(&self, index: usize) -> Option<&CleanOutcome> {
+        self.outcomes.get(index.checked_sub(self.start)?)
+    }
 }
 
 /// What the runner keeps of one batch's adversarial inputs for the gallery.
 pub struct KeptBatch {
     pub clean: Batch,
     pub adversarial: Tensor,
+    /// Global index of the batch's first sample.
+    pub start: usize,
+    /// Predictions on the adversarial inputs, and whether the attack broke each sample
+    /// (correct when clean, wrong after).
+    pub predictions: Vec<u32>,
+    pub broken: Vec<bool>,
 }
 
-/// Run one attack at one ε over the whole dataset.
+/// One attack over `samples`: one record per sample. `clean` holds the clean outcome of every
+/// sample, by global index.
 pub fn attack_pass(
     pass: &Pass,
-    planned: &PlannedAttack,
-    clean: &CleanOutcome,
+    run: RunId,
+    label: &str,
+    attack: &dyn Attack,
+    samples: Range<usize>,
+    clean: &CleanByIndex,
     keep_first_batch: bool,
-) -> Result<(AttackOutcome, Option<KeptBatch>)> {
-    let Pass {
-        model,
-        dataset,
-        device,
-        batch_size,
-        seed,
-        progress,
-    } = *pass;
-    let started = Instant::now();
-    let norm = planned.attack.threat().norm;
-    let mut outcome = AttackOutcome {
-        label: planned.label.clone(),
-        name: planned.name.clone(),
-        objective: planned.objective(),
-        norm,
-        epsilon: planned.epsilon,
-        robust: Vec::new(),
-        predictions: Vec::new(),
-        losses: Vec::new(),
-        norms: Vec::new(),
-        max_linf: 0.0,
-        min_value: f32::INFINITY,
-        max_value: f32::NEG_INFINITY,
-        has_nan: false,
-        seconds: 0.0,
-    };
+) -> Result<(Vec<SampleRecord>, Option<KeptBatch>)> {
+    let device = pass.model.device();
+    let norm = attack.threat().norm;
+    let epsilon = attack.threat().epsilon;
+    let mut records = Vec::with_capacity(samples.len());
     let mut kept = None;
-    for (index, range) in batch_ranges(dataset.len(), batch_size)
-        .into_iter()
-        .enumerate()
-    {
-        let batch = dataset.batch(range.clone(), device)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &planned.label, index));
-        let adversarial = planned
-            .attack
-            .perturb(model, &batch.inputs, &batch.labels, &mut rng)
+    for range in batch_ranges(samples, pass.batch_size) {
+        let batch = pass.dataset.batch(range.clone(), device)?;
+        let randomness = SampleRandomness::for_range(pass.seed, label, range.clone());
+        let adversarial = attack
+            .perturb(pass.model, &batch.inputs, &batch.labels, &randomness)
             .with_context(|| {
                 format!(
-                    "attack `{}` at ε = {} failed on samples {}..{}",
-                    planned.label, planned.epsilon, range.start, range.end
+                    "attack `{label}` at ε = {epsilon} failed on samples {}..{}",
+                    range.start, range.end
                 )
             })?;
-        let (predictions, losses) = evaluate(model, &adversarial, &batch.labels)?;
-        let flat = adversarial.flatten_all()?;
-        outcome.has_nan |= flat
-            .ne(&flat)?
-            .to_dtype(DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?
-            > 0.0;
-        outcome.min_value = outcome.min_value.min(flat.min(0)?.to_scalar::<f32>()?);
-        outcome.max_value = outcome.max_value.max(flat.max(0)?.to_scalar::<f32>()?);
-        let linf = perturbation_norms(&adversarial, &batch.inputs, Norm::Linf)?;
-        outcome.max_linf = linf.into_iter().fold(outcome.max_linf, f32::max);
-        outcome
-            .norms
-            .extend(perturbation_norms(&adversarial, &batch.inputs, norm)?);
-        for (offset, &prediction) in predictions.iter().enumerate() {
-            let sample = range.start + offset;
-            outcome
-                .robust
-                .push(clean.correct[sample] && prediction == clean.labels[sample]);
+        let (predictions, losses) = evaluate(pass.model, &adversarial, &batch.labels)?;
+        let norms = perturbation_norms(&adversarial, &batch.inputs, norm)?;
+        let linf = match norm {
+            Norm::Linf => norms.clone(),
+            Norm::L2 => perturbation_norms(&adversarial, &batch.inputs, Norm::Linf)?,
+        };
+        let values = adversarial.flatten_from(1)?.to_vec2::<f32>()?;
+        let first_record = records.len();
+        for (offset, sample_values) in values.iter().enumerate() {
+            let index = range.start + offset;
+            let (min_value, max_value, nan) = sample_values.iter().fold(
+                (f32::INFINITY, f32::NEG_INFINITY, false),
+                |(lo, hi, nan), &v| (lo.min(v), hi.max(v), nan || v.is_nan()),
+            );
+            let clean = clean
+                .get(index)
+                .with_context(|| format!("sample {index} has no clean outcome"))?;
+            records.push(SampleRecord {
+                run,
+                index: index as u64,
+                outcome: Outcome::Evasion(EvasionOutcome {
+                    prediction: predictions[offset],
+                    robust: clean.correct() && predictions[offset] == clean.label,
+                    loss: losses[offset],
+                    norm: norms[offset],
+                    linf: linf[offset],
+                    min_value,
+                    max_value,
+                    nan,
+                }),
+            });
         }
-        outcome.predictions.extend(predictions);
-        outcome.losses.extend(losses);
-        if keep_first_batch && index == 0 {
+        if keep_first_batch && kept.is_none() {
+            let broken = records[first_record..]
+                .iter()
+                .map(|r| {
+                    let index = r.index as usize;
+                    let robust = matches!(r.outcome, Outcome::Evasion(o) if o.robust);
+                    clean.get(index).is_some_and(CleanOutcome::correct) && !robust
+                })
+                .collect();
             kept = Some(KeptBatch {
                 clean: batch,
                 adversarial,
+                start: range.start,
+                predictions,
+                broken,
             });
         }
-        progress.advance(1);
+        pass.progress.advance(1);
     }
-    outcome.seconds = started.elapsed().as_secs_f64();
-    Ok((outcome, kept))
+    Ok((records, kept))
 }
 
 /// Run the whole suite.
-pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunReport> {
-    let started = Instant::now();
-    let model: &dyn Model = &loaded.model;
-    let dataset: &dyn Dataset = loaded.dataset.as_ref();
-    let device = &loaded.device;
-    let batches = batch_ranges(dataset.len(), suite.batch_size).len();
-    progress.set_length((batches * (1 + suite.attacks.len())) as u64 + sanity::extra_steps(suite));
+pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<Evaluation> {
+    run_shard(suite, loaded, progress, 0..loaded.dataset.len())
+}
 
-    progress.set_message("clean accuracy");
-    let clean_started = Instant::now();
+/// Run the suite's plan on the samples of `shard` only (global indices): every run covers the
+/// part of its samples inside the shard. The plan is the same for every shard, and because
+/// randomness is per sample, the records of shards that partition the data concatenate to
+/// exactly the records of one whole run.
+pub fn run_shard(
+    suite: &Suite,
+    loaded: &Loaded,
+    progress: &Progress,
+    shard: Range<usize>,
+) -> Result<Evaluation> {
+    let started = Instant::now();
+    let model: &dyn Model = loaded.model.as_ref();
+    let dataset: &dyn Dataset = loaded.dataset.as_ref();
+    let samples = dataset.len();
+    let mut executables = plan_runs(suite, samples)?;
+    for executable in &mut executables {
+        let range = &executable.samples;
+        executable.samples = range.start.max(shard.start)..range.end.min(shard.end);
+        if executable.samples.start > executable.samples.end {
+            executable.samples = executable.samples.start..executable.samples.start;
+        }
+    }
+    let batches: usize = executables
+        .iter()
+        .map(|e| batch_ranges(e.samples.clone(), suite.batch_size).len())
+        .sum();
+    progress.set_length(batches as u64);
     let pass = Pass {
         model,
         dataset,
-        device,
         batch_size: suite.batch_size,
         seed: suite.seed,
         progress,
     };
-    let clean = clean_pass(&pass)?;
-    let clean_seconds = clean_started.elapsed().as_secs_f64();
+    let gallery = gallery_choice(suite, &executables);
 
-    let gallery = gallery_choice(suite);
-    let attack_started = Instant::now();
-    let mut outcomes = Vec::new();
+    let mut records: Vec<SampleRecord> = Vec::new();
+    let mut run_seconds = Vec::with_capacity(executables.len());
+    let mut clean = CleanByIndex::default();
     let mut kept = None;
-    for (index, planned) in suite.attacks.iter().enumerate() {
-        progress.set_message(&format!("{} ε={}", planned.label, planned.epsilon));
-        let (outcome, kept_batch) = attack_pass(&pass, planned, &clean, gallery == Some(index))?;
-        if kept_batch.is_some() {
-            kept = kept_batch;
+    for (position, executable) in executables.iter().enumerate() {
+        let run_started = Instant::now();
+        let id = RunId(u32::try_from(position).context("too many runs in one plan")?);
+        match &executable.attack {
+            None => {
+                progress.set_message("clean accuracy");
+                let clean_records = clean_pass(&pass, id, executable.samples.clone())?;
+                clean = CleanByIndex {
+                    start: executable.samples.start,
+                    outcomes: clean_records
+                        .iter()
+                        .filter_map(|r| match r.outcome {
+                            Outcome::Clean(c) => Some(c),
+                            Outcome::Evasion(_) => None,
+                        })
+                        .collect(),
+                };
+                records.extend(clean_records);
+            }
+            Some(attack) => {
+                let label = &executable.planned.label;
+                progress.set_message(&match executable.planned.purpose {
+                    RunPurpose::Attack => format!("{label} ε={}", attack.threat().epsilon),
+                    _ => format!("sanity: {label} ε={}", attack.threat().epsilon),
+                });
+                let (run_records, kept_batch) = attack_pass(
+                    &pass,
+                    id,
+                    label,
+                    attack.as_ref(),
+                    executable.samples.clone(),
+                    &clean,
+                    gallery == Some(position),
+                )?;
+                if kept_batch.is_some() {
+                    kept = kept_batch;
+                }
+                records.extend(run_records);
+            }
         }
-        outcomes.push(outcome);
+        run_seconds.push(run_started.elapsed().as_secs_f64());
     }
-    let attack_seconds = attack_started.elapsed().as_secs_f64();
 
-    progress.set_message("sanity checks");
-    let class_names = &loaded.class_names;
-    let clean_result = CleanResult {
-        accuracy: proportion(count_true(&clean.correct), clean.correct.len()),
-        mean_loss: mean(&clean.losses),
-        per_class: per_class(&clean.labels, &clean.correct, class_names),
-    };
-    let attacks: Vec<AttackResult> = outcomes
-        .iter()
-        .zip(&suite.attacks)
-        .map(|(outcome, planned)| attack_result(outcome, planned, &clean, class_names))
-        .collect();
-    let worst_case = worst_case(&outcomes, &clean, class_names);
-    let sanity_checks =
-        sanity::run_checks(suite, loaded, &clean, &outcomes, &worst_case, progress)?;
     let examples = match (&kept, gallery) {
-        (Some(kept), Some(index)) => {
-            gallery_examples(kept, &clean, &outcomes[index], suite.report.examples)?
-        }
+        (Some(kept), Some(position)) => gallery_examples(
+            kept,
+            &clean,
+            &executables[position].planned.label,
+            executables[position]
+                .attack
+                .as_ref()
+                .map_or(0.0, |a| a.threat().epsilon),
+            suite.report.examples,
+        )?,
         _ => Vec::new(),
     };
-    let mut report = RunReport {
-        schema_version: SCHEMA_VERSION,
+    let kernel_path = kernel_path_info(loaded);
+    let mut notices = Vec::new();
+    if let Some(reason) = &kernel_path.reason {
+        notices.push(format!(
+            "the model ran on candle's kernels, not gauntlet's native CPU path: {reason}"
+        ));
+    }
+    let plan = RunPlan {
+        plan_version: PLAN_VERSION,
         gauntlet_version: env!("CARGO_PKG_VERSION").to_string(),
-        suite: SuiteInfo {
+        suite: gauntlet_reports::SuiteInfo {
             name: suite.name.clone(),
             path: suite.path.as_ref().map(|p| p.display().to_string()),
         },
@@ -294,163 +428,100 @@ pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<RunRep
         device: loaded.device_name.clone(),
         model: loaded.model_info.clone(),
         dataset: loaded.dataset_info.clone(),
-        clean: clean_result,
-        attacks,
-        worst_case,
-        sanity_checks,
-        gates: Vec::new(),
-        examples,
-        timings: Timings {
-            load_seconds: loaded.load_seconds,
-            clean_seconds,
-            attack_seconds,
-            total_seconds: 0.0,
-        },
+        class_names: loaded.class_names.clone(),
+        classes_in_dataset: loaded.classes_in_dataset,
+        runs: executables.into_iter().map(|e| e.planned).collect(),
+        gates: suite.gates.clone(),
+        fail_on_sanity: suite.fail_on_sanity,
+        kernel_path,
         provenance: loaded.provenance.clone(),
     };
-    report.gates = crate::gate::evaluate(&suite.gates, &report);
-    report.timings.total_seconds = loaded.load_seconds + started.elapsed().as_secs_f64();
-    Ok(report)
+    let measurements = RunMeasurements {
+        load_seconds: loaded.load_seconds,
+        total_seconds: loaded.load_seconds + started.elapsed().as_secs_f64(),
+        run_seconds,
+        examples,
+        notices,
+    };
+    Ok(Evaluation {
+        plan,
+        measurements,
+        records,
+    })
 }
 
-fn mean(values: &[f32]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.iter().map(|&v| f64::from(v)).sum::<f64>() / values.len() as f64
-}
-
-fn attack_result(
-    outcome: &AttackOutcome,
-    planned: &PlannedAttack,
-    clean: &CleanOutcome,
-    class_names: &[String],
-) -> AttackResult {
-    let clean_correct = count_true(&clean.correct);
-    let broken = clean
-        .correct
-        .iter()
-        .zip(&outcome.robust)
-        .filter(|(&was_correct, &still)| was_correct && !still)
-        .count();
-    let params = serde_json::to_value(&planned.params)
-        .ok()
-        .and_then(|value| value.as_object().cloned())
-        .unwrap_or_default();
-    AttackResult {
-        label: outcome.label.clone(),
-        attack: outcome.name.clone(),
-        norm: outcome.norm.to_string(),
-        epsilon: epsilon_value(outcome.epsilon),
-        params,
-        robust_accuracy: proportion(count_true(&outcome.robust), outcome.robust.len()),
-        success_rate: proportion(broken, clean_correct),
-        mean_loss: mean(&outcome.losses),
-        perturbation: perturbation_stats(&outcome.norms, outcome.max_linf),
-        per_class: per_class(&clean.labels, &outcome.robust, class_names),
-        seconds: outcome.seconds,
+/// Which kernels ran the model, and why not the native ones.
+fn kernel_path_info(loaded: &Loaded) -> KernelPathInfo {
+    match loaded.model.kernel_path() {
+        gauntlet_models::KernelPath::Native => KernelPathInfo {
+            path: "native".to_string(),
+            reason: None,
+        },
+        gauntlet_models::KernelPath::Candle { reason } => KernelPathInfo {
+            path: "candle".to_string(),
+            reason: Some(reason),
+        },
+        other => KernelPathInfo {
+            path: format!("{other:?}").to_lowercase(),
+            reason: None,
+        },
     }
 }
 
-/// Pointwise worst case over the attacks at each (norm, ε).
-fn worst_case(
-    outcomes: &[AttackOutcome],
-    clean: &CleanOutcome,
-    class_names: &[String],
-) -> Vec<WorstCaseResult> {
-    let mut keys: Vec<(Norm, f32)> = Vec::new();
-    for outcome in outcomes {
-        if !keys.contains(&(outcome.norm, outcome.epsilon)) {
-            keys.push((outcome.norm, outcome.epsilon));
-        }
-    }
-    keys.sort_by(|a, b| (a.0 as u8).cmp(&(b.0 as u8)).then(a.1.total_cmp(&b.1)));
-    keys.into_iter()
-        .map(|(norm, epsilon)| {
-            let members: Vec<&AttackOutcome> = outcomes
-                .iter()
-                .filter(|o| o.norm == norm && o.epsilon == epsilon)
-                .collect();
-            let robust: Vec<bool> = (0..clean.correct.len())
-                .map(|i| members.iter().all(|o| o.robust[i]))
-                .collect();
-            WorstCaseResult {
-                norm: norm.to_string(),
-                epsilon: epsilon_value(epsilon),
-                attacks: members.iter().map(|o| o.label.clone()).collect(),
-                robust_accuracy: proportion(count_true(&robust), robust.len()),
-                per_class: per_class(&clean.labels, &robust, class_names),
-            }
-        })
-        .collect()
-}
-
-/// The (attack, ε) whose adversarial examples the gallery shows: the last attack of the suite
-/// (usually the strongest) at its middle ε.
-fn gallery_choice(suite: &Suite) -> Option<usize> {
+/// The run whose adversarial examples the gallery shows: the last attack of the suite (usually
+/// the strongest) at its middle ε.
+fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
     if suite.report.examples == 0 {
         return None;
     }
     let last_label = &suite.attacks.last()?.label;
-    let indices: Vec<usize> = suite
-        .attacks
+    let positions: Vec<usize> = executables
         .iter()
         .enumerate()
-        .filter(|(_, a)| &a.label == last_label && a.epsilon > 0.0)
-        .map(|(i, _)| i)
+        .filter(|(_, e)| {
+            e.planned.purpose == RunPurpose::Attack
+                && &e.planned.label == last_label
+                && e.planned.attack.as_ref().is_some_and(|a| a.epsilon > 0.0)
+        })
+        .map(|(position, _)| position)
         .collect();
-    indices.get(indices.len().saturating_sub(1) / 2).copied()
+    positions
+        .get(positions.len().saturating_sub(1) / 2)
+        .copied()
 }
 
 /// Up to `wanted` examples from the kept (first) batch: broken ones first, then unbroken ones.
 fn gallery_examples(
     kept: &KeptBatch,
-    clean: &CleanOutcome,
-    outcome: &AttackOutcome,
+    clean: &CleanByIndex,
+    label: &str,
+    epsilon: f32,
     wanted: usize,
 ) -> Result<Vec<AdversarialExample>> {
     let shape: Vec<usize> = kept.clean.inputs.dims()[1..].to_vec();
     let originals = kept.clean.inputs.flatten_from(1)?.to_vec2::<f32>()?;
     let adversarials = kept.adversarial.flatten_from(1)?.to_vec2::<f32>()?;
     let mut order: Vec<usize> = (0..originals.len()).collect();
-    order.sort_by_key(|&i| {
-        let broken = clean.correct[i] && !outcome.robust[i];
-        (!broken, i)
-    });
-    Ok(order
+    order.sort_by_key(|&offset| (!kept.broken[offset], offset));
+    order
         .into_iter()
         .take(wanted)
-        .map(|i| AdversarialExample {
-            index: i,
-            attack: outcome.label.clone(),
-            epsilon: epsilon_value(outcome.epsilon),
-            true_label: clean.labels[i] as usize,
-            clean_prediction: clean.predictions[i] as usize,
-            adversarial_prediction: outcome.predictions[i] as usize,
-            shape: shape.clone(),
-            original: originals[i].clone(),
-            adversarial: adversarials[i].clone(),
+        .map(|offset| {
+            let index = kept.start + offset;
+            let outcome = clean
+                .get(index)
+                .with_context(|| format!("sample {index} has no clean outcome"))?;
+            Ok(AdversarialExample {
+                index,
+                attack: label.to_string(),
+                epsilon: epsilon_value(epsilon),
+                true_label: outcome.label as usize,
+                clean_prediction: outcome.prediction as usize,
+                adversarial_prediction: kept.predictions[offset] as usize,
+                shape: shape.clone(),
+                original: originals[offset].clone(),
+                adversarial: adversarials[offset].clone(),
+            })
         })
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seeds_differ_by_run_seed_purpose_and_batch() {
-        let base = derive_seed(0, "pgd", 0);
-        assert_eq!(base, derive_seed(0, "pgd", 0));
-        assert_ne!(base, derive_seed(1, "pgd", 0));
-        assert_ne!(base, derive_seed(0, "fgsm", 0));
-        assert_ne!(base, derive_seed(0, "pgd", 1));
-    }
-
-    #[test]
-    fn batch_ranges_cover_every_sample_once() {
-        let ranges = batch_ranges(10, 4);
-        assert_eq!(ranges, vec![0..4, 4..8, 8..10]);
-        assert!(batch_ranges(0, 4).is_empty());
-    }
+        .collect()
 }

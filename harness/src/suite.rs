@@ -10,9 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use gauntlet_attacks::{find_attack, Attack, ATTACKS};
+use gauntlet_attacks::{find_attack, Attack, AttackEntry, ModelAccess, Norm, ATTACKS};
 use gauntlet_datasets::DatasetFormat;
 use gauntlet_reports::OutputFormat;
+pub use gauntlet_results::Gate;
 use serde::Deserialize;
 
 /// The suite `gauntlet run` executes when given no file: the bundled model and data.
@@ -221,72 +222,19 @@ impl Source {
 /// One attack of the plan at one ε, built through the registry.
 pub struct PlannedAttack {
     pub label: String,
-    pub name: String,
+    /// The registry entry: what the attack is, needs and means by its budget.
+    pub entry: &'static AttackEntry,
     pub epsilon: f32,
     pub params: toml::Table,
     pub attack: Box<dyn Attack>,
 }
 
-impl PlannedAttack {
-    /// What the attack optimises, e.g. `untargeted cross_entropy`: attacks are compared with
-    /// each other (PGD vs FGSM) only when this agrees.
-    pub fn objective(&self) -> String {
-        let targeted = self
-            .params
-            .get("targeted")
-            .and_then(toml::Value::as_bool)
-            .unwrap_or(false);
-        let loss = self
-            .params
-            .get("loss")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("cross_entropy");
-        format!(
-            "{} {loss}",
-            if targeted { "targeted" } else { "untargeted" }
-        )
-    }
-}
-
-/// A gate on one number of the results.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Gate {
-    CleanAccuracy {
-        threshold: f64,
-    },
-    RobustAccuracy {
-        label: String,
-        epsilon: f32,
-        threshold: f64,
-    },
-    WorstCaseAccuracy {
-        norm: String,
-        epsilon: f32,
-        threshold: f64,
-    },
-}
-
-impl Gate {
-    /// The gate as written in the suite file.
-    pub fn name(&self) -> String {
-        match self {
-            Gate::CleanAccuracy { .. } => "min_clean_accuracy".to_string(),
-            Gate::RobustAccuracy { label, epsilon, .. } => {
-                format!("min_robust_accuracy[{label}@{epsilon}]")
-            }
-            Gate::WorstCaseAccuracy { norm, epsilon, .. } => {
-                format!("min_worst_case_accuracy[{norm}@{epsilon}]")
-            }
-        }
-    }
-
-    pub fn threshold(&self) -> f64 {
-        match self {
-            Gate::CleanAccuracy { threshold }
-            | Gate::RobustAccuracy { threshold, .. }
-            | Gate::WorstCaseAccuracy { threshold, .. } => *threshold,
-        }
-    }
+/// What a suite's model can give an attack, known before it is loaded: a gauntlet spec plus
+/// safetensors runs on candle or the native kernels, both with input gradients. Formats
+/// without gradients (a black-box endpoint, some exported graphs) will declare less here, and
+/// `gauntlet check` refuses a suite whose attacks need more than the model provides.
+pub fn model_access(_model: &ModelSection) -> ModelAccess {
+    ModelAccess::InputGradients
 }
 
 /// The validated plan of a run.
@@ -423,7 +371,7 @@ impl Suite {
                 bail!("`model.public_key` is given but there is no `model.signature`")
             }
         };
-        let attacks = plan_attacks(&spec.attacks)?;
+        let attacks = plan_attacks(&spec.attacks, model_access(&spec.model))?;
         let gates = plan_gates(&spec.gate, &attacks)?;
         Ok(Suite {
             name: spec.name,
@@ -490,8 +438,14 @@ impl Suite {
         for attack in &self.attacks {
             let threat = attack.attack.threat();
             out.push_str(&format!(
-                "  attack {} ({}, {} ε = {})\n",
-                attack.label, attack.name, threat.norm, attack.epsilon
+                "  attack {} ({}, {}, {} ε = {}, {}, needs {})\n",
+                attack.label,
+                attack.entry.name,
+                attack.entry.kind,
+                threat.norm,
+                attack.epsilon,
+                attack.attack.objective(),
+                attack.entry.needs
             ));
         }
         for gate in &self.gates {
@@ -527,7 +481,7 @@ fn resolve_dataset(dataset: &DatasetSection, base: &Path) -> Result<DatasetSourc
     Ok(sources)
 }
 
-fn plan_attacks(sections: &[AttackSection]) -> Result<Vec<PlannedAttack>> {
+fn plan_attacks(sections: &[AttackSection], provided: ModelAccess) -> Result<Vec<PlannedAttack>> {
     let mut planned = Vec::new();
     let mut labels = BTreeSet::new();
     for (index, section) in sections.iter().enumerate() {
@@ -542,6 +496,16 @@ fn plan_attacks(sections: &[AttackSection]) -> Result<Vec<PlannedAttack>> {
         })?;
         if section.epsilons.is_empty() {
             bail!("attack `{}`: `epsilons` is empty", section.name);
+        }
+        // `ModelAccess` is ordered from most to least: a model serves every attack that needs
+        // no more than it provides.
+        if entry.needs < provided {
+            bail!(
+                "attack `{}` needs {} from the model, but this model provides only {}",
+                section.name,
+                entry.needs,
+                provided
+            );
         }
         let mut epsilons = section.epsilons.clone();
         if let Some(bad) = epsilons.iter().find(|e| !e.is_finite() || **e < 0.0) {
@@ -558,13 +522,13 @@ fn plan_attacks(sections: &[AttackSection]) -> Result<Vec<PlannedAttack>> {
                 .with_context(|| format!("attack `{}` at ε = {epsilon}", section.name))?;
             let label = label
                 .get_or_insert_with(|| match attack.threat().norm {
-                    gauntlet_attacks::Norm::Linf => section.name.clone(),
-                    gauntlet_attacks::Norm::L2 => format!("{}_l2", section.name),
+                    Norm::Linf => section.name.clone(),
+                    Norm::L2 => format!("{}_l2", section.name),
                 })
                 .clone();
             planned.push(PlannedAttack {
                 label,
-                name: section.name.clone(),
+                entry,
                 epsilon,
                 params: section.params.clone(),
                 attack,
@@ -626,10 +590,17 @@ fn plan_gates(section: &GateSection, attacks: &[PlannedAttack]) -> Result<Vec<Ga
     }
     for (key, &threshold) in &section.min_worst_case_accuracy {
         check_threshold(key, threshold)?;
-        let (norm, epsilon) = parse_gate_key(key)?;
+        let (norm_name, epsilon) = parse_gate_key(key)?;
+        let norm = match norm_name.as_str() {
+            "linf" => Norm::Linf,
+            "l2" => Norm::L2,
+            other => bail!(
+                "gate `min_worst_case_accuracy.\"{key}\"`: `{other}` is not a norm; use `linf` or `l2`"
+            ),
+        };
         if !attacks
             .iter()
-            .any(|a| a.attack.threat().norm.to_string() == norm && a.epsilon == epsilon)
+            .any(|a| a.attack.threat().norm == norm && a.epsilon == epsilon)
         {
             bail!("gate `min_worst_case_accuracy.\"{key}\"`: no attack of this suite runs at {norm} ε = {epsilon}");
         }

@@ -33,12 +33,13 @@ pub enum ReportError {
     MissingSchemaVersion { path: PathBuf },
 
     #[error(
-        "`{path}` has schema_version {found}, but this gauntlet reads schema_version {supported} \
+        "`{path}` has schema_version {found}, but this gauntlet reads schema_version {oldest} to {supported} \
          only ({hint})"
     )]
     UnsupportedSchemaVersion {
         path: PathBuf,
         found: u64,
+        oldest: u32,
         supported: u32,
         /// Which way to go: newer file → newer gauntlet, older file → re-run.
         hint: &'static str,

@@ -240,12 +240,20 @@ impl Page {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("×");
-        let rows: [(&str, String); 12] = [
+        let kernels = match &report.kernel_path {
+            None => "not recorded (schema 1)".to_owned(),
+            Some(kernels) => match &kernels.reason {
+                None => format!("<code>{}</code>", esc(&kernels.path)),
+                Some(reason) => format!("<code>{}</code> ({})", esc(&kernels.path), esc(reason)),
+            },
+        };
+        let rows: [(&str, String); 13] = [
             (
                 "Suite",
                 format!("{} · {suite_path}", esc(&report.suite.name)),
             ),
             ("Device", format!("<code>{}</code>", esc(&report.device))),
+            ("Kernels", kernels),
             (
                 "Model",
                 format!(
@@ -289,7 +297,14 @@ impl Page {
         for (key, value) in rows {
             self.push(&format!("<dt>{key}</dt><dd>{value}</dd>\n"));
         }
-        self.push("</dl>\n</header>\n");
+        self.push("</dl>\n");
+        for notice in &report.notices {
+            self.push(&format!(
+                "<p class=\"notice\">Notice: {}</p>\n",
+                esc(notice)
+            ));
+        }
+        self.push("</header>\n");
     }
 
     fn verdict(&mut self, report: &RunReport) {

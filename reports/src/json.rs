@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::ReportError;
-use crate::schema::{RunReport, SCHEMA_VERSION};
+use crate::schema::{RunReport, OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION};
 
 /// Writes `report` as pretty-printed JSON (two-space indent, trailing newline).
 ///
@@ -60,7 +60,7 @@ pub fn parse_json(bytes: &[u8], path: &Path) -> Result<RunReport, ReportError> {
         .ok_or_else(|| ReportError::MissingSchemaVersion {
             path: path.to_owned(),
         })?;
-    if found != u64::from(SCHEMA_VERSION) {
+    if !(u64::from(OLDEST_READABLE_SCHEMA_VERSION)..=u64::from(SCHEMA_VERSION)).contains(&found) {
         let hint = if found > u64::from(SCHEMA_VERSION) {
             "the file was written by a newer gauntlet; re-render it with that version"
         } else {
@@ -69,6 +69,7 @@ pub fn parse_json(bytes: &[u8], path: &Path) -> Result<RunReport, ReportError> {
         return Err(ReportError::UnsupportedSchemaVersion {
             path: path.to_owned(),
             found,
+            oldest: OLDEST_READABLE_SCHEMA_VERSION,
             supported: SCHEMA_VERSION,
             hint,
         });

@@ -3,7 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the results schema written into every `results.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 (this one) adds `kernel_path`, `notices`, `samples_file`, and each attack's
+/// declared `kind`, `needs` and validated `objective`; every figure in it is an aggregate of
+/// the per-sample records (`samples.parquet`). Version-1 files still read and render: the
+/// added keys are optional.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest results schema this build still reads and renders.
+pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
 
 /// Everything one `gauntlet run` measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +40,27 @@ pub struct RunReport {
     /// Absent in results written before provenance checks existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Which kernels ran the model (schema 2; absent in version-1 files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_path: Option<KernelPathInfo>,
+    /// What the user should know that is not a failure, e.g. why the native CPU kernels did
+    /// not run (schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+    /// The per-sample file every figure here aggregates, relative to this file (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_file: Option<String>,
+}
+
+/// Which kernels ran the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelPathInfo {
+    /// `native` (gauntlet's CPU kernels) or `candle`.
+    pub path: String,
+    /// Why the native kernels did not run, when they did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What was verified about the model artifact before it was loaded.
@@ -153,6 +182,16 @@ pub struct AttackResult {
     pub epsilon: f64,
     /// The attack's parameters as given in the suite (TOML values rendered as JSON).
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// `single_step`, `iterative` or `minimal_norm`, as the attack's registry entry declares
+    /// (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// What the attack needs from the model: `input_gradients`, `logits` or `labels` (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<String>,
+    /// The attack's validated objective, e.g. `untargeted cross_entropy` (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
     pub robust_accuracy: Proportion,
     /// Fraction of the correctly classified inputs that the attack made misclassified.
     pub success_rate: Proportion,

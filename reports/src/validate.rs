@@ -7,7 +7,8 @@
 
 use crate::error::ReportError;
 use crate::schema::{
-    AdversarialExample, ClassAccuracy, PerturbationStats, Proportion, RunReport, SCHEMA_VERSION,
+    AdversarialExample, ClassAccuracy, PerturbationStats, Proportion, RunReport,
+    OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
 impl RunReport {
@@ -15,11 +16,11 @@ impl RunReport {
     /// proportions and their intervals lie in [0, 1], and that each gallery example's pixel count
     /// matches its `[C, H, W]` shape with C = 1 (grey) or 3 (RGB).
     pub fn validate(&self) -> Result<(), ReportError> {
-        if self.schema_version != SCHEMA_VERSION {
+        if !(OLDEST_READABLE_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema_version) {
             return Err(invalid(
                 "schema_version",
                 format!(
-                    "is {}, but this gauntlet writes schema_version {SCHEMA_VERSION}",
+                    "is {}, but this gauntlet reads schema_version {OLDEST_READABLE_SCHEMA_VERSION} to {SCHEMA_VERSION}",
                     self.schema_version
                 ),
             ));

@@ -40,10 +40,15 @@ use candle_core::Tensor;
 use gauntlet_models::{Loss, Model};
 use serde::Deserialize;
 
-use crate::objective::{check_batch, steepest_ascent_direction, Objective, TargetSelection};
+use crate::objective::{
+    check_batch, check_randomness, steepest_ascent_direction, Objective, TargetSelection,
+};
 use crate::params::{self, check_epsilon, parse_params};
 use crate::projection::{project, FeasibleSet};
-use crate::{Attack, AttackEntry, AttackError, ChaCha8Rng, Norm, ThreatModel};
+use crate::{
+    Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
+    Norm, SampleRandomness, ThreatModel,
+};
 
 /// The registry entry.
 pub const ENTRY: AttackEntry = AttackEntry {
@@ -51,6 +56,10 @@ pub const ENTRY: AttackEntry = AttackEntry {
     summary: "Fast gradient (sign) method: one gradient step of size ε (L∞ sign step or L2 normalised step)",
     reference: "Goodfellow, Shlens, Szegedy. Explaining and Harnessing Adversarial Examples. ICLR 2015. arXiv:1412.6572",
     parameters: &[params::NORM, params::LOSS, params::TARGETED, params::TARGET],
+    kind: AttackKind::SingleStep,
+    needs: ModelAccess::InputGradients,
+    budget: BudgetSemantics::Bounded,
+    conformance_variants: crate::objective_conformance_variants![],
     build,
 };
 
@@ -108,18 +117,23 @@ impl Attack for Fgsm {
         self.threat
     }
 
+    fn objective(&self) -> AttackObjective {
+        self.objective.describe()
+    }
+
     fn perturb(
         &self,
         model: &dyn Model,
         inputs: &Tensor,
         labels: &Tensor,
-        rng: &mut ChaCha8Rng,
+        randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
         let batch = check_batch(model, inputs, labels)?;
+        check_randomness(&batch, randomness)?;
         if self.threat.epsilon == 0.0 || batch.is_empty() {
             return Ok(inputs.clone());
         }
-        let attack_labels = self.objective.attack_labels(model, inputs, &batch, rng)?;
+        let attack_labels = self.objective.attack_labels(model, inputs, &batch, randomness)?;
         let gradient = model
             .loss_and_input_gradient(inputs, &attack_labels, self.objective.loss)?
             .gradient;
@@ -141,10 +155,9 @@ impl Attack for Fgsm {
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use rand::SeedableRng;
 
-    fn rng() -> ChaCha8Rng {
-        ChaCha8Rng::seed_from_u64(7)
+    fn rng(batch: usize) -> SampleRandomness {
+        SampleRandomness::for_range(7, "test", 0..batch)
     }
 
     #[test]
@@ -197,7 +210,7 @@ mod tests {
             epsilon,
         );
         let adversarial = attack
-            .perturb(&model, &inputs, &labels(&[0; 5]), &mut rng())
+            .perturb(&model, &inputs, &labels(&[0; 5]), &rng(5))
             .unwrap();
         let rows = model.weight_rows();
         let expected_drop = f64::from(epsilon) * l1_distance(&rows[0], &rows[1]);
@@ -221,7 +234,7 @@ mod tests {
             epsilon,
         );
         let adversarial = attack
-            .perturb(&model, &inputs, &labels(&[0; 5]), &mut rng())
+            .perturb(&model, &inputs, &labels(&[0; 5]), &rng(5))
             .unwrap();
         let rows = model.weight_rows();
         let expected_drop = f64::from(epsilon) * l2_distance(&rows[0], &rows[1]);
@@ -246,7 +259,7 @@ mod tests {
         ] {
             let attack = build_attack(&ENTRY, params, epsilon);
             let adversarial = attack
-                .perturb(&model, &inputs, &labels(&[0; 4]), &mut rng())
+                .perturb(&model, &inputs, &labels(&[0; 4]), &rng(4))
                 .unwrap();
             let before = logit_gap(&model, &inputs, 0, 1);
             let after = logit_gap(&model, &adversarial, 0, 1);
@@ -263,7 +276,7 @@ mod tests {
         for norm in ["linf", "l2"] {
             let attack = build_attack(&ENTRY, &format!("norm = \"{norm}\""), 0.0);
             let adversarial = attack
-                .perturb(&model, &inputs, &labels(&[0, 1, 0]), &mut rng())
+                .perturb(&model, &inputs, &labels(&[0, 1, 0]), &rng(3))
                 .unwrap();
             let a: Vec<u32> = adversarial.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
             let b: Vec<u32> = inputs.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
@@ -285,7 +298,7 @@ mod tests {
         for norm in ["linf", "l2"] {
             let attack = build_attack(&ENTRY, &format!("norm = \"{norm}\""), 0.1);
             let adversarial = attack
-                .perturb(&model, &inputs, &labels(&[0, 1, 0]), &mut rng())
+                .perturb(&model, &inputs, &labels(&[0, 1, 0]), &rng(3))
                 .unwrap();
             assert_eq!(
                 adversarial.to_vec2::<f32>().unwrap(),

@@ -53,10 +53,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Deserialize;
 
-use crate::objective::{check_batch, steepest_ascent_direction, Objective, TargetSelection};
+use crate::objective::{
+    check_batch, check_randomness, steepest_ascent_direction, Objective, TargetSelection,
+};
 use crate::params::{self, check_epsilon, parse_params};
 use crate::projection::{per_sample_column, FeasibleSet};
-use crate::{Attack, AttackEntry, AttackError, Norm, ParameterDoc, ThreatModel};
+use crate::{
+    Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
+    Norm, ParameterDoc, SampleRandomness, Stream, ThreatModel,
+};
 
 /// The registry entry.
 pub const ENTRY: AttackEntry = AttackEntry {
@@ -88,6 +93,20 @@ pub const ENTRY: AttackEntry = AttackEntry {
             default: "1",
             description: "Independent runs from fresh random starts; per sample the first success, else the highest loss, is kept. Needs `random_start = true` when above 1.",
         },
+    ],
+    kind: AttackKind::Iterative,
+    needs: ModelAccess::InputGradients,
+    budget: BudgetSemantics::Bounded,
+    conformance_variants: crate::objective_conformance_variants![
+        "random_start = false",
+        "restarts = 3
+steps = 3",
+        "restarts = 2
+steps = 2
+norm = \"l2\"
+targeted = true",
+        "steps = 1
+step_size = 0.5",
     ],
     build,
 };
@@ -195,17 +214,20 @@ impl Pgd {
         self.step_size
     }
 
-    /// One run: from a (random) start, `steps` projected steps; returns the last iterate.
+    /// One run (restart number `restart`): from a (random) start, `steps` projected steps;
+    /// returns the last iterate.
     fn run(
         &self,
         model: &dyn Model,
         feasible: &FeasibleSet,
         attack_labels: &Tensor,
-        rng: &mut ChaCha8Rng,
+        randomness: &SampleRandomness,
+        restart: u32,
     ) -> Result<Tensor, AttackError> {
         let inputs = feasible.clean();
         let mut current = if self.random_start {
-            let noise = random_ball_points(inputs.dims(), self.threat, rng)?;
+            let mut generators = randomness.generators(Stream::Restart(restart));
+            let noise = random_ball_points(inputs.dims(), self.threat, &mut generators)?;
             let noise = Tensor::from_vec(noise, inputs.dims(), inputs.device())?;
             feasible.project(&(inputs + noise)?)?
         } else {
@@ -238,28 +260,35 @@ impl Attack for Pgd {
         self.threat
     }
 
+    fn objective(&self) -> AttackObjective {
+        self.objective.describe()
+    }
+
     fn perturb(
         &self,
         model: &dyn Model,
         inputs: &Tensor,
         labels: &Tensor,
-        rng: &mut ChaCha8Rng,
+        randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
         let batch = check_batch(model, inputs, labels)?;
+        check_randomness(&batch, randomness)?;
         if self.threat.epsilon == 0.0 || batch.is_empty() {
             return Ok(inputs.clone());
         }
-        let attack_labels = self.objective.attack_labels(model, inputs, &batch, rng)?;
+        let attack_labels = self.objective.attack_labels(model, inputs, &batch, randomness)?;
         let feasible = FeasibleSet::new(inputs, self.threat)?;
         if self.restarts == 1 {
-            return self.run(model, &feasible, &attack_labels, rng);
+            return self.run(model, &feasible, &attack_labels, randomness, 0);
         }
 
         // Per sample: the first successful restart, else the highest score so far.
         let rank = inputs.rank();
         let mut best: Option<(Tensor, Tensor, Tensor)> = None; // (inputs, score, success u8)
-        for _ in 0..self.restarts {
-            let candidate = self.run(model, &feasible, &attack_labels, rng)?;
+        // Stopping once every sample has succeeded changes no sample's result: a success is
+        // never replaced, so the batch's composition does not leak into any sample.
+        for restart in 0..self.restarts {
+            let candidate = self.run(model, &feasible, &attack_labels, randomness, restart)?;
             let logits = model.forward(&candidate)?;
             let score = self
                 .objective
@@ -295,7 +324,8 @@ impl Attack for Pgd {
     }
 }
 
-/// Uniform random points of the ε-ball, flattened row-major for a batch of shape `dims`.
+/// Uniform random points of the ε-ball, flattened row-major for a batch of shape `dims`;
+/// sample `i`'s point is drawn from `generators[i]` only.
 ///
 /// L∞: every coordinate uniform in [−ε, ε]. L2: uniform in the ball — a direction from an
 /// isotropic Gaussian, scaled to radius `ε·u^(1/d)` with `u` uniform in [0, 1), which gives
@@ -303,19 +333,28 @@ impl Attack for Pgd {
 fn random_ball_points(
     dims: &[usize],
     threat: ThreatModel,
-    rng: &mut ChaCha8Rng,
+    generators: &mut [ChaCha8Rng],
 ) -> Result<Vec<f32>, AttackError> {
     let total: usize = dims.iter().product();
     let batch = dims.first().copied().unwrap_or(0);
+    if generators.len() != batch {
+        return Err(AttackError::RandomnessMismatch {
+            samples: batch,
+            generators: generators.len(),
+        });
+    }
+    let per_sample = total.checked_div(batch).unwrap_or(0);
     let epsilon = threat.epsilon;
+    let mut points = Vec::with_capacity(total);
     match threat.norm {
-        Norm::Linf => Ok((0..total)
-            .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * epsilon)
-            .collect()),
+        Norm::Linf => {
+            for rng in generators {
+                points.extend((0..per_sample).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * epsilon));
+            }
+            Ok(points)
+        }
         Norm::L2 => {
-            let per_sample = total.checked_div(batch).unwrap_or(0);
-            let mut points = Vec::with_capacity(total);
-            for _ in 0..batch {
+            for rng in generators {
                 let direction: Vec<f64> = (0..per_sample).map(|_| rng.sample(StandardNormal)).collect();
                 let length = direction.iter().map(|v| v * v).sum::<f64>().sqrt();
                 let radius = f64::from(epsilon) * rng.random::<f64>().powf(1.0 / per_sample as f64);
@@ -331,10 +370,9 @@ fn random_ball_points(
 mod tests {
     use super::*;
     use crate::test_support::*;
-    use rand::SeedableRng;
 
-    fn rng() -> ChaCha8Rng {
-        ChaCha8Rng::seed_from_u64(11)
+    fn rng(batch: usize) -> SampleRandomness {
+        SampleRandomness::for_range(11, "test", 0..batch)
     }
 
     fn parse(text: &str, epsilon: f32) -> Result<Pgd, AttackError> {
@@ -397,7 +435,7 @@ mod tests {
         let epsilon = 0.04;
         let attack = build_attack(&ENTRY, "loss = \"cw_margin\"\ntargeted = true\ntarget = 1", epsilon);
         let adversarial = attack
-            .perturb(&model, &inputs, &labels(&[0; 6]), &mut rng())
+            .perturb(&model, &inputs, &labels(&[0; 6]), &rng(6))
             .unwrap();
         let rows = model.weight_rows();
         let optimum = f64::from(epsilon) * l1_distance(&rows[0], &rows[1]);
@@ -427,7 +465,7 @@ mod tests {
         ] {
             let attack = build_attack(&ENTRY, params, epsilon);
             let adversarial = attack
-                .perturb(&model, &inputs, &labels(&[0; 6]), &mut rng())
+                .perturb(&model, &inputs, &labels(&[0; 6]), &rng(6))
                 .unwrap();
             let after = logit_gap(&model, &adversarial, 0, 1);
             for (b, a) in before.iter().zip(&after) {
@@ -447,8 +485,8 @@ mod tests {
         let fgsm = build_attack(&super::super::fgsm::ENTRY, "", epsilon);
         let pgd = build_attack(&ENTRY, "restarts = 2", epsilon);
         let true_labels = labels(&[0; 5]);
-        let from_fgsm = fgsm.perturb(&model, &inputs, &true_labels, &mut rng()).unwrap();
-        let from_pgd = pgd.perturb(&model, &inputs, &true_labels, &mut rng()).unwrap();
+        let from_fgsm = fgsm.perturb(&model, &inputs, &true_labels, &rng(5)).unwrap();
+        let from_pgd = pgd.perturb(&model, &inputs, &true_labels, &rng(5)).unwrap();
         let before = logit_gap(&model, &inputs, 0, 1);
         let after_fgsm = logit_gap(&model, &from_fgsm, 0, 1);
         let after_pgd = logit_gap(&model, &from_pgd, 0, 1);
@@ -462,11 +500,11 @@ mod tests {
 
     #[test]
     fn random_start_points_are_uniform_in_the_ball() {
-        let mut rng = rng();
         let dims = [400, 5];
+        let mut generators = rng(400).generators(Stream::Restart(0));
         for norm in [Norm::Linf, Norm::L2] {
             let threat = ThreatModel { norm, epsilon: 0.5 };
-            let points = random_ball_points(&dims, threat, &mut rng).unwrap();
+            let points = random_ball_points(&dims, threat, &mut generators).unwrap();
             assert_eq!(points.len(), 2000);
             let norms: Vec<f64> = points
                 .chunks(5)

@@ -9,7 +9,7 @@ use gauntlet_models::testing::LinearModel;
 use gauntlet_models::{Model, ModelSpec, Network};
 use rand::{Rng, SeedableRng};
 
-use crate::support::{accuracy, bits, build, perturb};
+use crate::support::{accuracy, bits, build, perturb, randomness};
 
 const INPUT_SHAPE: [usize; 3] = [1, 4, 4];
 const CLASSES: usize = 3;
@@ -74,23 +74,6 @@ fn epsilons(norm: Norm) -> [f32; 5] {
     }
 }
 
-fn variants() -> Vec<String> {
-    let mut variants = Vec::new();
-    for norm in ["linf", "l2"] {
-        for loss in ["cross_entropy", "cw_margin"] {
-            for targeting in [
-                "",
-                "targeted = true\n",
-                "targeted = true\ntarget = \"least_likely\"\n",
-                "targeted = true\ntarget = 2\n",
-            ] {
-                variants.push(format!("norm = \"{norm}\"\nloss = \"{loss}\"\n{targeting}"));
-            }
-        }
-    }
-    variants
-}
-
 #[test]
 fn every_attack_keeps_the_contract() {
     let mut cases = 0;
@@ -101,19 +84,21 @@ fn every_attack_keeps_the_contract() {
         let labels = labels_for(model, &x);
         let clean_accuracy = accuracy(model, &x, &labels);
         for entry in ATTACKS {
-            for params in variants() {
-                let norm = if params.contains("\"l2\"") {
-                    Norm::L2
-                } else {
-                    Norm::Linf
-                };
+            // The variants the registry entry declares: every branch a user can select.
+            assert!(
+                !entry.conformance_variants.is_empty(),
+                "{} declares no conformance variants",
+                entry.name
+            );
+            for params in std::iter::once("").chain(entry.conformance_variants.iter().copied()) {
+                let norm = build(entry, params, 0.1).threat().norm;
                 for epsilon in epsilons(norm) {
                     let what = format!(
                         "{} on {} at ε = {epsilon} with\n{params}",
                         entry.name,
                         model.name()
                     );
-                    let attack = build(entry, &params, epsilon);
+                    let attack = build(entry, params, epsilon);
                     assert_eq!(attack.name(), entry.name, "{what}");
                     assert_eq!(attack.threat().norm, norm, "{what}");
                     assert_eq!(attack.threat().epsilon, epsilon, "{what}");
@@ -154,7 +139,7 @@ fn every_attack_keeps_the_contract() {
                             "ε = 0 changed the input: {what}"
                         );
                     }
-                    if !params.contains("targeted") {
+                    if attack.objective().target.is_none() {
                         let robust = accuracy(model, &adversarial, &labels);
                         assert!(
                             robust <= clean_accuracy,
@@ -166,7 +151,11 @@ fn every_attack_keeps_the_contract() {
             }
         }
     }
-    assert_eq!(cases, 4 * ATTACKS.len() * 16 * 5);
+    let declared: usize = ATTACKS
+        .iter()
+        .map(|e| 1 + e.conformance_variants.len())
+        .sum();
+    assert_eq!(cases, 4 * declared * 5);
 }
 
 // Targeted runs may move a misclassified sample anywhere but must not make the model more
@@ -232,20 +221,19 @@ fn bad_batches_are_typed_errors() {
     let model = network("mlp", "hidden = [12]");
     let x = inputs(4);
     let labels = labels_for(&model, &x);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
     for entry in ATTACKS {
         let attack: Box<dyn Attack> = build(entry, "", 0.1);
         let attack = attack.as_ref();
         let short_labels = labels.narrow(0, 0, BATCH - 1).unwrap();
         assert!(matches!(
-            attack.perturb(&model, &x, &short_labels, &mut rng),
+            attack.perturb(&model, &x, &short_labels, &randomness(&x, 0)),
             Err(AttackError::ShapeMismatch { .. })
         ));
         let mut bad = labels.to_vec1::<u32>().unwrap();
         bad[5] = CLASSES as u32;
         let bad = Tensor::from_vec(bad, BATCH, &Device::Cpu).unwrap();
         assert!(matches!(
-            attack.perturb(&model, &x, &bad, &mut rng),
+            attack.perturb(&model, &x, &bad, &randomness(&x, 0)),
             Err(AttackError::LabelOutOfRange {
                 sample: 5,
                 label: 3,
@@ -254,23 +242,28 @@ fn bad_batches_are_typed_errors() {
         ));
         let too_bright = x.affine(1.0, 0.5).unwrap();
         assert!(matches!(
-            attack.perturb(&model, &too_bright, &labels, &mut rng),
+            attack.perturb(&model, &too_bright, &labels, &randomness(&too_bright, 0)),
             Err(AttackError::InputOutOfRange { .. })
         ));
         let mut with_nan = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         with_nan[7] = f32::NAN;
         let with_nan = Tensor::from_vec(with_nan, x.dims(), &Device::Cpu).unwrap();
         assert!(matches!(
-            attack.perturb(&model, &with_nan, &labels, &mut rng),
+            attack.perturb(&model, &with_nan, &labels, &randomness(&with_nan, 0)),
             Err(AttackError::InputOutOfRange { count: 1, .. })
         ));
         assert!(matches!(
-            attack.perturb(&model, &x.to_dtype(DType::F64).unwrap(), &labels, &mut rng),
+            attack.perturb(
+                &model,
+                &x.to_dtype(DType::F64).unwrap(),
+                &labels,
+                &randomness(&x.to_dtype(DType::F64).unwrap(), 0)
+            ),
             Err(AttackError::InputDtype { dtype: DType::F64 })
         ));
         let wrong_size = Tensor::zeros((BATCH, 1, 3, 3), DType::F32, &Device::Cpu).unwrap();
         assert!(matches!(
-            attack.perturb(&model, &wrong_size, &labels, &mut rng),
+            attack.perturb(&model, &wrong_size, &labels, &randomness(&wrong_size, 0)),
             Err(AttackError::ShapeMismatch { .. })
         ));
         // An empty batch is not an error: nothing to attack.
@@ -278,7 +271,7 @@ fn bad_batches_are_typed_errors() {
         let none = labels.narrow(0, 0, 0).unwrap();
         assert_eq!(
             attack
-                .perturb(&model, &empty, &none, &mut rng)
+                .perturb(&model, &empty, &none, &randomness(&empty, 0))
                 .unwrap()
                 .dims(),
             &[0, 1, 4, 4]
@@ -294,7 +287,7 @@ fn a_fixed_target_outside_the_model_is_an_error() {
     for entry in ATTACKS {
         let attack = build(entry, "targeted = true\ntarget = 7", 0.1);
         let error = attack
-            .perturb(&model, &x, &labels, &mut ChaCha8Rng::seed_from_u64(0))
+            .perturb(&model, &x, &labels, &randomness(&x, 0))
             .unwrap_err();
         assert!(
             matches!(error, AttackError::InvalidParameter { ref key, .. } if key == "target"),

@@ -1,10 +1,9 @@
 //! Models, data and measurements shared by the integration tests.
 
 use candle_core::{DType, Device, Tensor};
-use gauntlet_attacks::{Attack, AttackEntry, ChaCha8Rng};
+use gauntlet_attacks::{Attack, AttackEntry, SampleRandomness};
 use gauntlet_datasets::Dataset;
 use gauntlet_models::{Loss, Model, ModelSpec, Network, Optimizer, TrainConfig};
-use rand::SeedableRng;
 
 /// UCI digits (8×8, 10 classes): a model trained on the first part, the rest held out.
 pub struct Digits {
@@ -107,6 +106,11 @@ pub fn perturb(
     seed: u64,
 ) -> Tensor {
     attack
-        .perturb(model, inputs, labels, &mut ChaCha8Rng::seed_from_u64(seed))
+        .perturb(model, inputs, labels, &randomness(inputs, seed))
         .unwrap_or_else(|error| panic!("{} failed: {error}", attack.name()))
+}
+
+/// One generator per sample of `inputs` (global indices 0..batch) under `seed`.
+pub fn randomness(inputs: &Tensor, seed: u64) -> SampleRandomness {
+    SampleRandomness::for_range(seed, "test", 0..inputs.dim(0).unwrap_or(0))
 }

@@ -40,9 +40,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use gauntlet_attacks::{find_attack, ChaCha8Rng};
+use gauntlet_attacks::find_attack;
 use gauntlet_models::{Model, Network};
-use rand::SeedableRng;
 
 /// Two adversarial values "agree" when they are at most this far apart.
 const PIXEL_TOLERANCE: f32 = 1e-4;
@@ -99,7 +98,7 @@ impl Fixture {
                 &self.model,
                 self.inputs(),
                 &self.labels(),
-                &mut ChaCha8Rng::seed_from_u64(0),
+                &crate::support::randomness(self.inputs(), 0),
             )
             .unwrap()
     }

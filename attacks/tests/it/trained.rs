@@ -4,9 +4,8 @@
 use std::sync::OnceLock;
 
 use gauntlet_attacks::objective::{check_batch, Objective};
-use gauntlet_attacks::{find_attack, ChaCha8Rng, TargetSelection};
+use gauntlet_attacks::{find_attack, TargetSelection};
 use gauntlet_models::{Loss, Model};
-use rand::SeedableRng;
 
 use crate::support::{
     accuracy, bits, build, correct, losses, mean, perturb, trained_digits_mlp, Digits,
@@ -189,7 +188,7 @@ fn targeted_pgd_hits_its_targets() {
         let objective = Objective::new(Loss::CrossEntropy, true, Some(selection)).unwrap();
         let batch = check_batch(model, x, y).unwrap();
         let targets: Vec<u32> = objective
-            .attack_labels(model, x, &batch, &mut ChaCha8Rng::seed_from_u64(9))
+            .attack_labels(model, x, &batch, &crate::support::randomness(x, 9))
             .unwrap()
             .to_vec1()
             .unwrap();

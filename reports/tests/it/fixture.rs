@@ -9,8 +9,9 @@
 
 use gauntlet_reports::{
     AdversarialExample, AttackResult, CheckStatus, ClassAccuracy, CleanResult, DatasetInfo,
-    GateVerdict, ModelInfo, PerturbationStats, Proportion, Provenance, ProvenanceCheck,
-    ProvenanceFinding, RunReport, SanityCheck, SuiteInfo, Timings, WorstCaseResult, SCHEMA_VERSION,
+    GateVerdict, KernelPathInfo, ModelInfo, PerturbationStats, Proportion, Provenance,
+    ProvenanceCheck, ProvenanceFinding, RunReport, SanityCheck, SuiteInfo, Timings,
+    WorstCaseResult, SCHEMA_VERSION,
 };
 
 pub const NUM_CLASSES: usize = 10;
@@ -94,6 +95,9 @@ fn attack_result(
         norm: "linf".to_owned(),
         epsilon,
         params,
+        kind: Some("iterative".to_owned()),
+        needs: Some("input_gradients".to_owned()),
+        objective: Some("untargeted cross_entropy".to_owned()),
         robust_accuracy: wilson(robust, NUM_CLASSES * PER_CLASS),
         success_rate: wilson(clean - robust, clean),
         mean_loss: 0.05 + 6.0 * strength,
@@ -322,6 +326,12 @@ pub fn report() -> RunReport {
                 message: "calls `<script>alert(1)</script>.evil` on load".to_owned(),
             }],
         }),
+        kernel_path: Some(KernelPathInfo {
+            path: "candle".to_owned(),
+            reason: Some("<b>GELU</b> activation".to_owned()),
+        }),
+        notices: vec!["the model ran on candle's kernels: <i>GELU</i>".to_owned()],
+        samples_file: Some("samples.parquet".to_owned()),
     }
 }
 

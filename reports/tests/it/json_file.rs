@@ -27,6 +27,31 @@ fn checked_in_fixture_deserialises_to_the_code_fixture() {
     );
 }
 
+/// A version-1 `results.json` (written before the per-sample records) still reads, equals the
+/// code fixture without the version-2 keys, and renders.
+#[test]
+fn a_version_1_file_still_reads_and_renders() {
+    let path = fixture::json_path().with_file_name("run_report_v1.json");
+    let report = read_json(&path).unwrap();
+    assert_eq!(report.schema_version, 1);
+    let mut expected = fixture::report();
+    expected.schema_version = 1;
+    expected.kernel_path = None;
+    expected.notices = Vec::new();
+    expected.samples_file = None;
+    for attack in &mut expected.attacks {
+        attack.kind = None;
+        attack.needs = None;
+        attack.objective = None;
+    }
+    assert_eq!(report, expected);
+    let html = gauntlet_reports::render_html(&report).unwrap();
+    assert!(
+        html.contains("mnist-linf-smoke"),
+        "the page names the suite"
+    );
+}
+
 #[test]
 fn json_round_trip_is_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,7 +63,7 @@ fn json_round_trip_is_exact() {
 
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
-        text.starts_with("{\n  \"schema_version\": 1,\n"),
+        text.starts_with(&format!("{{\n  \"schema_version\": {SCHEMA_VERSION},\n")),
         "pretty, version first"
     );
     assert!(text.ends_with("}\n"));
@@ -67,7 +92,7 @@ fn newer_schema_version_is_refused_with_both_versions() {
     let text = serde_json::to_string_pretty(&fixture::report())
         .unwrap()
         .replace(
-            "\"schema_version\": 1,",
+            &format!("\"schema_version\": {SCHEMA_VERSION},"),
             "\"schema_version\": 999,\n  \"added_in_v999\": true,",
         );
     let path = write(dir.path(), "future.json", &text);
@@ -88,7 +113,7 @@ fn newer_schema_version_is_refused_with_both_versions() {
     let message = error.to_string();
     assert!(message.contains("schema_version 999"), "{message}");
     assert!(
-        message.contains(&format!("schema_version {SCHEMA_VERSION} only")),
+        message.contains(&format!("to {SCHEMA_VERSION} only")),
         "{message}"
     );
     assert!(message.contains("newer gauntlet"), "{message}");

@@ -3,7 +3,7 @@
 use gauntlet_reports::{GateVerdict, RunReport};
 
 use crate::metrics::epsilon_value;
-use crate::suite::Gate;
+use crate::plan::Gate;
 
 /// The verdict of every gate against the results.
 pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
@@ -20,7 +20,7 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                 Gate::WorstCaseAccuracy { norm, epsilon, .. } => report
                     .worst_case
                     .iter()
-                    .find(|w| &w.norm == norm && w.epsilon == epsilon_value(*epsilon))
+                    .find(|w| w.norm == norm.to_string() && w.epsilon == epsilon_value(*epsilon))
                     .map(|w| w.robust_accuracy.value),
             };
             // A gate whose number is missing cannot pass: the suite validation makes this

@@ -1,0 +1,347 @@
+//! `results.json` as a pure function of (plan, records): accuracies with intervals, the
+//! pointwise worst case, per-class figures, sanity checks and gates. No model, no tensors: the
+//! same function runs after `gauntlet run` and in `gauntlet report --samples`, and after
+//! merging the records of shards.
+
+use std::collections::HashMap;
+
+use gauntlet_attacks::Norm;
+use gauntlet_reports::{
+    AttackResult, CleanResult, RunReport, SuiteInfo, Timings, WorstCaseResult, SCHEMA_VERSION,
+};
+
+use crate::metrics::{count_true, epsilon_value, per_class, perturbation_stats, proportion};
+use crate::plan::{AttackRun, RunMeasurements, RunPlan, RunPurpose};
+use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+use crate::AggregateError;
+
+/// The records of a run, aligned by sample: position `k` of every run is the `k`-th evaluated
+/// sample (ascending global index).
+#[derive(Debug)]
+pub struct Aligned<'a> {
+    pub plan: &'a RunPlan,
+    /// Global indices of the evaluated samples, ascending: the clean run's samples.
+    pub indices: Vec<u64>,
+    /// The clean outcome of each sample.
+    pub clean: Vec<CleanOutcome>,
+    /// Per run (by position in the plan), the evasion outcome of each sample the run covered.
+    pub evasion: Vec<Vec<Option<EvasionOutcome>>>,
+}
+
+impl<'a> Aligned<'a> {
+    /// Check the records against the plan and align them by sample.
+    ///
+    /// Every record must name a run of the plan and have that run's kind; no (run, sample)
+    /// appears twice; attack runs cover every sample of the clean run, probes a subset of them.
+    pub fn new(plan: &'a RunPlan, records: &[SampleRecord]) -> Result<Self, AggregateError> {
+        let run_label = |run: RunId| {
+            plan.runs
+                .get(run.position())
+                .map(|r| r.label.clone())
+                .unwrap_or_else(|| format!("#{}", run.0))
+        };
+        let mut clean_records: Vec<(u64, CleanOutcome)> = Vec::new();
+        for record in records {
+            let planned =
+                plan.runs
+                    .get(record.run.position())
+                    .ok_or(AggregateError::UnknownRun {
+                        run: record.run.0,
+                        runs: plan.runs.len(),
+                    })?;
+            let expected = match planned.purpose {
+                RunPurpose::Clean => RecordKind::Clean,
+                _ => RecordKind::Evasion,
+            };
+            if record.outcome.kind() != expected {
+                return Err(AggregateError::WrongKind {
+                    run: planned.label.clone(),
+                    expected: expected.as_str(),
+                    found: record.outcome.kind().as_str(),
+                });
+            }
+            if let Outcome::Clean(clean) = record.outcome {
+                clean_records.push((record.index, clean));
+            }
+        }
+        if !plan.runs.iter().any(|r| r.purpose == RunPurpose::Clean) {
+            return Err(AggregateError::NoCleanRun);
+        }
+        clean_records.sort_by_key(|(index, _)| *index);
+        if let Some(pair) = clean_records.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(AggregateError::DuplicateRecord {
+                run: "clean".to_string(),
+                index: pair[0].0,
+            });
+        }
+        let indices: Vec<u64> = clean_records.iter().map(|(index, _)| *index).collect();
+        let clean: Vec<CleanOutcome> = clean_records.into_iter().map(|(_, c)| c).collect();
+        let position: HashMap<u64, usize> =
+            indices.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+
+        let mut evasion: Vec<Vec<Option<EvasionOutcome>>> = plan
+            .runs
+            .iter()
+            .map(|run| match run.purpose {
+                RunPurpose::Clean => Vec::new(),
+                _ => vec![None; indices.len()],
+            })
+            .collect();
+        for record in records {
+            let Outcome::Evasion(outcome) = record.outcome else {
+                continue;
+            };
+            let k = *position
+                .get(&record.index)
+                .ok_or_else(|| AggregateError::NotInCleanRun {
+                    run: run_label(record.run),
+                    index: record.index,
+                })?;
+            let slot = &mut evasion[record.run.position()][k];
+            if slot.is_some() {
+                return Err(AggregateError::DuplicateRecord {
+                    run: run_label(record.run),
+                    index: record.index,
+                });
+            }
+            *slot = Some(outcome);
+        }
+        for (run, outcomes) in plan.runs.iter().zip(&evasion) {
+            if run.purpose == RunPurpose::Attack {
+                let missing: Vec<u64> = outcomes
+                    .iter()
+                    .zip(&indices)
+                    .filter(|(o, _)| o.is_none())
+                    .map(|(_, &i)| i)
+                    .collect();
+                if let Some(&first) = missing.first() {
+                    return Err(AggregateError::MissingSamples {
+                        run: run.label.clone(),
+                        missing: missing.len(),
+                        first,
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            plan,
+            indices,
+            clean,
+            evasion,
+        })
+    }
+
+    /// The true labels, in sample order.
+    pub fn labels(&self) -> Vec<u32> {
+        self.clean.iter().map(|c| c.label).collect()
+    }
+
+    /// Whether each sample is classified correctly when clean.
+    pub fn clean_correct(&self) -> Vec<bool> {
+        self.clean.iter().map(CleanOutcome::correct).collect()
+    }
+
+    /// The attack runs of the suite (purpose [`RunPurpose::Attack`]) with their outcomes, in
+    /// plan order; every sample has an outcome.
+    pub fn attack_runs(&self) -> impl Iterator<Item = AttackRunView<'_>> {
+        self.runs_with(RunPurpose::Attack)
+    }
+
+    /// The runs with `purpose` and their outcomes.
+    pub fn runs_with(&self, purpose: RunPurpose) -> impl Iterator<Item = AttackRunView<'_>> {
+        self.plan
+            .runs
+            .iter()
+            .enumerate()
+            .filter(move |(_, run)| run.purpose == purpose)
+            .filter_map(|(position, run)| {
+                Some(AttackRunView {
+                    position,
+                    label: &run.label,
+                    attack: run.attack.as_ref()?,
+                    outcomes: &self.evasion[position],
+                })
+            })
+    }
+}
+
+/// One attack run and its per-sample outcomes (`None` where a probe did not cover a sample).
+#[derive(Debug, Clone, Copy)]
+pub struct AttackRunView<'a> {
+    pub position: usize,
+    pub label: &'a str,
+    pub attack: &'a AttackRun,
+    pub outcomes: &'a [Option<EvasionOutcome>],
+}
+
+impl AttackRunView<'_> {
+    /// The outcomes of the covered samples.
+    pub fn covered(&self) -> impl Iterator<Item = &EvasionOutcome> {
+        self.outcomes.iter().flatten()
+    }
+
+    /// Robust per sample (an uncovered sample counts as not robust; attack runs cover all).
+    pub fn robust(&self) -> Vec<bool> {
+        self.outcomes
+            .iter()
+            .map(|o| o.is_some_and(|o| o.robust))
+            .collect()
+    }
+
+    /// How many samples are robust.
+    pub fn robust_count(&self) -> usize {
+        self.covered().filter(|o| o.robust).count()
+    }
+}
+
+fn mean(values: impl Iterator<Item = f32>) -> f64 {
+    let (sum, count) = values.fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f64
+    }
+}
+
+/// `results.json` from the plan, the records and what the runner measured besides them.
+pub fn aggregate(
+    plan: &RunPlan,
+    measurements: &RunMeasurements,
+    records: &[SampleRecord],
+) -> Result<RunReport, AggregateError> {
+    let aligned = Aligned::new(plan, records)?;
+    let labels = aligned.labels();
+    let clean_correct = aligned.clean_correct();
+    let class_names = &plan.class_names;
+    let seconds = |position: usize| {
+        measurements
+            .run_seconds
+            .get(position)
+            .copied()
+            .unwrap_or(0.0)
+    };
+
+    let clean = CleanResult {
+        accuracy: proportion(count_true(&clean_correct), clean_correct.len()),
+        mean_loss: mean(aligned.clean.iter().map(|c| c.loss)),
+        per_class: per_class(&labels, &clean_correct, class_names),
+    };
+    let correct_count = count_true(&clean_correct);
+    let attacks: Vec<AttackResult> = aligned
+        .attack_runs()
+        .map(|run| {
+            let robust = run.robust();
+            let broken = clean_correct
+                .iter()
+                .zip(&robust)
+                .filter(|(&was_correct, &still)| was_correct && !still)
+                .count();
+            let norms: Vec<f32> = run.covered().map(|o| o.norm).collect();
+            let max_linf = run.covered().map(|o| o.linf).fold(0.0f32, f32::max);
+            AttackResult {
+                label: run.label.to_string(),
+                attack: run.attack.name.clone(),
+                norm: run.attack.norm.to_string(),
+                epsilon: epsilon_value(run.attack.epsilon),
+                params: run.attack.params.clone(),
+                kind: Some(run.attack.kind.to_string()),
+                needs: Some(
+                    serde_json::to_value(run.attack.needs)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                ),
+                objective: Some(run.attack.objective.clone()),
+                robust_accuracy: proportion(count_true(&robust), robust.len()),
+                success_rate: proportion(broken, correct_count),
+                mean_loss: mean(run.covered().map(|o| o.loss)),
+                perturbation: perturbation_stats(&norms, max_linf),
+                per_class: per_class(&labels, &robust, class_names),
+                seconds: seconds(run.position),
+            }
+        })
+        .collect();
+    let worst_case = worst_case(&aligned, &labels);
+    let sanity_checks = crate::sanity::run_checks(&aligned, &worst_case);
+    let run_seconds = |purpose: RunPurpose| -> f64 {
+        plan.runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.purpose == purpose)
+            .map(|(p, _)| seconds(p))
+            .sum()
+    };
+    let mut report = RunReport {
+        schema_version: SCHEMA_VERSION,
+        gauntlet_version: plan.gauntlet_version.clone(),
+        suite: SuiteInfo {
+            name: plan.suite.name.clone(),
+            path: plan.suite.path.clone(),
+        },
+        seed: plan.seed,
+        device: plan.device.clone(),
+        model: plan.model.clone(),
+        dataset: plan.dataset.clone(),
+        clean,
+        attacks,
+        worst_case,
+        sanity_checks,
+        gates: Vec::new(),
+        examples: measurements.examples.clone(),
+        timings: Timings {
+            load_seconds: measurements.load_seconds,
+            clean_seconds: run_seconds(RunPurpose::Clean),
+            attack_seconds: run_seconds(RunPurpose::Attack),
+            total_seconds: measurements.total_seconds,
+        },
+        provenance: plan.provenance.clone(),
+        kernel_path: Some(plan.kernel_path.clone()),
+        notices: measurements.notices.clone(),
+        samples_file: None,
+    };
+    report.gates = crate::gate::evaluate(&plan.gates, &report);
+    Ok(report)
+}
+
+/// Pointwise worst case over the attack runs at each (norm, ε): a sample counts as robust only
+/// if every attack at that budget left it robust.
+fn worst_case(aligned: &Aligned, labels: &[u32]) -> Vec<WorstCaseResult> {
+    let mut keys: Vec<(Norm, f32)> = Vec::new();
+    for run in aligned.attack_runs() {
+        let key = (run.attack.norm, run.attack.epsilon);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let norm_order = |norm: Norm| match norm {
+        Norm::Linf => 0,
+        Norm::L2 => 1,
+    };
+    keys.sort_by(|a, b| {
+        norm_order(a.0)
+            .cmp(&norm_order(b.0))
+            .then(a.1.total_cmp(&b.1))
+    });
+    keys.into_iter()
+        .map(|(norm, epsilon)| {
+            let members: Vec<AttackRunView> = aligned
+                .attack_runs()
+                .filter(|r| r.attack.norm == norm && r.attack.epsilon == epsilon)
+                .collect();
+            let robust: Vec<bool> = (0..aligned.indices.len())
+                .map(|k| {
+                    members
+                        .iter()
+                        .all(|run| run.outcomes[k].is_some_and(|o| o.robust))
+                })
+                .collect();
+            WorstCaseResult {
+                norm: norm.to_string(),
+                epsilon: epsilon_value(epsilon),
+                attacks: members.iter().map(|r| r.label.to_string()).collect(),
+                robust_accuracy: proportion(count_true(&robust), robust.len()),
+                per_class: per_class(labels, &robust, &aligned.plan.class_names),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,49 @@
+//! gauntlet's results contract: the stage between "attack" and "report".
+//!
+//! - [`records`]: typed per-sample records keyed by the sample's global index — the contract
+//!   every evaluation, shard and report passes through.
+//! - [`plan`]: what was run (each run's declared kind, norm, ε, objective), on what, with which
+//!   gates; it travels with the records.
+//! - [`aggregate()`]: `results.json` ([`gauntlet_reports::RunReport`]) as a pure function of
+//!   (plan, records): accuracies with intervals, worst case, per class, [`sanity`] checks and
+//!   [`gate`] verdicts. Unit-tested without a model.
+//! - [`samples_file`]: the per-sample file written beside `results.json`, which pandas, polars
+//!   and DuckDB read directly and from which `gauntlet report --samples` rebuilds everything.
+
+pub mod aggregate;
+pub mod gate;
+pub mod metrics;
+pub mod plan;
+pub mod records;
+pub mod samples_file;
+pub mod sanity;
+
+pub use aggregate::{aggregate, Aligned};
+pub use plan::{AttackRun, Gate, PlannedRun, RunMeasurements, RunPlan, RunPurpose, PLAN_VERSION};
+pub use records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+
+/// Records that do not fit the plan they claim to belong to.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregateError {
+    #[error("a record names run #{run}, but the plan has {runs} runs")]
+    UnknownRun { run: u32, runs: usize },
+    #[error("run `{run}` expects `{expected}` records, found a `{found}` record")]
+    WrongKind {
+        run: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("the plan has no clean run")]
+    NoCleanRun,
+    #[error("run `{run}` has two records for sample {index}")]
+    DuplicateRecord { run: String, index: u64 },
+    #[error("run `{run}` has a record for sample {index}, which the clean run did not evaluate")]
+    NotInCleanRun { run: String, index: u64 },
+    #[error("run `{run}` has no record for {missing} evaluated samples (the first is sample {first}); were shards left out?")]
+    MissingSamples {
+        run: String,
+        missing: usize,
+        first: u64,
+    },
+}

@@ -1,0 +1,152 @@
+//! The run plan: everything about a run that is not a per-sample record — what was run (each
+//! run's declared kind, norm, ε and objective), on what model and data, with which gates — plus
+//! what the runner measured outside the records (timings, the gallery, notices).
+//!
+//! It travels inside the per-sample file, so `gauntlet report --samples` can rebuild
+//! `results.json` from that file alone.
+
+use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess, Norm};
+use gauntlet_reports::{
+    AdversarialExample, DatasetInfo, KernelPathInfo, ModelInfo, Provenance, SuiteInfo,
+};
+use serde::{Deserialize, Serialize};
+
+/// Version of the plan's JSON layout inside the per-sample file.
+pub const PLAN_VERSION: u32 = 1;
+
+/// What a run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPurpose {
+    /// The clean pass: every sample, no attack.
+    Clean,
+    /// An attack of the suite at one ε: every sample; reported and gated.
+    Attack,
+    /// The attack at ε = 0 on the first samples: its outputs must equal its inputs.
+    ZeroBudgetProbe,
+    /// An unbounded (L∞ ε = 1) gradient attack on the first samples: accuracy must fall to
+    /// chance, otherwise gradients are broken or masked.
+    FullBudgetProbe,
+}
+
+/// One run of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedRun {
+    /// `clean`, an attack's label (`pgd`, `pgd_l2`), or a probe's name.
+    pub label: String,
+    pub purpose: RunPurpose,
+    /// The attack, for every purpose but [`RunPurpose::Clean`].
+    pub attack: Option<AttackRun>,
+}
+
+impl PlannedRun {
+    /// The clean pass.
+    pub fn clean() -> Self {
+        Self {
+            label: "clean".to_string(),
+            purpose: RunPurpose::Clean,
+            attack: None,
+        }
+    }
+}
+
+/// An attack at one budget, as declared by its registry entry and validated by the attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackRun {
+    /// Registry name, e.g. `pgd`.
+    pub name: String,
+    pub kind: AttackKind,
+    pub needs: ModelAccess,
+    pub budget: BudgetSemantics,
+    pub norm: Norm,
+    pub epsilon: f32,
+    /// The attack's validated objective in words (`untargeted cross_entropy`): attacks are
+    /// compared with each other only when it agrees.
+    pub objective: String,
+    /// The suite's parameters for the attack, as JSON.
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A gate on one number of the results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Gate {
+    CleanAccuracy {
+        threshold: f64,
+    },
+    RobustAccuracy {
+        label: String,
+        epsilon: f32,
+        threshold: f64,
+    },
+    WorstCaseAccuracy {
+        norm: Norm,
+        epsilon: f32,
+        threshold: f64,
+    },
+}
+
+impl Gate {
+    /// The gate as written in the suite file.
+    pub fn name(&self) -> String {
+        match self {
+            Gate::CleanAccuracy { .. } => "min_clean_accuracy".to_string(),
+            Gate::RobustAccuracy { label, epsilon, .. } => {
+                format!("min_robust_accuracy[{label}@{epsilon}]")
+            }
+            Gate::WorstCaseAccuracy { norm, epsilon, .. } => {
+                format!("min_worst_case_accuracy[{norm}@{epsilon}]")
+            }
+        }
+    }
+
+    pub fn threshold(&self) -> f64 {
+        match self {
+            Gate::CleanAccuracy { threshold }
+            | Gate::RobustAccuracy { threshold, .. }
+            | Gate::WorstCaseAccuracy { threshold, .. } => *threshold,
+        }
+    }
+}
+
+/// Everything the aggregation needs besides the records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPlan {
+    pub plan_version: u32,
+    pub gauntlet_version: String,
+    pub suite: SuiteInfo,
+    pub seed: u64,
+    pub device: String,
+    pub model: ModelInfo,
+    pub dataset: DatasetInfo,
+    /// Class names used in reports, one per model output.
+    pub class_names: Vec<String>,
+    /// Classes present in the whole dataset (before `limit`).
+    pub classes_in_dataset: usize,
+    /// Every run; a record's [`crate::RunId`] indexes this list.
+    pub runs: Vec<PlannedRun>,
+    pub gates: Vec<Gate>,
+    /// Whether a failed sanity check fails the run.
+    pub fail_on_sanity: bool,
+    /// Which kernels ran the model, and why not the native ones when they did not.
+    pub kernel_path: KernelPathInfo,
+    pub provenance: Option<Provenance>,
+}
+
+/// What the runner measured outside the per-sample records.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunMeasurements {
+    pub load_seconds: f64,
+    pub total_seconds: f64,
+    /// Wall time of each run, by position in [`RunPlan::runs`].
+    pub run_seconds: Vec<f64>,
+    /// A few adversarial examples for the report's gallery.
+    pub examples: Vec<AdversarialExample>,
+    /// Things the user should know that are not failures (e.g. the model ran on candle's
+    /// kernels instead of the native CPU path, and why).
+    pub notices: Vec<String>,
+}

@@ -1,0 +1,120 @@
+//! Per-sample records: what one evaluation measured on one sample.
+//!
+//! A record is keyed by its run (an index into [`crate::RunPlan::runs`]) and by the sample's
+//! *global* index — its index in the dataset, not its position in a batch, a subset or a shard
+//! — so records from shards concatenate, and every figure of `results.json` is a function of
+//! the records. A new kind of evaluation is a new [`Outcome`] variant (and its columns in the
+//! per-sample file), not a new branch in the runner.
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a run in [`crate::RunPlan::runs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub u32);
+
+impl RunId {
+    /// The position in [`crate::RunPlan::runs`].
+    pub fn position(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One sample's outcome in one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleRecord {
+    pub run: RunId,
+    /// The sample's index in the dataset (after `limit`, before any batching or sharding).
+    pub index: u64,
+    pub outcome: Outcome,
+}
+
+/// What was measured, by kind of evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// The model on the unmodified sample.
+    Clean(CleanOutcome),
+    /// An attack whose every output lies in an ε-ball, at one ε.
+    Evasion(EvasionOutcome),
+}
+
+impl Outcome {
+    /// The name of the variant, as written in the per-sample file's `kind` column.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Outcome::Clean(_) => RecordKind::Clean,
+            Outcome::Evasion(_) => RecordKind::Evasion,
+        }
+    }
+
+    /// The predicted class.
+    pub fn prediction(&self) -> u32 {
+        match self {
+            Outcome::Clean(clean) => clean.prediction,
+            Outcome::Evasion(evasion) => evasion.prediction,
+        }
+    }
+}
+
+/// The per-sample file's `kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Clean,
+    Evasion,
+}
+
+impl RecordKind {
+    /// The value written to the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Clean => "clean",
+            RecordKind::Evasion => "evasion",
+        }
+    }
+
+    /// The kind named `text`, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "clean" => Some(RecordKind::Clean),
+            "evasion" => Some(RecordKind::Evasion),
+            _ => None,
+        }
+    }
+}
+
+/// The clean pass on one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CleanOutcome {
+    /// The true label.
+    pub label: u32,
+    pub prediction: u32,
+    /// Cross-entropy of the logits against the label.
+    pub loss: f32,
+}
+
+impl CleanOutcome {
+    pub fn correct(&self) -> bool {
+        self.prediction == self.label
+    }
+}
+
+/// One bounded evasion attack at one ε on one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvasionOutcome {
+    /// The prediction on the adversarial input.
+    pub prediction: u32,
+    /// Correct on the clean input *and* on the adversarial one (AutoAttack's convention).
+    pub robust: bool,
+    /// Cross-entropy at the adversarial input, against the true label.
+    pub loss: f32,
+    /// ‖x′ − x‖ in the attack's norm.
+    pub norm: f32,
+    /// ‖x′ − x‖∞, whatever the attack's norm.
+    pub linf: f32,
+    /// The smallest and largest value of the adversarial input (the box check).
+    pub min_value: f32,
+    pub max_value: f32,
+    /// Whether the adversarial input contains a NaN.
+    pub nan: bool,
+}

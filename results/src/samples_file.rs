@@ -1,0 +1,598 @@
+//! The per-sample file, `samples.parquet`, written beside `results.json`.
+//!
+//! One row per (run, sample), one row group per run, flat typed columns that pandas
+//! (`read_parquet`), polars and DuckDB read directly; columns a record kind does not have are
+//! null. The run plan and the runner's other measurements travel as JSON in the file's
+//! key-value metadata (key [`METADATA_KEY`]), so `gauntlet report samples.parquet` rebuilds
+//! `results.json` and the report from this one file.
+//!
+//! Why Parquet and not JSON Lines, measured on 60,000 samples × 8 attack runs + the clean pass
+//! (540,000 rows; 2-core x86-64, 2026-12-02; docs/results.md has the table): JSON Lines is
+//! 113 MB, takes twice the CPU to write, and polars' `read_ndjson` cannot read it by default (a
+//! column that is null in the first rows is typed as null); Parquet with Snappy is 6.6 MB,
+//! typed (u32, f32, bool), and read by all three. Snappy rather than zstd: pure Rust, the
+//! fastest write, and zstd's C build would add ~25 s to a cold CI build for a third less size.
+//!
+//! | column | type | clean | evasion |
+//! |---|---|---|---|
+//! | `run_id` | u32 | position in the plan's `runs` | same |
+//! | `run` | string | `clean` | the attack's label (`pgd`, `pgd_l2`, `full_budget`) |
+//! | `purpose` | string | `clean` | `attack`, `zero_budget_probe`, `full_budget_probe` |
+//! | `kind` | string | `clean` | `evasion` |
+//! | `attack`, `norm` | string? | null | registry name, `linf`/`l2` |
+//! | `epsilon` | f32? | null | the budget |
+//! | `index` | u64 | global sample index | same |
+//! | `label` | u32 | true label | true label |
+//! | `prediction` | u32 | clean prediction | adversarial prediction |
+//! | `correct` | bool? | prediction = label | null |
+//! | `robust` | bool? | null | correct before and after the attack |
+//! | `loss` | f32 | cross-entropy | cross-entropy at the adversarial input |
+//! | `perturbation_norm`, `linf` | f32? | null | ‖x′ − x‖ in the attack's norm, ‖x′ − x‖∞ |
+//! | `min_value`, `max_value` | f32? | null | range of the adversarial input |
+//! | `nan` | bool? | null | whether the adversarial input has a NaN |
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::basic::Compression;
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::Field;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{RunMeasurements, RunPlan, RunPurpose};
+use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+
+/// The file's name beside `results.json`.
+pub const FILE_NAME: &str = "samples.parquet";
+
+/// The key-value metadata entry holding the plan and measurements as JSON.
+pub const METADATA_KEY: &str = "gauntlet.run";
+
+/// Version of this file's columns and metadata.
+pub const SAMPLES_FILE_VERSION: u32 = 1;
+
+/// Largest per-sample file this build reads: far above any real run (540,000 rows are about
+/// 10 MB), far below what would exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
+/// Largest metadata JSON this build accepts.
+const MAX_METADATA_BYTES: usize = 256 << 20;
+
+const SCHEMA: &str = "message gauntlet_samples {
+  required int32 run_id (INTEGER(32,false));
+  required binary run (STRING);
+  required binary purpose (STRING);
+  required binary kind (STRING);
+  optional binary attack (STRING);
+  optional binary norm (STRING);
+  optional float epsilon;
+  required int64 index (INTEGER(64,false));
+  required int32 label (INTEGER(32,false));
+  required int32 prediction (INTEGER(32,false));
+  optional boolean correct;
+  optional boolean robust;
+  required float loss;
+  optional float perturbation_norm;
+  optional float linf;
+  optional float min_value;
+  optional float max_value;
+  optional boolean nan;
+}";
+
+/// The column names, in schema order.
+const COLUMNS: [&str; 18] = [
+    "run_id",
+    "run",
+    "purpose",
+    "kind",
+    "attack",
+    "norm",
+    "epsilon",
+    "index",
+    "label",
+    "prediction",
+    "correct",
+    "robust",
+    "loss",
+    "perturbation_norm",
+    "linf",
+    "min_value",
+    "max_value",
+    "nan",
+];
+
+/// What can go wrong reading or writing the per-sample file; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamplesFileError {
+    #[error("cannot read or write `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("`{path}` is {size} bytes, more than the {max} a per-sample file may have")]
+    TooLarge { path: PathBuf, size: u64, max: u64 },
+    #[error("`{path}` is not a valid Parquet file: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("`{path}` is not a gauntlet per-sample file: {reason}")]
+    NotSamplesFile { path: PathBuf, reason: String },
+    #[error("`{path}`, row {row}, column `{column}`: {reason}")]
+    BadRow {
+        path: PathBuf,
+        row: usize,
+        column: &'static str,
+        reason: String,
+    },
+    #[error("`{path}`: the run metadata is not valid: {source}")]
+    Metadata {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// The metadata entry: the plan and the measurements, versioned.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetadata {
+    samples_file_version: u32,
+    plan: RunPlan,
+    measurements: RunMeasurements,
+}
+
+fn purpose_name(purpose: RunPurpose) -> &'static str {
+    match purpose {
+        RunPurpose::Clean => "clean",
+        RunPurpose::Attack => "attack",
+        RunPurpose::ZeroBudgetProbe => "zero_budget_probe",
+        RunPurpose::FullBudgetProbe => "full_budget_probe",
+    }
+}
+
+/// Write the records (in any order; each run's rows are grouped and sorted by index) with the
+/// plan and measurements, to a temporary file renamed into place, so a reader never sees half a
+/// file.
+pub fn write(
+    path: &Path,
+    plan: &RunPlan,
+    measurements: &RunMeasurements,
+    records: &[SampleRecord],
+) -> Result<(), SamplesFileError> {
+    let io = |source| SamplesFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let parquet_error = |source| SamplesFileError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = serde_json::to_string(&FileMetadata {
+        samples_file_version: SAMPLES_FILE_VERSION,
+        plan: plan.clone(),
+        measurements: measurements.clone(),
+    })
+    .map_err(|source| SamplesFileError::Metadata {
+        path: path.to_owned(),
+        source,
+    })?;
+    let labels: HashMap<u64, u32> = records
+        .iter()
+        .filter_map(|r| match r.outcome {
+            Outcome::Clean(clean) => Some((r.index, clean.label)),
+            Outcome::Evasion(_) => None,
+        })
+        .collect();
+    let mut by_run: Vec<Vec<&SampleRecord>> = vec![Vec::new(); plan.runs.len()];
+    for record in records {
+        let run = by_run.get_mut(record.run.position()).ok_or_else(|| {
+            SamplesFileError::NotSamplesFile {
+                path: path.to_owned(),
+                reason: format!(
+                    "a record names run #{}, which the plan does not have",
+                    record.run.0
+                ),
+            }
+        })?;
+        run.push(record);
+    }
+
+    let schema = Arc::new(parse_message_type(SCHEMA).map_err(parquet_error)?);
+    // Dictionary encoding pays for the low-cardinality columns only; on indices and floats it
+    // made the file larger and the write slower (measured; docs/results.md).
+    let mut properties = WriterProperties::builder();
+    for column in [
+        "index",
+        "loss",
+        "perturbation_norm",
+        "linf",
+        "min_value",
+        "max_value",
+    ] {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    let properties = properties
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("gauntlet {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            METADATA_KEY.to_string(),
+            metadata,
+        )]))
+        .build();
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temporary = tempfile::NamedTempFile::new_in(folder).map_err(io)?;
+    let file = temporary.as_file().try_clone().map_err(io)?;
+    let mut writer = SerializedFileWriter::new(BufWriter::new(file), schema, Arc::new(properties))
+        .map_err(parquet_error)?;
+    for (position, mut rows) in by_run.into_iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_by_key(|r| r.index);
+        let run = &plan.runs[position];
+        let attack = run.attack.as_ref();
+        let text = |value: &str| ByteArray::from(value.as_bytes().to_vec());
+        let repeat = |value: &str| vec![text(value); rows.len()];
+        let optional_text = |value: Option<String>| match value {
+            Some(value) => (repeat(&value), vec![1i16; rows.len()]),
+            None => (Vec::new(), vec![0i16; rows.len()]),
+        };
+        // Per-column values and definition levels (1 = present, 0 = null).
+        let evasion: Vec<Option<&EvasionOutcome>> = rows
+            .iter()
+            .map(|r| match &r.outcome {
+                Outcome::Evasion(e) => Some(e),
+                Outcome::Clean(_) => None,
+            })
+            .collect();
+        let optional_f32 = |get: &dyn Fn(&EvasionOutcome) -> f32| {
+            let mut values = Vec::new();
+            let levels = evasion
+                .iter()
+                .map(|e| match e {
+                    Some(e) => {
+                        values.push(get(e));
+                        1
+                    }
+                    None => 0,
+                })
+                .collect::<Vec<i16>>();
+            (values, levels)
+        };
+        let mut group = writer.next_row_group().map_err(parquet_error)?;
+        macro_rules! column {
+            ($type:ty, $values:expr, $levels:expr) => {{
+                let mut column = group.next_column().map_err(parquet_error)?.ok_or_else(|| {
+                    parquet_error(parquet::errors::ParquetError::General(
+                        "the schema has fewer columns than written".into(),
+                    ))
+                })?;
+                column
+                    .typed::<$type>()
+                    .write_batch($values, $levels, None)
+                    .map_err(parquet_error)?;
+                column.close().map_err(parquet_error)?;
+            }};
+        }
+        let id = i32::try_from(position).unwrap_or(i32::MAX);
+        column!(Int32Type, &vec![id; rows.len()], None);
+        column!(ByteArrayType, &repeat(&run.label), None);
+        column!(ByteArrayType, &repeat(purpose_name(run.purpose)), None);
+        let (clean_kind, evasion_kind) = (
+            text(RecordKind::Clean.as_str()),
+            text(RecordKind::Evasion.as_str()),
+        );
+        let kinds: Vec<ByteArray> = rows
+            .iter()
+            .map(|r| match r.outcome.kind() {
+                RecordKind::Clean => clean_kind.clone(),
+                RecordKind::Evasion => evasion_kind.clone(),
+            })
+            .collect();
+        column!(ByteArrayType, &kinds, None);
+        let (values, levels) = optional_text(attack.map(|a| a.name.clone()));
+        column!(ByteArrayType, &values, Some(&levels));
+        let (values, levels) = optional_text(attack.map(|a| a.norm.to_string()));
+        column!(ByteArrayType, &values, Some(&levels));
+        let (values, levels) = match attack {
+            Some(a) => (vec![a.epsilon; rows.len()], vec![1i16; rows.len()]),
+            None => (Vec::new(), vec![0i16; rows.len()]),
+        };
+        column!(FloatType, &values, Some(&levels));
+        // Parquet stores unsigned integers in signed physical types, bit for bit.
+        let indices: Vec<i64> = rows.iter().map(|r| r.index as i64).collect();
+        column!(Int64Type, &indices, None);
+        let labels_column: Vec<i32> = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Clean(c) => c.label as i32,
+                Outcome::Evasion(_) => labels.get(&r.index).copied().unwrap_or(u32::MAX) as i32,
+            })
+            .collect();
+        column!(Int32Type, &labels_column, None);
+        let predictions: Vec<i32> = rows.iter().map(|r| r.outcome.prediction() as i32).collect();
+        column!(Int32Type, &predictions, None);
+        let mut correct = Vec::new();
+        let correct_levels: Vec<i16> = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Clean(c) => {
+                    correct.push(c.correct());
+                    1
+                }
+                Outcome::Evasion(_) => 0,
+            })
+            .collect();
+        column!(BoolType, &correct, Some(&correct_levels));
+        let mut robust = Vec::new();
+        let robust_levels: Vec<i16> = evasion
+            .iter()
+            .map(|e| match e {
+                Some(e) => {
+                    robust.push(e.robust);
+                    1
+                }
+                None => 0,
+            })
+            .collect();
+        column!(BoolType, &robust, Some(&robust_levels));
+        let losses: Vec<f32> = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Clean(c) => c.loss,
+                Outcome::Evasion(e) => e.loss,
+            })
+            .collect();
+        column!(FloatType, &losses, None);
+        for get in [
+            &(|e: &EvasionOutcome| e.norm) as &dyn Fn(&EvasionOutcome) -> f32,
+            &|e: &EvasionOutcome| e.linf,
+            &|e: &EvasionOutcome| e.min_value,
+            &|e: &EvasionOutcome| e.max_value,
+        ] {
+            let (values, levels) = optional_f32(get);
+            column!(FloatType, &values, Some(&levels));
+        }
+        let mut nan = Vec::new();
+        let nan_levels: Vec<i16> = evasion
+            .iter()
+            .map(|e| match e {
+                Some(e) => {
+                    nan.push(e.nan);
+                    1
+                }
+                None => 0,
+            })
+            .collect();
+        column!(BoolType, &nan, Some(&nan_levels));
+        group.close().map_err(parquet_error)?;
+    }
+    writer.close().map_err(parquet_error)?;
+    temporary.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Whether `path` starts like a Parquet file (the `PAR1` magic), without trusting its name.
+pub fn is_samples_file(path: &Path) -> Result<bool, SamplesFileError> {
+    let file = open_regular(path)?;
+    let mut magic = [0u8; 4];
+    let mut read = 0;
+    let mut limited = file.take(4);
+    while read < 4 {
+        match limited.read(&mut magic[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(SamplesFileError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(read == 4 && &magic == b"PAR1")
+}
+
+/// Open `path` only if it is a regular file of bounded size: a FIFO would block, a device
+/// would never end.
+fn open_regular(path: &Path) -> Result<File, SamplesFileError> {
+    let io = |source| SamplesFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if !metadata.is_file() {
+        return Err(SamplesFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(SamplesFileError::TooLarge {
+            path: path.to_owned(),
+            size: metadata.len(),
+            max: MAX_FILE_BYTES,
+        });
+    }
+    Ok(file)
+}
+
+/// Read a per-sample file back: the plan, the measurements and every record.
+pub fn read(
+    path: &Path,
+) -> Result<(RunPlan, RunMeasurements, Vec<SampleRecord>), SamplesFileError> {
+    let not_ours = |reason: String| SamplesFileError::NotSamplesFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = open_regular(path)?;
+    let reader = SerializedFileReader::new(file).map_err(|source| SamplesFileError::Parquet {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file_metadata = reader.metadata().file_metadata();
+    let names: Vec<&str> = file_metadata
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    if names != COLUMNS {
+        return Err(not_ours(format!(
+            "its columns are {names:?}, expected {COLUMNS:?}"
+        )));
+    }
+    let metadata_json = file_metadata
+        .key_value_metadata()
+        .and_then(|entries| entries.iter().find(|kv| kv.key == METADATA_KEY))
+        .and_then(|kv| kv.value.as_deref())
+        .ok_or_else(|| not_ours(format!("it has no `{METADATA_KEY}` metadata")))?;
+    if metadata_json.len() > MAX_METADATA_BYTES {
+        return Err(not_ours(format!(
+            "its `{METADATA_KEY}` metadata is {} bytes, more than {MAX_METADATA_BYTES}",
+            metadata_json.len()
+        )));
+    }
+    let metadata: FileMetadata =
+        serde_json::from_str(metadata_json).map_err(|source| SamplesFileError::Metadata {
+            path: path.to_owned(),
+            source,
+        })?;
+    if metadata.samples_file_version != SAMPLES_FILE_VERSION {
+        return Err(not_ours(format!(
+            "it has samples_file_version {}, this gauntlet reads version {SAMPLES_FILE_VERSION}",
+            metadata.samples_file_version
+        )));
+    }
+    let rows = reader
+        .get_row_iter(None)
+        .map_err(|source| SamplesFileError::Parquet {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut records = Vec::new();
+    for (row_number, row) in rows.enumerate() {
+        let row = row.map_err(|source| SamplesFileError::Parquet {
+            path: path.to_owned(),
+            source,
+        })?;
+        let fields: Vec<&Field> = row.get_column_iter().map(|(_, field)| field).collect();
+        let cell = RowReader {
+            path,
+            row: row_number,
+            fields: &fields,
+        };
+        let run = RunId(cell.unsigned("run_id", 0)?);
+        let kind_text = cell.text("kind", 3)?;
+        let kind = RecordKind::parse(&kind_text)
+            .ok_or_else(|| cell.bad("kind", format!("unknown record kind `{kind_text}`")))?;
+        let index = cell.index("index", 7)?;
+        let prediction = cell.unsigned("prediction", 9)?;
+        let loss = cell.float("loss", 12)?;
+        let outcome = match kind {
+            RecordKind::Clean => Outcome::Clean(CleanOutcome {
+                label: cell.unsigned("label", 8)?,
+                prediction,
+                loss,
+            }),
+            RecordKind::Evasion => Outcome::Evasion(EvasionOutcome {
+                prediction,
+                robust: cell.boolean("robust", 11)?,
+                loss,
+                norm: cell.float("perturbation_norm", 13)?,
+                linf: cell.float("linf", 14)?,
+                min_value: cell.float("min_value", 15)?,
+                max_value: cell.float("max_value", 16)?,
+                nan: cell.boolean("nan", 17)?,
+            }),
+        };
+        records.push(SampleRecord {
+            run,
+            index,
+            outcome,
+        });
+    }
+    Ok((metadata.plan, metadata.measurements, records))
+}
+
+/// Typed access to one row's cells, with errors naming the row and the column.
+struct RowReader<'a> {
+    path: &'a Path,
+    row: usize,
+    fields: &'a [&'a Field],
+}
+
+impl RowReader<'_> {
+    fn bad(&self, column: &'static str, reason: String) -> SamplesFileError {
+        SamplesFileError::BadRow {
+            path: self.path.to_owned(),
+            row: self.row,
+            column,
+            reason,
+        }
+    }
+
+    fn field(&self, column: &'static str, position: usize) -> Result<&Field, SamplesFileError> {
+        self.fields
+            .get(position)
+            .copied()
+            .ok_or_else(|| self.bad(column, "missing".to_string()))
+    }
+
+    fn unsigned(&self, column: &'static str, position: usize) -> Result<u32, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::UInt(value) => Ok(*value),
+            Field::Int(value) => {
+                u32::try_from(*value).map_err(|_| self.bad(column, format!("{value} is negative")))
+            }
+            other => Err(self.bad(column, format!("expected an unsigned integer, got {other}"))),
+        }
+    }
+
+    fn index(&self, column: &'static str, position: usize) -> Result<u64, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::ULong(value) => Ok(*value),
+            Field::Long(value) => {
+                u64::try_from(*value).map_err(|_| self.bad(column, format!("{value} is negative")))
+            }
+            other => Err(self.bad(column, format!("expected an unsigned integer, got {other}"))),
+        }
+    }
+
+    fn float(&self, column: &'static str, position: usize) -> Result<f32, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::Float(value) => Ok(*value),
+            other => Err(self.bad(column, format!("expected a float, got {other}"))),
+        }
+    }
+
+    fn boolean(&self, column: &'static str, position: usize) -> Result<bool, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::Bool(value) => Ok(*value),
+            other => Err(self.bad(column, format!("expected a boolean, got {other}"))),
+        }
+    }
+
+    fn text(&self, column: &'static str, position: usize) -> Result<String, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::Str(value) => Ok(value.clone()),
+            other => Err(self.bad(column, format!("expected a string, got {other}"))),
+        }
+    }
+}

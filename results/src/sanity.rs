@@ -1,0 +1,377 @@
+//! Self-checks of the measurement, computed from the records like every other figure.
+//!
+//! Published robustness numbers are too often silently wrong: an ε-ball that was not
+//! respected, gradients that never reached the input, an attack weaker than a single step.
+//! Each check here is cheap and can fail; each becomes one pass/warn/fail line in the results.
+//! Checks recognise attacks by what their registry entries declare ([`AttackKind`],
+//! [`BudgetSemantics`]), never by name. The two checks that need the model (ε = 0 is the
+//! identity, an unbounded attack reaches chance) read the records of probe runs the runner
+//! planned for them.
+
+use gauntlet_attacks::{AttackKind, BudgetSemantics};
+use gauntlet_reports::{CheckStatus, SanityCheck, WorstCaseResult};
+
+use crate::aggregate::{Aligned, AttackRunView};
+use crate::metrics::{count_true, distinct, epsilon_value};
+use crate::plan::RunPurpose;
+
+/// Relative and absolute slack of the ε-ball check: the budget in f32 arithmetic.
+const BUDGET_RELATIVE_TOLERANCE: f32 = 1e-5;
+const BUDGET_ABSOLUTE_TOLERANCE: f32 = 1e-6;
+
+fn check(name: &str, status: CheckStatus, detail: String) -> SanityCheck {
+    SanityCheck {
+        name: name.to_string(),
+        status,
+        detail,
+    }
+}
+
+/// Every check, in the order the report lists them.
+pub fn run_checks(aligned: &Aligned, worst_case: &[WorstCaseResult]) -> Vec<SanityCheck> {
+    let attacks: Vec<AttackRunView> = aligned.attack_runs().collect();
+    let mut checks = vec![class_coverage(aligned)];
+    checks.extend(epsilon_zero_is_identity(aligned));
+    checks.extend(monotone_in_epsilon(aligned, &attacks));
+    checks.push(within_budget(&attacks));
+    checks.push(worst_case_not_above_any_attack(&attacks, worst_case));
+    if let Some(check) = iterative_not_weaker_than_single_step(&attacks) {
+        checks.push(check);
+    }
+    checks.extend(full_budget(aligned));
+    checks
+}
+
+/// A `limit` that keeps only the first samples of a class-sorted dataset (an image folder)
+/// silently measures a few classes only.
+fn class_coverage(aligned: &Aligned) -> SanityCheck {
+    let mut seen: Vec<u32> = aligned.labels();
+    seen.sort_unstable();
+    seen.dedup();
+    let (evaluated, total) = (seen.len(), aligned.plan.classes_in_dataset);
+    if evaluated >= total {
+        check(
+            "class_coverage",
+            CheckStatus::Pass,
+            format!("the evaluated samples cover all {total} classes of the dataset"),
+        )
+    } else {
+        check(
+            "class_coverage",
+            CheckStatus::Warn,
+            format!(
+                "the evaluated samples cover {evaluated} of the dataset's {total} classes; \
+                 `limit` keeps the first samples, so raise it or shuffle the data"
+            ),
+        )
+    }
+}
+
+/// At ε = 0 every attack must return its input unchanged, so its predictions equal the clean
+/// ones. Read from the zero-budget probe of each attack configuration.
+fn epsilon_zero_is_identity(aligned: &Aligned) -> Vec<SanityCheck> {
+    aligned
+        .runs_with(RunPurpose::ZeroBudgetProbe)
+        .map(|run| {
+            let label = run.label;
+            let mut covered = 0usize;
+            let mut max_change = 0.0f32;
+            let mut same_predictions = true;
+            for (k, outcome) in run.outcomes.iter().enumerate() {
+                let Some(outcome) = outcome else { continue };
+                covered += 1;
+                // NaN is a change too.
+                max_change = if outcome.linf.is_nan() || outcome.nan {
+                    f32::NAN
+                } else {
+                    max_change.max(outcome.linf)
+                };
+                same_predictions &= outcome.prediction == aligned.clean[k].prediction;
+            }
+            let name = format!("epsilon_zero_is_identity[{label}]");
+            if max_change == 0.0 && same_predictions && covered > 0 {
+                check(
+                    &name,
+                    CheckStatus::Pass,
+                    format!(
+                        "at ε = 0, `{label}` returned its {covered} inputs unchanged; robust accuracy equals clean accuracy"
+                    ),
+                )
+            } else if covered == 0 {
+                check(
+                    &name,
+                    CheckStatus::Fail,
+                    format!("the ε = 0 probe of `{label}` has no records"),
+                )
+            } else {
+                check(
+                    &name,
+                    CheckStatus::Fail,
+                    format!(
+                        "at ε = 0, `{label}` changed its inputs by up to {max_change:e}{}",
+                        if same_predictions {
+                            ""
+                        } else {
+                            " and changed predictions"
+                        }
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Robust accuracy must not grow with ε: a larger ball contains the smaller one.
+fn monotone_in_epsilon(aligned: &Aligned, attacks: &[AttackRunView]) -> Vec<SanityCheck> {
+    let clean_correct = count_true(&aligned.clean_correct());
+    distinct(attacks.iter().map(|r| r.label))
+        .into_iter()
+        .map(|label| {
+            // A single-step attack is not monotone in ε even in theory (a longer step can
+            // overshoot), so a rise is a warning there and a failure for the others.
+            let single_step = attacks
+                .iter()
+                .any(|r| r.label == label && r.attack.kind == AttackKind::SingleStep);
+            let mut series: Vec<(f32, usize)> = attacks
+                .iter()
+                .filter(|r| r.label == label)
+                .map(|r| (r.attack.epsilon, r.robust_count()))
+                .collect();
+            series.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut previous = (0.0f32, clean_correct);
+            let mut violations = Vec::new();
+            for &(epsilon, correct) in &series {
+                if correct > previous.1 {
+                    violations.push(format!(
+                        "{} correct at ε = {epsilon} > {} at ε = {}",
+                        correct, previous.1, previous.0
+                    ));
+                }
+                previous = (epsilon, correct);
+            }
+            let name = format!("monotone_in_epsilon[{label}]");
+            if violations.is_empty() {
+                check(
+                    &name,
+                    CheckStatus::Pass,
+                    format!(
+                        "robust accuracy of `{label}` never rises with ε over {} budgets",
+                        series.len()
+                    ),
+                )
+            } else {
+                check(
+                    &name,
+                    if single_step {
+                        CheckStatus::Warn
+                    } else {
+                        CheckStatus::Fail
+                    },
+                    format!(
+                        "robust accuracy of `{label}` rises with ε ({}); the attack is not finding the worst case",
+                        violations.join("; ")
+                    ),
+                )
+            }
+        })
+        .collect()
+}
+
+/// Every adversarial input of a bounded attack lies in the ε-ball, in [0, 1], and is a number.
+fn within_budget(attacks: &[AttackRunView]) -> SanityCheck {
+    let mut problems = Vec::new();
+    let bounded: Vec<&AttackRunView> = attacks
+        .iter()
+        .filter(|r| r.attack.budget == BudgetSemantics::Bounded)
+        .collect();
+    for run in &bounded {
+        let epsilon = run.attack.epsilon;
+        let budget = epsilon * (1.0 + BUDGET_RELATIVE_TOLERANCE) + BUDGET_ABSOLUTE_TOLERANCE;
+        let name = format!("{}@{}", run.label, epsilon);
+        // NaN norms count as over budget.
+        let over: Vec<f32> = run
+            .covered()
+            .map(|o| o.norm)
+            .filter(|n| n.is_nan() || *n > budget)
+            .collect();
+        if let Some(largest) = over
+            .iter()
+            .copied()
+            .reduce(|a, b| if b > a || b.is_nan() { b } else { a })
+        {
+            problems.push(format!(
+                "{name}: max {} norm {largest} > ε",
+                run.attack.norm
+            ));
+        }
+        if run.covered().any(|o| o.nan) {
+            problems.push(format!("{name}: NaN in adversarial inputs"));
+        }
+        let min = run
+            .covered()
+            .map(|o| o.min_value)
+            .fold(f32::INFINITY, f32::min);
+        let max = run
+            .covered()
+            .map(|o| o.max_value)
+            .fold(f32::NEG_INFINITY, f32::max);
+        if min < 0.0 || max > 1.0 {
+            problems.push(format!(
+                "{name}: pixel values in [{min}, {max}], outside [0, 1]"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        check(
+            "perturbation_within_budget",
+            CheckStatus::Pass,
+            format!(
+                "all {} attack runs kept every input inside its ε-ball and [0, 1], with no NaN",
+                bounded.len()
+            ),
+        )
+    } else {
+        check(
+            "perturbation_within_budget",
+            CheckStatus::Fail,
+            problems.join("; "),
+        )
+    }
+}
+
+/// The pointwise worst case can never be above any single attack at the same (norm, ε).
+fn worst_case_not_above_any_attack(
+    attacks: &[AttackRunView],
+    worst_case: &[WorstCaseResult],
+) -> SanityCheck {
+    let mut problems = Vec::new();
+    for worst in worst_case {
+        for run in attacks.iter().filter(|r| {
+            r.attack.norm.to_string() == worst.norm
+                && epsilon_value(r.attack.epsilon) == worst.epsilon
+        }) {
+            let robust = run.robust_count();
+            if worst.robust_accuracy.successes > robust {
+                problems.push(format!(
+                    "{} ε = {}: worst case {} > `{}` {}",
+                    worst.norm, worst.epsilon, worst.robust_accuracy.successes, run.label, robust
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        check(
+            "worst_case_not_above_any_attack",
+            CheckStatus::Pass,
+            format!(
+                "at each of {} (norm, ε) points the worst case is at or below every attack",
+                worst_case.len()
+            ),
+        )
+    } else {
+        check(
+            "worst_case_not_above_any_attack",
+            CheckStatus::Fail,
+            problems.join("; "),
+        )
+    }
+}
+
+/// An iterative attack starts where a single step stops and takes more steps: at equal norm,
+/// ε and objective it is expected to be at least as strong. Not guaranteed per point, so a
+/// violation is a warning.
+fn iterative_not_weaker_than_single_step(attacks: &[AttackRunView]) -> Option<SanityCheck> {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for iterative in attacks
+        .iter()
+        .filter(|r| r.attack.kind == AttackKind::Iterative)
+    {
+        for single in attacks.iter().filter(|r| {
+            r.attack.kind == AttackKind::SingleStep
+                && r.attack.norm == iterative.attack.norm
+                && r.attack.epsilon == iterative.attack.epsilon
+                && r.attack.objective == iterative.attack.objective
+        }) {
+            compared += 1;
+            let iterative_robust = iterative.robust_count();
+            let single_robust = single.robust_count();
+            if iterative_robust > single_robust {
+                problems.push(format!(
+                    "{} ε = {}: `{}` leaves {iterative_robust} correct, `{}` only {single_robust}",
+                    iterative.attack.norm, iterative.attack.epsilon, iterative.label, single.label
+                ));
+            }
+        }
+    }
+    if compared == 0 {
+        return None;
+    }
+    Some(if problems.is_empty() {
+        check(
+            "iterative_not_weaker_than_single_step",
+            CheckStatus::Pass,
+            format!(
+                "every iterative attack is at least as strong as the single-step attack with its objective at all {compared} shared budgets"
+            ),
+        )
+    } else {
+        check(
+            "iterative_not_weaker_than_single_step",
+            CheckStatus::Warn,
+            format!(
+                "an iterative attack is weaker than a single step ({}); try more steps, restarts or a smaller step size",
+                problems.join("; ")
+            ),
+        )
+    })
+}
+
+/// With ε covering the whole input range an attack can draw any image, so a working gradient
+/// attack must bring accuracy down to chance or below. If it cannot, gradients are broken or
+/// masked and every robust accuracy above is an overestimate.
+fn full_budget(aligned: &Aligned) -> Vec<SanityCheck> {
+    let classes = aligned.plan.model.num_classes.max(1);
+    aligned
+        .runs_with(RunPurpose::FullBudgetProbe)
+        .map(|run| {
+            let mut samples = 0usize;
+            let mut correct = 0usize;
+            for (k, outcome) in run.outcomes.iter().enumerate() {
+                if let Some(outcome) = outcome {
+                    samples += 1;
+                    correct += usize::from(outcome.prediction == aligned.clean[k].label);
+                }
+            }
+            let accuracy = correct as f64 / samples.max(1) as f64;
+            let chance = 1.0 / classes as f64;
+            let detail = format!(
+                "{} ({}) at {} ε = {} (the whole input range) on {samples} samples: accuracy {:.1}% (chance {:.1}%)",
+                run.attack.name,
+                describe_params(&run.attack.params),
+                run.attack.norm,
+                run.attack.epsilon,
+                accuracy * 100.0,
+                chance * 100.0
+            );
+            if accuracy <= chance && samples > 0 {
+                check("full_budget_attack", CheckStatus::Pass, detail)
+            } else {
+                check(
+                    "full_budget_attack",
+                    CheckStatus::Fail,
+                    format!("{detail}; possible gradient masking: robust accuracies above are upper bounds at best"),
+                )
+            }
+        })
+        .collect()
+}
+
+/// `steps = 20, random_start = true`.
+fn describe_params(params: &serde_json::Map<String, serde_json::Value>) -> String {
+    params
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,470 @@
+//! The aggregation as a pure function of (plan, records), tested without a model: every figure
+//! below is counted by hand from the records.
+
+use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess, Norm};
+use gauntlet_reports::{CheckStatus, DatasetInfo, KernelPathInfo, ModelInfo, SuiteInfo};
+use gauntlet_results::{
+    aggregate, samples_file, AggregateError, AttackRun, CleanOutcome, EvasionOutcome, Gate,
+    Outcome, PlannedRun, RunId, RunMeasurements, RunPlan, RunPurpose, SampleRecord, PLAN_VERSION,
+};
+
+fn attack(name: &str, kind: AttackKind, norm: Norm, epsilon: f32) -> AttackRun {
+    AttackRun {
+        name: name.to_string(),
+        kind,
+        needs: ModelAccess::InputGradients,
+        budget: BudgetSemantics::Bounded,
+        norm,
+        epsilon,
+        objective: "untargeted cross_entropy".to_string(),
+        params: serde_json::Map::new(),
+    }
+}
+
+fn run(label: &str, purpose: RunPurpose, attack: AttackRun) -> PlannedRun {
+    PlannedRun {
+        label: label.to_string(),
+        purpose,
+        attack: Some(attack),
+    }
+}
+
+fn plan(runs: Vec<PlannedRun>, gates: Vec<Gate>) -> RunPlan {
+    let class_names: Vec<String> = ["zero", "one", "two"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    RunPlan {
+        plan_version: PLAN_VERSION,
+        gauntlet_version: "test".to_string(),
+        suite: SuiteInfo {
+            name: "unit".to_string(),
+            path: None,
+        },
+        seed: 0,
+        device: "cpu".to_string(),
+        model: ModelInfo {
+            name: "m".to_string(),
+            architecture: "linear".to_string(),
+            path: "m.safetensors".to_string(),
+            sha256: "0".repeat(64),
+            format: "safetensors".to_string(),
+            input_shape: vec![2],
+            num_classes: 3,
+            parameters: 9,
+        },
+        dataset: DatasetInfo {
+            name: "d".to_string(),
+            path: "d".to_string(),
+            format: "npy".to_string(),
+            samples: 4,
+            class_names: class_names.clone(),
+        },
+        class_names,
+        classes_in_dataset: 3,
+        runs: std::iter::once(PlannedRun::clean()).chain(runs).collect(),
+        gates,
+        fail_on_sanity: true,
+        kernel_path: KernelPathInfo {
+            path: "native".to_string(),
+            reason: None,
+        },
+        provenance: None,
+    }
+}
+
+/// Labels [0, 1, 2, 0]; the clean pass gets samples 0–2 right and sample 3 wrong.
+fn clean_records() -> Vec<SampleRecord> {
+    [(0, 0), (1, 1), (2, 2), (0, 1)]
+        .iter()
+        .enumerate()
+        .map(|(index, &(label, prediction))| SampleRecord {
+            run: RunId(0),
+            index: index as u64,
+            outcome: Outcome::Clean(CleanOutcome {
+                label,
+                prediction,
+                loss: 0.5,
+            }),
+        })
+        .collect()
+}
+
+fn evasion(run: u32, epsilon: f32, robust: &[bool]) -> Vec<SampleRecord> {
+    let labels = [0u32, 1, 2, 0];
+    robust
+        .iter()
+        .enumerate()
+        .map(|(index, &robust)| SampleRecord {
+            run: RunId(run),
+            index: index as u64,
+            outcome: Outcome::Evasion(EvasionOutcome {
+                prediction: if robust {
+                    labels[index]
+                } else {
+                    (labels[index] + 1) % 3
+                },
+                robust,
+                loss: 1.0 + index as f32,
+                norm: epsilon,
+                linf: epsilon,
+                min_value: 0.0,
+                max_value: 1.0,
+                nan: false,
+            }),
+        })
+        .collect()
+}
+
+fn two_attack_plan() -> RunPlan {
+    plan(
+        vec![
+            run(
+                "step",
+                RunPurpose::Attack,
+                attack("one_step", AttackKind::SingleStep, Norm::Linf, 0.1),
+            ),
+            run(
+                "iter",
+                RunPurpose::Attack,
+                attack("many_steps", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+        ],
+        vec![
+            Gate::CleanAccuracy { threshold: 0.7 },
+            Gate::RobustAccuracy {
+                label: "iter".to_string(),
+                epsilon: 0.1,
+                threshold: 0.5,
+            },
+            Gate::WorstCaseAccuracy {
+                norm: Norm::Linf,
+                epsilon: 0.1,
+                threshold: 0.25,
+            },
+        ],
+    )
+}
+
+fn two_attack_records() -> Vec<SampleRecord> {
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &[true, true, false, false]));
+    records.extend(evasion(2, 0.1, &[true, false, true, false]));
+    records
+}
+
+#[test]
+fn accuracies_worst_case_and_gates_are_counted_from_the_records() {
+    let plan = two_attack_plan();
+    let report = aggregate(&plan, &RunMeasurements::default(), &two_attack_records()).unwrap();
+    assert_eq!(
+        (report.clean.accuracy.successes, report.clean.accuracy.total),
+        (3, 4)
+    );
+    let step = &report.attacks[0];
+    assert_eq!(step.robust_accuracy.successes, 2);
+    // Of the 3 clean-correct samples, the single step broke sample 2: 1 of 3.
+    assert_eq!(
+        (step.success_rate.successes, step.success_rate.total),
+        (1, 3)
+    );
+    assert_eq!(step.kind.as_deref(), Some("single_step"));
+    assert!((step.mean_loss - 2.5).abs() < 1e-12);
+    // Pointwise: only sample 0 survives both attacks.
+    assert_eq!(report.worst_case.len(), 1);
+    assert_eq!(report.worst_case[0].robust_accuracy.successes, 1);
+    assert_eq!(report.worst_case[0].attacks, vec!["step", "iter"]);
+    // Per class: class 0 has samples 0 and 3, only 0 robust under `iter`.
+    let iter_class_0 = &report.attacks[1].per_class[0];
+    assert_eq!(
+        (iter_class_0.accuracy.successes, iter_class_0.accuracy.total),
+        (1, 2)
+    );
+    let verdicts: Vec<(String, bool)> = report
+        .gates
+        .iter()
+        .map(|g| (g.gate.clone(), g.passed))
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("min_clean_accuracy".to_string(), true),
+            ("min_robust_accuracy[iter@0.1]".to_string(), true),
+            ("min_worst_case_accuracy[linf@0.1]".to_string(), true),
+        ]
+    );
+}
+
+#[test]
+fn record_order_does_not_matter() {
+    let plan = two_attack_plan();
+    let mut shuffled = two_attack_records();
+    shuffled.reverse();
+    shuffled.swap(1, 5);
+    assert_eq!(
+        aggregate(&plan, &RunMeasurements::default(), &shuffled).unwrap(),
+        aggregate(&plan, &RunMeasurements::default(), &two_attack_records()).unwrap()
+    );
+}
+
+fn check_status(report: &gauntlet_reports::RunReport, name: &str) -> CheckStatus {
+    report
+        .sanity_checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name} in {:?}", report.sanity_checks))
+        .status
+}
+
+#[test]
+fn the_sanity_checks_go_by_declared_kind_not_by_name() {
+    // The iterative attack is weaker than the single step here, and rises with ε.
+    let plan = plan(
+        vec![
+            run(
+                "a",
+                RunPurpose::Attack,
+                attack("one_step", AttackKind::SingleStep, Norm::Linf, 0.1),
+            ),
+            run(
+                "b",
+                RunPurpose::Attack,
+                attack("many_steps", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+            run(
+                "b",
+                RunPurpose::Attack,
+                attack("many_steps", AttackKind::Iterative, Norm::Linf, 0.2),
+            ),
+        ],
+        Vec::new(),
+    );
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &[false, false, false, false]));
+    records.extend(evasion(2, 0.1, &[true, false, false, false]));
+    records.extend(evasion(3, 0.2, &[true, true, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "monotone_in_epsilon[b]"),
+        CheckStatus::Fail
+    );
+    assert_eq!(
+        check_status(&report, "monotone_in_epsilon[a]"),
+        CheckStatus::Pass
+    );
+    assert_eq!(
+        check_status(&report, "iterative_not_weaker_than_single_step"),
+        CheckStatus::Warn
+    );
+
+    // The same rise for a single-step attack is only a warning: a longer step can overshoot.
+    let plan = self::plan(
+        vec![
+            run(
+                "a",
+                RunPurpose::Attack,
+                attack("one_step", AttackKind::SingleStep, Norm::Linf, 0.1),
+            ),
+            run(
+                "a",
+                RunPurpose::Attack,
+                attack("one_step", AttackKind::SingleStep, Norm::Linf, 0.2),
+            ),
+        ],
+        Vec::new(),
+    );
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &[true, false, false, false]));
+    records.extend(evasion(2, 0.2, &[true, true, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "monotone_in_epsilon[a]"),
+        CheckStatus::Warn
+    );
+}
+
+#[test]
+fn a_perturbation_past_epsilon_or_a_nan_fails_the_budget_check() {
+    let plan = plan(
+        vec![run(
+            "a",
+            RunPurpose::Attack,
+            attack("x", AttackKind::Iterative, Norm::L2, 0.5),
+        )],
+        Vec::new(),
+    );
+    for spoil in [
+        (|o: &mut EvasionOutcome| o.norm = 0.5001) as fn(&mut EvasionOutcome),
+        |o| o.nan = true,
+        |o| o.norm = f32::NAN,
+        |o| o.max_value = 1.01,
+    ] {
+        let mut records = clean_records();
+        let mut attacked = evasion(1, 0.5, &[true, true, false, false]);
+        if let Outcome::Evasion(outcome) = &mut attacked[2].outcome {
+            spoil(outcome);
+        }
+        records.extend(attacked);
+        let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+        assert_eq!(
+            check_status(&report, "perturbation_within_budget"),
+            CheckStatus::Fail
+        );
+    }
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.5, &[true, true, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "perturbation_within_budget"),
+        CheckStatus::Pass
+    );
+}
+
+#[test]
+fn probes_feed_the_identity_and_full_budget_checks() {
+    let plan = plan(
+        vec![
+            run(
+                "a",
+                RunPurpose::ZeroBudgetProbe,
+                attack("x", AttackKind::Iterative, Norm::Linf, 0.0),
+            ),
+            run(
+                "full_budget",
+                RunPurpose::FullBudgetProbe,
+                attack("x", AttackKind::Iterative, Norm::Linf, 1.0),
+            ),
+        ],
+        Vec::new(),
+    );
+    // ε = 0 returned the inputs (clean predictions) on the first two samples; the full-budget
+    // attack left 1 of 4 correct: 25% ≤ chance (33%).
+    let zero: Vec<SampleRecord> = clean_records()[..2]
+        .iter()
+        .map(|r| SampleRecord {
+            run: RunId(1),
+            index: r.index,
+            outcome: Outcome::Evasion(EvasionOutcome {
+                prediction: r.outcome.prediction(),
+                robust: true,
+                loss: 0.5,
+                norm: 0.0,
+                linf: 0.0,
+                min_value: 0.0,
+                max_value: 1.0,
+                nan: false,
+            }),
+        })
+        .collect();
+    let mut records = clean_records();
+    records.extend(zero.clone());
+    records.extend(evasion(2, 1.0, &[true, false, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "epsilon_zero_is_identity[a]"),
+        CheckStatus::Pass
+    );
+    assert_eq!(
+        check_status(&report, "full_budget_attack"),
+        CheckStatus::Pass
+    );
+    assert!(
+        report.attacks.is_empty(),
+        "probes are not reported as attacks"
+    );
+
+    // An attack that moves its input at ε = 0, and a full budget that leaves 2 of 4 correct.
+    let mut records = clean_records();
+    let mut moved = zero;
+    if let Outcome::Evasion(outcome) = &mut moved[1].outcome {
+        outcome.linf = 1e-3;
+    }
+    records.extend(moved);
+    records.extend(evasion(2, 1.0, &[true, true, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "epsilon_zero_is_identity[a]"),
+        CheckStatus::Fail
+    );
+    assert_eq!(
+        check_status(&report, "full_budget_attack"),
+        CheckStatus::Fail
+    );
+}
+
+#[test]
+fn records_that_do_not_fit_the_plan_are_errors() {
+    let plan = two_attack_plan();
+    let mut missing = two_attack_records();
+    missing.pop();
+    assert!(matches!(
+        aggregate(&plan, &RunMeasurements::default(), &missing),
+        Err(AggregateError::MissingSamples {
+            missing: 1,
+            first: 3,
+            ..
+        })
+    ));
+    let mut duplicate = two_attack_records();
+    duplicate.push(duplicate[5]);
+    assert!(matches!(
+        aggregate(&plan, &RunMeasurements::default(), &duplicate),
+        Err(AggregateError::DuplicateRecord { index: 1, .. })
+    ));
+    let mut unknown = two_attack_records();
+    unknown[4].run = RunId(9);
+    assert!(matches!(
+        aggregate(&plan, &RunMeasurements::default(), &unknown),
+        Err(AggregateError::UnknownRun { run: 9, .. })
+    ));
+    let mut wrong_kind = two_attack_records();
+    wrong_kind[0].run = RunId(1);
+    assert!(matches!(
+        aggregate(&plan, &RunMeasurements::default(), &wrong_kind),
+        Err(AggregateError::WrongKind { .. })
+    ));
+}
+
+#[test]
+fn the_per_sample_file_round_trips_and_rebuilds_the_same_results() {
+    let plan = two_attack_plan();
+    let measurements = RunMeasurements {
+        load_seconds: 0.25,
+        total_seconds: 2.0,
+        run_seconds: vec![0.1, 0.2, 0.3],
+        examples: Vec::new(),
+        notices: vec!["a notice".to_string()],
+    };
+    let records = two_attack_records();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(samples_file::FILE_NAME);
+    samples_file::write(&path, &plan, &measurements, &records).unwrap();
+    assert!(samples_file::is_samples_file(&path).unwrap());
+    let (read_plan, read_measurements, read_records) = samples_file::read(&path).unwrap();
+    assert_eq!(read_plan, plan);
+    assert_eq!(read_measurements, measurements);
+    assert_eq!(read_records, records);
+    assert_eq!(
+        aggregate(&read_plan, &read_measurements, &read_records).unwrap(),
+        aggregate(&plan, &measurements, &records).unwrap()
+    );
+}
+
+#[test]
+fn files_that_are_not_per_sample_files_are_refused_with_their_name() {
+    let folder = tempfile::tempdir().unwrap();
+    let json = folder.path().join("results.json");
+    std::fs::write(&json, b"{\"schema_version\": 2}").unwrap();
+    assert!(!samples_file::is_samples_file(&json).unwrap());
+    let truncated = folder.path().join("cut.parquet");
+    std::fs::write(&truncated, b"PAR1 and then nothing").unwrap();
+    let error = samples_file::read(&truncated).unwrap_err().to_string();
+    assert!(error.contains("cut.parquet"), "{error}");
+    #[cfg(unix)]
+    {
+        let error = samples_file::read(std::path::Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+}
