@@ -20,9 +20,11 @@ bench *ARGS:
 compare:
     bash benches/compare.sh
 
-# Regenerate docs/attacks.md from the attack registry.
+# Regenerate docs/attacks.md from the attack registry and the rule table of docs/scanner.md from
+# the scanner's rule registry.
 docs:
     cargo run -q -p gauntlet -- list attacks --markdown > docs/attacks.md
+    GAUNTLET_BLESS_DOCS=1 cargo test -q -p gauntlet-artifact docs
 
 ci:
     bash .ci/run

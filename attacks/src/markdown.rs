@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{AttackEntry, ATTACKS};
+use crate::{AttackEntry, AttackKind, BudgetSemantics, ModelAccess, ATTACKS};
 
 /// The attack reference as Markdown: one section per registry entry with its summary,
 /// reference and parameter table. `docs/attacks.md` is this text (a test fails when it is
@@ -33,10 +33,27 @@ fn write_entry(out: &mut String, entry: &AttackEntry) {
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "\n## `{name}`\n\n{summary}.\n\n**Reference:** {reference}.\n\n**Parameters:**\n\n",
+        "\n## `{name}`\n\n{summary}.\n\n**Reference:** {reference}.\n\n\
+         **Kind:** {kind}. **Needs:** {needs}. **Budget:** {budget}.\n\n**Parameters:**\n\n",
         name = entry.name,
         summary = entry.summary.trim_end_matches('.'),
         reference = entry.reference.trim_end_matches('.'),
+        kind = match entry.kind {
+            AttackKind::SingleStep => "single step",
+            AttackKind::Iterative => "iterative",
+            AttackKind::MinimalNorm => "minimal norm",
+        },
+        needs = match entry.needs {
+            ModelAccess::InputGradients => "input gradients (white box)",
+            ModelAccess::Logits => "logits only (score-based black box)",
+            ModelAccess::Labels => "predicted labels only (decision-based black box)",
+        },
+        budget = match entry.budget {
+            BudgetSemantics::Bounded => "one run per ε; every output inside the ε-ball",
+            BudgetSemantics::MinimalNorm => {
+                "one unbounded run; each sample's smallest successful norm answers every ε"
+            }
+        },
     );
     out.push_str("| key | default | description |\n|---|---|---|\n");
     for parameter in entry.parameters {

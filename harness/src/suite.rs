@@ -643,6 +643,20 @@ mod tests {
     }
 
     #[test]
+    fn an_attack_needing_more_than_the_model_provides_is_refused_at_planning() {
+        let spec: SuiteSpec = toml::from_str(DEFAULT_SUITE).unwrap();
+        let err = plan_attacks(&spec.attacks, ModelAccess::Logits)
+            .err()
+            .unwrap();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("needs input gradients") && message.contains("provides only logits"),
+            "{message}"
+        );
+        assert!(plan_attacks(&spec.attacks, ModelAccess::InputGradients).is_ok());
+    }
+
+    #[test]
     fn gate_keys_split_at_the_last_at_sign() {
         assert_eq!(parse_gate_key("pgd@0.1").unwrap(), ("pgd".to_string(), 0.1));
         assert!(parse_gate_key("pgd").is_err());

@@ -87,6 +87,35 @@ path = "embedded:fashion-mnist-test-1k""#,
     assert!(stdout(&output).contains("attack fgsm"));
 }
 
+/// The per-sample file alone rebuilds `results.json`: the same figures, checks, gates and
+/// gallery, because every one of them is aggregated from the records.
+#[test]
+fn report_rebuilds_results_from_the_per_sample_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = gauntlet(dir.path(), &["run", "--limit", "40", "-q"]);
+    assert!(run.status.code().unwrap() <= 1, "{}", stderr(&run));
+    let samples = dir.path().join("gauntlet-out/samples.parquet");
+    let output = gauntlet(
+        dir.path(),
+        &[
+            "report",
+            samples.to_str().unwrap(),
+            "--out",
+            "rebuilt",
+            "--format",
+            "json,html",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let read = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join(path)).unwrap()).unwrap()
+    };
+    let original = read("gauntlet-out/results.json");
+    let rebuilt = read("rebuilt/results.json");
+    assert_eq!(rebuilt, original);
+    assert!(dir.path().join("rebuilt/report.html").exists());
+}
+
 #[test]
 fn report_rerenders_from_results_alone() {
     let dir = tempfile::tempdir().unwrap();
