@@ -98,7 +98,10 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
                 suite.model_weights.display()
             )
         })?
-        .with_native_kernels(!suite.candle_kernels);
+        .with_native_kernels(!suite.candle_kernels)
+        .with_source(suite.model_weights.display());
+    // The report's model record comes from what the model declares about itself.
+    let declared = network.info();
     let info = ModelInfo {
         name: match &suite.model_weights {
             Source::Embedded(name) => name.clone(),
@@ -107,13 +110,21 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         },
-        architecture: spec.architecture.name().to_string(),
-        path: suite.model_weights.display(),
+        architecture: declared
+            .architecture
+            .unwrap_or_else(|| declared.name.clone()),
+        path: declared
+            .source
+            .unwrap_or_else(|| suite.model_weights.display()),
         sha256,
-        format: "safetensors".to_string(),
-        input_shape: network.input_shape().to_vec(),
-        num_classes: network.num_classes(),
-        parameters: network.parameter_count(),
+        // The file format of the weights a spec'd model reads.
+        format: match declared.format {
+            gauntlet_models::ModelFormat::GauntletSpec => "safetensors".to_string(),
+            other => other.to_string(),
+        },
+        input_shape: declared.input_shape,
+        num_classes: declared.num_classes,
+        parameters: declared.parameters.unwrap_or(0),
     };
     Ok((network, info, provenance))
 }
@@ -170,6 +181,21 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     let choice = parse_device(&suite.device)?;
     let device = open_device(choice)?;
     let (model, model_info, provenance) = load_model(suite, &device)?;
+    // `gauntlet check` refuses these from the model's format; this is the same rule applied to
+    // what the loaded model itself declares.
+    if !model.capabilities().input_gradients {
+        if let Some(planned) = suite
+            .attacks
+            .iter()
+            .find(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients)
+        {
+            bail!(
+                "attack `{}` needs input gradients, but model `{}` provides none",
+                planned.label,
+                model_info.path
+            );
+        }
+    }
     let full = load_dataset(&suite.dataset, &suite.dataset_sources)?;
     let present = |d: &InMemoryDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
     let classes_in_dataset = present(&full);
