@@ -162,12 +162,28 @@ rules! {
                not load the file; get the weights as safetensors, or as a state_dict from a source \
                you trust loaded with `torch.load(..., weights_only=True)`.";
     PickleUnknownGlobal = "pickle-unknown-global", Pickle, Medium,
-        summary: "pickle imports a global that is not on the allow-list",
+        summary: "pickle names a global that is not on the allow-list, without calling it",
         help: "The pickle names a global that is neither on the allow-list of what checkpoints \
-               need nor known to be dangerous. Loading imports that module and may call the \
-               object, so what runs depends on code outside the file. A whole-model `torch.save` \
-               names its own classes this way. Check the named global; prefer a state_dict or \
-               safetensors, which import nothing.";
+               need nor known to be dangerous, but nothing in the stream calls it (when something \
+               does, the finding is `pickle-unknown-call`, high). Loading still imports its \
+               module, so module-level code outside the file runs. Check the named global; \
+               prefer a state_dict or safetensors, which import nothing.";
+    PickleAllowedByOption = "pickle-allowed-by-option", Pickle, Info,
+        summary: "pickle uses a global allowed explicitly by the user",
+        help: "The pickle names or calls a global that is not on the built-in allow-list but was \
+               allowed explicitly (`gauntlet scan --allow module.Name`, or `allow_globals` in a \
+               suite's `[model]` section). It is listed so that the report shows what the \
+               verdict relied on; review the list when the file or the allowed code changes.";
+    PickleUnknownCall = "pickle-unknown-call", Pickle, High,
+        summary: "pickle calls a global that is not on the allow-list",
+        help: "The pickle invokes a global that is not on the allow-list: REDUCE, NEWOBJ, \
+               NEWOBJ_EX, OBJ or INST calls it, an allow-listed rebuild helper receives it as an \
+               argument it calls or instantiates (`copyreg._reconstructor`'s class, \
+               `torch._tensor._rebuild_from_type_v2`'s function), or a BUILD state installs it \
+               as `__setstate__`. Loading runs that code, so the file fails the default gate. A \
+               whole-model `torch.save` calls its own classes this way; if they are yours, allow \
+               them explicitly with `gauntlet scan --allow module.Class`, or better, save a \
+               state_dict or safetensors.";
     PickleUnresolvableGlobal = "pickle-unresolvable-global", Pickle, High,
         summary: "pickle imports a global whose name cannot be known before loading",
         help: "A STACK_GLOBAL takes its module or name from values built while loading rather \

@@ -65,12 +65,17 @@ pub struct ScanOptions {
     /// Files larger than this (other than safetensors, which are scanned from their header) are
     /// not read; each gets a `file-too-large` finding instead of a silent pass.
     pub max_file_bytes: u64,
+    /// Pickle globals allowed on top of the built-in allow-list, as exact `(module, name)`
+    /// pairs (`gauntlet scan --allow module.Name`). They only turn unknown globals into allowed
+    /// ones, each reported as an info finding; deny-listed globals stay critical.
+    pub extra_allowed: Vec<(String, String)>,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            extra_allowed: Vec::new(),
         }
     }
 }
@@ -88,11 +93,13 @@ pub fn scan_paths_with(
     paths: &[PathBuf],
     options: &ScanOptions,
 ) -> Result<ScanReport, ArtifactError> {
-    let mut report = ScanReport::default();
-    for path in paths {
-        walk(path, options, &mut report)?;
-    }
-    Ok(report)
+    crate::pickle::with_extra_allowed(&options.extra_allowed, || {
+        let mut report = ScanReport::default();
+        for path in paths {
+            walk(path, options, &mut report)?;
+        }
+        Ok(report)
+    })
 }
 
 fn unreadable(path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError + '_ {

@@ -126,6 +126,59 @@ const DANGEROUS_MODULES: &[(&str, &str)] = &[
     ("numpy.lib.npyio", "loads nested pickles"),
     ("numpy.f2py", "compiles and runs code"),
     ("numpy.distutils", "runs build scripts"),
+    (
+        "pydoc",
+        "runs pagers (shell commands) and resolves arbitrary names",
+    ),
+    ("_sitebuiltins", "starts pydoc's pager (runs programs)"),
+    ("_osx_support", "runs shell commands (_read_output)"),
+    ("_aix_support", "runs shell commands"),
+    ("platform", "runs shell commands (_syscmd_*)"),
+    ("zipimport", "imports code from archives"),
+    ("idlelib", "executes Python code"),
+    (
+        "logging.config",
+        "builds handlers from arbitrary factories and listens on sockets",
+    ),
+    ("logging.handlers", "opens files and sockets"),
+    ("ensurepip", "installs packages"),
+    (
+        "torch.fx",
+        "generates and executes Python code (_forward_from_src, _exec_with_source)",
+    ),
+    (
+        "torch.utils.cpp_extension",
+        "compiles and loads native code",
+    ),
+    (
+        "torch.ops",
+        "loads native operator libraries (load_library)",
+    ),
+    (
+        "torch._ops",
+        "loads native operator libraries (load_library)",
+    ),
+    (
+        "torch.classes",
+        "loads native class libraries (load_library)",
+    ),
+    ("torch.library", "registers native operator implementations"),
+    (
+        "torch._classes",
+        "loads native class libraries (load_library)",
+    ),
+    (
+        "torch.utils._config_module",
+        "loads configuration by executing pickles",
+    ),
+    ("numpy.ctypeslib", "loads native libraries"),
+    ("numpy.lib.utils", "resolves and imports arbitrary names"),
+    ("numpy.lib.format", "reads nested arrays, with pickles"),
+    ("scipy.weave", "compiles and runs code"),
+    ("sklearn.utils._joblib", "loads nested payloads"),
+    ("keras.src.saving", "loads nested models with code"),
+    ("dbm", "opens files"),
+    ("sqlite3", "opens files and loads extensions"),
     ("_winapi", "runs programs"),
     ("winreg", "edits the registry"),
     ("msvcrt", "reaches the console"),
@@ -180,6 +233,24 @@ const DANGEROUS_NAMES: &[(&str, &str, &str)] = &[
     ),
     ("functools", "reduce", "calls arbitrary callables"),
     ("torch", "load", "loads a nested checkpoint"),
+    ("torch", "compile", "compiles and runs code"),
+    ("torch", "_dynamo", "compiles and runs code"),
+    (
+        "torch._utils",
+        "_import_dotted_name",
+        "imports arbitrary modules",
+    ),
+    ("torch.serialization", "load", "loads a nested checkpoint"),
+    ("builtins", "__build_class__", "builds classes from code"),
+    ("builtins", "__loader__", "imports arbitrary modules"),
+    ("codecs", "open", "opens files"),
+    ("uuid", "_get_command_stdout", "runs programs"),
+    ("uuid", "_popen", "runs programs"),
+    (
+        "copyreg",
+        "_reconstructor.__globals__",
+        "reaches interpreter internals",
+    ),
     ("torch", "_load_global_deps", "loads native libraries"),
     ("numpy", "load", "loads nested pickles"),
     ("numpy", "loads", "unpickles a nested payload"),
@@ -290,6 +361,14 @@ const ALLOWED: &[(&str, &str)] = &[
     ("torch.storage", "_load_from_bytes"),
     ("torch.serialization", "_get_layout"),
     ("torch._tensor", "Tensor"),
+    // TorchScript archives (`torch.jit.save`): `constants.pkl` / `data.pkl` name these
+    // identity helpers of `torch/jit/_pickle.py` (each returns its first argument, or the id).
+    ("torch.jit._pickle", "build_intlist"),
+    ("torch.jit._pickle", "build_tensorlist"),
+    ("torch.jit._pickle", "build_doublelist"),
+    ("torch.jit._pickle", "build_boollist"),
+    ("torch.jit._pickle", "build_tensor_from_id"),
+    ("torch.jit._pickle", "restore_type_tag"),
     // Containers and plain values.
     ("collections", "OrderedDict"),
     ("collections", "defaultdict"),
@@ -348,8 +427,153 @@ fn in_module(module: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
-/// Classify the global `module.name`.
+/// Names that, as the final attribute of any global, are the dangerous function whatever the
+/// module: modules re-export them (`from os import system`), so `("some_module", "system")` may
+/// well be `os.system`.
+const DANGEROUS_ATTRIBUTES: &[&str] = &[
+    "system",
+    "popen",
+    "popen2",
+    "popen3",
+    "popen4",
+    "Popen",
+    "getoutput",
+    "getstatusoutput",
+    "check_output",
+    "check_call",
+    "exec",
+    "eval",
+    "execfile",
+    "execl",
+    "execle",
+    "execlp",
+    "execlpe",
+    "execv",
+    "execve",
+    "execvp",
+    "execvpe",
+    "spawnl",
+    "spawnle",
+    "spawnlp",
+    "spawnlpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "spawnvpe",
+    "posix_spawn",
+    "posix_spawnp",
+    "startfile",
+    "__import__",
+    "import_module",
+    "pipepager",
+    "tempfilepager",
+    "_read_output",
+    "_run_code",
+    "run_path",
+    "run_module",
+    "_forward_from_src",
+    "_exec_with_source",
+    "dlopen",
+    "CDLL",
+    "PyDLL",
+    "LoadLibrary",
+    "load_library",
+    "load_inline",
+];
+
+/// Further names that are dangerous as the *final* attribute of a dotted name (`a.b.getattr`):
+/// a dotted name walks attributes of a module, and no checkpoint needs to reach these that way.
+const DANGEROUS_DOTTED_ATTRIBUTES: &[&str] = &[
+    "getattr",
+    "setattr",
+    "delattr",
+    "compile",
+    "open",
+    "load",
+    "loads",
+    "attrgetter",
+    "methodcaller",
+    "partial",
+    "call",
+    "run",
+    "rmtree",
+    "remove",
+    "unlink",
+    "rename",
+    "fork",
+    "kill",
+    "globals",
+    "locals",
+    "vars",
+    "apply",
+    "breakpoint",
+    "input",
+    "resolve_name",
+    "locate",
+];
+
+/// Module names that, as an intermediate attribute of a dotted name, mean the name walks into
+/// that module (`("torch.serialization", "os.system")`, `("x", "_os.system")`).
+const DANGEROUS_COMPONENTS: &[&str] = &["_os", "_sys", "builtins", "__builtin__", "_subprocess"];
+
+thread_local! {
+    /// Globals allowed explicitly for the scan running on this thread ([`with_extra_allowed`]).
+    static EXTRA_ALLOWED: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Parse one `--allow` entry: `module.Name` (split at the last dot) or `module:Qualified.Name`
+/// for a dotted name. `None` when either part is empty.
+pub fn parse_allowed(entry: &str) -> Option<(String, String)> {
+    let entry = entry.trim();
+    let (module, name) = match entry.split_once(':') {
+        Some(pair) => pair,
+        None => entry.rsplit_once('.')?,
+    };
+    if module.is_empty() || name.is_empty() {
+        return None;
+    }
+    Some((module.to_string(), name.to_string()))
+}
+
+/// Run `scan` with `allowed` (exact `(module, name)` pairs) added to the allow-list on this
+/// thread. Explicitly allowed globals only ever turn an *unknown* global into an allowed one:
+/// a global on the deny-list, or a dotted name reaching one, stays dangerous.
+pub fn with_extra_allowed<T>(allowed: &[(String, String)], scan: impl FnOnce() -> T) -> T {
+    let previous = EXTRA_ALLOWED.with(|cell| cell.replace(allowed.to_vec()));
+    let result = scan();
+    EXTRA_ALLOWED.with(|cell| cell.replace(previous));
+    result
+}
+
+/// Whether `module.name` is allowed only because the user allowed it explicitly.
+pub fn allowed_by_option(module: &str, name: &str) -> bool {
+    let module = python3_module(module);
+    let explicitly = EXTRA_ALLOWED.with(|cell| {
+        cell.borrow()
+            .iter()
+            .any(|(allowed_module, allowed_name)| allowed_module == module && allowed_name == name)
+    });
+    explicitly && classify_builtin(module, name) == Verdict::Unknown
+}
+
+/// Classify the global `module.name`, with any globals allowed explicitly for this scan
+/// ([`with_extra_allowed`]).
 pub fn classify(module: &str, name: &str) -> Verdict {
+    if allowed_by_option(module, name) {
+        return Verdict::Allowed;
+    }
+    classify_builtin(module, name)
+}
+
+/// Classify the global `module.name` against the built-in lists.
+///
+/// `name` may be dotted: `find_class` resolves it attribute by attribute from the module, so
+/// `("collections", "os.system")` is `os.system` wherever `collections` imported `os`. The
+/// allow-list matches exact `(module, name)` pairs only, so a dotted name is never allowed by
+/// its prefix; the deny-list is matched against the whole path, every module it walks through
+/// and its final attribute.
+fn classify_builtin(module: &str, name: &str) -> Verdict {
     let module = python3_module(module);
     if ALLOWED.contains(&(module, name)) {
         return Verdict::Allowed;
@@ -362,18 +586,41 @@ pub fn classify(module: &str, name: &str) -> Verdict {
     {
         return Verdict::Dangerous("reaches interpreter internals through a dunder attribute");
     }
+    let full = format!("{module}.{name}");
     for &(dangerous_module, reason) in DANGEROUS_MODULES {
-        if in_module(module, dangerous_module) {
+        if in_module(module, dangerous_module) || in_module(&full, dangerous_module) {
             return Verdict::Dangerous(reason);
         }
     }
-    let first_name = name.split('.').next().unwrap_or(name);
     for &(dangerous_module, dangerous_name, reason) in DANGEROUS_NAMES {
-        if module == dangerous_module && first_name == dangerous_name {
+        let path = format!("{dangerous_module}.{dangerous_name}");
+        if in_module(&full, &path) {
             return Verdict::Dangerous(reason);
         }
     }
-    let plain_name = !name.contains('.');
+    let parts: Vec<&str> = name.split('.').collect();
+    let (final_name, through) = match parts.split_last() {
+        Some((last, through)) => (*last, through),
+        None => (name, &[][..]),
+    };
+    for part in through {
+        let single_segment_module = DANGEROUS_MODULES
+            .iter()
+            .any(|(dangerous, _)| !dangerous.contains('.') && dangerous == part);
+        if single_segment_module || DANGEROUS_COMPONENTS.contains(part) {
+            return Verdict::Dangerous(
+                "walks through a module that runs code (an alias of a dangerous module)",
+            );
+        }
+    }
+    if DANGEROUS_ATTRIBUTES.contains(&final_name)
+        || (!through.is_empty() && DANGEROUS_DOTTED_ATTRIBUTES.contains(&final_name))
+    {
+        return Verdict::Dangerous(
+            "ends in the name of a function that runs code, whatever module re-exports it",
+        );
+    }
+    let plain_name = through.is_empty();
     if module == "torch"
         && plain_name
         && (name.ends_with("Storage") || TORCH_PLAIN_OBJECTS.contains(&name))
@@ -381,6 +628,22 @@ pub fn classify(module: &str, name: &str) -> Verdict {
         return Verdict::Allowed;
     }
     if module == "numpy.dtypes" && plain_name && name.ends_with("DType") {
+        return Verdict::Allowed;
+    }
+    // TorchScript classes in `torch.jit.save` archives: resolved by the TorchScript unpickler to
+    // classes compiled from the archive's `code/` members (a separate check), never imported as
+    // Python modules.
+    if in_module(module, "__torch__") && plain_name {
+        return Verdict::Allowed;
+    }
+    // PyTorch's own layer classes, as a whole-module `torch.save` names them
+    // (`torch.nn.modules.linear.Linear`): instantiated without `__init__`, then `BUILD` runs
+    // `nn.Module.__setstate__`. Plain class names only (upper-case initial), so no dotted walk
+    // and no function imported into those modules is reached this way.
+    if in_module(module, "torch.nn.modules")
+        && plain_name
+        && name.starts_with(|ch: char| ch.is_ascii_uppercase())
+    {
         return Verdict::Allowed;
     }
     Verdict::Unknown
@@ -447,6 +710,23 @@ mod tests {
             ("collections", "__builtins__"),
             ("collections", "OrderedDict.__init__.__globals__"),
             ("numpy.testing._private.utils", "runstring"),
+            // Dotted names resolve attribute by attribute: judge the whole path.
+            ("torch.serialization", "os.system"),
+            ("torch._utils", "os.system"),
+            ("collections", "_os.system"),
+            ("copyreg", "builtins.exec"),
+            ("x", "builtins.getattr"),
+            ("torch", "hub.load"),
+            ("torch", "serialization.load"),
+            ("numpy", "core.multiarray.loads"),
+            ("mypkg", "system"),
+            ("mypkg.sub", "a.b.popen"),
+            ("pydoc", "pipepager"),
+            ("torch.fx.graph_module", "_forward_from_src"),
+            ("logging.config", "dictConfig"),
+            // Explicitly allowed TorchScript names do not open the module.
+            ("torch.jit._pickle", "build_intlist.__globals__"),
+            ("torch.jit", "load"),
         ] {
             assert!(
                 matches!(classify(module, name), Verdict::Dangerous(_)),
@@ -459,11 +739,55 @@ mod tests {
     fn model_classes_are_unknown_not_dangerous() {
         assert_eq!(classify("__main__", "TinyNet"), Verdict::Unknown);
         assert_eq!(
-            classify("torch.nn.modules.linear", "Linear"),
+            classify("torchvision.models.resnet", "ResNet"),
             Verdict::Unknown
         );
         assert_eq!(classify("collections", "OrderedDictX"), Verdict::Unknown);
         assert_eq!(classify("torchx", "FloatStorage"), Verdict::Unknown);
         assert_eq!(classify("torch", "x.FloatStorage"), Verdict::Unknown);
+        // A dotted name through an allowed module is not allowed by its prefix.
+        assert_eq!(classify("collections", "OrderedDict.x"), Verdict::Unknown);
+        assert_eq!(
+            classify("torch.nn.modules.linear", "x.Linear"),
+            Verdict::Unknown
+        );
+        assert_eq!(classify("__torch__", "a.B"), Verdict::Unknown);
+    }
+
+    #[test]
+    fn torchscript_and_torch_layer_names_are_allowed() {
+        for (module, name) in [
+            ("torch.jit._pickle", "build_intlist"),
+            ("torch.jit._pickle", "restore_type_tag"),
+            ("__torch__", "MyModule"),
+            ("__torch__.torch.nn.modules.linear", "Linear"),
+            ("torch.nn.modules.linear", "Linear"),
+        ] {
+            assert_eq!(classify(module, name), Verdict::Allowed, "{module}.{name}");
+        }
+        assert_eq!(
+            classify("torch.nn.modules.module", "functools"),
+            Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn extra_allowed_globals_only_turn_unknown_into_allowed() {
+        let allowed = vec![
+            ("mypkg".to_string(), "Net".to_string()),
+            ("os".to_string(), "system".to_string()),
+        ];
+        with_extra_allowed(&allowed, || {
+            assert_eq!(classify("mypkg", "Net"), Verdict::Allowed);
+            assert!(allowed_by_option("mypkg", "Net"));
+            assert!(matches!(classify("os", "system"), Verdict::Dangerous(_)));
+            assert_eq!(classify("mypkg", "Net.x"), Verdict::Unknown);
+        });
+        assert_eq!(classify("mypkg", "Net"), Verdict::Unknown);
+        assert_eq!(
+            parse_allowed("a.b:C.D"),
+            Some(("a.b".to_string(), "C.D".to_string()))
+        );
+        assert_eq!(parse_allowed("nodot"), None);
     }
 }

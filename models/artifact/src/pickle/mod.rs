@@ -6,14 +6,16 @@
 //! memo), what each call (`REDUCE`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`) calls, what `BUILD`
 //! sets, and which byte strings are themselves pickles. Nothing is imported or called.
 //!
-//! Verdicts come from the `allow` module: allowed globals pass, dangerous ones are critical, anything else
-//! is medium. A stream the real unpickler would reject is still reported — the unpickler runs
+//! Verdicts come from the `allow` module and from what the stream does with each global: a
+//! dangerous global is critical; an unknown one that the stream *invokes* (calls, instantiates,
+//! passes to an allow-listed helper that calls its argument, installs as `__setstate__`) is high;
+//! an unknown one only named is medium; allowed ones pass. A stream the real unpickler would reject is still reported — the unpickler runs
 //! every opcode before the bad one, so a payload can sit in front of deliberate garbage.
 
 mod allow;
 mod walker;
 
-pub use allow::{classify, Verdict};
+pub use allow::{classify, parse_allowed, with_extra_allowed, Verdict};
 pub use walker::{MAX_MEMO, MAX_STACK};
 
 use crate::{Finding, Location};

@@ -184,6 +184,10 @@ struct Reporter {
     /// Byte-string ranges already scanned as nested pickles (a `pickle.loads` argument is first
     /// seen as a literal).
     scanned_ranges: HashSet<(usize, usize)>,
+    /// Unknown globals named so far, each with the medium finding it gets if nothing calls it.
+    unknown_refs: Vec<(String, Finding)>,
+    /// Unknown globals something called (reported high when called).
+    invoked: HashSet<String>,
 }
 
 impl Reporter {
@@ -195,7 +199,23 @@ impl Reporter {
             nested_budget: stream_len.saturating_mul(4).saturating_add(64 << 20),
             globals_seen: 0,
             scanned_ranges: HashSet::new(),
+            unknown_refs: Vec::new(),
+            invoked: HashSet::new(),
         }
+    }
+
+    /// The findings, with a medium `pickle-unknown-global` for every unknown global that was
+    /// named but never called.
+    fn finish(mut self) -> Vec<Finding> {
+        for (qualified, finding) in std::mem::take(&mut self.unknown_refs) {
+            if self.findings.len() >= MAX_FINDINGS {
+                break;
+            }
+            if !self.invoked.contains(&qualified) {
+                self.findings.push(finding);
+            }
+        }
+        self.findings
     }
 }
 
@@ -815,6 +835,12 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         self.reporter.globals_seen = self.reporter.globals_seen.saturating_add(1);
         let qualified = format!("{module}.{name}");
         match allow::classify(&module, &name) {
+            Verdict::Allowed if allow::allowed_by_option(&module, &name) => self.report(
+                Severity::Info,
+                RuleId::PickleAllowedByOption,
+                &qualified,
+                format!("{opcode} imports `{qualified}`, allowed by --allow (not on the built-in allow-list)"),
+            ),
             Verdict::Allowed => {}
             Verdict::Dangerous(reason) => self.report(
                 Severity::Critical,
@@ -825,22 +851,38 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                      code chosen by whoever made the file"
                 ),
             ),
-            Verdict::Unknown => self.report(
-                Severity::Medium,
-                RuleId::PickleUnknownGlobal,
-                &qualified,
-                format!(
-                    "{opcode} imports `{qualified}`, which is not on the allow-list of globals \
-                     that checkpoints need; loading imports it and may call it (a full-model \
-                     save names its classes this way; prefer a state_dict or safetensors)"
-                ),
-            ),
+            Verdict::Unknown => {
+                if !self.reporter.probe
+                    && !self
+                        .reporter
+                        .unknown_refs
+                        .iter()
+                        .any(|(known, _)| *known == qualified)
+                {
+                    let finding = Finding {
+                        severity: Severity::Medium,
+                        rule: RuleId::PickleUnknownGlobal,
+                        message: format!(
+                            "{opcode} imports `{qualified}`, which is not on the allow-list of \
+                             globals that checkpoints need; nothing in the stream calls it, but \
+                             loading imports its module"
+                        ),
+                        location: self.location_here(),
+                    };
+                    self.reporter.unknown_refs.push((qualified, finding));
+                }
+            }
         }
         Rc::new(Value::Global { module, name })
     }
 
     /// The symbolic result of `callable(*args)` for REDUCE, NEWOBJ, NEWOBJ_EX, OBJ and INST.
     fn call(&mut self, callable: &Rc<Value>, args: &Rc<Value>, opcode: &str) -> Rc<Value> {
+        self.invoke(callable, &format!("{opcode} calls it"));
+        if let Value::Global { module, name } = &**callable {
+            let how = format!("`{module}.{name}` receives it as an argument and may call it");
+            self.invoke_arguments(args, &how, 0);
+        }
         match &**callable {
             Value::Global { module, name } => {
                 let made_by = Some((module.clone(), name.clone()));
@@ -900,6 +942,47 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         }
     }
 
+    /// `value` is called (or instantiated, or installed as a state setter) while loading: an
+    /// unknown global there is high, not medium. Dangerous globals were already reported
+    /// critical where they were imported.
+    fn invoke(&mut self, value: &Value, how: &str) {
+        let Value::Global { module, name } = value else {
+            return;
+        };
+        if allow::classify(module, name) != Verdict::Unknown {
+            return;
+        }
+        let qualified = format!("{module}.{name}");
+        self.reporter.invoked.insert(qualified.clone());
+        let message = format!(
+            "`{qualified}` is not on the allow-list of globals that checkpoints need, and the \
+             pickle invokes it ({how}): loading runs its code. If it is your own class, allow it \
+             explicitly (`--allow {qualified}`); better, save a state_dict or safetensors"
+        );
+        self.report(
+            Severity::High,
+            RuleId::PickleUnknownCall,
+            &qualified,
+            message,
+        );
+    }
+
+    /// Arguments of a call: a global among them (or in tuples inside them) may be called by the
+    /// callee — `copyreg._reconstructor(cls, base, state)` instantiates `cls`,
+    /// `torch._tensor._rebuild_from_type_v2(func, new_type, args, state)` calls `func` — so it
+    /// is judged as if it were the call target. Dict values are set as attributes, not called.
+    fn invoke_arguments(&mut self, args: &Value, how: &str, depth: usize) {
+        match args {
+            Value::Global { .. } => self.invoke(args, how),
+            Value::Tuple(items) if depth < 4 => {
+                for item in items {
+                    self.invoke_arguments(item, how, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// `pickle.loads(b)` / `torch.storage._load_from_bytes(b)`: scan `b` as what it will be
     /// loaded as.
     fn nested_payload(&mut self, args: &Rc<Value>, callee: &str, torch_save: bool) {
@@ -941,7 +1024,13 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         if !self.spend_nested_budget(bytes.len()) {
             return;
         }
-        let nested = if torch_save {
+        // `torch.load` reads a zip (or, legacy, a tar) archive when the bytes are one and
+        // otherwise unpickles them whatever they start with, so anything else is a pickle stream.
+        let archive = matches!(
+            crate::scan::identify(&bytes),
+            crate::scan::FileKind::Zip | crate::scan::FileKind::Tar
+        );
+        let nested = if torch_save && archive {
             crate::scan::scan_bytes(&bytes, &location)
         } else {
             scan_stream(&bytes, &location)
@@ -1034,6 +1123,13 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 RuleId::PickleBuildHijack,
                 &format!("build@{}", self.op_start),
                 message,
+            );
+        }
+        // The value installed as `__setstate__` is what the next BUILD on this object calls.
+        for setter in state_values(state, "__setstate__", 0) {
+            self.invoke(
+                &setter,
+                "a BUILD state installs it as `__setstate__`, which the next BUILD calls",
             );
         }
         let mut dunders = Vec::new();
@@ -1169,6 +1265,35 @@ fn numpy_item_size(descr: &str) -> Option<u64> {
     }
 }
 
+/// Dunder attributes that legitimate pickles set through BUILD state and that neither pickle
+/// nor Python's special-method lookup consults: `torch.jit.script` leaves `__overloads__` (a dict
+/// of method names to overload names) on the modules it compiles, so `torch.save` of such a
+/// module carries it. Every other dunder key stays a finding: an instance `__setstate__` is what
+/// `load_build` calls next, and through slot state `setattr` can replace `__class__`/`__dict__`.
+const HARMLESS_DUNDER_ATTRIBUTES: &[&str] = &["__overloads__"];
+
+/// Values of `key` in a BUILD state: a dict, or a `(dict, slotstate)` tuple.
+fn state_values(state: &Value, wanted: &str, depth: usize) -> Vec<Rc<Value>> {
+    match state {
+        Value::Dict(items) => {
+            let Ok(items) = items.try_borrow() else {
+                return Vec::new();
+            };
+            items
+                .iter()
+                .filter(|(key, _)| matches!(&**key, Value::Text(key) if key == wanted))
+                .map(|(_, value)| Rc::clone(value))
+                .collect()
+        }
+        Value::Tuple(items) if depth == 0 => items
+            .iter()
+            .take(2)
+            .flat_map(|item| state_values(item, wanted, depth + 1))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Dunder keys (`__setstate__`, `__dict__`, …) of a BUILD state: a dict, or a
 /// `(dict, slotstate)` tuple.
 fn collect_dunder_keys(state: &Value, found: &mut Vec<String>, depth: usize) {
@@ -1179,7 +1304,11 @@ fn collect_dunder_keys(state: &Value, found: &mut Vec<String>, depth: usize) {
             };
             for (key, _) in items.iter() {
                 if let Value::Text(key) = &**key {
-                    if key.len() > 4 && key.starts_with("__") && key.ends_with("__") {
+                    if key.len() > 4
+                        && key.starts_with("__")
+                        && key.ends_with("__")
+                        && !HARMLESS_DUNDER_ATTRIBUTES.contains(&key.as_str())
+                    {
                         found.push(format!("`{key}`"));
                     }
                 }
@@ -1432,7 +1561,7 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
             }
         }
     }
-    reporter.findings
+    reporter.finish()
 }
 
 /// A protocol-0/1 pickle (no `PROTO` header) following another one.
@@ -1451,7 +1580,7 @@ fn scan_tentative(bytes: &[u8], location: &Location) -> Option<Vec<Finding>> {
     match result {
         Ok(_) => Some(scan_stream(bytes, location)),
         Err(halt) if reporter.globals_seen > 0 => {
-            let mut findings = reporter.findings;
+            let mut findings = reporter.finish();
             findings.push(halt_finding(&halt, location, 0));
             Some(findings)
         }

@@ -375,3 +375,62 @@ fn print_corpus_verdicts() {
         println!("VERDICT\t{}\t{verdict}", fixture.file);
     }
 }
+
+/// `--allow module.Name`: an unknown class the pickle instantiates passes once allowed, and the
+/// report lists it; allowing a deny-listed global changes nothing.
+#[test]
+fn allowed_globals_pass_and_are_listed_but_never_override_the_deny_list() {
+    use gauntlet_artifact::walk::{scan_paths_with, ScanOptions};
+    let file = corpus_dir().join("policy_newobj_unknown.pkl");
+    let default = scan_paths_with(std::slice::from_ref(&file), &ScanOptions::default()).unwrap();
+    assert_eq!(default.max_severity(), Some(Severity::High));
+
+    let allowed = gauntlet_artifact::pickle::parse_allowed("mypkg.tools.Thing").unwrap();
+    assert_eq!(allowed, ("mypkg.tools".to_string(), "Thing".to_string()));
+    let options = ScanOptions {
+        extra_allowed: vec![allowed],
+        ..ScanOptions::default()
+    };
+    let report = scan_paths_with(std::slice::from_ref(&file), &options).unwrap();
+    assert_eq!(report.max_severity(), Some(Severity::Info), "{report:?}");
+    assert!(report.findings.iter().any(
+        |f| f.rule == RuleId::PickleAllowedByOption && f.message.contains("mypkg.tools.Thing")
+    ));
+
+    // The allow-list is per scan: the next default scan fails again.
+    let again = scan_paths_with(std::slice::from_ref(&file), &ScanOptions::default()).unwrap();
+    assert_eq!(again.max_severity(), Some(Severity::High));
+
+    for (entry, fixture) in [
+        ("posix.system", "reduce_posix_system.pkl"),
+        ("mypkg.system", "policy_alias_reexported_system.pkl"),
+        (
+            "torch._utils:os.system",
+            "policy_alias_allowed_module_os.pkl",
+        ),
+    ] {
+        let options = ScanOptions {
+            extra_allowed: vec![gauntlet_artifact::pickle::parse_allowed(entry).unwrap()],
+            ..ScanOptions::default()
+        };
+        let report = scan_paths_with(&[corpus_dir().join(fixture)], &options).unwrap();
+        assert_eq!(report.max_severity(), Some(Severity::Critical), "{entry}");
+    }
+}
+
+/// Invocation is traced through the stack and the memo: a global fetched back from the memo
+/// and called is high; the same global only stored (a dict value) is medium.
+#[test]
+fn only_invoked_unknown_globals_are_high() {
+    let worst = |bytes: &[u8]| scan_named("x.pkl", bytes).iter().map(|f| f.severity).max();
+    // STACK_GLOBAL, MEMOIZE, POP, BINGET, then REDUCE.
+    let called = b"\x80\x04\x8c\x05mypkg\x8c\x01f\x93\x940h\x00)R.";
+    assert_eq!(worst(called), Some(Severity::High));
+    // {'k': mypkg.f}: named, never called.
+    let stored = b"\x80\x04}\x8c\x01k\x8c\x05mypkg\x8c\x01f\x93s.";
+    assert_eq!(worst(stored), Some(Severity::Medium));
+    // A benign allowed call with the unknown global as an argument: judged as called.
+    let as_argument =
+        b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93\x8c\x05mypkg\x8c\x01f\x93\x85R.";
+    assert_eq!(worst(as_argument), Some(Severity::High));
+}

@@ -140,7 +140,10 @@ fn a_missing_path_is_an_error_that_names_it() {
 #[test]
 fn files_over_the_size_limit_are_reported_but_safetensors_are_still_checked() {
     let dir = model_folder();
-    let options = ScanOptions { max_file_bytes: 64 };
+    let options = ScanOptions {
+        max_file_bytes: 64,
+        ..ScanOptions::default()
+    };
     let report = scan_paths_with(&[dir.path().to_path_buf()], &options).unwrap();
     let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
     // The 300-byte safetensors file is over the limit but scanned from its header: no finding.
