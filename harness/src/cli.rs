@@ -63,6 +63,11 @@ pub enum Command {
         /// Lowest severity that fails the scan: info, low, medium, high, critical
         #[arg(long, default_value = "high")]
         fail_on: gauntlet_artifact::Severity,
+        /// Allow a pickle global the built-in allow-list does not know, e.g. your own model
+        /// class (module.Name, or module:Qualified.Name); repeatable. Listed in the report;
+        /// deny-listed globals stay critical
+        #[arg(long = "allow", value_name = "MODULE.NAME")]
+        allow: Vec<String>,
     },
     /// SHA-256 manifests of a model folder
     #[command(subcommand)]

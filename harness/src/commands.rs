@@ -50,7 +50,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             paths,
             format,
             fail_on,
-        } => scan(&paths, format, fail_on),
+            allow,
+        } => scan(&paths, format, fail_on, &allow),
         Command::Manifest(command) => manifest(command),
         Command::Sign {
             dir,
@@ -357,9 +358,17 @@ fn scan(
     paths: &[PathBuf],
     format: ScanFormat,
     fail_on: gauntlet_artifact::Severity,
+    allow: &[String],
 ) -> Result<Outcome> {
     use gauntlet_artifact::report;
-    let scanned = gauntlet_artifact::walk::scan_paths(paths)?;
+    let mut options = gauntlet_artifact::walk::ScanOptions::default();
+    for entry in allow {
+        let Some(pair) = gauntlet_artifact::pickle::parse_allowed(entry) else {
+            bail!("--allow {entry:?}: expected module.Name or module:Qualified.Name");
+        };
+        options.extra_allowed.push(pair);
+    }
+    let scanned = gauntlet_artifact::walk::scan_paths_with(paths, &options)?;
     match format {
         ScanFormat::Text => stdout_line(report::render_text(&scanned).trim_end())?,
         ScanFormat::Json => {
