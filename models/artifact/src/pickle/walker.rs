@@ -747,9 +747,21 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 self.push_rc(result)?;
             }
             NEWOBJ_EX => {
-                let _kwargs = self.pop()?;
+                let kwargs = self.pop()?;
                 let args = self.pop()?;
                 let class = self.pop()?;
+                // `cls.__new__(cls, *args, **kwargs)`: keyword values are arguments too.
+                if let (Value::Global { module, name }, Value::Dict(entries)) = (&*class, &*kwargs)
+                {
+                    let how = format!("`{module}.{name}` receives it as a keyword argument");
+                    let values: Vec<Rc<Value>> = entries
+                        .try_borrow()
+                        .map(|entries| entries.iter().map(|(_, value)| Rc::clone(value)).collect())
+                        .unwrap_or_default();
+                    for value in values {
+                        self.invoke_arguments(&value, &how, 0);
+                    }
+                }
                 let result = self.call(&class, &args, "NEWOBJ_EX");
                 self.push_rc(result)?;
             }

@@ -433,4 +433,7 @@ fn only_invoked_unknown_globals_are_high() {
     let as_argument =
         b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93\x8c\x05mypkg\x8c\x01f\x93\x85R.";
     assert_eq!(worst(as_argument), Some(Severity::High));
+    // NEWOBJ_EX keyword arguments: OrderedDict.__new__(OrderedDict, k=mypkg.f).
+    let as_keyword = b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93)}\x8c\x01k\x8c\x05mypkg\x8c\x01f\x93s\x92.";
+    assert_eq!(worst(as_keyword), Some(Severity::High));
 }
