@@ -43,19 +43,23 @@ pub enum RuleGroup {
     Npy,
     Safetensors,
     Onnx,
+    Gguf,
+    Keras,
     /// The walk and its limits: files the scanners could not or would not read.
     Files,
 }
 
 impl RuleGroup {
     /// Every group, in documentation order.
-    pub const ALL: [RuleGroup; 7] = [
+    pub const ALL: [RuleGroup; 9] = [
         RuleGroup::Pickle,
         RuleGroup::Zip,
         RuleGroup::Tar,
         RuleGroup::Npy,
         RuleGroup::Safetensors,
         RuleGroup::Onnx,
+        RuleGroup::Gguf,
+        RuleGroup::Keras,
         RuleGroup::Files,
     ];
 
@@ -68,6 +72,8 @@ impl RuleGroup {
             RuleGroup::Npy => "NumPy",
             RuleGroup::Safetensors => "safetensors",
             RuleGroup::Onnx => "ONNX",
+            RuleGroup::Gguf => "GGUF",
+            RuleGroup::Keras => "Keras and HDF5",
             RuleGroup::Files => "Files and limits",
         }
     }
@@ -81,6 +87,8 @@ impl RuleGroup {
             RuleGroup::Npy => "npy",
             RuleGroup::Safetensors => "safetensors",
             RuleGroup::Onnx => "onnx",
+            RuleGroup::Gguf => "gguf",
+            RuleGroup::Keras => "keras",
             RuleGroup::Files => "files",
         }
     }
@@ -280,18 +288,34 @@ rules! {
                declared size was checked. Readers that trust the declared size and readers that \
                inflate to the end see different content. Re-create the archive from a trusted \
                source.";
-    ZipUnsupportedCompression = "zip-unsupported-compression", Zip, Medium,
+    ZipUnsupportedCompression = "zip-unsupported-compression", Zip, High,
         summary: "zip member uses a compression method the scanner does not inflate",
-        help: "Only stored and deflated members are inflated; this member uses another method, \
-               so its content was not checked. PyTorch and NumPy write stored or deflated \
-               members. Re-create the archive with one of those, or check the member by other \
-               means.";
+        help: "Cannot verify: only stored and deflated members are inflated; this member uses \
+               another method, so its content was not checked. Python's zipfile also reads bzip2 \
+               (12) and lzma (14) members, so `np.load` or joblib would load what the scanner \
+               never saw. PyTorch and NumPy write stored or deflated members. Re-create the \
+               archive with one of those, or check the member by other means.";
     ZipCrcMismatch = "zip-crc-mismatch", Zip, Medium,
         summary: "zip member does not match its CRC-32",
         help: "The inflated content differs from the CRC-32 recorded for it: the member was \
                corrupted, or edited after the archive was packed. Some loaders check the CRC and \
                some do not, so they may disagree on whether the file loads. Download or export \
                the file again.";
+    ZipReaderDifferential = "zip-reader-differential", Zip, High,
+        summary: "zip readers could disagree about this archive",
+        help: "The archive is built so that different zip readers can see different members: \
+               more than one end-of-central-directory record, member counts or directory sizes \
+               that disagree between the end record and the directory, data before the first \
+               member (Python's zipfile corrects offsets for it, PyTorch's reader does not), or \
+               bytes after the end record. Exporters never write such archives; the scanner \
+               checked the members Python's zipfile reads, but another loader may read others. \
+               Re-create the archive from a trusted source.";
+    TorchscriptCode = "torchscript-code", Zip, Medium,
+        summary: "TorchScript code imports outside torch or calls custom operators",
+        help: "A `code/` member of a TorchScript archive is TorchScript source that runs when the \
+               module runs. It imports a module outside `torch`, or calls an `ops.<namespace>` \
+               custom operator, which needs a native operator library loaded by the user. Read \
+               the code, and find out which library provides the operators.";
     ZipOverlappingMembers = "zip-overlapping-members", Zip, High,
         summary: "zip members overlap",
         help: "Two members' bytes overlap in the file. Overlapping members build small archives \
@@ -318,6 +342,13 @@ rules! {
         summary: "tar member is a device node or FIFO",
         help: "Extracting it creates a device node (given the privileges) or a FIFO that blocks \
                whatever opens it. Model archives never contain these; do not extract it.";
+    TarReaderDifferential = "tar-reader-differential", Tar, High,
+        summary: "tar readers could disagree about this archive",
+        help: "A member is named twice (tarfile's `getmember` returns the last, extraction writes \
+               both), a PAX header overrides a member's size, or a member uses a type the scanner \
+               cannot read (GNU sparse, multi-volume). Tools that honour or ignore such records \
+               read different bytes, a known way to slip members past scanners. Re-create the \
+               archive from a trusted source.";
     TarTooManyMembers = "tar-too-many-members", Tar, High,
         summary: "tar archive has more members than the scanner reads",
         help: "Only the first members, up to the scanner's limit, were checked. Model archives \
@@ -477,7 +508,58 @@ rules! {
                operators, so no native code is involved. Reported because a reviewer has to read \
                the function to know what the node does.";
 
+    // ----- GGUF -------------------------------------------------------------------------------
+    GgufMalformed = "gguf-malformed", Gguf, High,
+        summary: "GGUF file cannot be parsed",
+        help: "Cannot verify: the GGUF header or metadata is cut off, has an unknown value type, \
+               or declares counts or lengths beyond the file or the scanner's limits. Loaders \
+               (llama.cpp, the gguf package) refuse or misread it, and its chat template could \
+               not be checked. Download the file again.";
+    GgufTemplateInjection = "gguf-template-injection", Gguf, Critical,
+        summary: "GGUF chat template reaches Python internals",
+        help: "A `tokenizer.chat_template` (a Jinja program that Python runtimes render with the \
+               conversation) uses names that escape Jinja's data model (`__class__`, \
+               `__globals__`, `__subclasses__`, `__builtins__`, `__import__`, `mro`, `|attr` with \
+               dunder strings, `os.popen`, `eval`, `exec` …): server-side template injection, \
+               code execution when a chat is formatted. Do not serve the model with this \
+               template; replace it with the upstream template.";
+    GgufTemplateSuspicious = "gguf-template-suspicious", Gguf, High,
+        summary: "GGUF chat template uses unusual constructs",
+        help: "The chat template calls `attr`, builds strings with `~` or `format` into \
+               attribute names, or reaches `self`/`cycler`/`joiner`/`namespace` objects, \
+               constructs used to assemble template-injection payloads piece by piece. Compare \
+               the template with the upstream one.";
+
+    // ----- Keras and HDF5 ---------------------------------------------------------------------
+    KerasLambda = "keras-lambda", Keras, Critical,
+        summary: "Keras model contains a Lambda layer",
+        help: "A `Lambda` layer stores a Python function as marshalled bytecode (or source) in \
+               the model config; `keras.models.load_model` rebuilds and runs it (safe mode only \
+               guards `.keras` files in recent Keras versions; legacy `.h5` loading does not). \
+               Code execution on load. Do not load the model; rebuild the layer in code you \
+               control.";
+    KerasUnknownModule = "keras-unknown-module", Keras, High,
+        summary: "Keras config references code outside Keras",
+        help: "A layer, object or function in the model config is named by a `module` or a \
+               registered name outside Keras and its known companions, so loading imports that \
+               module and calls the class. Check the named code before loading; models from \
+               stock layers need none.";
+    KerasMalformed = "keras-malformed", Keras, High,
+        summary: "Keras or HDF5 model config cannot be verified",
+        help: "Cannot verify: a `.keras` archive without a readable `config.json`, or an HDF5 \
+               file in which no `model_config` JSON could be found or parsed. gauntlet does not \
+               parse HDF5 fully; it searches the file for the config, and reports files where \
+               it cannot find it, since Lambda layers and custom objects live there. Convert the \
+               weights to safetensors, or review the model by other means.";
+
     // ----- Files and limits -------------------------------------------------------------------
+    UnidentifiedModelContent = "unidentified-model-content", Files, High,
+        summary: "model content not identified (cannot verify)",
+        help: "The file's name (`.pt`, `.bin`, `.gguf`, …) or the archive it sits in says it is \
+               model data, but the content matches no format gauntlet checks, so it was not \
+               verified. A loader will still read it with whatever deserialiser it picks, so an \
+               unverifiable model file fails the default gate. Convert the model to a checked \
+               format (safetensors), or review it by other means.";
     UnidentifiedFile = "unidentified-file", Files, Medium,
         summary: "file format not identified",
         help: "The content matches no format gauntlet checks (zip, tar, NumPy, safetensors, \

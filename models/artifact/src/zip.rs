@@ -139,18 +139,19 @@ impl ZipScan<'_> {
     }
 }
 
-/// Find the end-of-central-directory record: the last `PK\x05\x06` in the final 64 KiB + 22
-/// bytes whose comment length fits in the file.
-fn find_end_record(bytes: &[u8]) -> Option<usize> {
+/// Find the end-of-central-directory record as Python's zipfile does: the last `PK\x05\x06` in
+/// the final 64 KiB + 22 bytes with a whole record after it (its comment may be cut off).
+/// Also returns how many such signatures the tail holds: more than one lets readers that scan
+/// differently (first match, comment-length checks) pick another record.
+fn find_end_record(bytes: &[u8]) -> Option<(usize, usize)> {
     let search_from = bytes.len().saturating_sub(22 + 65_535);
     let reader = Reader(bytes);
     let last_start = bytes.len().checked_sub(22)?;
-    (search_from..=last_start).rev().find(|&at| {
-        reader.bytes(at, 4) == Some(END_SIGNATURE.as_slice())
-            && reader
-                .u16(at + 20)
-                .is_some_and(|comment| at + 22 + usize::from(comment) <= bytes.len())
-    })
+    let mut found = (search_from..=last_start)
+        .rev()
+        .filter(|&at| reader.bytes(at, 4) == Some(END_SIGNATURE.as_slice()));
+    let end_at = found.next()?;
+    Some((end_at, 1 + found.count()))
 }
 
 /// Central directory position, size and entry count, following zip64 records where present.
@@ -218,14 +219,26 @@ fn apply_zip64_extra(extra: &[u8], entry: &mut Entry) {
     }
 }
 
-fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_>) -> Vec<Entry> {
+/// Central-directory entries: as many as the end record declares (miniz, PyTorch's reader), and
+/// any more that the directory's declared size holds (Python's zipfile reads by size and ignores
+/// the count). Returns the entries and where the last one ended.
+fn read_entries(
+    bytes: &[u8],
+    start: usize,
+    declared: u64,
+    directory_end: usize,
+    scan: &mut ZipScan<'_>,
+) -> (Vec<Entry>, usize) {
     let reader = Reader(bytes);
     let mut entries = Vec::new();
     let mut at = start;
     let wanted = usize::try_from(declared)
         .unwrap_or(usize::MAX)
         .min(MAX_ENTRIES);
-    while entries.len() < wanted {
+    while entries.len() < MAX_ENTRIES
+        && (entries.len() < wanted
+            || (at < directory_end && reader.bytes(at, 4) == Some(CENTRAL_SIGNATURE.as_slice())))
+    {
         if reader.bytes(at, 4) != Some(CENTRAL_SIGNATURE.as_slice()) {
             scan.report(
                 Severity::High,
@@ -316,7 +329,7 @@ fn read_entries(bytes: &[u8], start: usize, declared: u64, scan: &mut ZipScan<'_
             format!("the archive declares {declared} members; only the first {MAX_ENTRIES} were checked"),
         );
     }
-    entries
+    (entries, at)
 }
 
 /// Why a member name is unsafe to extract, if it is.
@@ -361,6 +374,10 @@ enum TorchMember {
     Storage,
     /// Small metadata records (`version`, `byteorder`, …).
     Metadata,
+    /// TorchScript source under `prefix/code/` (not its `.debug_pkl` pickles).
+    Code,
+    /// Files the user attached with `_extra_files`: any content, not model data.
+    Extra,
     Other,
 }
 
@@ -369,8 +386,14 @@ fn torch_member(name: &str, prefixes: &[String]) -> TorchMember {
         let Some(rest) = name.strip_prefix(prefix.as_str()) else {
             continue;
         };
-        if rest.starts_with("data/") {
+        if rest.starts_with("data/") || rest.starts_with("constants/") {
             return TorchMember::Storage;
+        }
+        if rest.starts_with("code/") && !rest.ends_with("pkl") {
+            return TorchMember::Code;
+        }
+        if rest.starts_with("extra/") {
+            return TorchMember::Extra;
         }
         if matches!(
             rest,
@@ -420,7 +443,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         location,
         findings: Vec::new(),
     };
-    let Some(end_at) = find_end_record(bytes) else {
+    let Some((end_at, end_records)) = find_end_record(bytes) else {
         scan.report(
             Severity::High,
             RuleId::ZipMalformed,
@@ -456,7 +479,75 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     else {
         return scan.findings;
     };
-    let entries = read_entries(bytes, directory_start, directory.entries, &mut scan);
+    let directory_end = usize::try_from(
+        directory
+            .offset
+            .saturating_add(shift)
+            .saturating_add(directory.size),
+    )
+    .unwrap_or(usize::MAX);
+    let (entries, entries_end) = read_entries(
+        bytes,
+        directory_start,
+        directory.entries,
+        directory_end,
+        &mut scan,
+    );
+    let mut disagreements = Vec::new();
+    if end_records > 1 {
+        disagreements.push(format!(
+            "{end_records} end-of-central-directory signatures in the archive's tail (readers \
+             that take the first, or check the comment length, read another directory)"
+        ));
+    }
+    let reader = Reader(bytes);
+    let disks = (reader.u16(end_at + 4), reader.u16(end_at + 6));
+    if disks != (Some(0), Some(0)) {
+        disagreements.push(
+            "disk numbers other than 0 (a multi-disk archive, which Python's zipfile refuses)"
+                .to_string(),
+        );
+    }
+    let this_disk_entries = reader.u16(end_at + 8).map(u64::from);
+    if directory.entries < 0xFFFF && this_disk_entries != Some(directory.entries) {
+        disagreements.push(format!(
+            "the end record's two member counts differ ({} and {})",
+            this_disk_entries.unwrap_or(0),
+            directory.entries
+        ));
+    }
+    if entries.len() as u64 != directory.entries.min(MAX_ENTRIES as u64) {
+        disagreements.push(format!(
+            "the end record declares {} members but the central directory's size holds {} \
+             (PyTorch's reader goes by the count, Python's zipfile by the size)",
+            directory.entries,
+            entries.len()
+        ));
+    } else if entries_end != directory_end && entries.len() < MAX_ENTRIES {
+        disagreements.push(format!(
+            "the central directory is declared as {} bytes but its entries take {}",
+            directory.size,
+            entries_end.saturating_sub(directory_start)
+        ));
+    }
+    if shift != 0 {
+        disagreements.push(format!(
+            "{shift} bytes before the archive that its offsets do not count (Python's zipfile \
+             corrects for them, PyTorch's reader does not)"
+        ));
+    }
+    if !disagreements.is_empty() {
+        scan.report(
+            Severity::High,
+            RuleId::ZipReaderDifferential,
+            None,
+            Some(end_at as u64),
+            format!(
+                "zip readers could disagree about this archive: {}",
+                disagreements.join("; ")
+            ),
+        );
+    }
     check_entries(&entries, shift, &mut scan);
     scan.findings
 }
@@ -465,6 +556,13 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
     let bytes = scan.bytes;
     let reader = Reader(bytes);
     let prefixes = torch_prefixes(entries);
+    let has = |wanted: &str| entries.iter().any(|entry| entry.name == wanted);
+    // A Keras 3 `.keras` archive; an `.npz` (every member an `.npy`).
+    let keras = has("config.json") && (has("metadata.json") || has("model.weights.h5"));
+    let npz = !entries.is_empty()
+        && entries
+            .iter()
+            .all(|entry| entry.name.ends_with(".npy") || entry.is_directory());
     let mut names = HashSet::new();
     let mut spans: Vec<(u64, u64, String)> = Vec::new();
     let total_declared = entries.iter().fold(0u64, |total, entry| {
@@ -677,12 +775,18 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 continue;
             }
             MemberBytes::Unsupported(method) => {
+                let what = match method {
+                    12 => " (bzip2, which Python's zipfile reads)",
+                    14 => " (lzma, which Python's zipfile reads)",
+                    93 => " (zstandard, which Python 3.14's zipfile reads)",
+                    _ => "",
+                };
                 scan.report(
-                    Severity::Medium,
+                    Severity::High,
                     RuleId::ZipUnsupportedCompression,
                     Some(name),
                     None,
-                    format!("member uses compression method {method}, which gauntlet does not inflate; its content was not checked"),
+                    format!("cannot verify: member uses compression method {method}{what}, which gauntlet does not inflate; its content was not checked"),
                 );
                 continue;
             }
@@ -717,14 +821,31 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         if member.is_empty() {
             continue;
         }
-        match torch_member(name, &prefixes) {
+        let torch = torch_member(name, &prefixes);
+        match torch {
             TorchMember::Storage if !crate::pickle::is_complete_pickle(&member) => continue,
             TorchMember::Metadata if member.len() <= 64 => continue,
             _ => {}
         }
+        // Content the archive says is model data: unidentified means unverified, so high.
+        let in_model = match torch {
+            TorchMember::Extra => false,
+            TorchMember::Storage | TorchMember::Metadata | TorchMember::Code => true,
+            TorchMember::Other => {
+                !prefixes.is_empty() || npz || (keras && !name.starts_with("assets/"))
+            }
+        };
         match nested_location(scan.location, name) {
             Some(member_location) => {
-                let nested = crate::scan::scan_bytes(&member, &member_location);
+                let nested = if torch == TorchMember::Code
+                    && crate::scan::identify(&member) == crate::scan::FileKind::Unknown
+                {
+                    torchscript_code(&member, &member_location)
+                } else if keras && matches!(name, "config.json" | "metadata.json") {
+                    crate::keras::scan_keras_json(&member, &member_location)
+                } else {
+                    crate::scan::scan_bytes_in(&member, &member_location, in_model)
+                };
                 scan.findings.extend(nested);
             }
             None => scan.report(
@@ -737,6 +858,73 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         }
     }
     check_overlaps(&mut spans, scan);
+}
+
+/// Modules TorchScript code may import without a finding.
+const TORCHSCRIPT_MODULES: &[&str] = &[
+    "__torch__",
+    "torch",
+    "typing",
+    "math",
+    "builtins",
+    "collections",
+];
+
+/// Check TorchScript source: imports outside torch and `ops.<namespace>` custom operators.
+fn torchscript_code(member: &[u8], location: &Location) -> Vec<Finding> {
+    let text = String::from_utf8_lossy(member);
+    let mut reasons: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let module = line
+            .strip_prefix("import ")
+            .or_else(|| line.strip_prefix("from "))
+            .and_then(|rest| rest.split([' ', ',', ';']).next());
+        if let Some(module) = module {
+            let root = module.split('.').next().unwrap_or(module);
+            if !TORCHSCRIPT_MODULES.contains(&root) {
+                reasons.push(format!("imports `{}`", module.escape_debug()));
+            }
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("ops.") {
+            let before = rest.get(..at).and_then(|b| b.chars().last());
+            let after = rest.get(at + 4..).unwrap_or("");
+            let namespace: String = after
+                .chars()
+                .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
+                .collect();
+            if !before.is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+                && !namespace.is_empty()
+                && !matches!(
+                    namespace.as_str(),
+                    "aten" | "prim" | "quantized" | "_caffe2"
+                )
+            {
+                reasons.push(format!(
+                    "calls the custom operator namespace `ops.{namespace}`"
+                ));
+            }
+            rest = after;
+        }
+        if reasons.len() >= 16 {
+            break;
+        }
+    }
+    reasons.sort();
+    reasons.dedup();
+    if reasons.is_empty() {
+        return Vec::new();
+    }
+    vec![Finding {
+        severity: Severity::Medium,
+        rule: RuleId::TorchscriptCode,
+        message: format!(
+            "TorchScript code {}: it runs when the module runs",
+            reasons.join(", ")
+        ),
+        location: location.clone(),
+    }]
 }
 
 /// Members whose bytes overlap: the overlapping-file zip bomb, and a way to show different
@@ -787,6 +975,10 @@ mod tests {
         );
         assert_eq!(
             torch_member("archive/code/x.py", &prefixes),
+            TorchMember::Code
+        );
+        assert_eq!(
+            torch_member("archive/code/x.py.debug_pkl", &prefixes),
             TorchMember::Other
         );
         assert_eq!(torch_member("other/data/0", &prefixes), TorchMember::Other);
