@@ -5,12 +5,81 @@
 //!   margin `(w_a − w_b)·x` by exactly `ε‖w_a − w_b‖₁`).
 //! * [`assert_gradient_matches_finite_differences`]: compares a model's input gradient with
 //!   central finite differences of its own forward pass.
+//! * [`device_tests!`](crate::device_tests): tests that take a `&Device` and run on the CPU
+//!   always and also on CUDA device 0 when the calling crate is built with its `cuda` feature.
 
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::{Loss, Model, ModelError};
+
+/// Device-parameterised tests: each `fn name(device: &Device) { … }` becomes a module `name`
+/// holding a test `cpu`, run on the CPU always, and a test `cuda`, run on CUDA device 0
+/// ([`testing::cuda_device`](crate::testing::cuda_device)) when the **calling** crate is built with its `cuda` feature
+/// (`cargo test --features cuda`). The `#[cfg(feature = "cuda")]` is expanded in the calling
+/// crate, so every crate that uses this macro declares a `cuda` feature (gauntlet-models,
+/// gauntlet-attacks and gauntlet do). Attributes written above a `fn` (doc comments,
+/// `#[ignore]`, `#[should_panic]`) go on both tests. The body sees the enclosing module's
+/// items through `use super::*`.
+///
+/// ```ignore
+/// use candle_core::Device;
+/// gauntlet_models::device_tests! {
+///     /// The logits have one row per sample.
+///     fn logits_have_one_row_per_sample(device: &Device) {
+///         let network = Network::init(&spec, 0, device).unwrap();
+///         // …
+///     }
+/// }
+/// ```
+///
+/// runs as `logits_have_one_row_per_sample::cpu` and, with the feature,
+/// `logits_have_one_row_per_sample::cuda`.
+#[macro_export]
+macro_rules! device_tests {
+    ($(
+        $(#[$attribute:meta])*
+        fn $name:ident($device:ident : $device_type:ty) $body:block
+    )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn device_test_body($device: $device_type) $body
+
+            $(#[$attribute])*
+            #[test]
+            fn cpu() {
+                device_test_body(&$crate::testing::cpu_device());
+            }
+
+            $(#[$attribute])*
+            #[cfg(feature = "cuda")]
+            #[test]
+            fn cuda() {
+                device_test_body(&$crate::testing::cuda_device());
+            }
+        }
+    )*};
+}
+
+/// The device of the `cpu` half of [`device_tests!`](crate::device_tests).
+pub fn cpu_device() -> Device {
+    Device::Cpu
+}
+
+/// CUDA device 0, for the `cuda` half of [`device_tests!`](crate::device_tests). Panics with
+/// candle's reason when it cannot be opened: a test run that asked for CUDA
+/// (`--features cuda`) must not pass without one.
+pub fn cuda_device() -> Device {
+    match Device::new_cuda(0) {
+        Ok(device) => device,
+        Err(error) => panic!(
+            "the tests were built with the `cuda` feature but CUDA device 0 cannot be opened: {error}"
+        ),
+    }
+}
 
 /// Softmax regression `logits = flatten(x)·Wᵀ + b` with known weights.
 ///
@@ -284,13 +353,17 @@ mod tests {
     use super::*;
 
     fn toy_model() -> LinearModel {
+        toy_model_on(&Device::Cpu)
+    }
+
+    fn toy_model_on(device: &Device) -> LinearModel {
         // 3 classes over 2×2 inputs.
         let weight = vec![
             1.0, -2.0, 0.5, 0.0, //
             -1.0, 0.5, 2.0, 1.0, //
             0.25, 0.0, -0.5, 3.0,
         ];
-        LinearModel::new(weight, vec![0.1, -0.2, 0.3], vec![1, 2, 2], 3, &Device::Cpu).unwrap()
+        LinearModel::new(weight, vec![0.1, -0.2, 0.3], vec![1, 2, 2], 3, device).unwrap()
     }
 
     #[test]
@@ -323,20 +396,21 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn linear_model_gradient_is_the_closed_form() {
-        // For the CW margin with a clear runner-up j, ∂(z_j − z_y)/∂x = w_j − w_y.
-        let model = toy_model();
-        let x = Tensor::new(&[[[[0.0f64, 0.0], [0.0, 1.0]]]], &Device::Cpu).unwrap();
-        let y = Tensor::new(&[0u32], &Device::Cpu).unwrap();
-        let result = model
-            .loss_and_input_gradient(&x, &y, Loss::CwMargin)
-            .unwrap();
-        // Logits: [0.1, 0.8, 3.3] → runner-up is class 2.
-        let gradient: Vec<f64> = result.gradient.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(gradient, vec![0.25 - 1.0, 0.0 + 2.0, -0.5 - 0.5, 3.0 - 0.0]);
-        for loss in [Loss::CrossEntropy, Loss::CwMargin] {
-            assert_gradient_matches_finite_differences(&model, &x, &y, loss, 1e-6);
+    crate::device_tests! {
+        fn linear_model_gradient_is_the_closed_form(device: &Device) {
+            // For the CW margin with a clear runner-up j, ∂(z_j − z_y)/∂x = w_j − w_y.
+            let model = toy_model_on(device);
+            let x = Tensor::new(&[[[[0.0f64, 0.0], [0.0, 1.0]]]], device).unwrap();
+            let y = Tensor::new(&[0u32], device).unwrap();
+            let result = model
+                .loss_and_input_gradient(&x, &y, Loss::CwMargin)
+                .unwrap();
+            // Logits: [0.1, 0.8, 3.3] → runner-up is class 2.
+            let gradient: Vec<f64> = result.gradient.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(gradient, vec![0.25 - 1.0, 0.0 + 2.0, -0.5 - 0.5, 3.0 - 0.0]);
+            for loss in [Loss::CrossEntropy, Loss::CwMargin] {
+                assert_gradient_matches_finite_differences(&model, &x, &y, loss, 1e-6);
+            }
         }
     }
 

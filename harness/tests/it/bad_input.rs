@@ -1,10 +1,14 @@
-//! Bad input gets a clear error and exit code 2, never a panic.
+//! Bad input gets a clear error and exit code 2, never a panic. Each test also snapshots the
+//! whole of stderr (`snapshots/it__bad_input__*.snap`, insta): the message is what a user reads,
+//! so a change to it shows up in review.
 
 use std::path::Path;
 
 use crate::common::*;
 
-fn assert_exit_2(output: &std::process::Output, must_mention: &[&str]) {
+/// Checks exit code 2, no panic and the `must_mention` words, and returns stderr with the temp
+/// dir `dir` written as `[TMP]`, for the snapshot.
+fn assert_exit_2(output: &std::process::Output, dir: &Path, must_mention: &[&str]) -> String {
     let err = stderr(output);
     assert_eq!(output.status.code(), Some(2), "stderr:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -12,6 +16,7 @@ fn assert_exit_2(output: &std::process::Output, must_mention: &[&str]) {
     for needle in must_mention {
         assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
     }
+    mask_dir(&err, dir)
 }
 
 fn bundled_weights() -> Vec<u8> {
@@ -80,7 +85,8 @@ fn truncated_idx_images() {
         ),
         "",
     );
-    assert_exit_2(&run_suite(dir.path()), &["images.idx"]);
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["images.idx"]);
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -101,7 +107,8 @@ fn wrong_magic_idx_labels() {
         "format = \"idx\"\nimages = \"images.idx\"\nlabels = \"labels.idx\"",
         "",
     );
-    assert_exit_2(&run_suite(dir.path()), &["labels.idx"]);
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["labels.idx"]);
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -109,19 +116,26 @@ fn safetensors_with_a_missing_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let mut dropped = String::new();
     let bytes = bundled_weights();
-    let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+    let mut names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
         .unwrap()
         .names()
         .into_iter()
         .map(str::to_string)
         .collect();
+    // Sorted: `names()` comes from a hash map, and the snapshot names the dropped tensor.
+    names.sort();
     dropped.push_str(names.iter().find(|n| n.ends_with("bias")).unwrap());
     let target = dropped.clone();
     rewrite_weights(dir.path(), move |name, values, shape| {
         (name != target).then_some((values, shape))
     });
     write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
-    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors", &dropped]);
+    let message = assert_exit_2(
+        &run_suite(dir.path()),
+        dir.path(),
+        &["weights.safetensors", &dropped],
+    );
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -134,7 +148,8 @@ fn nan_weights() {
         Some((values, shape))
     });
     write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
-    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["weights.safetensors"]);
+    insta::assert_snapshot!(message);
     assert!(stderr(&run_suite(dir.path()))
         .to_lowercase()
         .contains("nan"));
@@ -154,10 +169,12 @@ fn dataset_shape_does_not_fit_the_model() {
         "format = \"idx\"\npath = \"embedded:uci-digits\"",
         "",
     );
-    assert_exit_2(
+    let message = assert_exit_2(
         &run_suite(dir.path()),
+        dir.path(),
         &["shape", "[1, 8, 8]", "[1, 28, 28]"],
     );
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -170,7 +187,8 @@ fn unknown_key_in_a_suite_file() {
         "[report]\nformat = [\"json\"]\n",
     );
     let output = gauntlet(dir.path(), &["check", "suite.toml"]);
-    assert_exit_2(&output, &["suite.toml", "format"]);
+    let message = assert_exit_2(&output, dir.path(), &["suite.toml", "format"]);
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -181,10 +199,12 @@ fn unknown_attack_parameter() {
         .unwrap()
         .replace("epsilons = [0.05]", "epsilons = [0.05]\nstpes = 3");
     std::fs::write(&suite, text).unwrap();
-    assert_exit_2(
+    let message = assert_exit_2(
         &gauntlet(dir.path(), &["check", "suite.toml"]),
+        dir.path(),
         &["suite.toml", "stpes"],
     );
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -204,14 +224,20 @@ fn sha256_mismatch_refuses_to_load() {
         ),
     );
     std::fs::write(&suite, text).unwrap();
-    assert_exit_2(&run_suite(dir.path()), &["SHA-256", "weights.safetensors"]);
+    let message = assert_exit_2(
+        &run_suite(dir.path()),
+        dir.path(),
+        &["SHA-256", "weights.safetensors"],
+    );
+    insta::assert_snapshot!(message);
 }
 
 #[test]
 fn missing_weights_file_names_the_path() {
     let dir = tempfile::tempdir().unwrap();
     write_suite(dir.path(), "nowhere.safetensors", EMBEDDED_DATA, "");
-    assert_exit_2(&run_suite(dir.path()), &["nowhere.safetensors"]);
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["nowhere.safetensors"]);
+    insta::assert_snapshot!(message);
 }
 
 #[test]
@@ -224,5 +250,34 @@ fn truncated_safetensors() {
     )
     .unwrap();
     write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
-    assert_exit_2(&run_suite(dir.path()), &["weights.safetensors"]);
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["weights.safetensors"]);
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn garbled_suite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("name = \"fgsm\"", "name = \"fgsm");
+    std::fs::write(&suite, text).unwrap();
+    let message = assert_exit_2(
+        &gauntlet(dir.path(), &["check", "suite.toml"]),
+        dir.path(),
+        &["suite.toml"],
+    );
+    insta::assert_snapshot!(message);
+}
+
+#[test]
+fn truncated_suite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(dir.path(), "weights.safetensors", EMBEDDED_DATA, "");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    // Cut in the middle of the `[[attack]]` header, as an interrupted copy would.
+    let cut = text.find("[[attack]]").unwrap() + "[[att".len();
+    std::fs::write(&suite, &text[..cut]).unwrap();
+    let message = assert_exit_2(&run_suite(dir.path()), dir.path(), &["suite.toml"]);
+    insta::assert_snapshot!(message);
 }

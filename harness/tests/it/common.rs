@@ -90,3 +90,14 @@ full_budget = false
     std::fs::write(&path, suite).unwrap();
     path
 }
+
+/// `text` with every spelling of the path `dir` (as given, and canonical) written as `[TMP]`,
+/// so that a snapshot holds nothing of this machine.
+pub fn mask_dir(text: &str, dir: &Path) -> String {
+    let mut masked = text.to_string();
+    let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    for spelling in [canonical, dir.to_path_buf()] {
+        masked = masked.replace(spelling.to_string_lossy().as_ref(), "[TMP]");
+    }
+    masked
+}

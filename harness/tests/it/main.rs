@@ -6,4 +6,5 @@ mod bad_input;
 mod cli;
 mod common;
 mod provenance;
+mod readable_text;
 mod records;

@@ -38,7 +38,18 @@ pub fn spec(text: &str) -> ModelSpec {
 }
 
 pub fn init(text: &str, seed: u64) -> Network {
-    Network::init(&spec(text), seed, &Device::Cpu).unwrap()
+    init_on(text, seed, &Device::Cpu)
+}
+
+/// [`init`] on `device`: the same weights on every device (they are drawn on the host).
+pub fn init_on(text: &str, seed: u64, device: &Device) -> Network {
+    Network::init(&spec(text), seed, device).unwrap()
+}
+
+/// A copy of `network` (spec and every tensor, batch-norm statistics included) on `device`.
+pub fn on_device(network: &Network, device: &Device) -> Network {
+    let bytes = network.to_safetensors_bytes().unwrap();
+    Network::from_spec_and_safetensors(network.spec(), &bytes, device).unwrap()
 }
 
 pub fn to_vec(tensor: &Tensor) -> Vec<f64> {
