@@ -43,76 +43,276 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
     let header = bytes
         .get(header_at..end)
         .ok_or("header runs past the end of the file")?;
-    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr_at = header
-        .find("'descr'")
-        .or_else(|| header.find("\"descr\""))
-        .ok_or("header has no 'descr'")?;
-    let after = header.get(descr_at + 7..).unwrap_or("");
-    let after = after
-        .trim_start()
-        .strip_prefix(':')
-        .ok_or("'descr' has no value")?
-        .trim_start();
-    let descr = if after.starts_with('[') {
-        // Structured dtype: up to the matching bracket.
-        let mut depth = 0i32;
-        let mut end = None;
-        for (index, ch) in after.char_indices() {
-            match ch {
-                '[' | '(' => depth += 1,
-                ']' | ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(index + 1);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        after
-            .get(..end.ok_or("unterminated structured 'descr'")?)
-            .unwrap_or(after)
+    // NumPy decodes version 1 and 2 headers as latin-1 and version 3 as UTF-8, then reads them
+    // with `ast.literal_eval`: any Python literal layout (either quote style, spacing, trailing
+    // commas, duplicate keys where the last wins) means the same dictionary.
+    let header: String = if major == 3 {
+        std::str::from_utf8(header)
+            .map_err(|_| "version 3 header is not UTF-8")?
             .to_string()
     } else {
-        let quote = after.chars().next().ok_or("empty 'descr'")?;
-        if quote != '\'' && quote != '"' {
-            return Err("'descr' is not a string".to_string());
-        }
-        let rest = after.get(1..).unwrap_or("");
-        let close = rest.find(quote).ok_or("unterminated 'descr'")?;
-        rest.get(..close).unwrap_or("").to_string()
+        header.iter().map(|&byte| char::from(byte)).collect()
     };
-    let has_objects = descr_has_objects(&descr);
+    let mut parser = Literal {
+        text: header.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    let value = parser.value()?;
+    parser.skip_space();
+    if parser.at != parser.text.len() {
+        return Err("text after the header dictionary".to_string());
+    }
+    let Value::Dict(entries) = value else {
+        return Err("header is not a dictionary".to_string());
+    };
+    let mut descr = None;
+    let mut keys = Vec::new();
+    for (key, value) in entries {
+        let Value::Str(key) = key else {
+            return Err("a header key is not a string".to_string());
+        };
+        if key == "descr" {
+            descr = Some(value);
+        }
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.sort();
+    if keys != ["descr", "fortran_order", "shape"] {
+        return Err(format!(
+            "header keys are {keys:?}, not exactly descr, fortran_order and shape (NumPy refuses it)"
+        ));
+    }
+    let descr = descr.ok_or("header has no 'descr'")?;
+    let has_objects = value_has_objects(&descr, 0)?;
     Ok(NpyHeader {
-        descr,
+        descr: descr.render(),
         has_objects,
         data_offset: end,
     })
 }
 
-/// Whether a dtype string (or structured list) contains the object type `O`.
-fn descr_has_objects(descr: &str) -> bool {
-    if !descr.starts_with('[') {
-        return is_object_code(descr);
+/// A Python literal, as far as `.npy` headers use them.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Str(String),
+    Other(String),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    Dict(Vec<(Value, Value)>),
+}
+
+impl Value {
+    fn render(&self) -> String {
+        let join = |items: &[Value]| {
+            items
+                .iter()
+                .map(Value::render)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Value::Str(text) => format!("'{text}'"),
+            Value::Other(text) => text.clone(),
+            Value::List(items) => format!("[{}]", join(items)),
+            Value::Tuple(items) => format!("({})", join(items)),
+            Value::Dict(_) => "{…}".to_string(),
+        }
     }
-    // Structured: each field is `('name', 'type'[, shape])`, the type possibly a nested list of
-    // fields. The type is the second quoted token after each `(`; names are never types.
-    descr.split('(').skip(1).any(|field| {
-        let field = field.split(')').next().unwrap_or(field);
-        field
-            .split(['\'', '"'])
-            .skip(1)
-            .step_by(2)
-            .nth(1)
-            .is_some_and(is_object_code)
+}
+
+/// Nesting limit for header literals (`ast.literal_eval` has its own recursion limit).
+const MAX_DEPTH: usize = 32;
+
+struct Literal<'a> {
+    text: &'a [u8],
+    at: usize,
+    depth: usize,
+}
+
+impl Literal<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+    fn skip_space(&mut self) {
+        while self.peek().is_some_and(|byte| byte.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+    fn value(&mut self) -> Result<Value, String> {
+        self.skip_space();
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err("header literal nests too deeply".to_string());
+        }
+        let value = match self.peek().ok_or("header ends inside a value")? {
+            b'{' => self.sequence(b'}').map(|(pairs, _)| {
+                // Pairs are collected as alternating key, value by `sequence`.
+                let mut entries = Vec::new();
+                let mut iter = pairs.into_iter();
+                while let (Some(key), Some(value)) = (iter.next(), iter.next()) {
+                    entries.push((key, value));
+                }
+                Value::Dict(entries)
+            }),
+            b'[' => self.sequence(b']').map(|(items, _)| Value::List(items)),
+            // `(x)` is x itself; `(x,)` and `()` are tuples.
+            b'(' => self.sequence(b')').map(|(mut items, comma)| {
+                if items.len() == 1 && !comma {
+                    items.pop().unwrap_or(Value::Tuple(Vec::new()))
+                } else {
+                    Value::Tuple(items)
+                }
+            }),
+            b'\'' | b'"' => self.string(),
+            byte if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'_' | b'.') => {
+                let start = self.at;
+                while self.peek().is_some_and(|byte| {
+                    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'_' | b'.')
+                }) {
+                    self.at += 1;
+                }
+                // String prefixes: u'', b'', r'' and their combinations.
+                let word = String::from_utf8_lossy(self.text.get(start..self.at).unwrap_or(&[]))
+                    .into_owned();
+                if matches!(self.peek(), Some(b'\'' | b'"'))
+                    && word.len() <= 2
+                    && word
+                        .chars()
+                        .all(|ch| matches!(ch.to_ascii_lowercase(), 'u' | 'b' | 'r'))
+                {
+                    self.string()
+                } else {
+                    Ok(Value::Other(word))
+                }
+            }
+            other => Err(format!("unexpected `{}` in the header", char::from(other))),
+        };
+        self.depth -= 1;
+        value
+    }
+    /// Items up to `close`, commas between and optionally after; for a dict, `key: value`
+    /// pairs come back flattened.
+    fn sequence(&mut self, close: u8) -> Result<(Vec<Value>, bool), String> {
+        self.at += 1;
+        let mut items = Vec::new();
+        let mut comma = false;
+        loop {
+            self.skip_space();
+            if self.peek() == Some(close) {
+                self.at += 1;
+                break;
+            }
+            items.push(self.value()?);
+            if close == b'}' {
+                self.skip_space();
+                if self.peek() != Some(b':') {
+                    return Err("a header dictionary entry has no `:`".to_string());
+                }
+                self.at += 1;
+                items.push(self.value()?);
+            }
+            self.skip_space();
+            match self.peek() {
+                Some(b',') => {
+                    self.at += 1;
+                    comma = true;
+                }
+                Some(byte) if byte == close => {}
+                _ => return Err("header literal is missing a `,` or a closing bracket".to_string()),
+            }
+        }
+        Ok((items, comma))
+    }
+    fn string(&mut self) -> Result<Value, String> {
+        let quote = self.peek().ok_or("header ends inside a string")?;
+        let triple = self.text.get(self.at..self.at + 3) == Some([quote; 3].as_slice());
+        self.at += if triple { 3 } else { 1 };
+        let mut out = Vec::new();
+        loop {
+            let byte = self.peek().ok_or("unterminated string in the header")?;
+            if byte == quote
+                && (!triple || self.text.get(self.at..self.at + 3) == Some([quote; 3].as_slice()))
+            {
+                self.at += if triple { 3 } else { 1 };
+                break;
+            }
+            if byte == b'\\' {
+                // Escapes are kept as written; dtype strings need none, and a key spelt with
+                // escapes does not match `descr` and so is refused as an unknown key.
+                out.push(byte);
+                self.at += 1;
+                if let Some(next) = self.peek() {
+                    out.push(next);
+                    self.at += 1;
+                }
+                continue;
+            }
+            if byte == b'\n' && !triple {
+                return Err("a header string spans lines".to_string());
+            }
+            out.push(byte);
+            self.at += 1;
+        }
+        Ok(Value::Str(String::from_utf8_lossy(&out).into_owned()))
+    }
+}
+
+/// Whether a `descr` (as `numpy.lib.format.descr_to_dtype` reads it) has an object field.
+/// Anything it would not read is an error, never a pass.
+fn value_has_objects(descr: &Value, depth: usize) -> Result<bool, String> {
+    if depth > MAX_DEPTH {
+        return Err("'descr' nests too deeply".to_string());
+    }
+    match descr {
+        Value::Str(text) => Ok(dtype_string_has_objects(text)),
+        // (base dtype, shape)
+        Value::Tuple(items) => match items.first() {
+            Some(base) => value_has_objects(base, depth + 1),
+            None => Err("an empty tuple as 'descr'".to_string()),
+        },
+        // [(name, dtype), (name, dtype, shape), …]; a name may be a (title, name) pair.
+        Value::List(fields) => {
+            let mut any = false;
+            for field in fields {
+                let (Value::Tuple(parts) | Value::List(parts)) = field else {
+                    return Err("a structured 'descr' field is not a tuple".to_string());
+                };
+                let dtype = parts
+                    .get(1)
+                    .filter(|_| (2..=3).contains(&parts.len()))
+                    .ok_or("a structured 'descr' field is not (name, dtype[, shape])")?;
+                any |= value_has_objects(dtype, depth + 1)?;
+            }
+            Ok(any)
+        }
+        other => Err(format!(
+            "'descr' is {}, which NumPy does not read",
+            other.render()
+        )),
+    }
+}
+
+/// Whether a dtype string (`'<f4'`, `'|O'`, `'object'`, comma-separated `'i4,O'`, with
+/// sub-array shapes `'(2,)O'`) contains the object type.
+fn dtype_string_has_objects(text: &str) -> bool {
+    text.split(',').any(|token| {
+        let token = token.trim();
+        let token = match token.rfind(')') {
+            Some(close) => token.get(close + 1..).unwrap_or(""),
+            None => token,
+        };
+        is_object_code(token.trim())
     })
 }
 
 fn is_object_code(token: &str) -> bool {
     let code = token.trim_start_matches(['<', '>', '|', '=']);
     code == "O"
+        || code.eq_ignore_ascii_case("object")
+        || code.eq_ignore_ascii_case("object_")
         || code
             .strip_prefix('O')
             .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|ch| ch.is_ascii_digit()))
@@ -170,6 +370,49 @@ mod tests {
         // A field *named* O is not an object field.
         let named = npy("{'descr': [('O', '<f8')], 'fortran_order': False, 'shape': (1,), }");
         assert!(!parse_header(&named).map(|h| h.has_objects).unwrap_or(true));
+    }
+
+    #[test]
+    fn headers_are_read_as_literal_eval_reads_them() {
+        let objects = |header: &str| parse_header(&npy(header)).map(|h| h.has_objects);
+        // Double quotes, no trailing comma, odd spacing.
+        assert_eq!(
+            objects("{\"descr\" :\"|O\",\"fortran_order\":False,\"shape\":(2,)}"),
+            Ok(true)
+        );
+        // Duplicate keys: the last wins.
+        assert_eq!(
+            objects("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'descr': '|O'}"),
+            Ok(true)
+        );
+        // Comma-separated and sub-array dtype strings, tuple descr, titled fields.
+        assert_eq!(
+            objects("{'descr': 'i4,O', 'fortran_order': False, 'shape': ()}"),
+            Ok(true)
+        );
+        assert_eq!(
+            objects("{'descr': ('|O', (2,)), 'fortran_order': False, 'shape': ()}"),
+            Ok(true)
+        );
+        assert_eq!(
+            objects(
+                "{'descr': [(('t', 'a'), [('x', 'object')])], 'fortran_order': False, 'shape': ()}"
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            objects("{'descr': [('x', '<i4', (2,))], 'fortran_order': False, 'shape': ()}"),
+            Ok(false)
+        );
+        // Extra or missing keys are refused, as NumPy refuses them.
+        assert!(objects("{'descr': '<f4', 'fortran_order': False}").is_err());
+        assert!(objects("{'descr': '<f4', 'fortran_order': False, 'shape': (), 'x': 1}").is_err());
+        // Version 3: UTF-8 with a u32 length.
+        let header = "{'descr': [('\u{e9}', '|O')], 'fortran_order': False, 'shape': (1,), }";
+        let mut v3 = b"\x93NUMPY\x03\x00".to_vec();
+        v3.extend((header.len() as u32).to_le_bytes());
+        v3.extend(header.as_bytes());
+        assert_eq!(parse_header(&v3).map(|h| h.has_objects), Ok(true));
     }
 
     #[test]
