@@ -132,7 +132,11 @@ fn scan_findings(suite: &Suite, weights: &[u8]) -> Result<Vec<Finding>> {
         }
     }
     if !files.is_empty() {
-        let scanned = gauntlet_artifact::walk::scan_paths(&files)?;
+        let options = gauntlet_artifact::walk::ScanOptions {
+            extra_allowed: suite.model_allow_globals.clone(),
+            ..gauntlet_artifact::walk::ScanOptions::default()
+        };
+        let scanned = gauntlet_artifact::walk::scan_paths_with(&files, &options)?;
         findings.extend(
             scanned
                 .findings

@@ -73,6 +73,11 @@ pub struct ModelSection {
     pub signature: Option<String>,
     /// PEM public key that must have made `signature`.
     pub public_key: Option<String>,
+    /// Pickle globals the team trusts on top of the scanner's allow-list (`module.Name`, or
+    /// `module:Qualified.Name` for nested classes), as `gauntlet scan --allow` takes them. They
+    /// are listed in the report's provenance findings; deny-listed globals stay critical.
+    #[serde(default)]
+    pub allow_globals: Vec<String>,
 }
 
 /// The evaluation data.
@@ -251,6 +256,8 @@ pub struct Suite {
     pub model_manifest: Option<PathBuf>,
     /// Signature bundle and the public key it must verify with.
     pub model_signature: Option<(PathBuf, PathBuf)>,
+    /// `model.allow_globals`, parsed into `(module, name)` pairs.
+    pub model_allow_globals: Vec<(String, String)>,
     pub dataset: DatasetSection,
     pub dataset_sources: DatasetSources,
     pub attacks: Vec<PlannedAttack>,
@@ -371,6 +378,18 @@ impl Suite {
                 bail!("`model.public_key` is given but there is no `model.signature`")
             }
         };
+        let model_allow_globals = spec
+            .model
+            .allow_globals
+            .iter()
+            .map(|entry| {
+                gauntlet_artifact::pickle::parse_allowed(entry).with_context(|| {
+                    format!(
+                        "`model.allow_globals`: `{entry}` is not `module.Name` or `module:Qualified.Name`"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let attacks = plan_attacks(&spec.attacks, model_access(&spec.model))?;
         let gates = plan_gates(&spec.gate, &attacks)?;
         Ok(Suite {
@@ -384,6 +403,7 @@ impl Suite {
             model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
             model_manifest: spec.model.manifest.map(|m| base.join(m)),
             model_signature,
+            model_allow_globals,
             dataset: spec.dataset,
             dataset_sources,
             attacks,
@@ -654,6 +674,44 @@ mod tests {
             "{message}"
         );
         assert!(plan_attacks(&spec.attacks, ModelAccess::InputGradients).is_ok());
+    }
+
+    #[test]
+    fn allowed_globals_are_parsed_and_bad_ones_name_the_key() {
+        let with = |list: &str| {
+            DEFAULT_SUITE.replacen(
+                "[model]\n",
+                &format!("[model]\nallow_globals = {list}\n"),
+                1,
+            )
+        };
+        let suite = Suite::from_toml(
+            &with(r#"["mypkg.layers.Block", "mypkg:Outer.Inner"]"#),
+            None,
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            suite.model_allow_globals,
+            vec![
+                ("mypkg.layers".to_string(), "Block".to_string()),
+                ("mypkg".to_string(), "Outer.Inner".to_string())
+            ]
+        );
+        let err = Suite::from_toml(
+            &with(r#"["nodot"]"#),
+            None,
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .err()
+        .unwrap();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("model.allow_globals") && message.contains("nodot"),
+            "{message}"
+        );
     }
 
     #[test]
