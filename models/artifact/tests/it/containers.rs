@@ -1,0 +1,136 @@
+//! The container and format corpus (issue 9, classes 1, 4 and 6): every malicious fixture fails
+//! the default gate (`--fail-on high`) with its expected rule, every benign one passes it; and the
+//! new parsers never panic.
+
+use std::path::PathBuf;
+
+use gauntlet_artifact::walk::scan_paths;
+use gauntlet_artifact::{gguf, keras, npy, scan, tar, zip, Location, RuleId, Severity};
+use proptest::prelude::*;
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/containers")
+}
+
+#[derive(serde::Deserialize)]
+struct Corpus {
+    fixture: Vec<Fixture>,
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    file: String,
+    kind: String,
+    rule: Option<RuleId>,
+    #[allow(dead_code)]
+    technique: String,
+}
+
+fn corpus() -> Corpus {
+    let text = std::fs::read_to_string(corpus_dir().join("corpus.toml")).unwrap();
+    toml::from_str(&text).unwrap()
+}
+
+#[test]
+fn malicious_container_fixtures_fail_and_benign_ones_pass_the_default_gate() {
+    let corpus = corpus();
+    assert!(corpus.fixture.len() >= 25, "corpus shrank");
+    let mut wrong = Vec::new();
+    for fixture in &corpus.fixture {
+        let report = scan_paths(&[corpus_dir().join(&fixture.file)]).unwrap();
+        let gate_fails = report.max_severity() >= Some(Severity::High);
+        let described: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| format!("{} {} ({})", f.severity, f.rule, f.message))
+            .collect();
+        let ok = match fixture.kind.as_str() {
+            "malicious" => {
+                gate_fails
+                    && report.findings.iter().any(|finding| {
+                        Some(finding.rule) == fixture.rule && finding.severity >= Severity::High
+                    })
+            }
+            "benign" => !gate_fails,
+            other => panic!("unknown kind {other}"),
+        };
+        if !ok {
+            wrong.push(format!(
+                "{} ({}): {described:#?}",
+                fixture.file, fixture.kind
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_container_fixture_is_listed() {
+    let listed: Vec<String> = corpus().fixture.into_iter().map(|f| f.file).collect();
+    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".py") || name.ends_with(".toml") || name.ends_with(".md") {
+            continue;
+        }
+        assert!(listed.contains(&name), "{name} is not in corpus.toml");
+    }
+}
+
+#[test]
+fn unidentified_content_is_high_only_where_a_model_is_expected() {
+    let junk = b"\x00\x01 nothing known \xff";
+    let named = |file: &str| Location {
+        file: file.to_string(),
+        ..Location::default()
+    };
+    let severity = |location: &Location| scan::scan_bytes(junk, location)[0].severity;
+    assert_eq!(severity(&named("README")), Severity::Medium);
+    assert_eq!(severity(&named("model.bin")), Severity::High);
+    assert_eq!(severity(&named("weights.gguf")), Severity::High);
+    let member = Location {
+        file: "bundle.zip".to_string(),
+        member: Some("inner/model.ckpt".to_string()),
+        ..Location::default()
+    };
+    assert_eq!(severity(&member), Severity::High);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn new_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        let location = Location::default();
+        let mut gguf_bytes = b"GGUF\x03\x00\x00\x00".to_vec();
+        gguf_bytes.extend(&bytes);
+        let _ = gguf::scan(&gguf_bytes, &location);
+        let mut hdf5 = b"\x89HDF\r\n\x1a\n".to_vec();
+        hdf5.extend(&bytes);
+        let _ = keras::scan_hdf5(&hdf5, &location);
+        let _ = keras::scan_keras_json(&bytes, &location);
+        let mut npy_bytes = b"\x93NUMPY\x03\x00".to_vec();
+        npy_bytes.extend(&bytes);
+        let _ = npy::scan(&npy_bytes, &location);
+        let _ = tar::scan(&bytes, &location);
+        let _ = zip::scan(&bytes, &location);
+    }
+
+    #[test]
+    fn mutated_container_fixtures_never_panic(
+        index in 0usize..64,
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let corpus = corpus();
+        let fixture = &corpus.fixture[index % corpus.fixture.len()];
+        let mut bytes = std::fs::read(corpus_dir().join(&fixture.file)).unwrap();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        for (at, value) in flips {
+            let len = bytes.len();
+            bytes[at % len] = value;
+        }
+        let location = Location { file: fixture.file.clone(), ..Location::default() };
+        let _ = scan::scan_bytes(&bytes, &location);
+    }
+}
