@@ -18,6 +18,7 @@ pub use rules::{rules_markdown, Rule, RuleGroup, RuleId, UnknownRule, RULES};
 
 // Format scanners, each `pub fn looks_like(&[u8]) -> bool` (where detection needs structure)
 // and `pub fn scan(&[u8], &Location) -> Vec<Finding>`.
+pub mod compressed;
 pub mod gguf;
 pub mod keras;
 pub mod npy;

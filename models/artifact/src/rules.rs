@@ -560,6 +560,14 @@ rules! {
                verified. A loader will still read it with whatever deserialiser it picks, so an \
                unverifiable model file fails the default gate. Convert the model to a checked \
                format (safetensors), or review it by other means.";
+    CompressedUnsupported = "compressed-unsupported", Files, High,
+        summary: "compressed file cannot be decompressed and verified",
+        help: "Cannot verify: the file is a bz2, xz or lzma stream (joblib's `compress=` \
+               writes these and reads them back transparently), which gauntlet does not \
+               decompress, or a zlib/gzip stream that does not inflate or inflates past the \
+               limit. Its content was not checked; high where the name says it is a model. \
+               Save with zlib or gzip compression, or without compression, or convert the \
+               weights to safetensors.";
     UnidentifiedFile = "unidentified-file", Files, Medium,
         summary: "file format not identified",
         help: "The content matches no format gauntlet checks (zip, tar, NumPy, safetensors, \

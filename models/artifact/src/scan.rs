@@ -20,6 +20,8 @@ pub enum FileKind {
     Onnx,
     Gguf,
     Hdf5,
+    /// A zlib, gzip, bz2, xz or lzma stream (joblib's `compress=`).
+    Compressed,
     Unknown,
 }
 
@@ -88,6 +90,8 @@ pub fn identify(bytes: &[u8]) -> FileKind {
         FileKind::Pickle
     } else if crate::onnx::looks_like(bytes) {
         FileKind::Onnx
+    } else if crate::compressed::codec(bytes).is_some() {
+        FileKind::Compressed
     } else {
         FileKind::Unknown
     }
@@ -110,6 +114,10 @@ pub fn scan_bytes_in(bytes: &[u8], location: &Location, in_model: bool) -> Vec<F
         FileKind::Safetensors => crate::safetensors::scan(bytes, location),
         FileKind::Pickle => crate::pickle::scan(bytes, location),
         FileKind::Onnx => crate::onnx::scan(bytes, location),
+        FileKind::Compressed => match crate::compressed::codec(bytes) {
+            Some(codec) => crate::compressed::scan(bytes, location, codec),
+            None => vec![unidentified(location, in_model)],
+        },
         FileKind::Unknown => vec![unidentified(location, in_model)],
     }
 }
