@@ -96,6 +96,30 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     findings
 }
 
+/// The relative external-data locations of a model (those [`scan`] does not already report as
+/// absolute, escaping or garbled), for the walk to check on disk: a location reached through a
+/// symbolic link, or a file with other hard links, is not the file it appears to be.
+pub fn relative_external_locations(bytes: &[u8]) -> Vec<String> {
+    let mut model = ModelSummary::default();
+    // A wire error is already a finding of `scan`; the references read before it still count.
+    let _ = read_model(bytes, &mut model);
+    let mut out: Vec<String> = model
+        .external
+        .iter()
+        .filter_map(|reference| reference.location.as_deref())
+        .filter(|location| {
+            matches!(
+                classify_location(location),
+                None | Some(LocationProblem::DotDot)
+            )
+        })
+        .filter_map(|location| std::str::from_utf8(location).ok().map(str::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wire format.
 

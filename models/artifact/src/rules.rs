@@ -491,6 +491,13 @@ rules! {
         help: "A tensor marked as external names no location or an empty one (medium), or a \
                location with a NUL byte or invalid UTF-8 (high), which different loaders truncate \
                or decode differently, so they read different files. Export the model again.";
+    OnnxExternalDataLink = "onnx-external-data-link", Onnx, High,
+        summary: "ONNX external data is reached through a symbolic or hard link",
+        help: "A tensor's external data file, or a folder on the way to it, is a symbolic link, \
+               or the file has other hard links. The runtime follows links, so it reads whatever \
+               the link points to (a file outside the model's folder, a secret on the machine), \
+               not the file a reviewer or a manifest sees next to the model. Replace the link \
+               with a copy of the data file.";
     OnnxCustomDomain = "onnx-custom-domain", Onnx, Medium,
         summary: "ONNX model imports a non-standard operator domain",
         help: "The model's operator set imports include a domain that is not an ONNX standard \

@@ -165,6 +165,65 @@ fn symlink_finding(path: &Path) -> Finding {
     }
 }
 
+/// ONNX external data reached through a symbolic link (the file or any folder on the way) or
+/// stored in a file with other hard links: the runtime follows both, so what it reads is not the
+/// file next to the model that a reviewer (or a manifest) sees.
+fn external_data_links(model: &Path, bytes: &[u8], location: &Location) -> Vec<Finding> {
+    let Some(folder) = model.parent() else {
+        return Vec::new();
+    };
+    let mut findings = Vec::new();
+    for relative in crate::onnx::relative_external_locations(bytes) {
+        let mut path = folder.to_path_buf();
+        let mut problem = None;
+        for component in relative
+            .split(['/', '\\'])
+            .filter(|part| !part.is_empty() && *part != ".")
+        {
+            path.push(component);
+            match std::fs::symlink_metadata(&path) {
+                Ok(metadata) if metadata.file_type().is_symlink() => {
+                    problem = Some(format!("`{}` is a symbolic link", path.display()));
+                    break;
+                }
+                Ok(metadata) if metadata.is_file() && hard_links(&metadata) > 1 => {
+                    problem = Some(format!(
+                        "`{}` has {} hard links, so the same bytes live elsewhere under another name",
+                        path.display(),
+                        hard_links(&metadata)
+                    ));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(problem) = problem {
+            findings.push(Finding {
+                severity: Severity::High,
+                rule: RuleId::OnnxExternalDataLink,
+                message: format!(
+                    "external data \"{}\" is reached through a link: {problem}; the runtime \
+                     follows it and reads whatever it points to",
+                    relative.escape_debug()
+                ),
+                location: location.clone(),
+            });
+        }
+    }
+    findings
+}
+
+#[cfg(unix)]
+fn hard_links(metadata: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::nlink(metadata)
+}
+
+#[cfg(not(unix))]
+fn hard_links(_metadata: &std::fs::Metadata) -> u64 {
+    1
+}
+
 /// Scan one regular file of `size` bytes.
 fn scan_file(
     path: &Path,
@@ -202,7 +261,12 @@ fn scan_file(
         file.take(options.max_file_bytes.saturating_sub(bytes.len() as u64))
             .read_to_end(&mut bytes)
             .map_err(unreadable(path))?;
-        (scan::identify(&bytes), scan::scan_bytes(&bytes, &location))
+        let kind = scan::identify(&bytes);
+        let mut findings = scan::scan_bytes(&bytes, &location);
+        if kind == FileKind::Onnx {
+            findings.extend(external_data_links(path, &bytes, &location));
+        }
+        (kind, findings)
     };
     report.files.push(ScannedFile {
         path: location_of(path).file,

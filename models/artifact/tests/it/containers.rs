@@ -134,3 +134,43 @@ proptest! {
         let _ = scan::scan_bytes(&bytes, &location);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn onnx_external_data_through_links_is_high() {
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let model = std::fs::read(onnx.join("external_data.onnx")).unwrap();
+    let data = std::fs::read(onnx.join("external_data.onnx.data")).unwrap();
+    let links = |dir: &std::path::Path| {
+        let report = scan_paths(&[dir.join("model.onnx")]).unwrap();
+        report
+            .findings
+            .iter()
+            .filter(|finding| finding.rule == RuleId::OnnxExternalDataLink)
+            .map(|finding| finding.severity)
+            .collect::<Vec<_>>()
+    };
+    // A plain copy passes.
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::write(plain.path().join("model.onnx"), &model).unwrap();
+    std::fs::write(plain.path().join("external_data.onnx.data"), &data).unwrap();
+    assert_eq!(links(plain.path()), Vec::<Severity>::new());
+    // A symbolic link to the data.
+    let symlinked = tempfile::tempdir().unwrap();
+    std::fs::write(symlinked.path().join("model.onnx"), &model).unwrap();
+    std::os::unix::fs::symlink(
+        plain.path().join("external_data.onnx.data"),
+        symlinked.path().join("external_data.onnx.data"),
+    )
+    .unwrap();
+    assert_eq!(links(symlinked.path()), [Severity::High]);
+    // A hard link to the data.
+    let hard = tempfile::tempdir().unwrap();
+    std::fs::write(hard.path().join("model.onnx"), &model).unwrap();
+    std::fs::hard_link(
+        plain.path().join("external_data.onnx.data"),
+        hard.path().join("external_data.onnx.data"),
+    )
+    .unwrap();
+    assert_eq!(links(hard.path()), [Severity::High]);
+}
