@@ -141,6 +141,22 @@ fn finding(
 
 /// Scan a tar archive and every member in it.
 pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    scan_listing(bytes, location, &mut Vec::new())
+}
+
+/// The members as the scanner reads them (name, size, type flag), in archive order: what the
+/// differential tests compare with Python's `tarfile`.
+pub fn members(bytes: &[u8]) -> Vec<(String, u64, u8)> {
+    let mut listing = Vec::new();
+    scan_listing(bytes, &Location::default(), &mut listing);
+    listing
+}
+
+fn scan_listing(
+    bytes: &[u8],
+    location: &Location,
+    listing: &mut Vec<(String, u64, u8)>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut at = 0usize;
     let mut long_name: Option<String> = None;
@@ -289,6 +305,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
             }
             _ => {}
         }
+        listing.push((name.clone(), data.len() as u64, type_flag));
         if !names.insert(name.clone()) && type_flag != b'5' {
             differential(&mut findings, Some(&name), at, "two members share this name: tarfile's getmember and extraction take the last, scanners may check the first".to_string());
         }

@@ -552,6 +552,41 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     scan.findings
 }
 
+/// The members as the scanner reads them (name, declared uncompressed size), in directory
+/// order: what the differential tests compare with Python's `zipfile`. Empty when there is no
+/// readable directory.
+pub fn members(bytes: &[u8]) -> Vec<(String, u64)> {
+    let location = Location::default();
+    let mut scan = ZipScan {
+        bytes,
+        location: &location,
+        findings: Vec::new(),
+    };
+    let Some((end_at, _)) = find_end_record(bytes) else {
+        return Vec::new();
+    };
+    let Some(directory) = read_directory(bytes, end_at) else {
+        return Vec::new();
+    };
+    let shift = directory
+        .end_at
+        .checked_sub(directory.size)
+        .and_then(|start| start.checked_sub(directory.offset))
+        .unwrap_or(0);
+    let start = directory.offset.saturating_add(shift);
+    let (Ok(start), Ok(end)) = (
+        usize::try_from(start),
+        usize::try_from(start.saturating_add(directory.size)),
+    ) else {
+        return Vec::new();
+    };
+    let (entries, _) = read_entries(bytes, start, directory.entries, end, &mut scan);
+    entries
+        .into_iter()
+        .map(|entry| (entry.name, entry.uncompressed_size))
+        .collect()
+}
+
 fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
     let bytes = scan.bytes;
     let reader = Reader(bytes);

@@ -174,3 +174,77 @@ fn onnx_external_data_through_links_is_high() {
     .unwrap();
     assert_eq!(links(hard.path()), [Severity::High]);
 }
+
+/// A Python with NumPy, for the differential test: `GAUNTLET_PYTHON`, else the venv `.ci/run`
+/// creates, else the one `make_fixtures.py` documents.
+fn reader_python() -> Option<PathBuf> {
+    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".to_string());
+    let candidates = [
+        std::env::var("GAUNTLET_PYTHON").ok().map(PathBuf::from),
+        Some(PathBuf::from(tmp).join("gauntlet-model-signing-venv/bin/python")),
+        Some(PathBuf::from("/tmp/venv-containers/bin/python")),
+    ];
+    candidates.into_iter().flatten().find(|python| {
+        python.exists()
+            && std::process::Command::new(python)
+                .args(["-c", "import numpy"])
+                .output()
+                .is_ok_and(|out| out.status.success())
+    })
+}
+
+/// gauntlet reads the same members (names and sizes) as Python's zipfile and tarfile, and the
+/// same "holds objects" verdict from NumPy headers as numpy.lib.format, on every fixture the
+/// real readers accept.
+#[test]
+fn gauntlet_reads_what_the_real_readers_read() {
+    let Some(python) = reader_python() else {
+        eprintln!(
+            "SKIPPED gauntlet_reads_what_the_real_readers_read: no Python with NumPy (set \
+             GAUNTLET_PYTHON, or create /tmp/venv-containers as make_fixtures.py says)"
+        );
+        return;
+    };
+    let output = std::process::Command::new(&python)
+        .arg(corpus_dir().join("real_readers.py"))
+        .arg(corpus_dir())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let views: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    assert!(views.len() >= 15, "real readers saw only {}", views.len());
+    for (file, view) in views {
+        let bytes = std::fs::read(corpus_dir().join(&file)).unwrap();
+        if let Some(members) = view.get("zip") {
+            let ours: Vec<serde_json::Value> = zip::members(&bytes)
+                .into_iter()
+                .map(|(name, size)| serde_json::json!([name, size]))
+                .collect();
+            assert_eq!(&serde_json::Value::Array(ours), members, "{file}");
+        }
+        if let Some(members) = view.get("tar") {
+            let ours: Vec<serde_json::Value> = tar::members(&bytes)
+                .into_iter()
+                .map(|(name, size, kind)| {
+                    serde_json::json!([name, size, char::from(kind).to_string()])
+                })
+                .collect();
+            assert_eq!(&serde_json::Value::Array(ours), members, "{file}");
+        }
+        if let Some(objects) = view.get("npy_has_objects") {
+            let ours = npy::parse_header(&bytes).map(|header| header.has_objects);
+            assert_eq!(ours.ok(), objects.as_bool(), "{file}");
+        }
+        if view.get("npy_error").is_some() {
+            assert!(
+                npy::parse_header(&bytes).is_err(),
+                "{file}: NumPy refuses it"
+            );
+        }
+    }
+}
