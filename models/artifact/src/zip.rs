@@ -549,7 +549,54 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         );
     }
     check_entries(&entries, shift, &mut scan);
+    if end_records > 1 {
+        scan_other_directories(bytes, end_at, directory.offset, &mut scan);
+    }
     scan.findings
+}
+
+/// With several end records, readers that pick another one (the first signature, or one whose
+/// comment length fits) read another central directory: its members are scanned too, so a
+/// decoy record cannot hide the members that such a reader loads.
+fn scan_other_directories(bytes: &[u8], chosen: usize, chosen_offset: u64, scan: &mut ZipScan<'_>) {
+    let reader = Reader(bytes);
+    let search_from = bytes.len().saturating_sub(22 + 65_535);
+    let mut seen = vec![chosen_offset];
+    for end_at in (search_from..chosen).rev() {
+        if reader.bytes(end_at, 4) != Some(END_SIGNATURE.as_slice()) {
+            continue;
+        }
+        let Some(directory) = read_directory(bytes, end_at) else {
+            continue;
+        };
+        if seen.contains(&directory.offset) || seen.len() > 4 {
+            continue;
+        }
+        seen.push(directory.offset);
+        let shift = directory
+            .end_at
+            .checked_sub(directory.size)
+            .and_then(|start| start.checked_sub(directory.offset))
+            .unwrap_or(0);
+        let start = directory.offset.saturating_add(shift);
+        let (Ok(start), Ok(end)) = (
+            usize::try_from(start),
+            usize::try_from(start.saturating_add(directory.size)),
+        ) else {
+            continue;
+        };
+        let mut other = ZipScan {
+            bytes,
+            location: scan.location,
+            findings: Vec::new(),
+        };
+        let (entries, _) = read_entries(bytes, start, directory.entries, end, &mut other);
+        if entries.is_empty() {
+            continue;
+        }
+        check_entries(&entries, shift, &mut other);
+        scan.findings.extend(other.findings);
+    }
 }
 
 /// The members as the scanner reads them (name, declared uncompressed size), in directory

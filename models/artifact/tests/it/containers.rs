@@ -248,3 +248,33 @@ fn gauntlet_reads_what_the_real_readers_read() {
         }
     }
 }
+
+/// A decoy end record (in the comment) that Python's zipfile picks hides no member from the
+/// scan: the directory the real end record names is scanned too.
+#[test]
+fn members_behind_a_decoy_end_record_are_scanned() {
+    let bytes = std::fs::read(corpus_dir().join("zip_two_end_records.npz")).unwrap();
+    assert!(zip::members(&bytes).is_empty(), "zipfile sees no members");
+    let findings = zip::scan(&bytes, &Location::default());
+    assert!(
+        findings
+            .iter()
+            .any(|finding| finding.rule == RuleId::ZipReaderDifferential),
+        "{findings:#?}"
+    );
+    // x.npy is numeric and passes; the evidence that it was read is that mutating it into an
+    // object array is caught.
+    let mut evil = bytes.clone();
+    let at = evil
+        .windows(6)
+        .position(|window| window == b"'<f4',")
+        .unwrap();
+    evil[at..at + 6].copy_from_slice(b"'|O', ");
+    let findings = zip::scan(&evil, &Location::default());
+    assert!(
+        findings
+            .iter()
+            .any(|finding| finding.rule == RuleId::NpyObjectArray),
+        "{findings:#?}"
+    );
+}
