@@ -17,6 +17,9 @@ pub const MAX_KV: u64 = 1 << 20;
 pub const MAX_ARRAY_ELEMENTS: u64 = 1 << 26;
 /// Most tensors described.
 pub const MAX_TENSORS: u64 = 1 << 20;
+/// How much of a large GGUF file the walk reads: the metadata (vocabularies included) sits at the
+/// front and is far smaller; the tensor data after it is never parsed.
+pub const METADATA_PREFIX_BYTES: u64 = 256 << 20;
 
 /// Whether `bytes` starts like a GGUF file.
 pub fn looks_like(bytes: &[u8]) -> bool {
@@ -140,6 +143,12 @@ pub struct Metadata {
 
 /// Parse the header, the metadata and the tensor descriptions, or say why they cannot be.
 pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
+    parse_with(bytes, true)
+}
+
+/// [`parse`], reading the tensor descriptions only when `tensors` is set (a file prefix may end
+/// inside them).
+fn parse_with(bytes: &[u8], tensors: bool) -> Result<Metadata, String> {
     if !bytes.starts_with(MAGIC) {
         return Err("missing GGUF magic".to_string());
     }
@@ -186,6 +195,9 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata, String> {
             Value::Other => {}
         }
         metadata.keys.push(key);
+    }
+    if !tensors {
+        return Ok(metadata);
     }
     for index in 0..tensor_count {
         let what = |error: String| format!("tensor {index}: {error}");
@@ -260,7 +272,16 @@ pub fn check_template(template: &str) -> Option<(RuleId, &'static str)> {
 
 /// Scan a GGUF file.
 pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
-    let metadata = match parse(bytes) {
+    scan_parsed(parse(bytes), location)
+}
+
+/// Scan the first [`METADATA_PREFIX_BYTES`] of a larger GGUF file: the metadata must fit in them.
+pub fn scan_metadata(prefix: &[u8], location: &Location) -> Vec<Finding> {
+    scan_parsed(parse_with(prefix, false), location)
+}
+
+fn scan_parsed(parsed: Result<Metadata, String>, location: &Location) -> Vec<Finding> {
+    let metadata = match parsed {
         Ok(metadata) => metadata,
         Err(reason) => {
             return vec![Finding {

@@ -243,6 +243,16 @@ fn scan_file(
         let findings = safetensors::scan_reader(prefix.as_slice().chain(file), size, &location)
             .map_err(unreadable(path))?;
         (FileKind::Safetensors, findings)
+    } else if crate::gguf::looks_like(&prefix) && size > crate::gguf::METADATA_PREFIX_BYTES {
+        // GGUF weights run to many gigabytes; only the metadata at the front needs reading.
+        let mut bytes = prefix;
+        file.take(crate::gguf::METADATA_PREFIX_BYTES.saturating_sub(bytes.len() as u64))
+            .read_to_end(&mut bytes)
+            .map_err(unreadable(path))?;
+        (
+            FileKind::Gguf,
+            crate::gguf::scan_metadata(&bytes, &location),
+        )
     } else if size > options.max_file_bytes {
         let finding = Finding {
             severity: Severity::Medium,

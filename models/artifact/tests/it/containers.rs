@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use gauntlet_artifact::walk::scan_paths;
+use gauntlet_artifact::walk::{scan_paths, scan_paths_with, ScanOptions};
 use gauntlet_artifact::{gguf, keras, npy, scan, tar, zip, Location, RuleId, Severity};
 use proptest::prelude::*;
 
@@ -277,4 +277,26 @@ fn members_behind_a_decoy_end_record_are_scanned() {
             .any(|finding| finding.rule == RuleId::NpyObjectArray),
         "{findings:#?}"
     );
+}
+
+/// A GGUF file larger than the metadata prefix (sparse here) is scanned from its metadata alone,
+/// still finds the template, and is never `file-too-large`.
+#[test]
+fn large_gguf_files_are_scanned_from_their_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.gguf");
+    std::fs::copy(corpus_dir().join("gguf_template_injection.gguf"), &path).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(gguf::METADATA_PREFIX_BYTES + 4096).unwrap();
+    drop(file);
+    let report = scan_paths_with(
+        &[path],
+        &ScanOptions {
+            max_file_bytes: 1 << 20,
+            ..ScanOptions::default()
+        },
+    )
+    .unwrap();
+    let rules: Vec<RuleId> = report.findings.iter().map(|f| f.rule).collect();
+    assert_eq!(rules, [RuleId::GgufTemplateInjection]);
 }
