@@ -581,11 +581,12 @@ rules! {
                pickle, ONNX), so it was not verified. Formats are identified by content, never by \
                name; a model file that matches none may be disguised. If the file is not model \
                code or weights (a README, a tokenizer), review it by other means.";
-    FileTooLarge = "file-too-large", Files, Medium,
+    FileTooLarge = "file-too-large", Files, High,
         summary: "file too large to scan",
         help: "The file is larger than the scanner's limit for reading a file whole, so it was \
-               not scanned. safetensors files are exempt because only their header is read. \
-               Raise the limit, or convert the model to safetensors.";
+               not scanned: high (cannot verify) when its name says it is a model, medium \
+               otherwise. safetensors and GGUF files are exempt because only their header and \
+               metadata are read. Raise the limit, or convert the model to safetensors.";
     SymlinkNotFollowed = "symlink-not-followed", Files, Low,
         summary: "symbolic link not followed",
         help: "Links are reported, never followed, so whatever this one points to was not \

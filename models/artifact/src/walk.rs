@@ -254,8 +254,13 @@ fn scan_file(
             crate::gguf::scan_metadata(&bytes, &location),
         )
     } else if size > options.max_file_bytes {
+        // Not read means not verified: high where the name says it is a model.
         let finding = Finding {
-            severity: Severity::Medium,
+            severity: if scan::model_named(&location) {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
             rule: RuleId::FileTooLarge,
             message: format!(
                 "{size} bytes is over the {}-byte limit for reading a file whole; it was not \

@@ -300,3 +300,31 @@ fn large_gguf_files_are_scanned_from_their_metadata() {
     let rules: Vec<RuleId> = report.findings.iter().map(|f| f.rule).collect();
     assert_eq!(rules, [RuleId::GgufTemplateInjection]);
 }
+
+/// A file too large to read is not verified: high when its name says model, medium otherwise.
+#[test]
+fn files_too_large_to_read_are_high_when_named_as_models() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.pt"), vec![0x80u8; 256]).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), vec![b'a'; 256]).unwrap();
+    let report = scan_paths_with(
+        &[dir.path().to_path_buf()],
+        &ScanOptions {
+            max_file_bytes: 64,
+            ..ScanOptions::default()
+        },
+    )
+    .unwrap();
+    let found: Vec<(RuleId, Severity)> = report
+        .findings
+        .iter()
+        .map(|f| (f.rule, f.severity))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (RuleId::FileTooLarge, Severity::High),
+            (RuleId::FileTooLarge, Severity::Medium)
+        ]
+    );
+}
