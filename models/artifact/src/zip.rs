@@ -976,7 +976,10 @@ fn torchscript_code(member: &[u8], location: &Location) -> Vec<Finding> {
                 .chars()
                 .take_while(|ch| ch.is_ascii_alphanumeric() || *ch == '_')
                 .collect();
-            if !before.is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+            // `ops.ns.op` as TorchScript prints it, or `torch.ops.ns.op` as written in Python.
+            let via_torch = rest.get(..at).is_some_and(|head| head.ends_with("torch."));
+            if (via_torch
+                || !before.is_some_and(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.'))
                 && !namespace.is_empty()
                 && !matches!(
                     namespace.as_str(),
@@ -1064,6 +1067,26 @@ mod tests {
             TorchMember::Other
         );
         assert_eq!(torch_member("other/data/0", &prefixes), TorchMember::Other);
+    }
+
+    #[test]
+    fn torchscript_code_is_checked_for_imports_and_custom_ops() {
+        let rules = |code: &str| -> Vec<String> {
+            torchscript_code(code.as_bytes(), &Location::default())
+                .into_iter()
+                .map(|finding| finding.message)
+                .collect()
+        };
+        let benign = "import __torch__\nimport torch\ndef forward(self, x: Tensor) -> Tensor:\n  return ops.prim.NumToTensor(torch.add(x, 1))\n";
+        assert!(rules(benign).is_empty());
+        let custom = "def forward(self, x):\n  return ops.my_lib.op(x) + torch.ops.other.op(x)\n";
+        let found = rules(custom);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("ops.my_lib") && found[0].contains("ops.other"),
+            "{found:?}"
+        );
+        assert_eq!(rules("import subprocess\n").len(), 1);
     }
 
     #[test]
