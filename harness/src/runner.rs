@@ -3,7 +3,7 @@
 //! The runner only orchestrates. It turns the suite into a [`RunPlan`] (one run per attack and
 //! ε, plus the probes the sanity checks read), runs each over the data in batches, and emits
 //! one [`SampleRecord`] per (run, sample) keyed by the sample's global index. Every figure of
-//! `results.json` is then [`gauntlet_results::aggregate`] of the plan and the records: a pure
+//! `results.json` is then [`gauntlet_results::aggregate()`] of the plan and the records: a pure
 //! function with no model in it.
 //!
 //! Randomness is per sample: sample *i* of run *r* draws from a generator keyed by (suite seed,
