@@ -68,6 +68,13 @@ pub enum Command {
         /// deny-listed globals stay critical
         #[arg(long = "allow", value_name = "MODULE.NAME")]
         allow: Vec<String>,
+        /// The model's hub id (org/name): checked against well-known ids for typosquats and
+        /// look-alike characters
+        #[arg(long, value_name = "ORG/NAME")]
+        model_id: Option<String>,
+        /// More well-known ids, one per line (`#` comments), on top of the built-in list
+        #[arg(long, value_name = "FILE")]
+        known_model_ids: Option<PathBuf>,
     },
     /// SHA-256 manifests of a model folder
     #[command(subcommand)]

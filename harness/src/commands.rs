@@ -51,7 +51,16 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             format,
             fail_on,
             allow,
-        } => scan(&paths, format, fail_on, &allow),
+            model_id,
+            known_model_ids,
+        } => scan(
+            &paths,
+            format,
+            fail_on,
+            &allow,
+            model_id.as_deref(),
+            known_model_ids.as_deref(),
+        ),
         Command::Manifest(command) => manifest(command),
         Command::Sign {
             dir,
@@ -359,6 +368,8 @@ fn scan(
     format: ScanFormat,
     fail_on: gauntlet_artifact::Severity,
     allow: &[String],
+    model_id: Option<&str>,
+    known_model_ids: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     use gauntlet_artifact::report;
     let mut options = gauntlet_artifact::walk::ScanOptions::default();
@@ -368,7 +379,13 @@ fn scan(
         };
         options.extra_allowed.push(pair);
     }
-    let scanned = gauntlet_artifact::walk::scan_paths_with(paths, &options)?;
+    let mut scanned = gauntlet_artifact::walk::scan_paths_with(paths, &options)?;
+    if let Some(id) = model_id {
+        let known = crate::provenance::known_model_ids(known_model_ids)?;
+        scanned
+            .findings
+            .extend(gauntlet_artifact::model_id::check_model_id(id, &known));
+    }
     match format {
         ScanFormat::Text => stdout_line(report::render_text(&scanned).trim_end())?,
         ScanFormat::Json => {

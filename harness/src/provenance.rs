@@ -155,6 +155,47 @@ fn is_spec(suite: &Suite, location: &Location) -> bool {
     }
 }
 
+/// Largest list of known model ids read (one id per line): far above any real list.
+const MAX_KNOWN_IDS_BYTES: u64 = 4 << 20;
+
+/// The built-in well-known model ids plus those in `extra` (one per line), read only if it is
+/// a regular file of bounded size.
+pub fn known_model_ids(extra: Option<&Path>) -> Result<Vec<String>> {
+    let text = match extra {
+        None => String::new(),
+        Some(path) => {
+            let metadata = fs_err::metadata(path)
+                .with_context(|| format!("cannot read the known model ids `{}`", path.display()))?;
+            if !metadata.is_file() {
+                bail!(
+                    "the known model ids `{}` is not a regular file",
+                    path.display()
+                );
+            }
+            if metadata.len() > MAX_KNOWN_IDS_BYTES {
+                bail!(
+                    "the known model ids `{}` is {} bytes, more than the {MAX_KNOWN_IDS_BYTES} allowed",
+                    path.display(),
+                    metadata.len()
+                );
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(fs_err::File::open(path)?, MAX_KNOWN_IDS_BYTES),
+                &mut text,
+            )
+            .with_context(|| {
+                format!(
+                    "the known model ids `{}` are not UTF-8 text",
+                    path.display()
+                )
+            })?;
+            text
+        }
+    };
+    Ok(gauntlet_artifact::model_id::known_ids_with(&text))
+}
+
 /// Verify the model artifact against everything the suite pins.
 pub fn verify(suite: &Suite, weights: &[u8], weights_sha256: &str) -> Result<Provenance> {
     let mut checks = Vec::new();
@@ -186,7 +227,11 @@ pub fn verify(suite: &Suite, weights: &[u8], weights_sha256: &str) -> Result<Pro
         signer = key;
     }
     let pinned = !checks.is_empty();
-    let findings = scan_findings(suite, weights)?;
+    let mut findings = scan_findings(suite, weights)?;
+    if let Some(id) = &suite.model_id {
+        let known = known_model_ids(suite.model_known_ids.as_deref())?;
+        findings.extend(gauntlet_artifact::model_id::check_model_id(id, &known));
+    }
     let serious: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.severity >= SCAN_FAILS_AT)

@@ -78,6 +78,11 @@ pub struct ModelSection {
     /// are listed in the report's provenance findings; deny-listed globals stay critical.
     #[serde(default)]
     pub allow_globals: Vec<String>,
+    /// The model's hub id (`org/name`), checked against well-known ids for typosquats and
+    /// look-alike characters before loading.
+    pub id: Option<String>,
+    /// More well-known model ids (a file, one per line), on top of the built-in list.
+    pub known_ids: Option<String>,
 }
 
 /// The evaluation data.
@@ -258,6 +263,9 @@ pub struct Suite {
     pub model_signature: Option<(PathBuf, PathBuf)>,
     /// `model.allow_globals`, parsed into `(module, name)` pairs.
     pub model_allow_globals: Vec<(String, String)>,
+    /// `model.id` and `model.known_ids` (resolved against the suite's folder).
+    pub model_id: Option<String>,
+    pub model_known_ids: Option<PathBuf>,
     pub dataset: DatasetSection,
     pub dataset_sources: DatasetSources,
     pub attacks: Vec<PlannedAttack>,
@@ -404,6 +412,8 @@ impl Suite {
             model_manifest: spec.model.manifest.map(|m| base.join(m)),
             model_signature,
             model_allow_globals,
+            model_id: spec.model.id.clone(),
+            model_known_ids: spec.model.known_ids.as_ref().map(|k| base.join(k)),
             dataset: spec.dataset,
             dataset_sources,
             attacks,

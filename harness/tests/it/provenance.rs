@@ -259,3 +259,46 @@ fn bom_lists_the_model_and_data_with_hashes() {
         "the same files give the same BOM"
     );
 }
+
+/// A hub id a small edit or a look-alike letter away from a well-known one stops the run; the
+/// real id passes, and `gauntlet scan --model-id` says the same.
+#[test]
+fn typosquatted_model_ids_are_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    model_folder(dir.path());
+    // Capital I for the l of llama.
+    suite_over_folder(dir.path(), "id = \"meta-Ilama/Llama-2-7b-hf\"");
+    let refused = gauntlet(dir.path(), &["run", "suite.toml", "-q", "--format", "json"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("meta-llama/Llama-2-7b-hf"),
+        "{}",
+        stderr(&refused)
+    );
+    suite_over_folder(dir.path(), "id = \"meta-llama/Llama-2-7b-hf\"");
+    let passed = gauntlet(dir.path(), &["run", "suite.toml", "-q", "--format", "json"]);
+    assert!(passed.status.code().unwrap() <= 1, "{}", stderr(&passed));
+
+    let weights = dir.path().join("model/weights.safetensors");
+    let scan = |id: &str, extra: &[&str]| {
+        let mut args = vec!["scan", weights.to_str().unwrap(), "--model-id", id];
+        args.extend_from_slice(extra);
+        gauntlet(dir.path(), &args)
+    };
+    let typo = scan("bert-base-uncassed", &[]);
+    assert_eq!(typo.status.code(), Some(1), "{}", stdout(&typo));
+    assert!(
+        stdout(&typo).contains("model-id-typosquat"),
+        "{}",
+        stdout(&typo)
+    );
+    assert_eq!(scan("bert-base-uncased", &[]).status.code(), Some(0));
+    // A team's own id that happens to sit next to a famous one passes once listed.
+    std::fs::write(dir.path().join("ours.txt"), "# our models\nacme/gpt3\n").unwrap();
+    assert_eq!(
+        scan("acme/gpt3", &["--known-model-ids", "ours.txt"])
+            .status
+            .code(),
+        Some(0)
+    );
+}

@@ -28,6 +28,9 @@ pub mod safetensors;
 pub mod tar;
 pub mod zip;
 
+// Whether a hub model id is the one the team meant (typosquatting).
+pub mod model_id;
+
 // Walking user-named paths and rendering what was found.
 pub mod report;
 pub mod walk;

@@ -45,13 +45,15 @@ pub enum RuleGroup {
     Onnx,
     Gguf,
     Keras,
+    /// Whether a model's hub id is the one the team meant.
+    Identity,
     /// The walk and its limits: files the scanners could not or would not read.
     Files,
 }
 
 impl RuleGroup {
     /// Every group, in documentation order.
-    pub const ALL: [RuleGroup; 9] = [
+    pub const ALL: [RuleGroup; 10] = [
         RuleGroup::Pickle,
         RuleGroup::Zip,
         RuleGroup::Tar,
@@ -60,6 +62,7 @@ impl RuleGroup {
         RuleGroup::Onnx,
         RuleGroup::Gguf,
         RuleGroup::Keras,
+        RuleGroup::Identity,
         RuleGroup::Files,
     ];
 
@@ -74,6 +77,7 @@ impl RuleGroup {
             RuleGroup::Onnx => "ONNX",
             RuleGroup::Gguf => "GGUF",
             RuleGroup::Keras => "Keras and HDF5",
+            RuleGroup::Identity => "Model identity",
             RuleGroup::Files => "Files and limits",
         }
     }
@@ -89,6 +93,7 @@ impl RuleGroup {
             RuleGroup::Onnx => "onnx",
             RuleGroup::Gguf => "gguf",
             RuleGroup::Keras => "keras",
+            RuleGroup::Identity => "identity",
             RuleGroup::Files => "files",
         }
     }
@@ -560,6 +565,18 @@ rules! {
                weights to safetensors, or review the model by other means.";
 
     // ----- Files and limits -------------------------------------------------------------------
+    ModelIdLookalike = "model-id-lookalike", Identity, High,
+        summary: "model id reads as a well-known one but is a different id",
+        help: "The id differs from a well-known hub id only by characters a reader cannot tell \
+               apart (look-alike letters from other scripts, 0 for o, 1 or I for l, rn for m, \
+               separators). That is how typosquatted repositories are named. Check which \
+               repository you meant; add your own ids with --known-model-ids.";
+    ModelIdTyposquat = "model-id-typosquat", Identity, High,
+        summary: "model id is a small edit away from a well-known one",
+        help: "The id is one or two edits (a swapped, doubled, missing or changed letter) from a \
+               well-known hub id, so a typo may be downloading someone else's model. Check the \
+               id; if it is your own model, add it to the known ids (--known-model-ids, \
+               model.known_ids).";
     UnidentifiedModelContent = "unidentified-model-content", Files, High,
         summary: "model content not identified (cannot verify)",
         help: "The file's name (`.pt`, `.bin`, `.gguf`, …) or the archive it sits in says it is \
