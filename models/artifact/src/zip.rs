@@ -163,6 +163,17 @@ struct Directory {
     end_at: u64,
 }
 
+impl Directory {
+    /// Bytes of data prepended to the archive (self-extractors, polyglots): every offset in the
+    /// directory is short by this much, and Python's zipfile corrects for it the same way.
+    fn prepended_bytes(&self) -> u64 {
+        self.end_at
+            .checked_sub(self.size)
+            .and_then(|start| start.checked_sub(self.offset))
+            .unwrap_or(0)
+    }
+}
+
 fn read_directory(bytes: &[u8], end_at: usize) -> Option<Directory> {
     let reader = Reader(bytes);
     let mut directory = Directory {
@@ -465,13 +476,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         );
         return scan.findings;
     };
-    // Data prepended to the archive (self-extractors, polyglots) shifts every offset; Python's
-    // zipfile corrects for it the same way.
-    let shift = directory
-        .end_at
-        .checked_sub(directory.size)
-        .and_then(|start| start.checked_sub(directory.offset))
-        .unwrap_or(0);
+    let shift = directory.prepended_bytes();
     let Some(directory_start) = directory
         .offset
         .checked_add(shift)
@@ -573,11 +578,7 @@ fn scan_other_directories(bytes: &[u8], chosen: usize, chosen_offset: u64, scan:
             continue;
         }
         seen.push(directory.offset);
-        let shift = directory
-            .end_at
-            .checked_sub(directory.size)
-            .and_then(|start| start.checked_sub(directory.offset))
-            .unwrap_or(0);
+        let shift = directory.prepended_bytes();
         let start = directory.offset.saturating_add(shift);
         let (Ok(start), Ok(end)) = (
             usize::try_from(start),
@@ -615,11 +616,7 @@ pub fn members(bytes: &[u8]) -> Vec<(String, u64)> {
     let Some(directory) = read_directory(bytes, end_at) else {
         return Vec::new();
     };
-    let shift = directory
-        .end_at
-        .checked_sub(directory.size)
-        .and_then(|start| start.checked_sub(directory.offset))
-        .unwrap_or(0);
+    let shift = directory.prepended_bytes();
     let start = directory.offset.saturating_add(shift);
     let (Ok(start), Ok(end)) = (
         usize::try_from(start),
