@@ -260,20 +260,8 @@ pub fn write(
                 Outcome::Clean(_) => None,
             })
             .collect();
-        let optional_f32 = |get: &dyn Fn(&EvasionOutcome) -> f32| {
-            let mut values = Vec::new();
-            let levels = evasion
-                .iter()
-                .map(|e| match e {
-                    Some(e) => {
-                        values.push(get(e));
-                        1
-                    }
-                    None => 0,
-                })
-                .collect::<Vec<i16>>();
-            (values, levels)
-        };
+        let optional_f32 =
+            |get: &dyn Fn(&EvasionOutcome) -> f32| nullable(evasion.iter().map(|e| e.map(get)));
         let mut group = writer.next_row_group().map_err(parquet_error)?;
         macro_rules! column {
             ($type:ty, $values:expr, $levels:expr) => {{
@@ -327,29 +315,12 @@ pub fn write(
         column!(Int32Type, &labels_column, None);
         let predictions: Vec<i32> = rows.iter().map(|r| r.outcome.prediction() as i32).collect();
         column!(Int32Type, &predictions, None);
-        let mut correct = Vec::new();
-        let correct_levels: Vec<i16> = rows
-            .iter()
-            .map(|r| match r.outcome {
-                Outcome::Clean(c) => {
-                    correct.push(c.correct());
-                    1
-                }
-                Outcome::Evasion(_) => 0,
-            })
-            .collect();
+        let (correct, correct_levels) = nullable(rows.iter().map(|r| match r.outcome {
+            Outcome::Clean(c) => Some(c.correct()),
+            Outcome::Evasion(_) => None,
+        }));
         column!(BoolType, &correct, Some(&correct_levels));
-        let mut robust = Vec::new();
-        let robust_levels: Vec<i16> = evasion
-            .iter()
-            .map(|e| match e {
-                Some(e) => {
-                    robust.push(e.robust);
-                    1
-                }
-                None => 0,
-            })
-            .collect();
+        let (robust, robust_levels) = nullable(evasion.iter().map(|e| e.map(|e| e.robust)));
         column!(BoolType, &robust, Some(&robust_levels));
         let losses: Vec<f32> = rows
             .iter()
@@ -368,23 +339,29 @@ pub fn write(
             let (values, levels) = optional_f32(get);
             column!(FloatType, &values, Some(&levels));
         }
-        let mut nan = Vec::new();
-        let nan_levels: Vec<i16> = evasion
-            .iter()
-            .map(|e| match e {
-                Some(e) => {
-                    nan.push(e.nan);
-                    1
-                }
-                None => 0,
-            })
-            .collect();
+        let (nan, nan_levels) = nullable(evasion.iter().map(|e| e.map(|e| e.nan)));
         column!(BoolType, &nan, Some(&nan_levels));
         group.close().map_err(parquet_error)?;
     }
     writer.close().map_err(parquet_error)?;
     temporary.persist(path).map_err(|e| io(e.error))?;
     Ok(())
+}
+
+/// A nullable column as Parquet's column writers take it: the present values, and one
+/// definition level per row (1 present, 0 null).
+fn nullable<T>(cells: impl Iterator<Item = Option<T>>) -> (Vec<T>, Vec<i16>) {
+    let mut values = Vec::new();
+    let levels = cells
+        .map(|cell| match cell {
+            Some(value) => {
+                values.push(value);
+                1
+            }
+            None => 0,
+        })
+        .collect();
+    (values, levels)
 }
 
 /// Whether `path` starts like a Parquet file (the `PAR1` magic), without trusting its name.
