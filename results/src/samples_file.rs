@@ -393,6 +393,12 @@ fn open_regular(path: &Path) -> Result<File, SamplesFileError> {
         path: path.to_owned(),
         source,
     };
+    // Checked before opening: opening a FIFO with no writer blocks forever.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(SamplesFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
     let file = File::open(path).map_err(io)?;
     let metadata = file.metadata().map_err(io)?;
     if !metadata.is_file() {

@@ -466,5 +466,16 @@ fn files_that_are_not_per_sample_files_are_refused_with_their_name() {
             .unwrap_err()
             .to_string();
         assert!(error.contains("not a regular file"), "{error}");
+        // A FIFO with no writer must not block.
+        let fifo = folder.path().join("samples.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let error = samples_file::is_samples_file(&fifo)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a regular file"), "{error}");
     }
 }
