@@ -50,6 +50,10 @@ pub enum Command {
         /// Formats to write
         #[arg(long, value_delimiter = ',', default_value = "html,csv")]
         format: Vec<OutputFormat>,
+        /// Replace the renderings in an output folder that already holds a run (its
+        /// results.json and samples.parquet are kept unless rewritten)
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Scan model files and folders without executing them: pickle opcodes, zip containers,
     /// safetensors and ONNX headers (0 clean, 1 findings at or above --fail-on, 2 unreadable)
@@ -131,14 +135,14 @@ pub enum ManifestCommand {
     /// Write a manifest of every file under DIR (sorted relative paths, sizes, SHA-256)
     Create {
         dir: PathBuf,
-        /// Where to write it (default: DIR/MANIFEST.gauntlet.json)
+        /// Where to write it (default: DIR/gauntlet-manifest.json)
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Report modified, missing and unexpected files (exit 1 on any)
     Verify {
         dir: PathBuf,
-        /// The manifest (default: DIR/MANIFEST.gauntlet.json)
+        /// The manifest (default: DIR/gauntlet-manifest.json)
         #[arg(long)]
         manifest: Option<PathBuf>,
     },
@@ -173,6 +177,10 @@ pub struct RunArgs {
     /// Output formats, comma-separated: json,csv,html (overrides the suite)
     #[arg(long, value_delimiter = ',')]
     pub format: Option<Vec<OutputFormat>>,
+    /// Replace an earlier run in the output folder (the whole folder is replaced, never mixed;
+    /// a folder holding files gauntlet did not write is never touched)
+    #[arg(long)]
+    pub overwrite: bool,
     /// No progress bar
     #[arg(long, short)]
     pub quiet: bool,

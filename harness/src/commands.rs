@@ -14,6 +14,7 @@ use crate::cli::{
 };
 use crate::device::{open_device, parse_device};
 use crate::load::load_dataset;
+use crate::output::{Existing, Staging};
 use crate::progress::Progress;
 use crate::suite::{DatasetSection, DatasetSources, Overrides, Source, Suite};
 
@@ -44,7 +45,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             results,
             out,
             format,
-        } => report(&results, &out, &format),
+            overwrite,
+        } => report(&results, &out, &format, overwrite),
         Command::List { what, markdown } => list(what, markdown),
         Command::Scan {
             paths,
@@ -103,6 +105,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
         Some(path) => Suite::from_file(path, &overrides)?,
         None => Suite::embedded_default(&overrides)?,
     };
+    // Refuse an output folder that would be refused at the end before any work is done.
+    let out_dir = PathBuf::from(&suite.report.out);
+    let staging = Staging::begin(&out_dir, existing_policy(args.overwrite, Existing::Replace))?;
     let progress = Progress::new(args.quiet);
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;
@@ -112,10 +117,9 @@ fn run(args: RunArgs) -> Result<Outcome> {
         eprintln!("notice: {notice}");
     }
     let mut report = evaluation.report()?;
-    let out_dir = PathBuf::from(&suite.report.out);
-    let samples_path = out_dir.join(gauntlet_results::samples_file::FILE_NAME);
-    fs_err::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create the output folder `{}`", out_dir.display()))?;
+    let samples_path = staging
+        .path()
+        .join(gauntlet_results::samples_file::FILE_NAME);
     gauntlet_results::samples_file::write(
         &samples_path,
         &evaluation.plan,
@@ -125,15 +129,20 @@ fn run(args: RunArgs) -> Result<Outcome> {
     .with_context(|| {
         format!(
             "cannot write the per-sample file `{}`",
-            samples_path.display()
+            staging.final_path(&samples_path).display()
         )
     })?;
     report.samples_file = Some(gauntlet_results::samples_file::FILE_NAME.to_string());
     let mut written = vec![samples_path];
     written.extend(
-        gauntlet_reports::write_all(&report, &out_dir, &suite.report.formats)
+        gauntlet_reports::write_all(&report, staging.path(), &suite.report.formats)
             .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
     );
+    let written: Vec<PathBuf> = written
+        .iter()
+        .map(|path| staging.final_path(path))
+        .collect();
+    staging.commit()?;
     stdout_line(&crate::summary::render(&report))?;
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;
@@ -206,6 +215,7 @@ fn report(
     input: &std::path::Path,
     out: &std::path::Path,
     formats: &[gauntlet_reports::OutputFormat],
+    overwrite: bool,
 ) -> Result<Outcome> {
     let report = if gauntlet_results::samples_file::is_samples_file(input)? {
         let (plan, measurements, records) = gauntlet_results::samples_file::read(input)?;
@@ -218,12 +228,27 @@ fn report(
     } else {
         gauntlet_reports::read_json(input)?
     };
-    let written = gauntlet_reports::write_all(&report, out, formats)
+    let staging = Staging::begin(out, existing_policy(overwrite, Existing::ReplaceRenderings))?;
+    let written = gauntlet_reports::write_all(&report, staging.path(), formats)
         .with_context(|| format!("cannot write reports to `{}`", out.display()))?;
+    let written: Vec<PathBuf> = written
+        .iter()
+        .map(|path| staging.final_path(path))
+        .collect();
+    staging.commit()?;
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;
     }
     Ok(Outcome::Passed)
+}
+
+/// `--overwrite` turns the default refusal of a non-empty output folder into `when_asked`.
+fn existing_policy(overwrite: bool, when_asked: Existing) -> Existing {
+    if overwrite {
+        when_asked
+    } else {
+        Existing::Refuse
+    }
 }
 
 fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
@@ -331,7 +356,9 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         &config,
         &mut on_epoch,
     )?;
-    network.save_safetensors(&args.out)?;
+    // Written atomically and hashed from the bytes written, so the printed hash is the file's.
+    let weights = network.to_safetensors_bytes()?;
+    crate::output::write_file_atomically(&args.out, &weights)?;
     if let Some(last) = history.last() {
         stdout_line(&format!(
             "trained {} epochs on {} samples: final train accuracy {:.2}%",
@@ -358,7 +385,7 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
     stdout_line(&format!(
         "wrote {} (sha256 {})",
         args.out.display(),
-        crate::load::sha256_hex(&fs_err::read(&args.out)?)
+        crate::load::sha256_hex(&weights)
     ))?;
     Ok(Outcome::Passed)
 }

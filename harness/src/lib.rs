@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod device;
 pub mod load;
+pub mod output;
 pub mod progress;
 pub mod provenance;
 pub mod runner;

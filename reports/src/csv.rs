@@ -33,6 +33,11 @@ pub const CSV_COLUMNS: [&str; 17] = [
 /// Cells that do not apply to a row (the success rate of the clean row, the perturbation of a
 /// worst case) are empty, which pandas reads as NaN. Numbers use Rust's shortest round-trip
 /// formatting, so reading a cell back gives the exact `f64` that was written.
+///
+/// Text cells (labels, attack names, norms) come from a suite someone else may have written, so
+/// they are escaped against spreadsheet formula injection by the OWASP rule: a cell that starts
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` ([`text_cell`]).
+/// Number cells are never escaped (a negative number is a number, not a formula).
 pub fn write_csv(report: &RunReport, path: &Path) -> Result<(), ReportError> {
     report.validate()?;
     let text = csv_string(report).map_err(|source| ReportError::Csv {
@@ -58,6 +63,16 @@ pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
     // Every cell came from a `String`, so the bytes are UTF-8; the lossy conversion never
     // replaces anything.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A text cell as written to the CSV: prefixed with `'` when a spreadsheet would otherwise read
+/// it as a formula (OWASP's CSV injection rule).
+pub fn text_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
 }
 
 fn rows(report: &RunReport) -> Vec<[String; 17]> {
@@ -90,9 +105,9 @@ fn rows(report: &RunReport) -> Vec<[String; 17]> {
         let perturbation = &attack.perturbation;
         rows.push([
             "attack".to_owned(),
-            attack.label.clone(),
-            attack.attack.clone(),
-            attack.norm.clone(),
+            text_cell(&attack.label),
+            text_cell(&attack.attack),
+            text_cell(&attack.norm),
             num(attack.epsilon),
             num(acc.value),
             num(acc.ci95_low),
@@ -113,8 +128,8 @@ fn rows(report: &RunReport) -> Vec<[String; 17]> {
         rows.push([
             "worst_case".to_owned(),
             "worst_case".to_owned(),
-            worst.attacks.join("+"),
-            worst.norm.clone(),
+            text_cell(&worst.attacks.join("+")),
+            text_cell(&worst.norm),
             num(worst.epsilon),
             num(acc.value),
             num(acc.ci95_low),

@@ -24,7 +24,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::csv::{csv_string, write_csv, CSV_COLUMNS};
+pub use crate::csv::{csv_string, text_cell, write_csv, CSV_COLUMNS};
 pub use error::ReportError;
 pub use html::{escape_html, render_html, write_html, CONTENT_SECURITY_POLICY};
 pub use json::{parse_json, read_json, to_json_string, write_json};

@@ -341,3 +341,126 @@ full_budget = false
         stderr(&run)
     );
 }
+
+/// A run never mixes with an earlier run's files: a second run into the same folder is refused
+/// before any work, and `--overwrite` replaces the whole folder (the old report is gone when the
+/// new run writes only JSON).
+#[test]
+fn a_second_run_into_the_same_folder_is_refused_or_replaces_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = gauntlet(dir.path(), &["run", "--limit", "8", "-q"]);
+    assert!(first.status.code().unwrap() <= 1, "{}", stderr(&first));
+    let out = dir.path().join("gauntlet-out");
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    assert!(out.join("report.html").is_file());
+
+    let second = gauntlet(
+        dir.path(),
+        &[
+            "run", "--limit", "8", "-q", "--format", "json", "--seed", "7",
+        ],
+    );
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("--overwrite"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+
+    let replaced = gauntlet(
+        dir.path(),
+        &[
+            "run",
+            "--limit",
+            "8",
+            "-q",
+            "--format",
+            "json",
+            "--seed",
+            "7",
+            "--overwrite",
+        ],
+    );
+    assert!(
+        replaced.status.code().unwrap() <= 1,
+        "{}",
+        stderr(&replaced)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["results.json", "samples.parquet"]);
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "staging folders left: {leftovers:?}");
+}
+
+/// `--overwrite` never removes files gauntlet did not write.
+#[test]
+fn overwrite_refuses_a_folder_holding_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/notes.txt"), "keep me").unwrap();
+    let output = gauntlet(
+        dir.path(),
+        &["run", "--limit", "4", "-q", "--out", "mine", "--overwrite"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("notes.txt"), "{}", stderr(&output));
+    assert!(dir.path().join("mine/notes.txt").is_file());
+}
+
+/// A run that fails leaves no output folder behind (the reports are written into a staging
+/// folder and renamed into place only when complete).
+#[test]
+fn a_failed_run_leaves_no_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("suite.toml"),
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/default_suite.toml"),
+        )
+        .unwrap()
+        .replace(
+            "weights = \"embedded:fashion-mnist-small-cnn\"",
+            "weights = \"broken.safetensors\"",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("broken.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
+    let output = gauntlet(dir.path(), &["run", "suite.toml", "-q"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["broken.safetensors", "suite.toml"],
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn manifest_help_names_the_file_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["manifest", "create", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).contains(gauntlet_artifact::manifest::DEFAULT_MANIFEST_FILE_NAME),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -126,3 +126,29 @@ fn write_csv_writes_the_same_text() {
         csv_string(&report).unwrap()
     );
 }
+
+#[test]
+fn text_cells_that_a_spreadsheet_would_run_as_formulas_are_escaped() {
+    let mut report = fixture::report();
+    let payloads = [
+        "=HYPERLINK(\"http://x\")",
+        "+1+2",
+        "-2+3",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+    ];
+    for (attack, payload) in report.attacks.iter_mut().zip(payloads) {
+        attack.label = payload.to_owned();
+    }
+    report.worst_case[0].attacks = vec!["=cmd|' /C calc'!A0".to_owned()];
+    let (_, rows) = read_rows(&csv_string(&report).unwrap());
+    for (row, payload) in rows[1..7].iter().zip(payloads) {
+        assert_eq!(cell(row, "label"), format!("'{payload}"));
+    }
+    assert_eq!(cell(&rows[7], "attack"), "'=cmd|' /C calc'!A0");
+    // Plain text and numbers are left alone: a negative number is not a formula.
+    assert_eq!(cell(&rows[0], "label"), "clean");
+    assert_eq!(gauntlet_reports::text_cell("pgd"), "pgd");
+    assert_eq!(gauntlet_reports::text_cell("linf"), "linf");
+}
