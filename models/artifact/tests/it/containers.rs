@@ -328,3 +328,31 @@ fn files_too_large_to_read_are_high_when_named_as_models() {
         ]
     );
 }
+
+/// bzip2 and lzma members are inflated (zipfile reads them); a method no reader gauntlet
+/// mirrors knows (here zstandard, 93, which Python 3.14's zipfile reads) still fails closed.
+#[test]
+fn zip_members_with_a_method_gauntlet_does_not_inflate_fail_closed() {
+    let bytes = std::fs::read(corpus_dir().join("zip_bzip2_benign.npz")).unwrap();
+    let rules = |bytes: &[u8]| -> Vec<(RuleId, Severity)> {
+        zip::scan(bytes, &Location::default())
+            .into_iter()
+            .map(|finding| (finding.rule, finding.severity))
+            .collect()
+    };
+    assert_eq!(rules(&bytes), []);
+    let mut zstd = bytes.clone();
+    // The method field: offset 8 in the local header, 10 in the central directory entry.
+    for (signature, at) in [(&b"PK\x03\x04"[..], 8), (&b"PK\x01\x02"[..], 10)] {
+        let start = zstd
+            .windows(4)
+            .position(|window| window == signature)
+            .unwrap();
+        assert_eq!(zstd[start + at..start + at + 2], [12, 0]);
+        zstd[start + at..start + at + 2].copy_from_slice(&[93, 0]);
+    }
+    assert_eq!(
+        rules(&zstd),
+        [(RuleId::ZipUnsupportedCompression, Severity::High)]
+    );
+}
