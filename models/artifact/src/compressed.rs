@@ -182,9 +182,11 @@ pub fn inflate_lzma_member(data: &[u8], declared: u64, cap: u64) -> Inflated {
     let dict_size = u32::from_le_bytes([d0, d1, d2, d3]);
     match lzma_rust2::lzma_get_memory_usage_by_props(dict_size, props_byte) {
         Ok(kib) if kib <= MAX_DICTIONARY_KIB => {}
-        Ok(kib) => return failed(format!(
+        Ok(kib) => {
+            return failed(format!(
             "lzma member needs {kib} KiB to decode, more than the {MAX_DICTIONARY_KIB} KiB limit"
-        )),
+        ))
+        }
         Err(error) => return failed(error.to_string()),
     }
     match lzma_rust2::LzmaReader::new_with_props(stream, declared, props_byte, dict_size, None) {
