@@ -1643,8 +1643,27 @@ fn halt_finding(halt: &Halt, location: &Location, base_offset: u64) -> Finding {
     }
 }
 
+/// One pickle the walker read to its `STOP`: where it starts, where it ends (the offset after
+/// `STOP`) and how many opcodes it holds, `STOP` included (as `pickletools.genops` counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickleSpan {
+    pub start: usize,
+    pub end: usize,
+    pub opcodes: u64,
+}
+
 /// Scan every pickle in `bytes` (one after the other, as repeated `load()` calls read them).
 pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    walk_stream(bytes, location).0
+}
+
+/// The pickles [`scan_stream`] reads in `bytes`, in order.
+pub fn pickle_spans(bytes: &[u8]) -> Vec<PickleSpan> {
+    walk_stream(bytes, &Location::default()).1
+}
+
+fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSpan>) {
+    let mut spans = Vec::new();
     let base_offset = location.offset.unwrap_or(0);
     let mut reporter = Reporter::new(false, bytes.len());
     let mut start = 0usize;
@@ -1654,12 +1673,18 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
         let tentative = index > 0;
         let findings_before = reporter.findings.len();
         let globals_before = reporter.globals_seen;
-        let result = {
+        let (result, opcodes) = {
             let mut machine = Machine::new(bytes, start, location, base_offset, &mut reporter);
-            machine.run()
+            let result = machine.run();
+            (result, machine.opcode_index.saturating_add(1))
         };
         match result {
             Ok(end) => {
+                spans.push(PickleSpan {
+                    start,
+                    end,
+                    opcodes,
+                });
                 start = end;
                 let rest = bytes.get(start..).unwrap_or(&[]);
                 if rest.is_empty() {
@@ -1708,7 +1733,7 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
             }
         }
     }
-    reporter.finish()
+    (reporter.finish(), spans)
 }
 
 /// A protocol-0/1 pickle (no `PROTO` header) following another one.
