@@ -560,10 +560,12 @@ rules! {
     KerasMalformed = "keras-malformed", Keras, High,
         summary: "Keras or HDF5 model config cannot be verified",
         help: "Cannot verify: a `.keras` archive without a readable `config.json`, or an HDF5 \
-               file in which no `model_config` JSON could be found or parsed. gauntlet does not \
-               parse HDF5 fully; it searches the file for the config, and reports files where \
-               it cannot find it, since Lambda layers and custom objects live there. Convert the \
-               weights to safetensors, or review the model by other means.";
+               file naming a `model_config` in which no config JSON could be read, a config-like \
+               object does not parse (`json.loads` also accepts NaN), or Lambda markers \
+               (`Lambda`, `__lambda__`, `function_type`, `marshal`) sit outside every config \
+               read. gauntlet does not parse HDF5 fully; it searches the file for the config, \
+               since Lambda layers and custom objects live there. Convert the weights to \
+               safetensors, or review the model by other means.";
 
     // ----- Files and limits -------------------------------------------------------------------
     ModelIdLookalike = "model-id-lookalike", Identity, High,
