@@ -65,7 +65,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: ScanFormat,
         /// Lowest severity that fails the scan: info, low, medium, high, critical
-        #[arg(long, default_value = "high")]
+        #[arg(long, default_value_t = gauntlet_artifact::Severity::DEFAULT_FAIL_ON)]
         fail_on: gauntlet_artifact::Severity,
         /// Allow a pickle global the built-in allow-list does not know, e.g. your own model
         /// class (module.Name, or module:Qualified.Name); repeatable. Listed in the report;

@@ -13,6 +13,13 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The lowest severity `gauntlet scan` fails on unless `--fail-on` says otherwise: high, so
+    /// that "cannot verify" and invoked unknown callables fail the gate while medium notes
+    /// (a global only named, an unidentified file with no model name) do not.
+    pub const DEFAULT_FAIL_ON: Severity = Severity::High;
+}
+
 impl std::fmt::Display for Severity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

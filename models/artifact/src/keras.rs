@@ -6,8 +6,8 @@
 //! reference to a class or function outside Keras (`module`, `registered_name`), which is
 //! imported and called. Both are findings.
 //!
-//! HDF5 is not parsed: the scanner searches the file for the JSON objects Keras writes
-//! (`{"class_name": …}`) and checks every one it finds, decoys included. A file that names a
+//! HDF5 is not parsed: the scanner searches the file for every JSON object (Keras writes the
+//! config as a plain string attribute) and checks every one it finds, decoys included. A file that names a
 //! `model_config` but holds no config the scanner can read cannot be verified and is `high`;
 //! an HDF5 file without one holds weights or data only, which loading does not execute.
 
@@ -145,36 +145,26 @@ pub fn scan_keras_json(bytes: &[u8], location: &Location) -> Vec<Finding> {
     }
 }
 
-/// The end of the JSON object starting at `start` (a `{`), with strings and escapes respected.
-fn object_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (index, &byte) in bytes.get(start..)?.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' => depth += 1,
-            b'}' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(start + index + 1);
-                }
-            }
-            0 => return None,
-            _ => {}
-        }
-    }
-    None
-}
+/// Most `{"` positions tried as the start of a JSON object in one HDF5 file: weights are binary,
+/// and the byte pair turns up by chance about once per 64 KiB of them.
+const MAX_OBJECT_ATTEMPTS: usize = 1 << 16;
+
+/// Keys that open (after decoding, so `"class\u005fname"` counts) a Keras config object:
+/// an object starting with one of them that does not parse is a config the scanner could not
+/// read.
+const CONFIG_KEYS: &[&str] = &[
+    "class_name",
+    "module",
+    "config",
+    "registered_name",
+    "build_config",
+    "compile_config",
+    "layers",
+];
+
+/// Strings that mark code in a Keras config (a Lambda layer and its marshalled function). Any
+/// of them outside every config the scanner read means a config it did not see.
+const CODE_TOKENS: &[&[u8]] = &[b"Lambda", b"__lambda__", b"function_type", b"marshal"];
 
 fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
     haystack
@@ -184,55 +174,109 @@ fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = us
         .map(|(index, _)| index)
 }
 
+fn skip_json_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while bytes
+        .get(at)
+        .is_some_and(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The first key of the object starting at `start` (a `{`), decoded as `json.loads` decodes it.
+fn first_key(bytes: &[u8], start: usize) -> Option<String> {
+    let at = skip_json_whitespace(bytes, start + 1);
+    let mut keys = serde_json::Deserializer::from_slice(bytes.get(at..)?).into_iter::<String>();
+    keys.next()?.ok()
+}
+
+/// A JSON object parsed at `start`: the value and the offset after it.
+fn object_at(bytes: &[u8], start: usize) -> Option<(serde_json::Value, usize)> {
+    let mut values =
+        serde_json::Deserializer::from_slice(bytes.get(start..)?).into_iter::<serde_json::Value>();
+    let value = values.next()?.ok()?;
+    value
+        .is_object()
+        .then(|| (value, start + values.byte_offset()))
+}
+
 /// Scan an HDF5 file for Keras model configs.
+///
+/// HDF5 is not parsed: `model_config` is a string attribute Keras reads with `json.loads`, and
+/// attribute strings sit in the file as plain bytes. Every `{` followed by a string key is tried
+/// as a JSON object (key order, whitespace and escapes as `json.loads` accepts them); each object
+/// found is checked. Objects that open with a Keras config key and do not parse, and the code
+/// markers of a Lambda layer (`Lambda`, `__lambda__`, `function_type`, `marshal`) anywhere outside
+/// the objects read, mean a config the scanner did not see: `high`, cannot verify, whatever
+/// decoys did parse.
 pub fn scan_hdf5(bytes: &[u8], location: &Location) -> Vec<Finding> {
     let names_config = find_all(bytes, b"model_config").next().is_some()
         || find_all(bytes, b"training_config").next().is_some();
     let mut findings = Vec::new();
     let mut parsed = 0usize;
     let mut unreadable = 0usize;
-    let starts: Vec<usize> = find_all(bytes, b"{\"class_name\"")
-        .chain(find_all(bytes, b"{\"module\""))
-        .take(MAX_CONFIGS * 4)
-        .collect();
+    let mut attempts = 0usize;
+    let mut read_spans: Vec<(usize, usize)> = Vec::new();
     let mut covered_until = 0usize;
-    let mut sorted = starts;
-    sorted.sort_unstable();
-    for start in sorted {
+    for start in find_all(bytes, b"{") {
         if start < covered_until {
             continue; // inside an object already checked
         }
-        if parsed >= MAX_CONFIGS {
+        let key_at = skip_json_whitespace(bytes, start + 1);
+        if bytes.get(key_at) != Some(&b'"') {
+            continue;
+        }
+        attempts += 1;
+        if attempts > MAX_OBJECT_ATTEMPTS || parsed >= MAX_CONFIGS {
+            unreadable += 1;
             break;
         }
-        let Some(end) = object_end(bytes, start) else {
-            unreadable += 1;
-            continue;
-        };
-        match serde_json::from_slice::<serde_json::Value>(bytes.get(start..end).unwrap_or(&[])) {
-            Ok(config) => {
+        match object_at(bytes, start) {
+            Some((config, end)) => {
                 parsed += 1;
                 covered_until = end;
+                read_spans.push((start, end));
                 let mut config_location = location.clone();
                 config_location.offset = Some(start as u64);
                 findings.extend(check_config(&config, &config_location));
             }
-            Err(_) => unreadable += 1,
+            None => {
+                if first_key(bytes, start).is_some_and(|key| CONFIG_KEYS.contains(&key.as_str())) {
+                    unreadable += 1;
+                }
+            }
         }
     }
-    if names_config && (parsed == 0 || unreadable > 0) {
+    let stray: Vec<String> = CODE_TOKENS
+        .iter()
+        .filter(|token| {
+            find_all(bytes, token).any(|at| {
+                !read_spans
+                    .iter()
+                    .any(|&(start, end)| start <= at && at + token.len() <= end)
+            })
+        })
+        .map(|token| String::from_utf8_lossy(token).into_owned())
+        .collect();
+    if names_config && (parsed == 0 || unreadable > 0 || !stray.is_empty()) {
+        let why = if parsed == 0 {
+            "no readable config JSON was found".to_string()
+        } else if unreadable > 0 {
+            format!("{unreadable} config-like JSON objects could not be read")
+        } else {
+            format!(
+                "it mentions {} outside every config JSON the scanner read",
+                stray.join(", ")
+            )
+        };
         findings.push(Finding {
             severity: Severity::High,
             rule: RuleId::KerasMalformed,
             message: format!(
-                "cannot verify: the HDF5 file names a Keras model config, but {} (gauntlet does \
-                 not parse HDF5; it searches for the config JSON); Lambda layers and custom \
-                 objects could not be ruled out",
-                if parsed == 0 {
-                    "no readable config JSON was found".to_string()
-                } else {
-                    format!("{unreadable} config-like JSON fragments could not be read")
-                }
+                "cannot verify: the HDF5 file names a Keras model config, but {why} (gauntlet \
+                 does not parse HDF5; it searches for the config JSON); Lambda layers and custom \
+                 objects could not be ruled out"
             ),
             location: location.clone(),
         });
@@ -277,5 +321,30 @@ mod tests {
             RuleId::KerasMalformed
         );
         assert!(scan_hdf5(HDF5_SIGNATURE, &Location::default()).is_empty());
+    }
+
+    #[test]
+    fn code_markers_outside_every_read_config_cannot_be_verified() {
+        let mut file = HDF5_SIGNATURE.to_vec();
+        file.extend(br#"{"class_name": "Dense", "config": {"name": "d"}}"#);
+        file.extend(b"\0model_config\0");
+        let clean = scan_hdf5(&file, &Location::default());
+        assert!(clean.is_empty(), "{clean:?}");
+        // A marshalled function outside the decoy, in bytes no JSON reading reaches.
+        file.extend(b"\0\x01__lambda__\x02");
+        let findings = scan_hdf5(&file, &Location::default());
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].rule, RuleId::KerasMalformed);
+        assert!(findings[0].message.contains("__lambda__"), "{findings:?}");
+        // A config-like object that does not parse (its first key decodes to `module`).
+        let mut broken = HDF5_SIGNATURE.to_vec();
+        broken.extend(br#"{"class_name": "Dense"} model_config {"mod\u0075le": "x", ]"#);
+        let findings = scan_hdf5(&broken, &Location::default());
+        assert!(
+            findings.iter().any(
+                |f| f.rule == RuleId::KerasMalformed && f.message.contains("could not be read")
+            ),
+            "{findings:?}"
+        );
     }
 }

@@ -295,11 +295,12 @@ rules! {
                source.";
     ZipUnsupportedCompression = "zip-unsupported-compression", Zip, High,
         summary: "zip member uses a compression method the scanner does not inflate",
-        help: "Cannot verify: only stored and deflated members are inflated; this member uses \
-               another method, so its content was not checked. Python's zipfile also reads bzip2 \
-               (12) and lzma (14) members, so `np.load` or joblib would load what the scanner \
-               never saw. PyTorch and NumPy write stored or deflated members. Re-create the \
-               archive with one of those, or check the member by other means.";
+        help: "Cannot verify: stored, deflated, bzip2 (12) and lzma (14) members are inflated, \
+               as Python's zipfile reads them; this member uses another method (zstandard, which \
+               Python 3.14's zipfile reads, or one no common reader knows), so its content was \
+               not checked and `np.load` or joblib may load what the scanner never saw. PyTorch \
+               and NumPy write stored or deflated members. Re-create the archive with one of \
+               those, or check the member by other means.";
     ZipCrcMismatch = "zip-crc-mismatch", Zip, Medium,
         summary: "zip member does not match its CRC-32",
         help: "The inflated content differs from the CRC-32 recorded for it: the member was \
@@ -559,10 +560,12 @@ rules! {
     KerasMalformed = "keras-malformed", Keras, High,
         summary: "Keras or HDF5 model config cannot be verified",
         help: "Cannot verify: a `.keras` archive without a readable `config.json`, or an HDF5 \
-               file in which no `model_config` JSON could be found or parsed. gauntlet does not \
-               parse HDF5 fully; it searches the file for the config, and reports files where \
-               it cannot find it, since Lambda layers and custom objects live there. Convert the \
-               weights to safetensors, or review the model by other means.";
+               file naming a `model_config` in which no config JSON could be read, a config-like \
+               object does not parse (`json.loads` also accepts NaN), or Lambda markers \
+               (`Lambda`, `__lambda__`, `function_type`, `marshal`) sit outside every config \
+               read. gauntlet does not parse HDF5 fully; it searches the file for the config, \
+               since Lambda layers and custom objects live there. Convert the weights to \
+               safetensors, or review the model by other means.";
 
     // ----- Files and limits -------------------------------------------------------------------
     ModelIdLookalike = "model-id-lookalike", Identity, High,
@@ -586,12 +589,13 @@ rules! {
                format (safetensors), or review it by other means.";
     CompressedUnsupported = "compressed-unsupported", Files, High,
         summary: "compressed file cannot be decompressed and verified",
-        help: "Cannot verify: the file is a bz2, xz or lzma stream (joblib's `compress=` \
-               writes these and reads them back transparently), which gauntlet does not \
-               decompress, or a zlib/gzip stream that does not inflate or inflates past the \
-               limit. Its content was not checked; high where the name says it is a model. \
-               Save with zlib or gzip compression, or without compression, or convert the \
-               weights to safetensors.";
+        help: "Cannot verify: the file is a compressed stream joblib reads back transparently \
+               (`joblib.dump(..., compress=…)`), and it could not be checked: an lz4 frame, \
+               which gauntlet does not decompress, or a zlib, gzip, bz2, xz, lzma or joblib `ZF` \
+               stream that does not decompress, needs a dictionary above the limit, or inflates \
+               past the limit. A loader reading it as a stream acts on everything before the \
+               error. Re-save the file, with zlib, gzip, bz2, xz or lzma compression or none, or \
+               convert the weights to safetensors.";
     UnidentifiedFile = "unidentified-file", Files, Medium,
         summary: "file format not identified",
         help: "The content matches no format gauntlet checks (zip, tar, NumPy, safetensors, \

@@ -20,7 +20,7 @@ pub enum FileKind {
     Onnx,
     Gguf,
     Hdf5,
-    /// A zlib, gzip, bz2, xz or lzma stream (joblib's `compress=`).
+    /// A zlib, gzip, bz2, xz, lzma or lz4 stream (joblib's `compress=`), or joblib's old `ZF` file.
     Compressed,
     Unknown,
 }

@@ -424,7 +424,7 @@ fn torch_member(name: &str, prefixes: &[String]) -> TorchMember {
 /// Inflate or borrow a member's bytes, with the member's inflation capped.
 enum MemberBytes<'a> {
     Ready(Cow<'a, [u8]>),
-    /// Inflated past its declared size (the cap stopped it).
+    /// Inflated past its declared size or the limit: the bytes up to the cap.
     Overflowed(Vec<u8>),
     Corrupt(String),
     Unsupported(u16),
@@ -438,9 +438,28 @@ fn member_bytes<'a>(entry: &Entry, data: &'a [u8]) -> MemberBytes<'a> {
             let mut out = Vec::new();
             let mut decoder = flate2::read::DeflateDecoder::new(data).take(cap.saturating_add(1));
             match decoder.read_to_end(&mut out) {
-                Ok(_) if out.len() as u64 > cap => MemberBytes::Overflowed(out),
+                Ok(_) if out.len() as u64 > cap => {
+                    out.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+                    MemberBytes::Overflowed(out)
+                }
                 Ok(_) => MemberBytes::Ready(Cow::Owned(out)),
                 Err(error) => MemberBytes::Corrupt(error.to_string()),
+            }
+        }
+        // Python's zipfile reads these (np.load, joblib on an archive); PyTorch's reader does
+        // not, but a file it refuses is no risk, one zipfile accepts is.
+        12 | 14 => {
+            let cap = entry.uncompressed_size.min(MAX_INFLATED_MEMBER);
+            let inflated = if entry.method == 12 {
+                crate::compressed::inflate_bzip2_member(data, cap)
+            } else {
+                crate::compressed::inflate_lzma_member(data, entry.uncompressed_size, cap)
+            };
+            match inflated {
+                crate::compressed::Inflated::Complete(out) => MemberBytes::Ready(Cow::Owned(out)),
+                crate::compressed::Inflated::TooLarge(out) => MemberBytes::Overflowed(out),
+                crate::compressed::Inflated::Failed { error, .. } => MemberBytes::Corrupt(error),
+                crate::compressed::Inflated::Unsupported => MemberBytes::Unsupported(entry.method),
             }
         }
         other => MemberBytes::Unsupported(other),
@@ -839,7 +858,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                     if declared < MAX_INFLATED_MEMBER { RuleId::ZipSizeMismatch } else { RuleId::ZipBomb },
                     Some(name),
                     None,
-                    format!("member inflates to {what} ({declared} bytes declared); only the first {} bytes were checked", partial.len().saturating_sub(1)),
+                    format!("member inflates to {what} ({declared} bytes declared); only the first {} bytes were checked", partial.len()),
                 );
                 Cow::Owned(partial)
             }
@@ -855,8 +874,6 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
             }
             MemberBytes::Unsupported(method) => {
                 let what = match method {
-                    12 => " (bzip2, which Python's zipfile reads)",
-                    14 => " (lzma, which Python's zipfile reads)",
                     93 => " (zstandard, which Python 3.14's zipfile reads)",
                     _ => "",
                 };
@@ -883,7 +900,7 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
                 format!("member inflates from {compressed} to at least {inflated} bytes (ratio above {MAX_RATIO}): a zip bomb"),
             );
         }
-        if entry.method == 8 && inflated == declared {
+        if matches!(entry.method, 8 | 12 | 14) && inflated == declared {
             let mut crc = flate2::Crc::new();
             crc.update(&member);
             if crc.sum() != entry.crc {

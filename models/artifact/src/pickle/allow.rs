@@ -657,6 +657,21 @@ fn classify_builtin(module: &str, name: &str) -> Verdict {
     {
         return Verdict::Allowed;
     }
+    // torchvision's architectures, as a whole-module `torch.save` of a torchvision model names
+    // them (`torchvision.models.resnet.ResNet`, `…shufflenetv2.InvertedResidual`): the same
+    // NEWOBJ-then-BUILD as PyTorch's layers, and no torchvision model class defines
+    // `__setstate__`, `__reduce__` or `__new__` (checked against torchvision 0.29). The
+    // upper-case names imported into those modules are typing helpers, `OrderedDict`, `Enum`,
+    // `torch.Tensor`, PyTorch layers and `ModuleType`, none of which runs code when called.
+    // `feature_extraction` is left out: it builds `torch.fx` graph modules, which generate and
+    // run code.
+    if in_module(module, "torchvision.models")
+        && !in_module(module, "torchvision.models.feature_extraction")
+        && plain_name
+        && name.starts_with(|ch: char| ch.is_ascii_uppercase())
+    {
+        return Verdict::Allowed;
+    }
     Verdict::Unknown
 }
 
@@ -751,10 +766,8 @@ mod tests {
     #[test]
     fn model_classes_are_unknown_not_dangerous() {
         assert_eq!(classify("__main__", "TinyNet"), Verdict::Unknown);
-        assert_eq!(
-            classify("torchvision.models.resnet", "ResNet"),
-            Verdict::Unknown
-        );
+        // Third-party architectures are the team's to allow (torchvision's are allowed).
+        assert_eq!(classify("timm.models.resnet", "ResNet"), Verdict::Unknown);
         assert_eq!(classify("collections", "OrderedDictX"), Verdict::Unknown);
         assert_eq!(classify("torchx", "FloatStorage"), Verdict::Unknown);
         assert_eq!(classify("torch", "x.FloatStorage"), Verdict::Unknown);
@@ -782,6 +795,24 @@ mod tests {
             classify("torch.nn.modules.module", "functools"),
             Verdict::Unknown
         );
+        assert_eq!(
+            classify("torchvision.models.shufflenetv2", "ShuffleNetV2"),
+            Verdict::Allowed
+        );
+        assert_eq!(classify("torchvision.models", "ResNet"), Verdict::Allowed);
+        for (module, name) in [
+            ("torchvision.models.feature_extraction", "DualGraphModule"),
+            ("torchvision.models.resnet", "resnet18"),
+            ("torchvision.models.resnet", "F.relu"),
+            ("torchvision.models._api", "Weights.get_state_dict"),
+            ("torchvision.io", "VideoReader"),
+        ] {
+            assert_eq!(classify(module, name), Verdict::Unknown, "{module}.{name}");
+        }
+        assert!(matches!(
+            classify("torchvision.models.resnet", "Popen"),
+            Verdict::Dangerous(_)
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod allow;
 mod walker;
 
 pub use allow::{classify, parse_allowed, with_extra_allowed, Verdict};
-pub use walker::{MAX_MEMO, MAX_STACK};
+pub use walker::{PickleSpan, MAX_MEMO, MAX_STACK};
 
 use crate::{Finding, Location};
 
@@ -42,6 +42,12 @@ pub fn is_complete_pickle(bytes: &[u8]) -> bool {
 /// carry absolute offsets.
 pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     walker::scan_stream(bytes, location)
+}
+
+/// The pickles [`scan`] reads in `bytes`, one after the other: start, end (after `STOP`) and
+/// opcode count of each. The differential test compares them with `pickletools.genops`.
+pub fn spans(bytes: &[u8]) -> Vec<PickleSpan> {
+    walker::pickle_spans(bytes)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! needs to know about it.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -112,6 +112,13 @@ enum Value {
     Object {
         made_by: Option<(String, String)>,
         first_text: Option<String>,
+        /// What the last `BUILD` on a `numpy.dtype` set: whether NumPy will say it holds
+        /// objects decides how joblib reads the array data after a `NumpyArrayWrapper`.
+        dtype_state: Cell<DtypeState>,
+        /// The class this is an instance of, when the call made one without running
+        /// `__init__` (`NEWOBJ`, `copyreg.__newobj__`, `copyreg._reconstructor` on `object`):
+        /// joblib's unpickler treats every `NumpyArrayWrapper` instance alike, however made.
+        bare_instance_of: Option<(String, String)>,
     },
     /// An integer that fits in `i64` (shapes and sizes joblib's array records need).
     Int(i64),
@@ -152,6 +159,20 @@ impl Value {
             Value::Plain(kind) => format!("a {kind}"),
         }
     }
+}
+
+/// The part of a `numpy.dtype` BUILD state that decides `dtype.hasobject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DtypeState {
+    /// No BUILD applied: the flags the constructor computed.
+    Unset,
+    /// A version-3+ state: NumPy keeps its `flags` item as is (bit 0 is `NPY_ITEM_HASOBJECT`)
+    /// on the dtypes that `__setstate__` updates.
+    Flags(i64),
+    /// A state with no fields and pre-3 flags: nothing holds objects.
+    NoFields,
+    /// A state the walker cannot decide from (pre-3 structured, or untracked items).
+    Unknown,
 }
 
 /// Why walking stopped early.
@@ -923,15 +944,20 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                         self.nested_payload(args, &qualified, true);
                     }
                 }
+                let bare_instance_of = bare_instance(module, name, args, opcode);
                 Rc::new(Value::Object {
                     made_by,
                     first_text,
+                    dtype_state: Cell::new(DtypeState::Unset),
+                    bare_instance_of,
                 })
             }
             // Already reported where it was imported.
             Value::Unresolved => Rc::new(Value::Object {
                 made_by: None,
                 first_text: None,
+                dtype_state: Cell::new(DtypeState::Unset),
+                bare_instance_of: None,
             }),
             other => {
                 let message = format!(
@@ -949,6 +975,8 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 Rc::new(Value::Object {
                     made_by: None,
                     first_text: None,
+                    dtype_state: Cell::new(DtypeState::Unset),
+                    bare_instance_of: None,
                 })
             }
         }
@@ -1125,6 +1153,16 @@ impl<'data, 'rep> Machine<'data, 'rep> {
     /// `BUILD` calls a function of the attacker's choosing, or set attributes on a class or
     /// module object itself.
     fn build(&mut self, target: &Rc<Value>, state: &Rc<Value>) {
+        if let Value::Object {
+            made_by: Some((module, name)),
+            dtype_state,
+            ..
+        } = &**target
+        {
+            if module == "numpy" && name == "dtype" {
+                dtype_state.set(numpy_dtype_state(state));
+            }
+        }
         if let Value::Global { module, name } = &**target {
             let message = format!(
                 "BUILD sets attributes on the global `{module}.{name}` itself (a class, function \
@@ -1170,24 +1208,36 @@ impl Machine<'_, '_> {
     /// bytes so the rest of the stream is walked as joblib reads it.
     fn skip_joblib_array(&mut self, target: &Value, state: &Value) -> Step<()> {
         let Value::Object {
-            made_by: Some((module, name)),
+            made_by: Some(made_by),
+            bare_instance_of,
             ..
         } = target
         else {
             return Ok(());
         };
-        if module != "joblib.numpy_pickle" || name != "NumpyArrayWrapper" {
+        let is_wrapper =
+            |(module, name): &(String, String)| module == JOBLIB_MODULE && name == JOBLIB_WRAPPER;
+        if !is_wrapper(made_by) && !bare_instance_of.as_ref().is_some_and(is_wrapper) {
             return Ok(());
+        }
+        if !bare_instance_of.as_ref().is_some_and(is_wrapper) {
+            // `NumpyArrayWrapper(subclass, shape, order, dtype, …)` sets attributes (an
+            // alignment of 16 by default) the BUILD state need not repeat.
+            return self.limit(
+                "joblib array record made by calling NumpyArrayWrapper with arguments, which \
+                 set attributes the scanner does not track",
+            );
         }
         let Value::Dict(entries) = state else {
             return self.malformed("joblib array record without a state dict");
         };
-        let (shape, dtype, aligned) = {
+        let (shape, dtype, aligned, complete) = {
             let Ok(entries) = entries.try_borrow() else {
                 return Ok(());
             };
+            // Python's dict keeps the last value of a repeated key.
             let lookup = |wanted: &str| {
-                entries.iter().find_map(|(key, value)| match &**key {
+                entries.iter().rev().find_map(|(key, value)| match &**key {
                     Value::Text(key) if key == wanted => Some(Rc::clone(value)),
                     _ => None,
                 })
@@ -1196,40 +1246,54 @@ impl Machine<'_, '_> {
                 lookup("shape"),
                 lookup("dtype"),
                 lookup("numpy_array_alignment_bytes"),
+                entries.len() < MAX_TRACKED_ITEMS,
             )
         };
-        if let Some(aligned) = aligned {
-            if matches!(&*aligned, Value::Int(_)) {
-                let padding = self.take_u8()?;
-                self.take(usize::from(padding))?;
-            }
+        if !complete {
+            return self.limit("joblib array record with more state items than the scanner tracks");
         }
-        let descr = match dtype.as_deref() {
+        let (descr, dtype_state) = match dtype.as_deref() {
             Some(Value::Object {
                 made_by: Some((module, name)),
                 first_text: Some(descr),
-            }) if module == "numpy" && name == "dtype" => descr.clone(),
+                dtype_state,
+                ..
+            }) if module == "numpy" && name == "dtype" => (descr.clone(), dtype_state.get()),
             _ => return self.limit("joblib array record with a dtype the scanner cannot size"),
         };
-        let Some(item_size) = numpy_item_size(&descr) else {
-            if descr
-                .trim_start_matches(['<', '>', '|', '='])
-                .starts_with('O')
-            {
-                // Object arrays are pickled inline, as a complete pickle of their own.
-                let end = {
-                    let mut inline = Machine::new(
-                        self.data,
-                        self.pos,
-                        self.location,
-                        self.base_offset,
-                        &mut *self.reporter,
-                    );
-                    inline.run()?
-                };
-                self.pos = end;
-                return Ok(());
+        // joblib's `read_array` branches on `dtype.hasobject`: object data is a complete pickle
+        // of its own (`pickle.load`, no padding byte); anything else is an optional padding
+        // record, then raw bytes. NumPy takes `hasobject` from the pickled flags for flexible
+        // and datetime dtypes, so a flag can make a `V8` array an inline pickle.
+        let has_objects = match numpy_has_objects(&descr, dtype_state) {
+            Some(has_objects) => has_objects,
+            None => {
+                return self.limit(format!(
+                    "joblib array of dtype `{descr}` whose object flag the scanner cannot decide"
+                ))
             }
+        };
+        if has_objects {
+            let end = {
+                let mut inline = Machine::new(
+                    self.data,
+                    self.pos,
+                    self.location,
+                    self.base_offset,
+                    &mut *self.reporter,
+                );
+                inline.run()?
+            };
+            self.pos = end;
+            return Ok(());
+        }
+        // `getattr(self, "numpy_array_alignment_bytes", None) is not None`: any value but None
+        // means a padding-length byte, then that many bytes.
+        if aligned.is_some_and(|aligned| !matches!(&*aligned, Value::Plain("None"))) {
+            let padding = self.take_u8()?;
+            self.take(usize::from(padding))?;
+        }
+        let Some(item_size) = numpy_item_size(&descr) else {
             return self.limit(format!(
                 "joblib array of dtype `{descr}` the scanner cannot size"
             ));
@@ -1248,6 +1312,77 @@ impl Machine<'_, '_> {
         };
         self.take_len(len)?;
         Ok(())
+    }
+}
+
+const JOBLIB_MODULE: &str = "joblib.numpy_pickle";
+const JOBLIB_WRAPPER: &str = "NumpyArrayWrapper";
+
+/// The class a call instantiates without running its `__init__`: `NEWOBJ`/`NEWOBJ_EX` on a
+/// class (`cls.__new__(cls, …)`), `copyreg.__newobj__(cls, …)`, and
+/// `copyreg._reconstructor(cls, object, None)` (protocol 0/1's spelling of the same).
+fn bare_instance(module: &str, name: &str, args: &Value, opcode: &str) -> Option<(String, String)> {
+    if opcode == "NEWOBJ" || opcode == "NEWOBJ_EX" {
+        return Some((module.to_string(), name.to_string()));
+    }
+    if module != "copyreg" {
+        return None;
+    }
+    let Value::Tuple(items) = args else {
+        return None;
+    };
+    let class = match items.first().map(|item| &**item) {
+        Some(Value::Global { module, name }) => (module.clone(), name.clone()),
+        _ => return None,
+    };
+    match name {
+        "__newobj__" | "__newobj_ex__" => Some(class),
+        "_reconstructor" => match items.get(1).map(|item| &**item) {
+            Some(Value::Global { module, name }) if module == "builtins" && name == "object" => {
+                Some(class)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The `numpy.dtype` BUILD state items `hasobject` depends on: `(version, byteorder, subarray,
+/// names, fields, elsize, alignment, flags[, metadata])`.
+fn numpy_dtype_state(state: &Value) -> DtypeState {
+    let Value::Tuple(items) = state else {
+        return DtypeState::Unknown;
+    };
+    match items.first().map(|version| &**version) {
+        Some(Value::Int(version)) if *version >= 3 => match items.get(7).map(|flags| &**flags) {
+            Some(Value::Int(flags)) => DtypeState::Flags(*flags),
+            _ => DtypeState::Unknown,
+        },
+        // Before version 3 NumPy recomputes the flags from the fields.
+        Some(Value::Int(_)) => match items.get(4).map(|fields| &**fields) {
+            Some(Value::Plain("None")) => DtypeState::NoFields,
+            _ => DtypeState::Unknown,
+        },
+        _ => DtypeState::Unknown,
+    }
+}
+
+/// `dtype.hasobject` as NumPy reports it for a dtype made by `numpy.dtype(descr, …)` and then
+/// set up by the recorded BUILD state; `None` when it cannot be decided statically.
+///
+/// Measured with NumPy 2.4: object dtypes always hold objects; the fixed-size numeric dtypes
+/// (`b1 i u f c`) are shared descriptors whose `__setstate__` changes nothing; flexible and
+/// datetime dtypes (`S a U V M m`) take the flags item of a version-3+ state verbatim.
+fn numpy_has_objects(descr: &str, state: DtypeState) -> Option<bool> {
+    let code = descr.trim_start_matches(['<', '>', '|', '=']);
+    match code.chars().next()? {
+        'O' => Some(true),
+        'S' | 'a' | 'U' | 'V' | 'M' | 'm' => match state {
+            DtypeState::Unset | DtypeState::NoFields => Some(false),
+            DtypeState::Flags(flags) => Some(flags & 1 != 0),
+            DtypeState::Unknown => None,
+        },
+        _ => Some(false),
     }
 }
 
@@ -1508,8 +1643,27 @@ fn halt_finding(halt: &Halt, location: &Location, base_offset: u64) -> Finding {
     }
 }
 
+/// One pickle the walker read to its `STOP`: where it starts, where it ends (the offset after
+/// `STOP`) and how many opcodes it holds, `STOP` included (as `pickletools.genops` counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickleSpan {
+    pub start: usize,
+    pub end: usize,
+    pub opcodes: u64,
+}
+
 /// Scan every pickle in `bytes` (one after the other, as repeated `load()` calls read them).
 pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
+    walk_stream(bytes, location).0
+}
+
+/// The pickles [`scan_stream`] reads in `bytes`, in order.
+pub fn pickle_spans(bytes: &[u8]) -> Vec<PickleSpan> {
+    walk_stream(bytes, &Location::default()).1
+}
+
+fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSpan>) {
+    let mut spans = Vec::new();
     let base_offset = location.offset.unwrap_or(0);
     let mut reporter = Reporter::new(false, bytes.len());
     let mut start = 0usize;
@@ -1519,12 +1673,18 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
         let tentative = index > 0;
         let findings_before = reporter.findings.len();
         let globals_before = reporter.globals_seen;
-        let result = {
+        let (result, opcodes) = {
             let mut machine = Machine::new(bytes, start, location, base_offset, &mut reporter);
-            machine.run()
+            let result = machine.run();
+            (result, machine.opcode_index.saturating_add(1))
         };
         match result {
             Ok(end) => {
+                spans.push(PickleSpan {
+                    start,
+                    end,
+                    opcodes,
+                });
                 start = end;
                 let rest = bytes.get(start..).unwrap_or(&[]);
                 if rest.is_empty() {
@@ -1573,7 +1733,7 @@ pub fn scan_stream(bytes: &[u8], location: &Location) -> Vec<Finding> {
             }
         }
     }
-    reporter.finish()
+    (reporter.finish(), spans)
 }
 
 /// A protocol-0/1 pickle (no `PROTO` header) following another one.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use gauntlet_artifact::walk::{scan_paths, scan_paths_with, ScanOptions};
-use gauntlet_artifact::{gguf, keras, npy, scan, tar, zip, Location, RuleId, Severity};
+use gauntlet_artifact::{compressed, gguf, keras, npy, scan, tar, zip, Location, RuleId, Severity};
 use proptest::prelude::*;
 
 fn corpus_dir() -> PathBuf {
@@ -175,22 +175,33 @@ fn onnx_external_data_through_links_is_high() {
     assert_eq!(links(hard.path()), [Severity::High]);
 }
 
-/// A Python with NumPy, for the differential test: `GAUNTLET_PYTHON`, else the venv `.ci/run`
-/// creates, else the one `make_fixtures.py` documents.
-fn reader_python() -> Option<PathBuf> {
-    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".to_string());
-    let candidates = [
-        std::env::var("GAUNTLET_PYTHON").ok().map(PathBuf::from),
-        Some(PathBuf::from(tmp).join("gauntlet-model-signing-venv/bin/python")),
-        Some(PathBuf::from("/tmp/venv-containers/bin/python")),
-    ];
-    candidates.into_iter().flatten().find(|python| {
+/// A Python that imports `modules`, for the differential tests: `GAUNTLET_PYTHON`, else the venv
+/// `.ci/run` creates, else the one `make_fixtures.py` documents. A `GAUNTLET_PYTHON` that is set
+/// but cannot import them is an error, not a skip: `.ci/run` sets it for the step that must run
+/// these tests, and a failed install there must not pass as a skipped test.
+fn reader_python(modules: &str) -> Option<PathBuf> {
+    let imports = |python: &PathBuf| {
         python.exists()
             && std::process::Command::new(python)
-                .args(["-c", "import numpy"])
+                .args(["-c", &format!("import {modules}")])
                 .output()
                 .is_ok_and(|out| out.status.success())
-    })
+    };
+    if let Some(python) = std::env::var_os("GAUNTLET_PYTHON").map(PathBuf::from) {
+        assert!(
+            imports(&python),
+            "GAUNTLET_PYTHON={} cannot import {modules}",
+            python.display()
+        );
+        return Some(python);
+    }
+    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".to_string());
+    [
+        PathBuf::from(tmp).join("gauntlet-model-signing-venv/bin/python"),
+        PathBuf::from("/tmp/venv-containers/bin/python"),
+    ]
+    .into_iter()
+    .find(imports)
 }
 
 /// gauntlet reads the same members (names and sizes) as Python's zipfile and tarfile, and the
@@ -198,7 +209,7 @@ fn reader_python() -> Option<PathBuf> {
 /// real readers accept.
 #[test]
 fn gauntlet_reads_what_the_real_readers_read() {
-    let Some(python) = reader_python() else {
+    let Some(python) = reader_python("numpy") else {
         eprintln!(
             "SKIPPED gauntlet_reads_what_the_real_readers_read: no Python with NumPy (set \
              GAUNTLET_PYTHON, or create /tmp/venv-containers as make_fixtures.py says)"
@@ -247,6 +258,92 @@ fn gauntlet_reads_what_the_real_readers_read() {
             );
         }
     }
+}
+
+/// gauntlet frames streams as joblib and pickletools do, on every fixture of the container,
+/// pickle and benign corpora: the compressor joblib's `_detect_compressor` picks and the exact
+/// bytes its decompressor yields (or a refusal where joblib refuses), and, for pickle files,
+/// the same pickles one after the other as `pickletools.genops` reads them (start, end after
+/// `STOP`, opcode count), with and without PROTO headers.
+#[test]
+fn gauntlet_frames_streams_as_joblib_and_pickletools_do() {
+    let Some(python) = reader_python("joblib") else {
+        eprintln!(
+            "SKIPPED gauntlet_frames_streams_as_joblib_and_pickletools_do: no Python with joblib \
+             (set GAUNTLET_PYTHON, or create /tmp/venv-containers as make_fixtures.py says)"
+        );
+        return;
+    };
+    let fixtures = corpus_dir().parent().unwrap().to_path_buf();
+    let folders = ["containers", "pickle", "benign"].map(|folder| fixtures.join(folder));
+    let output = std::process::Command::new(&python)
+        .arg(corpus_dir().join("real_streams.py"))
+        .args(&folders)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let views: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&output.stdout).unwrap();
+    let (mut compressed, mut pickles) = (0, 0);
+    for (file, view) in &views {
+        let bytes = std::fs::read(fixtures.join(file)).unwrap();
+        if let Some(joblib) = view.get("joblib") {
+            compressed += 1;
+            let theirs = joblib["compressor"].as_str().unwrap();
+            let ours = compressed::codec(&bytes);
+            let ours_name = match ours {
+                Some(compressed::Codec::Zlib) => "zlib",
+                Some(compressed::Codec::Gzip) => "gzip",
+                Some(compressed::Codec::Bzip2) => "bz2",
+                Some(compressed::Codec::Xz) => "xz",
+                Some(compressed::Codec::Lzma) => "lzma",
+                Some(compressed::Codec::JoblibZfile) => "compat",
+                Some(compressed::Codec::Lz4) => "lz4",
+                None => "not recognised",
+            };
+            let inflated =
+                ours.map(|codec| compressed::inflate(&bytes, codec, compressed::MAX_INFLATED));
+            match (joblib.get("sha256"), inflated) {
+                (Some(sha), Some(compressed::Inflated::Complete(out))) => {
+                    assert_eq!(ours_name, theirs, "{file}");
+                    assert_eq!(Some(out.len() as u64), joblib["length"].as_u64(), "{file}");
+                    assert_eq!(
+                        serde_json::Value::String(hex::encode(
+                            <sha2::Sha256 as sha2::Digest>::digest(&out)
+                        )),
+                        *sha,
+                        "{file}: different bytes"
+                    );
+                }
+                (Some(_), other) => {
+                    panic!("{file}: joblib reads it ({theirs}), gauntlet got {other:?}")
+                }
+                // joblib refuses it: gauntlet must not claim a complete, verified stream.
+                (None, Some(compressed::Inflated::Complete(_))) => {
+                    panic!("{file}: joblib refuses it ({joblib}), gauntlet inflated it")
+                }
+                (None, _) => {}
+            }
+        }
+        if let Some(pickle) = view.get("pickle") {
+            pickles += 1;
+            let ours: Vec<serde_json::Value> = gauntlet_artifact::pickle::spans(&bytes)
+                .into_iter()
+                .map(|span| serde_json::json!([span.start, span.end, span.opcodes]))
+                .collect();
+            assert_eq!(
+                serde_json::Value::Array(ours),
+                pickle["spans"],
+                "{file}: pickle boundaries differ from pickletools"
+            );
+        }
+    }
+    assert!(compressed >= 15, "joblib framed only {compressed} files");
+    assert!(pickles >= 60, "pickletools framed only {pickles} files");
 }
 
 /// A decoy end record (in the comment) that Python's zipfile picks hides no member from the
@@ -326,5 +423,33 @@ fn files_too_large_to_read_are_high_when_named_as_models() {
             (RuleId::FileTooLarge, Severity::High),
             (RuleId::FileTooLarge, Severity::Medium)
         ]
+    );
+}
+
+/// bzip2 and lzma members are inflated (zipfile reads them); a method no reader gauntlet
+/// mirrors knows (here zstandard, 93, which Python 3.14's zipfile reads) still fails closed.
+#[test]
+fn zip_members_with_a_method_gauntlet_does_not_inflate_fail_closed() {
+    let bytes = std::fs::read(corpus_dir().join("zip_bzip2_benign.npz")).unwrap();
+    let rules = |bytes: &[u8]| -> Vec<(RuleId, Severity)> {
+        zip::scan(bytes, &Location::default())
+            .into_iter()
+            .map(|finding| (finding.rule, finding.severity))
+            .collect()
+    };
+    assert_eq!(rules(&bytes), []);
+    let mut zstd = bytes.clone();
+    // The method field: offset 8 in the local header, 10 in the central directory entry.
+    for (signature, at) in [(&b"PK\x03\x04"[..], 8), (&b"PK\x01\x02"[..], 10)] {
+        let start = zstd
+            .windows(4)
+            .position(|window| window == signature)
+            .unwrap();
+        assert_eq!(zstd[start + at..start + at + 2], [12, 0]);
+        zstd[start + at..start + at + 2].copy_from_slice(&[93, 0]);
+    }
+    assert_eq!(
+        rules(&zstd),
+        [(RuleId::ZipUnsupportedCompression, Severity::High)]
     );
 }

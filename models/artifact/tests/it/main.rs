@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! One integration-test binary for gauntlet-artifact, one module per area.
 
+mod benign;
 mod containers;
 mod docs;
 mod manifest;
