@@ -207,6 +207,9 @@ fn report(
     out: &std::path::Path,
     formats: &[gauntlet_reports::OutputFormat],
 ) -> Result<Outcome> {
+    // Named for what the user gave: either kind of input (each is read through the reading
+    // layer again, which also closes the race with this check).
+    gauntlet_files::check_regular(input, "the input of `gauntlet report`")?;
     let report = if gauntlet_results::samples_file::is_samples_file(input)? {
         let (plan, measurements, records) = gauntlet_results::samples_file::read(input)?;
         let mut report = gauntlet_results::aggregate(&plan, &measurements, &records)
@@ -273,7 +276,8 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         path: None,
         images: None,
         labels: None,
-        limit: None, // applied below, after loading
+        // An image folder applies it while loading; the other formats below.
+        limit: args.limit,
         class_names: None,
     };
     let sources = DatasetSources {
@@ -358,7 +362,7 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
     stdout_line(&format!(
         "wrote {} (sha256 {})",
         args.out.display(),
-        crate::load::sha256_hex(&fs_err::read(&args.out)?)
+        gauntlet_artifact::hashing::sha256_file(&args.out)?.sha256_hex()
     ))?;
     Ok(Outcome::Passed)
 }
@@ -474,7 +478,8 @@ fn sign(
     private_key: &std::path::Path,
     signature: Option<PathBuf>,
 ) -> Result<Outcome> {
-    let key = fs_err::read_to_string(private_key)?;
+    let key = gauntlet_files::read_to_string_bounded(private_key, gauntlet_files::limits::KEY)
+        .context("cannot read the private key")?;
     let signature = signature.unwrap_or_else(|| default_signature_path(dir));
     let signed = gauntlet_artifact::signing::sign_folder(
         dir,
@@ -499,7 +504,8 @@ fn verify(
     public_key: &std::path::Path,
     json: bool,
 ) -> Result<Outcome> {
-    let key = fs_err::read_to_string(public_key)?;
+    let key = gauntlet_files::read_to_string_bounded(public_key, gauntlet_files::limits::KEY)
+        .context("cannot read the public key")?;
     let signature = signature.unwrap_or_else(|| default_signature_path(dir));
     let verdict = gauntlet_artifact::signing::verify_folder(dir, &signature, &key)
         .with_context(|| format!("cannot verify `{}`", dir.display()))?;
