@@ -137,10 +137,8 @@ fn class_names_beside(batch: &Path) -> Result<Vec<String>> {
     if !meta.is_file() {
         return Ok(CIFAR10_CLASS_NAMES.map(String::from).to_vec());
     }
-    let text = fs_err::read_to_string(&meta).map_err(|source| DatasetError::Io {
-        path: meta.clone(),
-        source,
-    })?;
+    let text =
+        gauntlet_files::read_to_string_bounded(&meta, gauntlet_files::limits::DATA_METADATA)?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)

@@ -18,17 +18,10 @@ pub enum DatasetError {
     },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-
-    /// The file starts with the gzip magic bytes `1f 8b` but does not decompress.
-    #[error("`{path}` starts with the gzip magic bytes but does not decompress")]
-    Gzip {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// Decompressing would exceed the safety limit (a gzip bomb or a mislabelled file).
-    #[error("`{path}` decompresses to more than {limit} bytes; refusing to continue")]
-    DecompressedTooLarge { path: PathBuf, limit: u64 },
+    /// A file that is not a regular file, is past its size limit, decompresses past its limit
+    /// or is corrupt gzip (the reading layer's errors name the file and the limit).
+    #[error(transparent)]
+    File(gauntlet_files::FileError),
     /// The file is shorter than its own header says it must be.
     #[error("`{path}` is truncated: its header implies {expected} bytes but it holds {actual}")]
     Truncated {
@@ -148,6 +141,29 @@ pub enum DatasetError {
         #[source]
         source: image::ImageError,
     },
+    /// An image whose header declares a side over the limit; it is not decoded.
+    #[error(
+        "`{path}` is {width}x{height} pixels; images may be at most {max_side} pixels wide and \
+         high (checked from the header, before decoding)"
+    )]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max_side: u32,
+    },
+    /// An image folder whose images would need more memory than the dataset limit.
+    #[error(
+        "image folder `{root}`: {images} images of {width}x{height} pixels need more than \
+         {limit} bytes; set `limit` in the suite's [dataset] table to evaluate fewer"
+    )]
+    ImageFolderTooLarge {
+        root: PathBuf,
+        images: usize,
+        width: u32,
+        height: u32,
+        limit: u64,
+    },
     /// Images in one folder must share one size so they stack into `(N, C, H, W)`.
     #[error(
         "`{path}` is {width}x{height} but `{first}` (the first image) is \
@@ -208,6 +224,17 @@ pub enum DatasetError {
     /// A dataset format name that is not one of `idx`, `cifar10`, `image_folder`, `npy`.
     #[error("unknown dataset format `{name}`; known formats: idx, cifar10, image_folder, npy")]
     UnknownFormat { name: String },
+}
+
+impl From<gauntlet_files::FileError> for DatasetError {
+    /// The operating system's refusals stay [`DatasetError::Io`], as for every other file
+    /// operation here; what the reading layer itself refuses is [`DatasetError::File`].
+    fn from(error: gauntlet_files::FileError) -> Self {
+        match error {
+            gauntlet_files::FileError::Io { path, source } => DatasetError::Io { path, source },
+            other => DatasetError::File(other),
+        }
+    }
 }
 
 /// Shorthand for `Result<T, DatasetError>` inside this crate.

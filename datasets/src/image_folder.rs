@@ -14,13 +14,24 @@
 //! it, never a silently smaller dataset. Names starting with `.` (`.DS_Store`, `.git`) are
 //! skipped everywhere.
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use crate::error::Result;
 use crate::in_memory::Pixels;
+use crate::read::MAX_DECOMPRESSED_BYTES;
 use crate::{DatasetError, InMemoryDataset};
+
+/// Largest width or height of an image accepted (4096 pixels), checked from the image's
+/// header before it is decoded. Robustness suites run on images of 28 to a few hundred pixels
+/// a side; a 20,000 × 20,000 PNG compresses to a few hundred KB but decodes to over a GB.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+
+/// Most bytes the decoder may allocate for one image: a [`MAX_IMAGE_SIDE`]² RGBA image with
+/// 16 bits per channel (128 MiB), twice over for the decoder's own buffers.
+const MAX_DECODER_ALLOC: u64 = 256 << 20;
 
 /// Load every image under `root/<class>/`, in sorted order.
 ///
@@ -29,6 +40,22 @@ use crate::{DatasetError, InMemoryDataset};
 /// `C = 3` (a grayscale image then has R = G = B). Alpha is dropped, not composited; 16-bit
 /// images are reduced to 8 bits.
 pub fn load_image_folder(root: &Path) -> Result<InMemoryDataset, DatasetError> {
+    load_image_folder_limited(root, None)
+}
+
+/// [`load_image_folder`] keeping only the first `limit` images (class folders in order, then
+/// the files of each in order: the samples a suite's `limit` keeps).
+///
+/// The limit is applied to the file list, before anything is read: the images past it are
+/// never opened. Each kept image is read through `gauntlet-files` (a regular file of at most
+/// 256 MiB), and its header is checked before its pixels are decoded: a side over
+/// [`MAX_IMAGE_SIDE`], a size different from the first image's, or a dataset that would need
+/// more than 4 GiB of pixels is refused without decoding it. The class list is always the
+/// full one.
+pub fn load_image_folder_limited(
+    root: &Path,
+    limit: Option<usize>,
+) -> Result<InMemoryDataset, DatasetError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DatasetError::Io { path, source }
@@ -52,7 +79,7 @@ pub fn load_image_folder(root: &Path) -> Result<InMemoryDataset, DatasetError> {
         });
     }
 
-    let mut decoded: Vec<(PathBuf, DynamicImage, u32)> = Vec::new();
+    let mut samples: Vec<(PathBuf, u32)> = Vec::new();
     let mut class_names = Vec::with_capacity(class_dirs.len());
     for (class_index, dir) in class_dirs.iter().enumerate() {
         class_names.push(
@@ -66,35 +93,83 @@ pub fn load_image_folder(root: &Path) -> Result<InMemoryDataset, DatasetError> {
             return Err(DatasetError::EmptyClassFolder { path: dir.clone() });
         }
         let label = u32::try_from(class_index).unwrap_or(u32::MAX);
-        for file in files {
-            let image = decode(&file)?;
-            decoded.push((file, image, label));
-        }
+        samples.extend(files.into_iter().map(|file| (file, label)));
+    }
+    if let Some(limit) = limit {
+        samples.truncate(limit);
     }
 
-    let (first_path, first_image, _) = &decoded[0];
-    let (width, height) = (first_image.width(), first_image.height());
-    for (path, image, _) in &decoded {
-        if (image.width(), image.height()) != (width, height) {
-            return Err(DatasetError::ImageSizeMismatch {
+    // Each image is stored as 8-bit gray or 8-bit RGB right after decoding.
+    let mut decoded: Vec<(DynamicImage, u32)> = Vec::with_capacity(samples.len());
+    let mut first: Option<(&Path, u32, u32)> = None;
+    for (path, label) in &samples {
+        let bytes = gauntlet_files::read_bounded(path, gauntlet_files::limits::IMAGE)?;
+        let decoder = header(path, &bytes)?;
+        let (width, height) = decoder.dimensions();
+        if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+            return Err(DatasetError::ImageTooLarge {
                 path: path.clone(),
-                width: image.width(),
-                height: image.height(),
-                first: first_path.clone(),
-                expected_width: width,
-                expected_height: height,
+                width,
+                height,
+                max_side: MAX_IMAGE_SIDE,
             });
         }
+        match first {
+            None => {
+                // Every image must match this one, so the dataset's size is known now.
+                let bytes =
+                    (samples.len() as u64).saturating_mul(u64::from(width) * u64::from(height) * 3);
+                if bytes > MAX_DECOMPRESSED_BYTES {
+                    return Err(DatasetError::ImageFolderTooLarge {
+                        root: root.to_path_buf(),
+                        images: samples.len(),
+                        width,
+                        height,
+                        limit: MAX_DECOMPRESSED_BYTES,
+                    });
+                }
+                first = Some((path, width, height));
+            }
+            Some((first_path, expected_width, expected_height)) => {
+                if (width, height) != (expected_width, expected_height) {
+                    return Err(DatasetError::ImageSizeMismatch {
+                        path: path.clone(),
+                        width,
+                        height,
+                        first: first_path.to_path_buf(),
+                        expected_width,
+                        expected_height,
+                    });
+                }
+            }
+        }
+        let image = decode(path, decoder)?;
+        let image = if image.color().has_color() {
+            DynamicImage::ImageRgb8(image.into_rgb8())
+        } else {
+            DynamicImage::ImageLuma8(image.into_luma8())
+        };
+        decoded.push((image, *label));
     }
+    let Some((_, width, height)) = first else {
+        // Unreachable unless `limit` is 0, which the suite refuses; an empty dataset is
+        // refused by `from_parts` below.
+        return InMemoryDataset::from_parts(
+            &format!("image folder `{}`", root.display()),
+            root_name(root),
+            [1, 1, 1],
+            class_names,
+            Pixels::U8(Vec::new()),
+            Vec::new(),
+        );
+    };
 
-    let all_gray = decoded
-        .iter()
-        .all(|(_, image, _)| !image.color().has_color());
+    let all_gray = decoded.iter().all(|(image, _)| !image.color().has_color());
     let channels = if all_gray { 1 } else { 3 };
     let plane = width as usize * height as usize;
     let mut pixels = Vec::with_capacity(decoded.len() * channels * plane);
     let mut labels = Vec::with_capacity(decoded.len());
-    for (_, image, label) in decoded {
+    for (image, label) in decoded {
         if all_gray {
             pixels.extend_from_slice(image.to_luma8().as_raw());
         } else {
@@ -107,18 +182,20 @@ pub fn load_image_folder(root: &Path) -> Result<InMemoryDataset, DatasetError> {
         }
         labels.push(label);
     }
-    let name = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| root.display().to_string());
     InMemoryDataset::from_parts(
         &format!("image folder `{}`", root.display()),
-        name,
+        root_name(root),
         [channels, height as usize, width as usize],
         class_names,
         Pixels::U8(pixels),
         labels,
     )
+}
+
+fn root_name(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| root.display().to_string())
 }
 
 fn is_hidden(path: &Path) -> bool {
@@ -153,17 +230,34 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn decode(path: &Path) -> Result<DynamicImage> {
-    let io = |source| DatasetError::Io {
+fn decode_error(path: &Path) -> impl FnOnce(image::ImageError) -> DatasetError + '_ {
+    move |source| DatasetError::ImageDecode {
         path: path.to_path_buf(),
         source,
-    };
-    let reader = ImageReader::open(path)
-        .map_err(io)?
+    }
+}
+
+/// A decoder over `bytes` that has read only the image's header (format from content).
+fn header<'a>(path: &Path, bytes: &'a [u8]) -> Result<impl ImageDecoder + 'a> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(io)?;
-    reader.decode().map_err(|source| DatasetError::ImageDecode {
-        path: path.to_path_buf(),
-        source,
-    })
+        .map_err(|source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // The caller checks the dimensions itself, to name them in its error; the decoder's
+    // limits are set before decoding.
+    reader.no_limits();
+    reader.into_decoder().map_err(decode_error(path))
+}
+
+/// Decode the pixels, under limits that repeat [`MAX_IMAGE_SIDE`] and bound the decoder's
+/// allocations.
+fn decode(path: &Path, mut decoder: impl ImageDecoder) -> Result<DynamicImage> {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODER_ALLOC);
+    decoder.set_limits(limits).map_err(decode_error(path))?;
+    DynamicImage::from_decoder(decoder).map_err(decode_error(path))
 }

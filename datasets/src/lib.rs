@@ -42,7 +42,7 @@ pub use format::DatasetFormat;
 pub use idx::{
     encode_idx, from_idx_bytes, load_idx, write_idx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
-pub use image_folder::load_image_folder;
+pub use image_folder::{load_image_folder, load_image_folder_limited, MAX_IMAGE_SIDE};
 pub use in_memory::InMemoryDataset;
 pub use npy::{
     from_npy_bytes, load_npy, parse_npy_header, ByteOrder, NpyDtype, NpyHeader, NPY_MAGIC,

@@ -22,13 +22,11 @@ struct Item {
 fn hash_source(key: &'static str, source: &Source) -> Result<Item> {
     let (sha256, size) = match source {
         Source::File(path) => {
-            let size = fs_err::metadata(path)
-                .with_context(|| format!("`{key}`"))?
-                .len();
-            (
-                gauntlet_artifact::hashing::sha256_file(path)?.sha256_hex(),
-                size,
-            )
+            // Streamed through the reading layer: a device or FIFO is refused, not hashed
+            // forever, and the size is the count of bytes hashed.
+            let digest = gauntlet_artifact::hashing::sha256_file(path)
+                .with_context(|| format!("cannot hash `{key}`"))?;
+            (digest.sha256_hex(), digest.size)
         }
         Source::Embedded(name) => {
             let bytes = crate::load::embedded_bytes(key, name)?;

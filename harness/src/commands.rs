@@ -217,6 +217,9 @@ fn report(
     formats: &[gauntlet_reports::OutputFormat],
     overwrite: bool,
 ) -> Result<Outcome> {
+    // Named for what the user gave: either kind of input (each is read through the reading
+    // layer again, which also closes the race with this check).
+    gauntlet_files::check_regular(input, "the input of `gauntlet report`")?;
     let report = if gauntlet_results::samples_file::is_samples_file(input)? {
         let (plan, measurements, records) = gauntlet_results::samples_file::read(input)?;
         let mut report = gauntlet_results::aggregate(&plan, &measurements, &records)
@@ -298,7 +301,8 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         path: None,
         images: None,
         labels: None,
-        limit: None, // applied below, after loading
+        // An image folder applies it while loading; the other formats below.
+        limit: args.limit,
         class_names: None,
     };
     let sources = DatasetSources {
@@ -501,7 +505,8 @@ fn sign(
     private_key: &std::path::Path,
     signature: Option<PathBuf>,
 ) -> Result<Outcome> {
-    let key = fs_err::read_to_string(private_key)?;
+    let key = gauntlet_files::read_to_string_bounded(private_key, gauntlet_files::limits::KEY)
+        .context("cannot read the private key")?;
     let signature = signature.unwrap_or_else(|| default_signature_path(dir));
     let signed = gauntlet_artifact::signing::sign_folder(
         dir,
@@ -526,7 +531,8 @@ fn verify(
     public_key: &std::path::Path,
     json: bool,
 ) -> Result<Outcome> {
-    let key = fs_err::read_to_string(public_key)?;
+    let key = gauntlet_files::read_to_string_bounded(public_key, gauntlet_files::limits::KEY)
+        .context("cannot read the public key")?;
     let signature = signature.unwrap_or_else(|| default_signature_path(dir));
     let verdict = gauntlet_artifact::signing::verify_folder(dir, &signature, &key)
         .with_context(|| format!("cannot verify `{}`", dir.display()))?;

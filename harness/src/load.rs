@@ -70,19 +70,28 @@ pub fn embedded_bytes(key: &str, name: &str) -> Result<Vec<u8>> {
     }
 }
 
-fn read_source(source: &Source, key: &str) -> Result<Vec<u8>> {
+fn read_source(source: &Source, key: &str, limit: gauntlet_files::Limit) -> Result<Vec<u8>> {
     match source {
-        Source::File(path) => fs_err::read(path).with_context(|| format!("cannot read `{key}`")),
+        Source::File(path) => gauntlet_files::read_bounded(path, limit)
+            .with_context(|| format!("cannot read `{key}`")),
         Source::Embedded(name) => embedded_bytes(key, name),
     }
 }
 
 /// Verify the model (pinned SHA-256, manifest, signature, static scan), then load it.
 pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo, Provenance)> {
-    let weights = read_source(&suite.model_weights, "model.weights")?;
+    let weights = read_source(
+        &suite.model_weights,
+        "model.weights",
+        gauntlet_files::limits::WEIGHTS,
+    )?;
     let sha256 = sha256_hex(&weights);
     let provenance = crate::provenance::verify(suite, &weights, &sha256)?;
-    let spec_text = read_source(&suite.model_spec, "model.spec")?;
+    let spec_text = read_source(
+        &suite.model_spec,
+        "model.spec",
+        gauntlet_files::limits::MODEL_SPEC,
+    )?;
     let spec_text = String::from_utf8(spec_text).with_context(|| {
         format!(
             "model spec `{}` is not UTF-8 text",
@@ -141,7 +150,9 @@ fn file_of(source: &Option<Source>, key: &str) -> Result<std::path::PathBuf> {
     }
 }
 
-/// Load the dataset a suite (or `gauntlet train`) names, limited to its first `limit` samples.
+/// Load the dataset a suite (or `gauntlet train`) names. An image folder is read only up to
+/// the section's `limit` (the images past it are never opened); other formats are whole files,
+/// limited by the caller.
 pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Result<InMemoryDataset> {
     let names = section.class_names.clone();
     let dataset = match &sources.path {
@@ -164,9 +175,10 @@ pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Resul
                 names.clone(),
             )?,
             DatasetFormat::Cifar10 => gauntlet_datasets::load_cifar10_path(&file_of(&sources.path, "path")?)?,
-            DatasetFormat::ImageFolder => {
-                gauntlet_datasets::load_image_folder(&file_of(&sources.path, "path")?)?
-            }
+            DatasetFormat::ImageFolder => gauntlet_datasets::load_image_folder_limited(
+                &file_of(&sources.path, "path")?,
+                section.limit,
+            )?,
         },
     };
     if dataset.is_empty() {
@@ -198,7 +210,12 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     }
     let full = load_dataset(&suite.dataset, &suite.dataset_sources)?;
     let present = |d: &InMemoryDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
-    let classes_in_dataset = present(&full);
+    // An image folder was read only up to `limit`, but its loader refuses an empty class
+    // folder, so every class it lists is present in the whole folder.
+    let classes_in_dataset = match (&suite.dataset.format, &suite.dataset_sources.path) {
+        (DatasetFormat::ImageFolder, Some(Source::File(_))) => full.class_names().len(),
+        _ => present(&full),
+    };
     let dataset = match suite.dataset.limit {
         Some(limit) => full.limit(limit),
         None => full,

@@ -89,7 +89,8 @@ fn signature_check(
     public_key: &Path,
 ) -> Result<(ProvenanceCheck, Option<String>)> {
     let folder = weights_folder(suite, "signature")?;
-    let key = fs_err::read_to_string(public_key)?;
+    let key = gauntlet_files::read_to_string_bounded(public_key, gauntlet_files::limits::KEY)
+        .context("cannot read the public key")?;
     let verdict = gauntlet_artifact::signing::verify_folder(&folder, signature, &key)
         .with_context(|| format!("cannot verify the signature `{}`", signature.display()))?;
     let detail = if verdict.valid {
@@ -155,42 +156,13 @@ fn is_spec(suite: &Suite, location: &Location) -> bool {
     }
 }
 
-/// Largest list of known model ids read (one id per line): far above any real list.
-const MAX_KNOWN_IDS_BYTES: u64 = 4 << 20;
-
 /// The built-in well-known model ids plus those in `extra` (one per line), read only if it is
-/// a regular file of bounded size.
+/// a regular file of bounded size (`gauntlet_files::limits::KNOWN_IDS`).
 pub fn known_model_ids(extra: Option<&Path>) -> Result<Vec<String>> {
     let text = match extra {
         None => String::new(),
         Some(path) => {
-            let metadata = fs_err::metadata(path)
-                .with_context(|| format!("cannot read the known model ids `{}`", path.display()))?;
-            if !metadata.is_file() {
-                bail!(
-                    "the known model ids `{}` is not a regular file",
-                    path.display()
-                );
-            }
-            if metadata.len() > MAX_KNOWN_IDS_BYTES {
-                bail!(
-                    "the known model ids `{}` is {} bytes, more than the {MAX_KNOWN_IDS_BYTES} allowed",
-                    path.display(),
-                    metadata.len()
-                );
-            }
-            let mut text = String::new();
-            std::io::Read::read_to_string(
-                &mut std::io::Read::take(fs_err::File::open(path)?, MAX_KNOWN_IDS_BYTES),
-                &mut text,
-            )
-            .with_context(|| {
-                format!(
-                    "the known model ids `{}` are not UTF-8 text",
-                    path.display()
-                )
-            })?;
-            text
+            gauntlet_files::read_to_string_bounded(path, gauntlet_files::limits::KNOWN_IDS)?
         }
     };
     Ok(gauntlet_artifact::model_id::known_ids_with(&text))

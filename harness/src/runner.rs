@@ -397,6 +397,7 @@ pub fn run_shard(
         run_seconds.push(run_started.elapsed().as_secs_f64());
     }
 
+    let mut notices = Vec::new();
     let examples = match (&kept, gallery) {
         (Some(kept), Some(position)) => gallery_examples(
             kept,
@@ -407,11 +408,11 @@ pub fn run_shard(
                 .as_ref()
                 .map_or(0.0, |a| a.threat().epsilon),
             suite.report.examples,
+            &mut notices,
         )?,
         _ => Vec::new(),
     };
     let kernel_path = kernel_path_info(loaded);
-    let mut notices = Vec::new();
     if let Some(reason) = &kernel_path.reason {
         notices.push(format!(
             "the model ran on candle's kernels, not gauntlet's native CPU path: {reason}"
@@ -490,22 +491,35 @@ fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
         .copied()
 }
 
-/// Up to `wanted` examples from the kept (first) batch: broken ones first, then unbroken ones.
+/// Up to `wanted` examples from the kept (first) batch: broken ones first, then unbroken ones,
+/// as many as fit in the report's [`gauntlet_reports::MAX_GALLERY_VALUES`] (a notice says when
+/// fewer were kept for that reason).
 fn gallery_examples(
     kept: &KeptBatch,
     clean: &CleanByIndex,
     label: &str,
     epsilon: f32,
     wanted: usize,
+    notices: &mut Vec<String>,
 ) -> Result<Vec<AdversarialExample>> {
     let shape: Vec<usize> = kept.clean.inputs.dims()[1..].to_vec();
     let originals = kept.clean.inputs.flatten_from(1)?.to_vec2::<f32>()?;
     let adversarials = kept.adversarial.flatten_from(1)?.to_vec2::<f32>()?;
     let mut order: Vec<usize> = (0..originals.len()).collect();
     order.sort_by_key(|&offset| (!kept.broken[offset], offset));
+    let wanted = wanted.min(order.len());
+    let values_per_example = 2 * shape.iter().product::<usize>();
+    let fitting = wanted.min(gauntlet_reports::MAX_GALLERY_VALUES / values_per_example.max(1));
+    if fitting < wanted {
+        notices.push(format!(
+            "the gallery shows {fitting} of the {wanted} examples asked for: images of shape \
+             {shape:?} are large, and a report holds at most {} pixel values",
+            gauntlet_reports::MAX_GALLERY_VALUES
+        ));
+    }
     order
         .into_iter()
-        .take(wanted)
+        .take(fitting)
         .map(|offset| {
             let index = kept.start + offset;
             let outcome = clean

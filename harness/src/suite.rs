@@ -303,7 +303,7 @@ pub struct Overrides {
 impl Suite {
     /// Read, parse and validate a suite file.
     pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self> {
-        let text = fs_err::read_to_string(path)?;
+        let text = gauntlet_files::read_to_string_bounded(path, gauntlet_files::limits::SUITE)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, Some(path), base, overrides)
             .with_context(|| format!("invalid suite file `{}`", path.display()))

@@ -23,6 +23,10 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the reading layer refuses: not a regular file (a FIFO, device or folder), or
+    /// past its size limit.
+    #[error(transparent)]
+    File(gauntlet_files::FileError),
     #[error("cannot write `{path}`")]
     Write {
         path: PathBuf,
@@ -202,5 +206,16 @@ impl ModelError {
     /// A broken internal invariant ([`ModelError::Internal`]).
     pub(crate) fn internal(what: impl Into<String>) -> Self {
         ModelError::Internal { what: what.into() }
+    }
+}
+
+impl From<gauntlet_files::FileError> for ModelError {
+    /// The operating system's refusals stay [`ModelError::Io`]; what the reading layer itself
+    /// refuses is [`ModelError::File`].
+    fn from(error: gauntlet_files::FileError) -> Self {
+        match error {
+            gauntlet_files::FileError::Io { path, source } => ModelError::Io { path, source },
+            other => ModelError::File(other),
+        }
     }
 }

@@ -87,10 +87,7 @@ impl Network {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let spec = ModelSpec::from_file(spec_path)?;
-        let bytes = fs_err::read(weights_path).map_err(|source| ModelError::Io {
-            path: weights_path.to_path_buf(),
-            source,
-        })?;
+        let bytes = gauntlet_files::read_bounded(weights_path, gauntlet_files::limits::WEIGHTS)?;
         let network = Self::from_spec_and_safetensors(&spec, &bytes, device).map_err(|source| {
             ModelError::WeightsFile {
                 path: weights_path.to_path_buf(),

@@ -14,6 +14,11 @@ pub enum ReportError {
         source: std::io::Error,
     },
 
+    /// The reading layer refused the file: not a regular file (a FIFO, device or folder), or
+    /// past the size limit of a results.json.
+    #[error(transparent)]
+    File(gauntlet_files::FileError),
+
     /// Malformed JSON, or JSON that does not match the schema. The serde message (which carries
     /// the line and column) is part of the display text rather than a `#[source]`, so that a
     /// plain `{}` already tells the reader where the file is wrong.
@@ -81,4 +86,14 @@ pub enum ReportError {
 
     #[error("unknown output format `{given}`; expected one of: json, csv, html")]
     UnknownFormat { given: String },
+}
+
+impl From<gauntlet_files::FileError> for ReportError {
+    /// The operating system's refusals stay [`ReportError::Io`].
+    fn from(error: gauntlet_files::FileError) -> Self {
+        match error {
+            gauntlet_files::FileError::Io { path, source } => ReportError::Io { path, source },
+            other => ReportError::File(other),
+        }
+    }
 }

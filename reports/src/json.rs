@@ -35,10 +35,7 @@ pub fn to_json_string(report: &RunReport) -> Result<String, serde_json::Error> {
 /// newer gauntlet fails with "has schema_version N" rather than with whatever unknown field the
 /// newer schema added.
 pub fn read_json(path: &Path) -> Result<RunReport, ReportError> {
-    let bytes = fs_err::read(path).map_err(|source| ReportError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = gauntlet_files::read_bounded(path, gauntlet_files::limits::RESULTS_JSON)?;
     parse_json(&bytes, path)
 }
 

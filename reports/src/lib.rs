@@ -30,6 +30,7 @@ pub use html::{escape_html, render_html, write_html, CONTENT_SECURITY_POLICY};
 pub use json::{parse_json, read_json, to_json_string, write_json};
 pub use plots::{render_plots, write_plots, NamedPng};
 pub use schema::*;
+pub use validate::MAX_GALLERY_VALUES;
 
 /// File names [`write_all`] uses inside its output folder.
 pub const JSON_FILE_NAME: &str = "results.json";

@@ -720,6 +720,10 @@ pub(crate) struct ExampleTile {
 
 /// Side of each upscaled panel aimed for, in pixels.
 const PANEL_TARGET: usize = 112;
+/// Largest side of a panel: a larger image is shown subsampled (every k-th pixel), so a tile's
+/// buffer stays under 3 × 512 × 512 RGB pixels whatever the example's shape. Without it a
+/// 1 × 1 × 10⁶ example drew a 3,000,000-pixel-wide tile.
+const MAX_PANEL_SIDE: usize = 512;
 const TILE_MARGIN: usize = 6;
 const TILE_GAP: usize = 10;
 const TILE_CAPTION: usize = 24;
@@ -736,10 +740,12 @@ pub(crate) fn example_tiles(report: &RunReport) -> Result<Vec<ExampleTile>, Repo
 
 fn example_tile(i: usize, example: &AdversarialExample) -> Result<ExampleTile, ReportError> {
     let dims = example_dims(&format!("examples[{i}]"), example)?;
-    let scale =
-        ((PANEL_TARGET + dims.height.max(dims.width) / 2) / dims.height.max(dims.width)).max(1);
-    let panel_w = dims.width * scale;
-    let panel_h = dims.height * scale;
+    let side = dims.height.max(dims.width);
+    let scale = ((PANEL_TARGET + side / 2) / side).max(1);
+    // Subsampling step: 1 unless the image is larger than a panel may be.
+    let step = side.div_ceil(MAX_PANEL_SIDE).max(1);
+    let panel_w = dims.width.div_ceil(step) * scale;
+    let panel_h = dims.height.div_ceil(step) * scale;
     let width = 2 * TILE_MARGIN + 3 * panel_w + 2 * TILE_GAP;
     let height = 2 * TILE_MARGIN + TILE_CAPTION + panel_h;
 
@@ -769,7 +775,14 @@ fn example_tile(i: usize, example: &AdversarialExample) -> Result<ExampleTile, R
         .enumerate()
     {
         let left = TILE_MARGIN + k * (panel_w + TILE_GAP);
-        blit_upscaled(&mut rgb, width, (left, top), pixels, dims, scale);
+        blit(
+            &mut rgb,
+            width,
+            (left, top),
+            pixels,
+            dims,
+            Sampling { scale, step },
+        );
     }
 
     let captions = [
@@ -812,21 +825,30 @@ fn example_tile(i: usize, example: &AdversarialExample) -> Result<ExampleTile, R
     })
 }
 
+/// How source pixels map to panel pixels: panel pixel `p` shows source pixel `p * step / scale`.
+/// One of the two is 1: small images are upscaled, images past [`MAX_PANEL_SIDE`] subsampled.
+#[derive(Debug, Clone, Copy)]
+struct Sampling {
+    scale: usize,
+    step: usize,
+}
+
 /// Copies a C×H×W image in [0, 1] into an RGB buffer at `(left, top)`, each source pixel becoming
-/// a `scale × scale` block (nearest neighbour: no smoothing that would hide a perturbation).
-fn blit_upscaled(
+/// a `scale × scale` block, or every `step`-th source pixel kept (nearest neighbour either way:
+/// no smoothing that would hide a perturbation).
+fn blit(
     rgb: &mut [u8],
     buffer_width: usize,
     (left, top): (usize, usize),
     pixels: &[f32],
     dims: ImageDims,
-    scale: usize,
+    Sampling { scale, step }: Sampling,
 ) {
     let plane = dims.height * dims.width;
     let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    for y in 0..dims.height * scale {
-        for x in 0..dims.width * scale {
-            let source = (y / scale) * dims.width + x / scale;
+    for y in 0..dims.height.div_ceil(step) * scale {
+        for x in 0..dims.width.div_ceil(step) * scale {
+            let source = (y * step / scale) * dims.width + x * step / scale;
             let color = if dims.channels == 1 {
                 let v = byte(pixels[source]);
                 [v, v, v]
@@ -912,6 +934,68 @@ mod tests {
         }
     }
 
+    fn example_of_shape(shape: [usize; 3]) -> AdversarialExample {
+        let len = shape.iter().product();
+        AdversarialExample {
+            index: 0,
+            attack: "pgd".to_owned(),
+            epsilon: 0.1,
+            true_label: 0,
+            clean_prediction: 0,
+            adversarial_prediction: 1,
+            shape: shape.to_vec(),
+            original: (0..len).map(|i| (i % 7) as f32 / 7.0).collect(),
+            adversarial: (0..len).map(|i| (i % 5) as f32 / 5.0).collect(),
+        }
+    }
+
+    /// A long thin example (the shape of a hostile results.json) draws a tile no larger than
+    /// three [`MAX_PANEL_SIDE`] panels, not one as wide as the image.
+    #[test]
+    fn a_huge_example_is_drawn_subsampled_into_bounded_panels() {
+        for shape in [[1, 1, 1_000_000], [3, 600, 900], [1, 3000, 2]] {
+            let tile = example_tile(0, &example_of_shape(shape)).unwrap();
+            let mut reader = png::Decoder::new(tile.png.png.as_slice())
+                .read_info()
+                .unwrap();
+            let info = reader.info();
+            let max_width = 2 * TILE_MARGIN + 3 * MAX_PANEL_SIDE + 2 * TILE_GAP;
+            let max_height = 2 * TILE_MARGIN + TILE_CAPTION + MAX_PANEL_SIDE;
+            assert!(
+                info.width as usize <= max_width,
+                "{shape:?}: {}",
+                info.width
+            );
+            assert!(
+                info.height as usize <= max_height,
+                "{shape:?}: {}",
+                info.height
+            );
+            let mut pixels = vec![0; reader.output_buffer_size()];
+            reader.next_frame(&mut pixels).unwrap();
+        }
+    }
+
+    #[test]
+    fn subsampling_keeps_every_step_th_pixel() {
+        // 1×1×4 image [0, 1, 0, 1] with step 2 → two panel pixels, both source pixels 0 and 2.
+        let dims = ImageDims {
+            channels: 1,
+            height: 1,
+            width: 4,
+        };
+        let mut rgb = vec![7_u8; 2 * 3];
+        blit(
+            &mut rgb,
+            2,
+            (0, 0),
+            &[0.0, 1.0, 0.0, 1.0],
+            dims,
+            Sampling { scale: 1, step: 2 },
+        );
+        assert_eq!(rgb, [0; 6]);
+    }
+
     #[test]
     fn upscaling_is_nearest_neighbour() {
         // 1×1×2 image [0, 1] at scale 2 → a 4×2 block: two black columns then two white ones.
@@ -921,7 +1005,14 @@ mod tests {
             width: 2,
         };
         let mut rgb = vec![7_u8; 4 * 2 * 3];
-        blit_upscaled(&mut rgb, 4, (0, 0), &[0.0, 1.0], dims, 2);
+        blit(
+            &mut rgb,
+            4,
+            (0, 0),
+            &[0.0, 1.0],
+            dims,
+            Sampling { scale: 2, step: 1 },
+        );
         let row = [0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255];
         assert_eq!(&rgb[..12], &row);
         assert_eq!(&rgb[12..], &row);

@@ -11,10 +11,18 @@ use crate::schema::{
     OLDEST_READABLE_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
+/// Most pixel values the gallery may hold, over all examples, originals and adversarials
+/// together: 8 Mi values (32 MiB as f32, about 170 MB of pretty JSON). That is room for the
+/// default eight examples of 3 × 256 × 256 images (3 Mi values), or one of 3 × 1024 × 1024
+/// (6 Mi). A report past it is refused when read and when written, so a `results.json` cannot
+/// make `gauntlet report` hold more than this; the runner stops adding examples before it.
+pub const MAX_GALLERY_VALUES: usize = 8 << 20;
+
 impl RunReport {
     /// Checks what the type system cannot: the schema version, that every number is finite, that
-    /// proportions and their intervals lie in [0, 1], and that each gallery example's pixel count
-    /// matches its `[C, H, W]` shape with C = 1 (grey) or 3 (RGB).
+    /// proportions and their intervals lie in [0, 1], that each gallery example's pixel count
+    /// matches its `[C, H, W]` shape with C = 1 (grey) or 3 (RGB), and that the gallery holds
+    /// at most [`MAX_GALLERY_VALUES`] values.
     pub fn validate(&self) -> Result<(), ReportError> {
         if !(OLDEST_READABLE_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema_version) {
             return Err(invalid(
@@ -48,7 +56,20 @@ impl RunReport {
             finite(&format!("gates[{i}].threshold"), gate.threshold)?;
             finite(&format!("gates[{i}].actual"), gate.actual)?;
         }
+        let mut gallery_values = 0_usize;
         for (i, example) in self.examples.iter().enumerate() {
+            gallery_values = gallery_values
+                .saturating_add(example.original.len())
+                .saturating_add(example.adversarial.len());
+            if gallery_values > MAX_GALLERY_VALUES {
+                return Err(invalid(
+                    &format!("examples[{i}]"),
+                    format!(
+                        "brings the gallery to {gallery_values} pixel values, more than the \
+                         {MAX_GALLERY_VALUES} a report may hold"
+                    ),
+                ));
+            }
             self::example(&format!("examples[{i}]"), example)?;
         }
         let t = &self.timings;

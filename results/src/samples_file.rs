@@ -119,8 +119,10 @@ pub enum SamplesFileError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("`{path}` is not a regular file")]
-    NotAFile { path: PathBuf },
+    /// A FIFO, socket, device or folder where the file was expected (never opened, so
+    /// nothing blocks).
+    #[error(transparent)]
+    File(gauntlet_files::FileError),
     #[error("`{path}` is {size} bytes, more than the {max} a per-sample file may have")]
     TooLarge { path: PathBuf, size: u64, max: u64 },
     #[error("`{path}` is not a valid Parquet file: {source}")]
@@ -387,25 +389,19 @@ pub fn is_samples_file(path: &Path) -> Result<bool, SamplesFileError> {
 }
 
 /// Open `path` only if it is a regular file of bounded size: a FIFO would block, a device
-/// would never end.
+/// would never end. The reading layer checks the type (without blocking); the size comes from
+/// the opened regular file's metadata, which for a regular file is what the Parquet reader's
+/// seeks are bounded by.
 fn open_regular(path: &Path) -> Result<File, SamplesFileError> {
     let io = |source| SamplesFileError::Io {
         path: path.to_owned(),
         source,
     };
-    // Checked before opening: opening a FIFO with no writer blocks forever.
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(SamplesFileError::NotAFile {
-            path: path.to_owned(),
-        });
-    }
-    let file = File::open(path).map_err(io)?;
+    let file = gauntlet_files::open(path, "a per-sample file").map_err(|error| match error {
+        gauntlet_files::FileError::Io { path, source } => SamplesFileError::Io { path, source },
+        other => SamplesFileError::File(other),
+    })?;
     let metadata = file.metadata().map_err(io)?;
-    if !metadata.is_file() {
-        return Err(SamplesFileError::NotAFile {
-            path: path.to_owned(),
-        });
-    }
     if metadata.len() > MAX_FILE_BYTES {
         return Err(SamplesFileError::TooLarge {
             path: path.to_owned(),

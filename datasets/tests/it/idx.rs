@@ -230,7 +230,13 @@ fn corrupt_gzip_is_a_gzip_error() {
     let images = [0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00];
     let labels = std::fs::read(fixture("idx/tiny-labels-idx1-ubyte")).unwrap();
     let err = from_idx_bytes("corrupt", &images, &labels, None).unwrap_err();
-    assert!(matches!(err, DatasetError::Gzip { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DatasetError::File(gauntlet_files::FileError::Gzip { .. })
+        ),
+        "{err:?}"
+    );
 }
 
 /// A deterministic 8-bit dataset: 7 samples of 1 x 6 x 5, labels 0..=4.

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod common;
+mod hostile_files;
 mod provenance;
 mod readable_text;
 mod records;

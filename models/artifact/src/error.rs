@@ -14,4 +14,20 @@ pub enum ArtifactError {
         #[source]
         source: std::io::Error,
     },
+    /// The reading layer refused the path: a FIFO, socket, device or folder where a file was
+    /// expected (never opened, so nothing blocks), or a file past its size limit.
+    #[error(transparent)]
+    File(gauntlet_files::FileError),
+}
+
+impl From<gauntlet_files::FileError> for ArtifactError {
+    /// The operating system's refusals stay [`ArtifactError::Unreadable`].
+    fn from(error: gauntlet_files::FileError) -> Self {
+        match error {
+            gauntlet_files::FileError::Io { path, source } => {
+                ArtifactError::Unreadable { path, source }
+            }
+            other => ArtifactError::File(other),
+        }
+    }
 }

@@ -57,13 +57,14 @@ pub fn sha256_reader<R: Read>(mut reader: R) -> std::io::Result<FileDigest> {
     })
 }
 
-/// Stream one file through SHA-256.
+/// Stream one file through SHA-256. Only a regular file is hashed (through
+/// `gauntlet_files::open`): `/dev/zero` would never end and a FIFO would block.
 pub fn sha256_file(path: &Path) -> Result<FileDigest, ArtifactError> {
     let unreadable = |source: std::io::Error| ArtifactError::Unreadable {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = gauntlet_files::open(path, "a file to hash")?;
     sha256_reader(file).map_err(unreadable)
 }
 

@@ -190,10 +190,8 @@ impl Manifest {
 
     /// Read a manifest file.
     pub fn read(path: &Path) -> Result<Self, ManifestError> {
-        let text = fs_err::read_to_string(path).map_err(|source| ArtifactError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = gauntlet_files::read_to_string_bounded(path, gauntlet_files::limits::MANIFEST)
+            .map_err(ArtifactError::from)?;
         Self::from_json(&text, path)
     }
 

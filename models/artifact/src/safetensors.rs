@@ -109,7 +109,7 @@ pub fn scan_file(path: &Path) -> Result<Vec<Finding>, ArtifactError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = fs_err::File::open(path).map_err(unreadable)?;
+    let file = gauntlet_files::open(path, "a safetensors file")?;
     let file_size = file.metadata().map_err(unreadable)?.len();
     let location = Location {
         file: path.display().to_string(),

@@ -232,7 +232,8 @@ fn scan_file(
     report: &mut ScanReport,
 ) -> Result<(), ArtifactError> {
     let location = location_of(path);
-    let mut file = fs_err::File::open(path).map_err(unreadable(path))?;
+    // Checked as a regular file by the walk; opened without blocking in case it was swapped.
+    let mut file = gauntlet_files::open(path, "a file to scan")?;
     let mut prefix = Vec::with_capacity(safetensors::PREFIX_BYTES);
     (&mut file)
         .take(safetensors::PREFIX_BYTES as u64)

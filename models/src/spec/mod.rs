@@ -78,10 +78,8 @@ impl ModelSpec {
 
     /// Reads, parses and validates a spec file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = fs_err::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            gauntlet_files::read_to_string_bounded(path, gauntlet_files::limits::MODEL_SPEC)?;
         Self::from_toml_str(&text).map_err(|source| ModelError::SpecFile {
             path: path.to_path_buf(),
             source: Box::new(source),

@@ -340,20 +340,22 @@ pub fn verify_folder_with(
 ) -> Result<SignatureVerdict, SigningError> {
     let key = PublicKey::from_pem(public_key_pem)?;
     let mut verdict = SignatureVerdict::new(&key)?;
-    let unreadable = |source: std::io::Error| ArtifactError::Unreadable {
-        path: signature_path.to_path_buf(),
-        source,
+    // Read through the reading layer: a FIFO or device is an error (never opened, so nothing
+    // blocks); a file past the limit is a malformed signature, counted on the bytes read.
+    let limit = gauntlet_files::Limit::new(MAX_SIGNATURE_BYTES, "a signature");
+    let text = match gauntlet_files::read_bounded(signature_path, limit) {
+        Ok(text) => text,
+        Err(gauntlet_files::FileError::TooLarge { .. }) => {
+            verdict.problems.push(SignatureProblem::MalformedSignature {
+                detail: format!(
+                    "signature file is larger than the {} limit",
+                    gauntlet_files::Bytes(MAX_SIGNATURE_BYTES)
+                ),
+            });
+            return Ok(verdict.finish());
+        }
+        Err(error) => return Err(ArtifactError::from(error).into()),
     };
-    let size = std::fs::metadata(signature_path).map_err(unreadable)?.len();
-    if size > MAX_SIGNATURE_BYTES {
-        verdict.problems.push(SignatureProblem::MalformedSignature {
-            detail: format!(
-                "signature file is {size} bytes, over the {MAX_SIGNATURE_BYTES}-byte limit"
-            ),
-        });
-        return Ok(verdict.finish());
-    }
-    let text = std::fs::read(signature_path).map_err(unreadable)?;
 
     let Some(statement) = check_bundle(&text, &key, &mut verdict.problems)? else {
         return Ok(verdict.finish());
