@@ -109,9 +109,9 @@ impl PatternKind {
         let [channels, height, width] = shape;
         let at = |row: usize, column: usize| -> f32 {
             match self {
-                PatternKind::Checkerboard => ((row + column) % 2 == 0) as u8 as f32,
-                PatternKind::HorizontalStripes => (row % 2 == 0) as u8 as f32,
-                PatternKind::VerticalStripes => (column % 2 == 0) as u8 as f32,
+                PatternKind::Checkerboard => f32::from(u8::from((row + column).is_multiple_of(2))),
+                PatternKind::HorizontalStripes => f32::from(u8::from(row.is_multiple_of(2))),
+                PatternKind::VerticalStripes => f32::from(u8::from(column.is_multiple_of(2))),
                 PatternKind::Solid(value) => value,
                 PatternKind::Noise { .. } => 0.0,
             }

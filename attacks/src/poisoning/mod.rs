@@ -110,9 +110,12 @@ pub struct PoisoningEntry {
     pub parameters: &'static [ParameterDoc],
     /// Build the poisoning for data of `shape` from the suite table (unknown keys and bad
     /// values are errors naming the key).
-    pub build:
-        fn(params: &toml::Table, shape: DataShape) -> Result<Box<dyn Poisoning>, AttackError>,
+    pub build: BuildPoisoning,
 }
+
+/// How a registry entry builds its poisoning: `(params, data shape) → poisoning`.
+pub type BuildPoisoning =
+    fn(params: &toml::Table, shape: DataShape) -> Result<Box<dyn Poisoning>, AttackError>;
 
 /// The registry entry called `name`, if any.
 pub fn find_poisoning(name: &str) -> Option<&'static PoisoningEntry> {

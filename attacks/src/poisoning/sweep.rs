@@ -80,14 +80,16 @@ impl SweepReport {
 }
 
 /// Run the sweep of `poisoning` over `config.rates × config.seeds` on `train`, measuring on
-/// `test`; `on_point` sees each point as it is done (for progress).
+/// `test`. `on_point` gets each point as it is done together with its trained network, so a
+/// caller can report progress, keep the model, or hand it to the trigger scans (closing the
+/// loop: the scans are scored against the poisoning that planted the backdoor).
 pub fn sweep(
     poisoning: &dyn Poisoning,
     train: &ImageSet,
     test: &ImageSet,
     config: &SweepConfig,
     device: &Device,
-    on_point: &mut dyn FnMut(&SweepPoint),
+    on_point: &mut dyn FnMut(&SweepPoint, Network),
 ) -> Result<SweepReport, AttackError> {
     if config.seeds.is_empty() {
         return Err(AttackError::invalid_parameter(
@@ -138,7 +140,7 @@ pub fn sweep(
                 clean,
                 attack,
             };
-            on_point(&point);
+            on_point(&point, network);
             points.push(point);
         }
     }

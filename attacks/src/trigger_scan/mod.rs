@@ -98,7 +98,9 @@ pub struct ClassScan {
     pub anomaly_index: Option<f64>,
     /// L1 norm of the recovered (or best catalogue) trigger mask.
     pub mask_l1: Option<f64>,
-    /// The largest fraction of inputs of other predictions that one trigger sends to this class.
+    /// Fraction of clean inputs a trigger sends to this class: for Neural Cleanse the
+    /// recovered trigger's attack success, for the known-trigger sweep the largest flip rate
+    /// of any catalogue trigger.
     pub flip_rate: Option<f64>,
     /// IoU of this class's recovered mask with the true trigger's mask, when it is known.
     pub mask_iou: Option<f64>,

@@ -9,6 +9,10 @@ use std::time::Instant;
 
 use candle_core::Device;
 use gauntlet_attacks::backdoor::{predictions, ImageSet, Trigger};
+use gauntlet_attacks::data_scan::precision_recall;
+use gauntlet_attacks::data_scan::spectral_signatures::{self, SpectralSignatures};
+use gauntlet_attacks::data_scan::DataScan;
+use gauntlet_attacks::poisoning::sweep::{sweep, SweepConfig, SweepReport};
 use gauntlet_attacks::poisoning::{
     attack_success_rate, find_poisoning, poison, DataShape, Poisoning,
 };
@@ -33,7 +37,10 @@ struct ClosedLoop {
     /// Samples 3 mod 6 (300): the images STRIP superimposes; in neither training set.
     overlays: ImageSet,
     poisoned_indices: Vec<usize>,
-    training_len: usize,
+    /// The clean training split.
+    train_set: ImageSet,
+    /// The sweep that trained both models.
+    report: SweepReport,
 }
 
 fn split() -> (ImageSet, ImageSet, ImageSet) {
@@ -51,25 +58,28 @@ fn split() -> (ImageSet, ImageSet, ImageSet) {
     (train, test, overlays)
 }
 
-fn train(data: &ImageSet) -> Network {
-    let spec = ModelSpec::from_toml_str(
-        "architecture = \"small_cnn\"\ninput_shape = [1, 8, 8]\nnum_classes = 10",
-    )
-    .unwrap();
-    let mut network = Network::init(&spec, SEED, &Device::Cpu).unwrap();
-    let config = TrainConfig {
-        epochs: 30,
-        batch_size: 32,
-        optimizer: Optimizer::Adam {
-            learning_rate: 0.005,
-            weight_decay: 0.0,
+/// The sweep's configuration: the small CNN (two 3×3 convolutions with 2×2 max-pooling, then
+/// a linear layer: 8×8 → 4×4 → 2×2) trained with Adam.
+fn sweep_config() -> SweepConfig {
+    SweepConfig {
+        spec: ModelSpec::from_toml_str(
+            "architecture = \"small_cnn\"\ninput_shape = [1, 8, 8]\nnum_classes = 10",
+        )
+        .unwrap(),
+        train: TrainConfig {
+            epochs: 30,
+            batch_size: 32,
+            optimizer: Optimizer::Adam {
+                learning_rate: 0.005,
+                weight_decay: 0.0,
+            },
+            seed: 0,
         },
-        seed: SEED,
-    };
-    let inputs = data.inputs(&Device::Cpu).unwrap();
-    let labels = data.label_tensor(&Device::Cpu).unwrap();
-    gauntlet_models::train(&mut network, &inputs, &labels, &config, &mut |_| {}).unwrap();
-    network
+        // Rate 0 is the clean twin: same seed, so the same initial weights and shuffle.
+        rates: vec![0.0, RATE],
+        seeds: vec![SEED],
+        z: 1.96,
+    }
 }
 
 fn closed_loop() -> &'static ClosedLoop {
@@ -80,21 +90,42 @@ fn closed_loop() -> &'static ClosedLoop {
         let table: toml::Table = toml::from_str(&format!("size = 3\ntarget = {TARGET}")).unwrap();
         let poisoning =
             (find_poisoning("badnets").unwrap().build)(&table, DataShape::of(&train_set)).unwrap();
-        let poisoned = poison(poisoning.as_ref(), &train_set, RATE, SEED).unwrap();
-        let poisoned_model = train(&poisoned.data);
-        let clean_model = train(&train_set);
+        let mut models = Vec::new();
+        let report = sweep(
+            poisoning.as_ref(),
+            &train_set,
+            &test,
+            &sweep_config(),
+            &Device::Cpu,
+            &mut |point, network| models.push((point.rate, network)),
+        )
+        .unwrap();
         eprintln!(
             "closed loop: trained both models in {:.1?}",
             started.elapsed()
         );
+        let mut take = |rate: f64| {
+            let position = models.iter().position(|(r, _)| *r == rate).unwrap();
+            models.swap_remove(position).1
+        };
+        let poisoned_model = take(RATE);
+        let clean_model = take(0.0);
+        let poisoned_indices = report
+            .points
+            .iter()
+            .find(|point| point.rate == RATE)
+            .unwrap()
+            .poisoned
+            .clone();
         ClosedLoop {
             poisoned_model,
             clean_model,
             poisoning,
             test,
             overlays,
-            poisoned_indices: poisoned.indices,
-            training_len: train_set.len(),
+            poisoned_indices,
+            train_set,
+            report,
         }
     })
 }
@@ -119,7 +150,7 @@ fn badnets_at_5_percent_plants_a_backdoor_without_hurting_clean_accuracy() {
     // round(0.05 · 1198) = 60 poisoned samples, none of the target class.
     assert_eq!(
         run.poisoned_indices.len(),
-        (RATE * run.training_len as f64).round() as usize
+        (RATE * run.train_set.len() as f64).round() as usize
     );
     let asr = attack_success_rate(&run.poisoned_model, run.poisoning.as_ref(), &run.test, 512)
         .unwrap()
@@ -151,6 +182,13 @@ fn badnets_at_5_percent_plants_a_backdoor_without_hurting_clean_accuracy() {
         clean_twin_asr.fraction().unwrap() < 0.5,
         "{clean_twin_asr:?}"
     );
+    // The sweep measured the same figures, and 5% is the smallest of its rates reaching 90%.
+    let row = &run.report.rows[1];
+    assert_eq!((row.rate, row.attack), (RATE, Some(asr)));
+    let (low, high) = row.attack_interval.unwrap();
+    assert!(low <= asr.fraction().unwrap() && asr.fraction().unwrap() <= high);
+    assert_eq!(run.report.rows[0].attack, Some(clean_twin_asr));
+    assert_eq!(run.report.smallest_rate_reaching(0.9), Some(RATE));
 }
 
 fn neural_cleanse_params() -> neural_cleanse::Params {
@@ -291,4 +329,94 @@ fn the_known_trigger_sweep_finds_the_planted_patch() {
         Some(1.0),
         "the best trigger into the target is the planted patch"
     );
+}
+
+#[test]
+fn spectral_signatures_on_the_poisoned_training_set() {
+    let run = closed_loop();
+    let poisoned = poison(run.poisoning.as_ref(), &run.train_set, RATE, SEED).unwrap();
+    assert_eq!(
+        poisoned.indices, run.poisoned_indices,
+        "poisoning is deterministic"
+    );
+    let scan = SpectralSignatures::new(spectral_signatures::Params::default()).unwrap();
+    let report = scan.scan(&run.poisoned_model, &poisoned.data).unwrap();
+    let (precision, recall) = precision_recall(&report.flagged, &poisoned.indices);
+    eprintln!(
+        "spectral signatures: {} flagged of {}, precision {precision:?}, recall {recall:?} against {} poisoned",
+        report.flagged.len(),
+        poisoned.data.len(),
+        poisoned.indices.len()
+    );
+    // ⌈1.5 · 0.05 · n_y⌉ per class (by the poisoned labels).
+    let expected: usize = poisoned
+        .data
+        .class_counts()
+        .iter()
+        .map(|&n| (1.5 * 0.05 * n as f64).ceil() as usize)
+        .sum();
+    assert_eq!(report.flagged.len(), expected);
+    assert_eq!(report.scores.len(), poisoned.data.len());
+}
+
+/// Neural Cleanse on five clean models trained with different seeds: how many (model, class)
+/// pairs it flags is the false-positive rate to expect (docs/backdoors.md). Several minutes,
+/// so run on demand: `cargo test -p gauntlet-attacks --test it calibration -- --ignored --nocapture`.
+#[test]
+#[ignore = "calibration run: five trainings and five scans"]
+fn neural_cleanse_calibration_on_clean_models() {
+    let (train_set, test, _) = split();
+    let poisoning =
+        (find_poisoning("badnets").unwrap().build)(&toml::Table::new(), DataShape::of(&train_set))
+            .unwrap();
+    let config = SweepConfig {
+        rates: vec![0.0],
+        seeds: vec![1, 2, 3, 4, 5],
+        ..sweep_config()
+    };
+    let scan = NeuralCleanse::new(neural_cleanse_params()).unwrap();
+    let data = ScanData {
+        clean: &test,
+        held_out: None,
+        true_trigger: None,
+    };
+    let mut flagged_pairs = 0;
+    let mut largest = Vec::new();
+    sweep(
+        poisoning.as_ref(),
+        &train_set,
+        &test,
+        &config,
+        &Device::Cpu,
+        &mut |point, network| {
+            let report = scan.scan(&network, &data, point.seed).unwrap();
+            let low_side_max = report
+                .classes
+                .iter()
+                .filter(|c| c.mask_l1.unwrap() < report_median(&report))
+                .map(|c| c.anomaly_index.unwrap())
+                .fold(0.0, f64::max);
+            eprintln!(
+                "seed {}: clean accuracy {:.3}, flagged {:?}, largest low-side index {low_side_max:.2}",
+                point.seed,
+                point.clean.fraction().unwrap(),
+                report.flagged
+            );
+            flagged_pairs += report.flagged.len();
+            largest.push(low_side_max);
+        },
+    )
+    .unwrap();
+    eprintln!("calibration: {flagged_pairs} of 50 (model, class) pairs flagged; largest low-side indices {largest:.2?}");
+    assert!(
+        flagged_pairs <= 5,
+        "Neural Cleanse flags {flagged_pairs} of 50 clean pairs"
+    );
+}
+
+fn report_median(report: &ScanReport) -> f64 {
+    let ScanDetail::NeuralCleanse(detail) = &report.detail else {
+        panic!("wrong detail");
+    };
+    detail.median
 }
