@@ -196,7 +196,7 @@ impl Trigger {
             ));
         }
         let [top, left] = position.top_left(size, height, width);
-        if top + size > height || left + size > width {
+        if top.saturating_add(size) > height || left.saturating_add(size) > width {
             return Err(AttackError::invalid_parameter(
                 "position",
                 format!(
