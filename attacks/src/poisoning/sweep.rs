@@ -171,3 +171,114 @@ pub fn sweep(
         .collect();
     Ok(SweepReport { points, rows })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::poisoning::{badnets, DataShape};
+    use gauntlet_models::Optimizer;
+
+    fn config(rates: Vec<f64>, seeds: Vec<u64>) -> SweepConfig {
+        SweepConfig {
+            spec: ModelSpec::from_toml_str(
+                "architecture = \"linear\"\ninput_shape = [1, 4, 4]\nnum_classes = 2",
+            )
+            .unwrap(),
+            train: TrainConfig {
+                epochs: 1,
+                batch_size: 4,
+                optimizer: Optimizer::Sgd {
+                    learning_rate: 0.1,
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                },
+                seed: 0,
+            },
+            rates,
+            seeds,
+            z: 1.96,
+        }
+    }
+
+    #[test]
+    fn bad_sweeps_name_the_key_before_training() {
+        let data = ImageSet::new(
+            [1, 4, 4],
+            vec![0.5; 8 * 16],
+            vec![0, 1, 0, 1, 0, 1, 0, 1],
+            2,
+        )
+        .unwrap();
+        let poisoning =
+            badnets::BadNets::new(&badnets::Params::default(), DataShape::of(&data)).unwrap();
+        for (config, key) in [
+            (config(vec![0.1], vec![]), "seeds"),
+            (config(vec![], vec![0]), "rates"),
+            (config(vec![0.0, 1.5], vec![0]), "rate"),
+        ] {
+            let mut trained = 0;
+            let error = sweep(
+                &poisoning,
+                &data,
+                &data,
+                &config,
+                &Device::Cpu,
+                &mut |_, _| {
+                    trained += 1;
+                },
+            )
+            .unwrap_err();
+            assert!(error.to_string().contains(&format!("`{key}`")), "{error}");
+            assert_eq!(trained, 0, "nothing is trained before the checks");
+        }
+    }
+
+    #[test]
+    fn rows_pool_the_seeds_of_each_rate() {
+        let data = ImageSet::new(
+            [1, 4, 4],
+            (0..8 * 16).map(|i| (i % 5) as f32 / 4.0).collect(),
+            vec![0, 1, 0, 1, 0, 1, 0, 1],
+            2,
+        )
+        .unwrap();
+        let poisoning = badnets::BadNets::new(
+            &badnets::Params {
+                size: 2,
+                ..badnets::Params::default()
+            },
+            DataShape::of(&data),
+        )
+        .unwrap();
+        let report = sweep(
+            &poisoning,
+            &data,
+            &data,
+            &config(vec![0.0, 0.25], vec![1, 2]),
+            &Device::Cpu,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(report.points.len(), 4);
+        assert_eq!(report.rows.len(), 2);
+        for row in &report.rows {
+            let points: Vec<&SweepPoint> = report
+                .points
+                .iter()
+                .filter(|p| p.rate == row.rate)
+                .collect();
+            assert_eq!(row.clean.total, 16);
+            assert_eq!(
+                row.clean.hits,
+                points.iter().map(|p| p.clean.hits).sum::<usize>()
+            );
+            // 4 test inputs of class 1 per seed are attacked.
+            assert_eq!(row.attack.unwrap().total, 8);
+        }
+        // round(0.25 · 8) = 2 poisoned samples per seed, nested across rates.
+        assert!(report
+            .points
+            .iter()
+            .all(|p| p.poisoned.len() == if p.rate == 0.0 { 0 } else { 2 }));
+    }
+}
