@@ -24,7 +24,7 @@ macro_rules! register_data_scans {
     };
 }
 
-register_data_scans! { spectral_signatures }
+register_data_scans! { spectral_signatures, activation_clustering }
 
 /// A detector of poisoned training samples.
 pub trait DataScan: Send + Sync {

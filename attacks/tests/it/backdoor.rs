@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use gauntlet_attacks::backdoor::{predictions, ImageSet, Trigger};
+use gauntlet_attacks::data_scan::activation_clustering::{self, ActivationClustering};
 use gauntlet_attacks::data_scan::precision_recall;
 use gauntlet_attacks::data_scan::spectral_signatures::{self, SpectralSignatures};
 use gauntlet_attacks::data_scan::DataScan;
@@ -359,6 +360,19 @@ fn spectral_signatures_on_the_poisoned_training_set() {
     assert_eq!(report.scores.len(), poisoned.data.len());
     // The scores come from the features: not all tied (ties would flag by index order).
     assert!(report.scores.iter().any(|&score| score != report.scores[0]));
+
+    let clustering = ActivationClustering::new(activation_clustering::Params::default()).unwrap();
+    let report = clustering
+        .scan(&run.poisoned_model, &poisoned.data)
+        .unwrap();
+    let (precision, recall) = precision_recall(&report.flagged, &poisoned.indices);
+    eprintln!(
+        "activation clustering: {} flagged, precision {precision:?}, recall {recall:?}",
+        report.flagged.len()
+    );
+    assert_eq!(report.scores.len(), poisoned.data.len());
+    // A flagged cluster is under 35% of its class, so under 35% of the set in total.
+    assert!((report.flagged.len() as f64) < 0.35 * poisoned.data.len() as f64);
 }
 
 /// Neural Cleanse on five clean models trained with different seeds: how many (model, class)
