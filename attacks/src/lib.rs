@@ -16,6 +16,11 @@
 //! - [`params`]: suite-table parsing whose errors name the key.
 //! - [`randomness`]: the per-sample generators.
 //! - [`attacks_markdown`]: `docs/attacks.md`, generated from [`ATTACKS`].
+//! - [`poisoning`]: poisonings of a training set (BadNets, blended trigger, label flipping)
+//!   behind the [`poisoning::Poisoning`] trait and the [`poisoning::POISONINGS`] registry.
+//! - [`trigger_scan`]: backdoor scans of a trained model (Neural Cleanse, STRIP, a
+//!   known-trigger sweep) behind [`trigger_scan::TriggerScan`] and [`trigger_scan::SCANS`].
+//! - [`backdoor`]: what those two share: image sets as plain pixels, triggers, the MAD test.
 //!
 //! Each registry entry declares what the attack is ([`AttackKind`]), what it needs from the
 //! model ([`ModelAccess`]) and what its budget means ([`BudgetSemantics`]); the harness plans,
@@ -25,15 +30,19 @@ use candle_core::Tensor;
 use gauntlet_models::{Loss, Model};
 pub use rand_chacha::ChaCha8Rng;
 
+pub mod backdoor;
+pub mod data_scan;
 mod error;
 pub mod evasion;
 mod markdown;
 pub mod objective;
 pub mod params;
+pub mod poisoning;
 pub mod projection;
 pub mod randomness;
 #[cfg(test)]
 mod test_support;
+pub mod trigger_scan;
 
 pub use error::AttackError;
 pub use evasion::ATTACKS;
