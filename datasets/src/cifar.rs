@@ -66,7 +66,9 @@ pub fn load_cifar10_dir(dir: &Path, split: CifarSplit) -> Result<InMemoryDataset
         ),
         CifarSplit::Test => (vec![dir.join("test_batch.bin")], "test"),
     };
-    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+    // `exists`, not `is_file`: a FIFO or device there is refused by the reading layer with
+    // what it is, rather than called missing.
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
         return Err(DatasetError::MissingFile {
             path: missing.clone(),
             what: format!("the CIFAR-10 {split_name} split needs it"),
@@ -134,7 +136,8 @@ fn class_names_beside(batch: &Path) -> Result<Vec<String>> {
         .parent()
         .unwrap_or(Path::new("."))
         .join("batches.meta.txt");
-    if !meta.is_file() {
+    // Absent means the standard names; anything present must be a readable regular file.
+    if !meta.exists() {
         return Ok(CIFAR10_CLASS_NAMES.map(String::from).to_vec());
     }
     let text =

@@ -152,8 +152,8 @@ pub fn load_image_folder_limited(
         decoded.push((image, *label));
     }
     let Some((_, width, height)) = first else {
-        // Unreachable unless `limit` is 0, which the suite refuses; an empty dataset is
-        // refused by `from_parts` below.
+        // Only with `limit = 0` (which a suite refuses): an empty dataset, which the harness
+        // refuses as holding no samples.
         return InMemoryDataset::from_parts(
             &format!("image folder `{}`", root.display()),
             root_name(root),

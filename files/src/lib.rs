@@ -254,9 +254,10 @@ pub fn read_to_string_bounded(path: &Path, limit: Limit) -> Result<String, FileE
 /// Read `path` whole, inflating it (every gzip member) if it starts with [`GZIP_MAGIC`].
 ///
 /// `on_disk` bounds the bytes read from the file, `decompressed` the bytes the decoder
-/// produces; both are checked as the bytes flow, so a bomb costs at most `decompressed` bytes
-/// of memory and is refused with [`FileError::DecompressedTooLarge`]. Compression is detected
-/// from content, never from the file name.
+/// produces; both are checked as the bytes flow, so the output buffer never holds more than
+/// `decompressed` bytes (growing it may briefly need the smaller old one too) and a bomb is
+/// refused with [`FileError::DecompressedTooLarge`]. The compressed bytes are streamed, never
+/// held whole. Compression is detected from content, never from the file name.
 pub fn read_maybe_gzip(
     path: &Path,
     on_disk: Limit,

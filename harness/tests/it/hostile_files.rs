@@ -1,7 +1,7 @@
 //! Every file gauntlet reads, given something that is not a regular file: `/dev/zero`,
 //! `/dev/urandom`, a link to `/dev/zero` and a FIFO with no writer, as the suite, model spec,
-//! weights, IDX/NPY data, an image in a class folder, results.json, manifest, signature, public
-//! key and `gauntlet bom` input. Each must end promptly with exit 2 and an error naming the
+//! weights, IDX/NPY/CIFAR data, an image in a class folder, results.json, manifest, signature,
+//! public and private key, list of known model ids and `gauntlet bom` input. Each must end promptly with exit 2 and an error naming the
 //! path: before the reading layer, the devices were read until memory ran out and the FIFOs
 //! blocked forever. Every command runs under a deadline, so a regression fails instead of
 //! hanging the test suite.
@@ -267,6 +267,18 @@ fn manifest_signature_and_public_key() {
                 vec!["verify", "model", "--signature", arg, "--public-key", key],
             ),
             ("public key", vec!["verify", "model", "--public-key", arg]),
+            ("private key", vec!["sign", "model", "--private-key", arg]),
+            (
+                "list of known model ids",
+                vec![
+                    "scan",
+                    "model",
+                    "--model-id",
+                    "org/name",
+                    "--known-model-ids",
+                    arg,
+                ],
+            ),
         ] {
             let output = gauntlet_promptly(dir.path(), &args);
             assert_refused(&output, &path, &format!("{name} as the {case}"));
@@ -407,7 +419,12 @@ fn messages() {
         "",
     );
     let output = gauntlet_promptly(dir.path(), &["run", "suite.toml", "-q"]);
-    assert_refused(&output, &fifo, "a FIFO as the weights");
+    // The suite names it relative to itself, and so does the message.
+    assert_refused(
+        &output,
+        Path::new("weights.safetensors"),
+        "a FIFO as the weights",
+    );
     insta::assert_snapshot!(
         "fifo_weights",
         mask_dir(&stderr(&output), dir.path()).replace(spec.to_str().unwrap(), "[SPEC]")

@@ -242,3 +242,41 @@ fn out_of_range_proportion_in_a_file_names_file_and_field() {
         other => panic!("expected InvalidReportFile, got {other:?}"),
     }
 }
+
+/// A gallery past `MAX_GALLERY_VALUES` is refused when read (naming the example that passes
+/// it) and when written, so a results.json cannot make `gauntlet report` hold an unbounded
+/// gallery; one exactly at the bound is fine.
+#[test]
+fn a_gallery_past_its_bound_is_refused_on_read_and_write() {
+    use gauntlet_reports::MAX_GALLERY_VALUES;
+    let dir = tempfile::tempdir().unwrap();
+    let mut report = fixture::report();
+    let mut example = report.examples[0].clone();
+    // Half the bound per array: exactly at the limit.
+    let side = MAX_GALLERY_VALUES / 2;
+    example.shape = vec![1, 1, side];
+    example.original = vec![0.5; side];
+    example.adversarial = vec![0.25; side];
+    report.examples = vec![example.clone()];
+    let at_limit = dir.path().join("at_limit.json");
+    write_json(&report, &at_limit).unwrap();
+    assert_eq!(read_json(&at_limit).unwrap().examples.len(), 1);
+
+    // One more example of one pixel passes the bound.
+    let mut one_more = example;
+    one_more.shape = vec![1, 1, 1];
+    one_more.original = vec![0.5];
+    one_more.adversarial = vec![0.25];
+    report.examples.push(one_more);
+    let past = dir.path().join("past.json");
+    let error = write_json(&report, &past).unwrap_err();
+    assert!(error.to_string().contains("examples[1]"), "{error}");
+    assert!(!past.exists());
+    // Written by hand (as a hostile file would be), it is refused on reading.
+    let text = gauntlet_reports::to_json_string(&report).unwrap();
+    std::fs::write(&past, text).unwrap();
+    let error = read_json(&past).unwrap_err().to_string();
+    assert!(error.contains("past.json"), "{error}");
+    assert!(error.contains("examples[1]"), "{error}");
+    assert!(error.contains(&MAX_GALLERY_VALUES.to_string()), "{error}");
+}
