@@ -116,6 +116,34 @@ proptest! {
     }
 
     #[test]
+    fn decompressors_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1024),
+        which in 0usize..8,
+        declared in 0u64..4096,
+    ) {
+        // Real headers in front, so the decoders get past their magic into the stream.
+        let (prefix, codec): (&[u8], compressed::Codec) = match which {
+            0 => (b"x\x9c", compressed::Codec::Zlib),
+            1 => (b"\x1f\x8b\x08", compressed::Codec::Gzip),
+            2 => (b"BZh9", compressed::Codec::Bzip2),
+            3 => (b"\xfd7zXZ\x00", compressed::Codec::Xz),
+            4 => (b"\x5d\x00\x00\x10\x00", compressed::Codec::Lzma),
+            5 => (b"ZF1a                 ", compressed::Codec::JoblibZfile),
+            6 => (b"\x04\x22\x4d\x18", compressed::Codec::Lz4),
+            _ => (b"", compressed::Codec::Lzma),
+        };
+        let mut stream = prefix.to_vec();
+        stream.extend(&bytes);
+        let _ = compressed::inflate(&stream, codec, 1 << 20);
+        let _ = compressed::scan(&stream, &Location::default(), codec);
+        let _ = compressed::inflate_bzip2_member(&bytes, 1 << 20);
+        let mut member = b"\x09\x14\x05\x00\x5d\x00\x00\x10\x00".to_vec();
+        member.extend(&bytes);
+        let _ = compressed::inflate_lzma_member(&member, declared, 1 << 20);
+        let _ = compressed::inflate_lzma_member(&bytes, declared, 1 << 20);
+    }
+
+    #[test]
     fn mutated_container_fixtures_never_panic(
         index in 0usize..64,
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
