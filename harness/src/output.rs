@@ -53,7 +53,7 @@ impl Staging {
     /// Check the output folder and create the staging folder beside it. Called before any work,
     /// so that a folder that would be refused is refused before an hour of attacks, not after.
     pub fn begin(target: &Path, existing: Existing) -> Result<Staging> {
-        check_target(target, existing)?;
+        inspect_target(target, existing)?;
         let parent = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -101,24 +101,25 @@ impl Staging {
     /// the output folder is at every moment either the old run's or the new one's.
     pub fn commit(mut self) -> Result<PathBuf> {
         let mut old = None;
-        if target_holds_files(&self.target)? {
-            check_target(&self.target, self.existing)?;
-            if self.existing == Existing::ReplaceRenderings {
-                self.keep_data_files()?;
+        match inspect_target(&self.target, self.existing)? {
+            Target::EarlierRun => {
+                if self.existing == Existing::ReplaceRenderings {
+                    self.keep_data_files()?;
+                }
+                let parent = self.staging.parent().unwrap_or(Path::new("."));
+                let aside = unique_sibling(parent, ".gauntlet-replaced")?;
+                fs_err::remove_dir(&aside)?;
+                fs_err::rename(&self.target, &aside).with_context(|| {
+                    format!(
+                        "cannot move the earlier output `{}` aside",
+                        self.target.display()
+                    )
+                })?;
+                old = Some(aside);
             }
-            let parent = self.staging.parent().unwrap_or(Path::new("."));
-            let aside = unique_sibling(parent, ".gauntlet-replaced")?;
-            fs_err::remove_dir(&aside)?;
-            fs_err::rename(&self.target, &aside).with_context(|| {
-                format!(
-                    "cannot move the earlier output `{}` aside",
-                    self.target.display()
-                )
-            })?;
-            old = Some(aside);
-        } else if self.target.exists() {
             // An empty folder: rename(2) cannot replace it on every platform.
-            fs_err::remove_dir(&self.target)?;
+            Target::Empty => fs_err::remove_dir(&self.target)?,
+            Target::Absent => {}
         }
         fs_err::rename(&self.staging, &self.target).with_context(|| {
             format!(
@@ -201,19 +202,20 @@ fn unique_sibling(parent: &Path, prefix: &str) -> Result<PathBuf> {
     bail!("cannot create a staging folder in `{}`", parent.display())
 }
 
-fn target_holds_files(target: &Path) -> Result<bool> {
-    match std::fs::symlink_metadata(target) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(error).with_context(|| format!("cannot inspect `{}`", target.display())),
-        Ok(metadata) if metadata.is_dir() => Ok(fs_err::read_dir(target)?.next().is_some()),
-        Ok(_) => Ok(true),
-    }
+/// What the output folder holds now.
+enum Target {
+    Absent,
+    Empty,
+    /// Only files gauntlet writes, and `existing` allows replacing them.
+    EarlierRun,
 }
 
-/// Refuse an output folder that cannot be written as asked, naming what is in the way.
-fn check_target(target: &Path, existing: Existing) -> Result<()> {
+/// Describe the output folder, refusing one that cannot be written as asked and naming what is
+/// in the way. Called when staging begins and again at the commit, since the folder may have
+/// changed during the run.
+fn inspect_target(target: &Path, existing: Existing) -> Result<Target> {
     let metadata = match std::fs::symlink_metadata(target) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Absent),
         Err(error) => {
             return Err(error).with_context(|| format!("cannot inspect `{}`", target.display()))
         }
@@ -237,7 +239,7 @@ fn check_target(target: &Path, existing: Existing) -> Result<()> {
         }
     }
     if !any {
-        return Ok(());
+        return Ok(Target::Empty);
     }
     if !foreign.is_empty() {
         foreign.sort();
@@ -255,7 +257,7 @@ fn check_target(target: &Path, existing: Existing) -> Result<()> {
             target.display()
         );
     }
-    Ok(())
+    Ok(Target::EarlierRun)
 }
 
 fn is_own_file_name(name: &str) -> bool {
@@ -282,6 +284,16 @@ mod tests {
 
     fn write(dir: &Path, name: &str) {
         std::fs::write(dir.join(name), name).unwrap();
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
@@ -322,12 +334,11 @@ mod tests {
         let staging = Staging::begin(&target, Existing::Replace).unwrap();
         write(staging.path(), "results.json");
         staging.commit().unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(&target)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["results.json"], "the old report and plot are gone");
+        assert_eq!(
+            names(&target),
+            ["results.json"],
+            "the old report and plot are gone"
+        );
     }
 
     #[test]
@@ -359,12 +370,10 @@ mod tests {
         let staging = Staging::begin(&target, Existing::ReplaceRenderings).unwrap();
         std::fs::write(staging.path().join("results.csv"), "new").unwrap();
         staging.commit().unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(&target)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["results.csv", "results.json", "samples.parquet"]);
+        assert_eq!(
+            names(&target),
+            ["results.csv", "results.json", "samples.parquet"]
+        );
     }
 
     #[test]
