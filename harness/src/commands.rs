@@ -91,6 +91,7 @@ fn stdout_line(text: &str) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<Outcome> {
+    let replace_default = args.suite.is_none() && args.out.is_none();
     let overrides = Overrides {
         seed: args.seed,
         device: args.device,
@@ -106,8 +107,14 @@ fn run(args: RunArgs) -> Result<Outcome> {
         None => Suite::embedded_default(&overrides)?,
     };
     // Refuse an output folder that would be refused at the end before any work is done.
+    // The embedded default into its default folder is the README's first command, which a new
+    // user runs again and again: there an earlier run (only ever a whole folder gauntlet wrote)
+    // is replaced as with `--overwrite`. A named suite or `--out` keeps the refusal.
     let out_dir = PathBuf::from(&suite.report.out);
-    let staging = Staging::begin(&out_dir, existing_policy(args.overwrite, Existing::Replace))?;
+    let staging = Staging::begin(
+        &out_dir,
+        existing_policy(args.overwrite || replace_default, Existing::Replace),
+    )?;
     let progress = Progress::new(args.quiet);
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;

@@ -348,18 +348,16 @@ full_budget = false
 #[test]
 fn a_second_run_into_the_same_folder_is_refused_or_replaces_it_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let first = gauntlet(dir.path(), &["run", "--limit", "8", "-q"]);
+    let first = gauntlet(dir.path(), &["run", "--limit", "8", "-q", "--out", "runs"]);
     assert!(first.status.code().unwrap() <= 1, "{}", stderr(&first));
-    let out = dir.path().join("gauntlet-out");
+    let out = dir.path().join("runs");
     let before = std::fs::read(out.join("results.json")).unwrap();
     assert!(out.join("report.html").is_file());
 
-    let second = gauntlet(
-        dir.path(),
-        &[
-            "run", "--limit", "8", "-q", "--format", "json", "--seed", "7",
-        ],
-    );
+    let again = [
+        "run", "--limit", "8", "-q", "--out", "runs", "--format", "json", "--seed", "7",
+    ];
+    let second = gauntlet(dir.path(), &again);
     assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
     assert!(
         stderr(&second).contains("--overwrite"),
@@ -368,37 +366,41 @@ fn a_second_run_into_the_same_folder_is_refused_or_replaces_it_whole() {
     );
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
 
-    let replaced = gauntlet(
-        dir.path(),
-        &[
-            "run",
-            "--limit",
-            "8",
-            "-q",
-            "--format",
-            "json",
-            "--seed",
-            "7",
-            "--overwrite",
-        ],
-    );
+    let replaced = gauntlet(dir.path(), &[&again[..], &["--overwrite"]].concat());
     assert!(
         replaced.status.code().unwrap() <= 1,
         "{}",
         stderr(&replaced)
     );
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["results.json", "samples.parquet"]);
-    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+    assert_eq!(sorted_names(&out), ["results.json", "samples.parquet"]);
+    let leftovers: Vec<String> = sorted_names(dir.path())
+        .into_iter()
         .filter(|name| name.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "staging folders left: {leftovers:?}");
+}
+
+/// The README's first command (the embedded default, no suite, no `--out`) can be run again:
+/// its default folder is replaced whole, never mixed — and never when it holds a foreign file.
+#[test]
+fn the_embedded_default_replaces_its_own_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = gauntlet(dir.path(), &["run", "--limit", "8", "-q"]);
+    assert!(first.status.code().unwrap() <= 1, "{}", stderr(&first));
+    let out = dir.path().join("gauntlet-out");
+    assert!(out.join("report.html").is_file());
+
+    let second = gauntlet(
+        dir.path(),
+        &["run", "--limit", "8", "-q", "--format", "json"],
+    );
+    assert!(second.status.code().unwrap() <= 1, "{}", stderr(&second));
+    assert_eq!(sorted_names(&out), ["results.json", "samples.parquet"]);
+
+    std::fs::write(out.join("notes.txt"), "keep me").unwrap();
+    let third = gauntlet(dir.path(), &["run", "--limit", "8", "-q"]);
+    assert_eq!(third.status.code(), Some(2), "{}", stderr(&third));
+    assert!(out.join("notes.txt").is_file());
 }
 
 /// `--overwrite` never removes files gauntlet did not write.
@@ -463,4 +465,14 @@ fn manifest_help_names_the_file_it_writes() {
         "{}",
         stdout(&output)
     );
+}
+
+/// The names in a folder, sorted.
+fn sorted_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
 }
