@@ -361,6 +361,16 @@ rules! {
                have few members; a huge count is a denial-of-service attempt or a way to hide \
                members past a scanner's limit. Treat the rest of the archive as unverified.";
 
+    TorchLegacyTar = "torch-legacy-tar", Tar, High,
+        summary: "tar archive in torch.load's pre-0.4 format, whose pickles cannot all be framed",
+        help: "Cannot verify: the archive has the `pickle`, `storages` and `tensors` members of \
+               PyTorch's first checkpoint format, which torch.load still reads. Its `storages` \
+               and `tensors` members alternate pickles with raw bytes whose length only the \
+               pickles tell, and torch.load unpickles every record; the scanner checks the \
+               pickles before the first raw block, not the ones after it, where a payload can \
+               hide. Load it once in a sandbox and save it again with a current PyTorch, or \
+               convert the weights to safetensors.";
+
     // ----- NumPy ------------------------------------------------------------------------------
     NpyMalformed = "npy-malformed", Npy, High,
         summary: "NumPy header cannot be read",
@@ -587,6 +597,13 @@ rules! {
                verified. A loader will still read it with whatever deserialiser it picks, so an \
                unverifiable model file fails the default gate. Convert the model to a checked \
                format (safetensors), or review it by other means.";
+    CompressedTrailingData = "compressed-trailing-data", Files, Info,
+        summary: "bytes after the last compressed stream are not another stream",
+        help: "The file's compressed streams inflate completely, and what follows them is not \
+               another stream of the same kind: gzip stops with an error there, bz2, xz and lzma \
+               files stop reading, so no loader decompresses those bytes. Everything before \
+               them was checked. Informational.";
+
     CompressedUnsupported = "compressed-unsupported", Files, High,
         summary: "compressed file cannot be decompressed and verified",
         help: "Cannot verify: the file is a compressed stream joblib reads back transparently \
@@ -594,7 +611,7 @@ rules! {
                which gauntlet does not decompress, or a zlib, gzip, bz2, xz, lzma or joblib `ZF` \
                stream that does not decompress, needs a dictionary above the limit, or inflates \
                past the limit. A loader reading it as a stream acts on everything before the \
-               error. Re-save the file, with zlib, gzip, bz2, xz or lzma compression or none, or \
+               error. Re-save the file, with zlib, gzip, bz2, xz, lzma or lz4 compression or none, or \
                convert the weights to safetensors.";
     UnidentifiedFile = "unidentified-file", Files, Medium,
         summary: "file format not identified",
