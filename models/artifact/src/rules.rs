@@ -222,6 +222,13 @@ rules! {
                fresh instance. The first makes a later BUILD call a function of the author's \
                choosing; the second changes code for everything loaded afterwards. Legitimate \
                checkpoints do neither; do not load the file.";
+    PicklePolyglot = "pickle-polyglot", Pickle, High,
+        summary: "content of another format is also a pickle from its first byte",
+        help: "The file is identified as another format (a tar archive whose first header is a \
+               pickle, for instance), and it is also a pickle read from byte 0: `pickle.load`, \
+               joblib and `np.load(allow_pickle=True)` unpickle it, whatever the other format's \
+               reader sees. Exporters never write such files; the pickle was scanned as well, \
+               and its own findings follow. Do not load the file.";
     PickleMalformed = "pickle-malformed", Pickle, High,
         summary: "pickle stream is malformed",
         help: "The real unpickler would raise an error at this opcode, but it executes every \

@@ -107,6 +107,22 @@ pub fn scan_bytes(bytes: &[u8], location: &Location) -> Vec<Finding> {
 pub fn scan_bytes_in(bytes: &[u8], location: &Location, in_model: bool) -> Vec<Finding> {
     let kind = identify(bytes);
     let mut findings = scan_as(kind, bytes, location, in_model);
+    // A polyglot: content that is another format to the scanner (a tar whose first header is
+    // a pickle) and a pickle from byte 0 to `pickle.load`, joblib and `np.load`: both readings
+    // are scanned.
+    if kind != FileKind::Pickle && kind != FileKind::Zip && crate::pickle::looks_like(bytes) {
+        findings.push(Finding {
+            severity: Severity::High,
+            rule: RuleId::PicklePolyglot,
+            message: format!(
+                "the content reads as {} and, from its first byte, as a pickle: pickle.load, \
+                 joblib and np.load(allow_pickle=True) unpickle it; the pickle was scanned too",
+                kind_name(kind)
+            ),
+            location: location.clone(),
+        });
+        findings.extend(crate::pickle::scan(bytes, location));
+    }
     // A polyglot: content that is one format to the scanner and, through the end record at its
     // tail, a zip archive to Python's zipfile. Both readings are scanned.
     if kind != FileKind::Zip && crate::zip::embedded_archive(bytes) {
