@@ -1,8 +1,13 @@
 //! Whole-file compression as joblib reads it (`joblib.load` on a file `joblib.dump(...,
 //! compress=…)` wrote): zlib, gzip, bz2, xz and legacy `.lzma` streams, and joblib's pre-0.10
-//! `ZF` files, are inflated and their content scanned like any file. An lz4 frame (joblib reads
-//! it when the `lz4` package is installed) is not inflated, so its content cannot be verified
-//! (`high`).
+//! `ZF` files, and lz4 frames (joblib with the `lz4` package), are inflated and their content
+//! scanned like any file.
+//!
+//! Trailing bytes are read as the loader reads them: gzip skips zero padding and fails on
+//! anything else after a member, bz2/xz/lzma files stop at data that is not another stream, and
+//! joblib's zlib file reads concatenated zlib streams. Bytes after the last stream that no
+//! decompressor accepts add nothing a loader could read, so they are reported as information,
+//! not as "cannot verify".
 //!
 //! Every stream is inflated through a streaming decoder read with a cap, so a bomb stops at
 //! [`MAX_INFLATED`] bytes as it inflates, never after; the xz and lzma decoders also refuse a
@@ -37,7 +42,7 @@ pub enum Codec {
     Lzma,
     /// joblib's pre-0.10 `ZF` header in front of a zlib stream.
     JoblibZfile,
-    /// An lz4 frame (joblib with the `lz4` package): recognised, not inflated.
+    /// An lz4 frame (joblib with the `lz4` package), read with `lz4.frame.LZ4FrameFile`.
     Lz4,
 }
 
@@ -105,6 +110,9 @@ pub enum Inflated {
     Failed { partial: Vec<u8>, error: String },
     /// The codec is recognised but not inflated here.
     Unsupported,
+    /// Every stream inflated; then `trailing` bytes that are not a stream of this codec,
+    /// which the loader stops at (or fails on) without reading them.
+    Trailing { out: Vec<u8>, trailing: usize },
 }
 
 /// Read `reader` to its end or to `cap` bytes, whichever is first: the cap holds while the
@@ -125,13 +133,19 @@ fn read_capped(reader: impl Read, cap: u64) -> Inflated {
 }
 
 /// Inflate a whole-file stream as Python reads it for joblib (`gzip`/joblib's zlib file,
-/// `bz2.BZ2File`, `lzma.LZMAFile`: each reads concatenated streams one after the other), up
-/// to `cap` bytes.
+/// `bz2.BZ2File`, `lzma.LZMAFile`, `lz4.frame.LZ4FrameFile`: each reads concatenated streams
+/// one after the other), up to `cap` bytes.
 pub fn inflate(bytes: &[u8], codec: Codec, cap: u64) -> Inflated {
     match codec {
-        Codec::Zlib => read_capped(flate2::read::ZlibDecoder::new(bytes), cap),
-        Codec::Gzip => read_capped(flate2::read::MultiGzDecoder::new(bytes), cap),
-        Codec::Bzip2 => read_capped(bzip2::read::MultiBzDecoder::new(bytes), cap),
+        Codec::Zlib => concatenated(bytes, cap, &[0x78], |rest| {
+            Box::new(flate2::bufread::ZlibDecoder::new(rest))
+        }),
+        Codec::Gzip => concatenated(bytes, cap, &[0x1f, 0x8b], |rest| {
+            Box::new(flate2::bufread::GzDecoder::new(rest))
+        }),
+        Codec::Bzip2 => concatenated(bytes, cap, b"BZh", |rest| {
+            Box::new(bzip2::bufread::BzDecoder::new(rest))
+        }),
         Codec::Xz => read_capped(
             lzma_rust2::XzReader::new_mem_limit(bytes, true, MAX_DICTIONARY_KIB),
             cap,
@@ -152,8 +166,89 @@ pub fn inflate(bytes: &[u8], codec: Codec, cap: u64) -> Inflated {
                 error: "ZF header without a length".to_string(),
             },
         },
-        Codec::Lz4 => Inflated::Unsupported,
+        // Blocks are at most 4 MiB, so the decoder's buffers are bounded whatever the frame
+        // header claims; the cap bounds the output.
+        Codec::Lz4 => read_capped(lz4_flex::frame::FrameDecoder::new(bytes), cap),
     }
+}
+
+/// A decoder over the rest of the input that consumes exactly one stream from it.
+type StreamDecoder<'a> = Box<dyn StreamRead<'a> + 'a>;
+
+/// `Read` plus handing back the unread input after one stream.
+trait StreamRead<'a>: Read {
+    fn rest(self: Box<Self>) -> &'a [u8];
+}
+
+impl<'a> StreamRead<'a> for flate2::bufread::ZlibDecoder<&'a [u8]> {
+    fn rest(self: Box<Self>) -> &'a [u8] {
+        self.into_inner()
+    }
+}
+
+impl<'a> StreamRead<'a> for flate2::bufread::GzDecoder<&'a [u8]> {
+    fn rest(self: Box<Self>) -> &'a [u8] {
+        self.into_inner()
+    }
+}
+
+impl<'a> StreamRead<'a> for bzip2::bufread::BzDecoder<&'a [u8]> {
+    fn rest(self: Box<Self>) -> &'a [u8] {
+        self.into_inner()
+    }
+}
+
+/// Streams one after the other while the rest starts with `magic` (zero padding between and
+/// after gzip members is skipped, as `gzip` does); anything else after a complete stream is
+/// trailing data the loader never decompresses.
+fn concatenated<'a>(
+    bytes: &'a [u8],
+    cap: u64,
+    magic: &[u8],
+    decoder: impl Fn(&'a [u8]) -> StreamDecoder<'a>,
+) -> Inflated {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    // A stream of a few bytes inflates to at most a few hundred; the count bounds the loop.
+    for _ in 0..bytes.len().max(1) {
+        let left = cap.saturating_sub(out.len() as u64);
+        let mut stream = decoder(rest);
+        let result = (&mut stream)
+            .take(left.saturating_add(1))
+            .read_to_end(&mut out);
+        if let Err(error) = result {
+            return Inflated::Failed {
+                partial: out,
+                error: error.to_string(),
+            };
+        }
+        if out.len() as u64 > cap {
+            out.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+            return Inflated::TooLarge(out);
+        }
+        let after = stream.rest();
+        if after.len() == rest.len() {
+            return Inflated::Failed {
+                partial: out,
+                error: "the decompressor read nothing from the next stream".to_string(),
+            };
+        }
+        rest = after;
+        if magic == [0x1f, 0x8b] {
+            let zeros = rest.iter().take_while(|&&byte| byte == 0).count();
+            rest = rest.get(zeros..).unwrap_or(&[]);
+        }
+        if rest.is_empty() {
+            return Inflated::Complete(out);
+        }
+        if !rest.starts_with(magic) {
+            return Inflated::Trailing {
+                out,
+                trailing: rest.len(),
+            };
+        }
+    }
+    Inflated::Complete(out)
 }
 
 /// A bzip2 zip member (method 12): Python's zipfile uses one `BZ2Decompressor`, so one stream.
@@ -230,6 +325,19 @@ pub fn scan(bytes: &[u8], location: &Location, codec: Codec) -> Vec<Finding> {
                 "cannot verify: the file is a {codec:?} stream (joblib reads it), which gauntlet \
                  does not decompress; its content was not checked"
             ))];
+        }
+        Inflated::Trailing { out, trailing } => {
+            findings.push(Finding {
+                severity: Severity::Info,
+                rule: RuleId::CompressedTrailingData,
+                message: format!(
+                    "{trailing} bytes after the last {codec:?} stream are not another stream; \
+                     the loader stops there without decompressing them, and everything before \
+                     was checked"
+                ),
+                location: location.clone(),
+            });
+            out
         }
     };
     if out.is_empty() {

@@ -254,19 +254,43 @@ const SUSPICIOUS_MARKERS: &[&str] = &[
     "config.", "|format", ".format(", "~'_", "~ '_", "~\"_", "~ \"_", "'_'", "\"_\"",
 ];
 
-/// What a chat template needs reported: `(rule, marker)`, worst first.
-pub fn check_template(template: &str) -> Option<(RuleId, &'static str)> {
+/// What a chat template needs reported: `(rule, reason)`, worst first. The template is read
+/// token by token ([`crate::jinja`]), which sees through escapes and computed attribute names;
+/// the marker lists catch the rest.
+pub fn check_template(template: &str) -> Option<(RuleId, String)> {
+    match crate::jinja::check(template) {
+        Some(crate::jinja::Verdict::Injection(reason)) => {
+            return Some((RuleId::GgufTemplateInjection, reason))
+        }
+        Some(crate::jinja::Verdict::Unreadable(reason)) => {
+            return Some((
+                RuleId::GgufTemplateSuspicious,
+                format!("cannot verify: the template cannot be tokenised ({reason})"),
+            ))
+        }
+        None => {}
+    }
     let lower = template.to_ascii_lowercase();
     let compact: String = lower.chars().filter(|ch| !ch.is_whitespace()).collect();
     INJECTION_MARKERS
         .iter()
         .find(|marker| lower.contains(*marker) || compact.contains(*marker))
-        .map(|marker| (RuleId::GgufTemplateInjection, *marker))
+        .map(|marker| {
+            (
+                RuleId::GgufTemplateInjection,
+                format!("contains `{}`", marker.escape_debug()),
+            )
+        })
         .or_else(|| {
             SUSPICIOUS_MARKERS
                 .iter()
                 .find(|marker| lower.contains(*marker) || compact.contains(*marker))
-                .map(|marker| (RuleId::GgufTemplateSuspicious, *marker))
+                .map(|marker| {
+                    (
+                        RuleId::GgufTemplateSuspicious,
+                        format!("contains `{}`", marker.escape_debug()),
+                    )
+                })
         })
 }
 
@@ -300,7 +324,7 @@ fn scan_parsed(parsed: Result<Metadata, String>, location: &Location) -> Vec<Fin
         if !key.starts_with("tokenizer.chat_template") {
             continue;
         }
-        if let Some((rule, marker)) = check_template(value) {
+        if let Some((rule, reason)) = check_template(value) {
             let mut location = location.clone();
             location.tensor = Some(key.clone());
             let severity = rule.default_severity();
@@ -308,9 +332,10 @@ fn scan_parsed(parsed: Result<Metadata, String>, location: &Location) -> Vec<Fin
                 severity,
                 rule,
                 message: format!(
-                    "the chat template `{key}` contains `{}`: {}",
-                    marker.escape_debug(),
-                    if rule == RuleId::GgufTemplateInjection {
+                    "the chat template `{key}` {reason}: {}",
+                    if reason.starts_with("cannot verify") {
+                        "what the template does was not checked"
+                    } else if rule == RuleId::GgufTemplateInjection {
                         "Jinja template injection reaches Python internals and runs code when a \
                          chat is formatted"
                     } else {
@@ -362,10 +387,15 @@ mod tests {
             "tokenizer.chat_template.tool_use",
             "{{ x|attr('_'~'_cla'~'ss_'~'_') }}",
         )]);
+        // The `attr` filter reads any attribute: the token check calls it injection.
         assert_eq!(
             scan(&split, &Location::default())[0].rule,
-            RuleId::GgufTemplateSuspicious
+            RuleId::GgufTemplateInjection
         );
+        let unreadable = gguf(&[("tokenizer.chat_template", "{{ ()['\\N{LOW LINE}'] }}")]);
+        let findings = scan(&unreadable, &Location::default());
+        assert_eq!(findings[0].rule, RuleId::GgufTemplateSuspicious);
+        assert!(findings[0].message.contains("cannot verify"));
     }
 
     #[test]

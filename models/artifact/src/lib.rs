@@ -20,6 +20,7 @@ pub use rules::{rules_markdown, Rule, RuleGroup, RuleId, UnknownRule, RULES};
 // and `pub fn scan(&[u8], &Location) -> Vec<Finding>`.
 pub mod compressed;
 pub mod gguf;
+pub mod jinja;
 pub mod keras;
 pub mod npy;
 pub mod onnx;

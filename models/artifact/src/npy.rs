@@ -166,7 +166,7 @@ impl Literal<'_> {
                     Value::Tuple(items)
                 }
             }),
-            b'\'' | b'"' => self.string(),
+            b'\'' | b'"' => self.string(StringKind::Text),
             byte if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'+' | b'_' | b'.') => {
                 let start = self.at;
                 while self.peek().is_some_and(|byte| {
@@ -183,7 +183,14 @@ impl Literal<'_> {
                         .chars()
                         .all(|ch| matches!(ch.to_ascii_lowercase(), 'u' | 'b' | 'r'))
                 {
-                    self.string()
+                    let lower = word.to_ascii_lowercase();
+                    self.string(if lower.contains('r') {
+                        StringKind::Raw
+                    } else if lower.contains('b') {
+                        StringKind::Bytes
+                    } else {
+                        StringKind::Text
+                    })
                 } else {
                     Ok(Value::Other(word))
                 }
@@ -226,7 +233,7 @@ impl Literal<'_> {
         }
         Ok((items, comma))
     }
-    fn string(&mut self) -> Result<Value, String> {
+    fn string(&mut self, kind: StringKind) -> Result<Value, String> {
         let quote = self.peek().ok_or("header ends inside a string")?;
         let triple = self.text.get(self.at..self.at + 3) == Some([quote; 3].as_slice());
         self.at += if triple { 3 } else { 1 };
@@ -240,13 +247,22 @@ impl Literal<'_> {
                 break;
             }
             if byte == b'\\' {
-                // Escapes are kept as written; dtype strings need none, and a key spelt with
-                // escapes does not match `descr` and so is refused as an unknown key.
-                out.push(byte);
+                // Python's escapes, decoded as `ast.literal_eval` decodes them: `'\x4f'` is
+                // `'O'`. Raw strings keep the backslash.
                 self.at += 1;
-                if let Some(next) = self.peek() {
-                    out.push(next);
-                    self.at += 1;
+                if kind == StringKind::Raw {
+                    // A raw string keeps the backslash and the character after it, which
+                    // cannot end the string.
+                    out.push(b'\\');
+                    if let Some(next) = self.peek() {
+                        out.push(next);
+                        self.at += 1;
+                    }
+                    continue;
+                }
+                if let Some(decoded) = self.escape(kind)? {
+                    let mut buffer = [0u8; 4];
+                    out.extend_from_slice(decoded.encode_utf8(&mut buffer).as_bytes());
                 }
                 continue;
             }
@@ -260,6 +276,83 @@ impl Literal<'_> {
     }
 }
 
+impl Literal<'_> {
+    /// One escape after a backslash, as Python's string literals decode it (`None` for a
+    /// backslash-newline, which vanishes). `\\N{name}` needs Unicode's name table, which the
+    /// scanner does not carry: refused, so a header spelt with one fails closed.
+    fn escape(&mut self, kind: StringKind) -> Result<Option<char>, String> {
+        let byte = self.peek().ok_or("header ends inside an escape")?;
+        self.at += 1;
+        let simple = match byte {
+            b'\n' => return Ok(None),
+            b'\\' => Some('\\'),
+            b'\'' => Some('\''),
+            b'"' => Some('"'),
+            b'a' => Some('\u{7}'),
+            b'b' => Some('\u{8}'),
+            b'f' => Some('\u{c}'),
+            b'n' => Some('\n'),
+            b'r' => Some('\r'),
+            b't' => Some('\t'),
+            b'v' => Some('\u{b}'),
+            _ => None,
+        };
+        if simple.is_some() {
+            return Ok(simple);
+        }
+        let hex = |parser: &mut Self, digits: usize| -> Result<char, String> {
+            let text = parser
+                .text
+                .get(parser.at..parser.at + digits)
+                .and_then(|digits| std::str::from_utf8(digits).ok())
+                .filter(|text| text.chars().all(|ch| ch.is_ascii_hexdigit()))
+                .ok_or("a truncated \\x, \\u or \\U escape in the header")?;
+            parser.at += digits;
+            u32::from_str_radix(text, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| "an escape names no character".to_string())
+        };
+        match byte {
+            b'0'..=b'7' => {
+                let mut value = u32::from(byte - b'0');
+                for _ in 0..2 {
+                    match self.peek() {
+                        Some(digit @ b'0'..=b'7') => {
+                            value = value * 8 + u32::from(digit - b'0');
+                            self.at += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                char::from_u32(value)
+                    .map(Some)
+                    .ok_or_else(|| "an octal escape names no character".to_string())
+            }
+            b'x' => hex(self, 2).map(Some),
+            b'u' if kind == StringKind::Text => hex(self, 4).map(Some),
+            b'U' if kind == StringKind::Text => hex(self, 8).map(Some),
+            b'N' if kind == StringKind::Text => {
+                Err("a \\N{…} escape, which the scanner does not decode".to_string())
+            }
+            other => {
+                // Not an escape: Python keeps the backslash and the character.
+                self.at -= 1;
+                let _ = other;
+                Ok(Some('\\'))
+            }
+        }
+    }
+}
+
+/// How a quoted literal's backslashes read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StringKind {
+    Text,
+    Bytes,
+    Raw,
+}
+
 /// Whether a `descr` (as `numpy.lib.format.descr_to_dtype` reads it) has an object field.
 /// Anything it would not read is an error, never a pass.
 fn value_has_objects(descr: &Value, depth: usize) -> Result<bool, String> {
@@ -267,7 +360,7 @@ fn value_has_objects(descr: &Value, depth: usize) -> Result<bool, String> {
         return Err("'descr' nests too deeply".to_string());
     }
     match descr {
-        Value::Str(text) => Ok(dtype_string_has_objects(text)),
+        Value::Str(text) => dtype_string_has_objects(text),
         // (base dtype, shape)
         Value::Tuple(items) => match items.first() {
             Some(base) => value_has_objects(base, depth + 1),
@@ -296,26 +389,160 @@ fn value_has_objects(descr: &Value, depth: usize) -> Result<bool, String> {
 }
 
 /// Whether a dtype string (`'<f4'`, `'|O'`, `'object'`, comma-separated `'i4,O'`, with
-/// sub-array shapes `'(2,)O'`) contains the object type.
-fn dtype_string_has_objects(text: &str) -> bool {
-    text.split(',').any(|token| {
-        let token = token.trim();
-        let token = match token.rfind(')') {
-            Some(close) => token.get(close + 1..).unwrap_or(""),
-            None => token,
-        };
-        is_object_code(token.trim())
-    })
+/// sub-array shapes `'(2,)O'` or repeat counts `'2O'`) holds objects, as `numpy.dtype` reads it.
+///
+/// An allow-list, not a search for `O`: every token must be a type NumPy spells without
+/// objects (`'<f8'`, `'|S8'`, `'<M8[s]'`, `'float32'`, …) or one that holds them (`'O'`,
+/// `'object'`, and `'T'`, NumPy 2's StringDType, whose `hasobject` is true, so `np.load`
+/// unpickles its data). Anything else is an error: the scanner cannot tell, so it fails closed.
+fn dtype_string_has_objects(text: &str) -> Result<bool, String> {
+    let mut any = false;
+    for token in split_top_level_commas(text) {
+        any |= dtype_token_has_objects(token)?;
+    }
+    Ok(any)
 }
 
-fn is_object_code(token: &str) -> bool {
-    let code = token.trim_start_matches(['<', '>', '|', '=']);
-    code == "O"
-        || code.eq_ignore_ascii_case("object")
-        || code.eq_ignore_ascii_case("object_")
-        || code
-            .strip_prefix('O')
-            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|ch| ch.is_ascii_digit()))
+/// Split at commas outside parentheses (`'(2,3)i4, O'` is two fields).
+fn split_top_level_commas(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0usize;
+    for (at, ch) in text.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(text.get(start..at).unwrap_or(""));
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(text.get(start..).unwrap_or(""));
+    // `'i4,'`: a trailing comma adds no field.
+    if parts.len() > 1 && parts.last().is_some_and(|last| last.trim().is_empty()) {
+        parts.pop();
+    }
+    parts
+}
+
+/// Type names NumPy accepts that hold no objects.
+const PLAIN_TYPE_NAMES: &[&str] = &[
+    "bool",
+    "bool_",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "float96",
+    "float128",
+    "complex64",
+    "complex128",
+    "complex192",
+    "complex256",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "str_",
+    "bytes",
+    "bytes_",
+    "void",
+    "datetime64",
+    "timedelta64",
+    "half",
+    "single",
+    "double",
+    "longdouble",
+    "byte",
+    "ubyte",
+    "short",
+    "ushort",
+    "intc",
+    "uintc",
+    "intp",
+    "uintp",
+    "long",
+    "ulong",
+    "longlong",
+    "ulonglong",
+    "csingle",
+    "cdouble",
+    "clongdouble",
+    "unicode",
+];
+
+fn dtype_token_has_objects(token: &str) -> Result<bool, String> {
+    let refuse = || {
+        Err(format!(
+            "dtype `{}` is not one the scanner knows to be numeric or object",
+            token.escape_debug()
+        ))
+    };
+    let mut rest = token.trim_matches(' ');
+    rest = rest.trim_start_matches(['<', '>', '|', '=']);
+    // A sub-array shape `(2, 3)` or a repeat count `2` before the type.
+    if let Some(after) = rest.strip_prefix('(') {
+        let Some(close) = after.find(')') else {
+            return refuse();
+        };
+        if !after
+            .get(..close)
+            .unwrap_or("")
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || ch == ',' || ch == ' ')
+        {
+            return refuse();
+        }
+        rest = after.get(close + 1..).unwrap_or("").trim_start_matches(' ');
+    } else {
+        rest = rest.trim_start_matches(|ch: char| ch.is_ascii_digit() || ch == ' ');
+    }
+    rest = rest.trim_start_matches(['<', '>', '|', '=']);
+    let code = rest.trim_end_matches(' ');
+    if code.is_empty() {
+        return refuse();
+    }
+    let digits_after = |prefix: &str| {
+        code.strip_prefix(prefix)
+            .is_some_and(|size| size.chars().all(|ch| ch.is_ascii_digit()))
+    };
+    if digits_after("O") || code == "object" || code == "object_" || code == "T" {
+        return Ok(true);
+    }
+    let mut chars = code.chars();
+    let first = chars.next().unwrap_or(' ');
+    let after_first = chars.as_str();
+    // Datetime and timedelta with a unit: `M8[ns]`, `m8[25s]`, `datetime64[D]`.
+    let (head, unit) = match code.split_once('[') {
+        Some((head, unit)) => (head, Some(unit)),
+        None => (code, None),
+    };
+    if let Some(unit) = unit {
+        let unit_ok = unit.strip_suffix(']').is_some_and(|unit| {
+            !unit.is_empty() && unit.chars().all(|ch| ch.is_ascii_alphanumeric())
+        });
+        let head_ok = matches!(head, "M" | "m" | "M8" | "m8" | "datetime64" | "timedelta64");
+        return if unit_ok && head_ok {
+            Ok(false)
+        } else {
+            refuse()
+        };
+    }
+    let plain_code = "?bBhHiIlLqQpPnNefdgFDGSUVaMmcu".contains(first)
+        && after_first.chars().all(|ch| ch.is_ascii_digit());
+    if plain_code || PLAIN_TYPE_NAMES.contains(&code) {
+        return Ok(false);
+    }
+    refuse()
 }
 
 /// Scan an `.npy` file.

@@ -222,6 +222,13 @@ rules! {
                fresh instance. The first makes a later BUILD call a function of the author's \
                choosing; the second changes code for everything loaded afterwards. Legitimate \
                checkpoints do neither; do not load the file.";
+    PicklePolyglot = "pickle-polyglot", Pickle, High,
+        summary: "content of another format is also a pickle from its first byte",
+        help: "The file is identified as another format (a tar archive whose first header is a \
+               pickle, for instance), and it is also a pickle read from byte 0: `pickle.load`, \
+               joblib and `np.load(allow_pickle=True)` unpickle it, whatever the other format's \
+               reader sees. Exporters never write such files; the pickle was scanned as well, \
+               and its own findings follow. Do not load the file.";
     PickleMalformed = "pickle-malformed", Pickle, High,
         summary: "pickle stream is malformed",
         help: "The real unpickler would raise an error at this opcode, but it executes every \
@@ -360,6 +367,16 @@ rules! {
         help: "Only the first members, up to the scanner's limit, were checked. Model archives \
                have few members; a huge count is a denial-of-service attempt or a way to hide \
                members past a scanner's limit. Treat the rest of the archive as unverified.";
+
+    TorchLegacyTar = "torch-legacy-tar", Tar, High,
+        summary: "tar archive in torch.load's pre-0.4 format, whose pickles cannot all be framed",
+        help: "Cannot verify: the archive has the `pickle`, `storages` and `tensors` members of \
+               PyTorch's first checkpoint format, which torch.load still reads. Its `storages` \
+               and `tensors` members alternate pickles with raw bytes whose length only the \
+               pickles tell, and torch.load unpickles every record; the scanner checks the \
+               pickles before the first raw block, not the ones after it, where a payload can \
+               hide. Load it once in a sandbox and save it again with a current PyTorch, or \
+               convert the weights to safetensors.";
 
     // ----- NumPy ------------------------------------------------------------------------------
     NpyMalformed = "npy-malformed", Npy, High,
@@ -587,6 +604,13 @@ rules! {
                verified. A loader will still read it with whatever deserialiser it picks, so an \
                unverifiable model file fails the default gate. Convert the model to a checked \
                format (safetensors), or review it by other means.";
+    CompressedTrailingData = "compressed-trailing-data", Files, Info,
+        summary: "bytes after the last compressed stream are not another stream",
+        help: "The file's compressed streams inflate completely, and what follows them is not \
+               another stream of the same kind: gzip stops with an error there, bz2, xz and lzma \
+               files stop reading, so no loader decompresses those bytes. Everything before \
+               them was checked. Informational.";
+
     CompressedUnsupported = "compressed-unsupported", Files, High,
         summary: "compressed file cannot be decompressed and verified",
         help: "Cannot verify: the file is a compressed stream joblib reads back transparently \
@@ -594,7 +618,7 @@ rules! {
                which gauntlet does not decompress, or a zlib, gzip, bz2, xz, lzma or joblib `ZF` \
                stream that does not decompress, needs a dictionary above the limit, or inflates \
                past the limit. A loader reading it as a stream acts on everything before the \
-               error. Re-save the file, with zlib, gzip, bz2, xz or lzma compression or none, or \
+               error. Re-save the file, with zlib, gzip, bz2, xz, lzma or lz4 compression or none, or \
                convert the weights to safetensors.";
     UnidentifiedFile = "unidentified-file", Files, Medium,
         summary: "file format not identified",

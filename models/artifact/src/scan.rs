@@ -105,7 +105,65 @@ pub fn scan_bytes(bytes: &[u8], location: &Location) -> Vec<Finding> {
 /// [`scan_bytes`] for content that a container says belongs to a model (a member of a PyTorch
 /// archive, of an `.npz`, of a `.keras` file): unidentified content there is `high`.
 pub fn scan_bytes_in(bytes: &[u8], location: &Location, in_model: bool) -> Vec<Finding> {
-    match identify(bytes) {
+    let kind = identify(bytes);
+    let mut findings = scan_as(kind, bytes, location, in_model);
+    // A polyglot: content that is another format to the scanner (a tar whose first header is
+    // a pickle) and a pickle from byte 0 to `pickle.load`, joblib and `np.load`: both readings
+    // are scanned.
+    if kind != FileKind::Pickle && kind != FileKind::Zip && crate::pickle::looks_like(bytes) {
+        findings.push(Finding {
+            severity: Severity::High,
+            rule: RuleId::PicklePolyglot,
+            message: format!(
+                "the content reads as {} and, from its first byte, as a pickle: pickle.load, \
+                 joblib and np.load(allow_pickle=True) unpickle it; the pickle was scanned too",
+                kind_name(kind)
+            ),
+            location: location.clone(),
+        });
+        findings.extend(crate::pickle::scan(bytes, location));
+    }
+    // A polyglot: content that is one format to the scanner and, through the end record at its
+    // tail, a zip archive to Python's zipfile. Both readings are scanned.
+    if kind != FileKind::Zip && crate::zip::embedded_archive(bytes) {
+        findings.push(Finding {
+            severity: Severity::High,
+            rule: RuleId::ZipReaderDifferential,
+            message: format!(
+                "the content reads as {} from its start and as a zip archive from its end \
+                 record: loaders that open it with Python's zipfile (Keras, zipfile-based \
+                 tools) read the archive; its members were scanned too",
+                kind_name(kind)
+            ),
+            location: location.clone(),
+        });
+        // Identified now: as a zip.
+        findings.retain(|finding| {
+            finding.rule != RuleId::UnidentifiedModelContent
+                && finding.rule != RuleId::UnidentifiedFile
+        });
+        findings.extend(crate::zip::scan(bytes, location));
+    }
+    findings
+}
+
+fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Zip => "a zip archive",
+        FileKind::Tar => "a tar archive",
+        FileKind::Npy => "a NumPy array",
+        FileKind::Safetensors => "safetensors",
+        FileKind::Pickle => "a pickle",
+        FileKind::Onnx => "an ONNX model",
+        FileKind::Gguf => "a GGUF file",
+        FileKind::Hdf5 => "an HDF5 file",
+        FileKind::Compressed => "a compressed stream",
+        FileKind::Unknown => "unidentified content",
+    }
+}
+
+fn scan_as(kind: FileKind, bytes: &[u8], location: &Location, in_model: bool) -> Vec<Finding> {
+    match kind {
         FileKind::Zip => crate::zip::scan(bytes, location),
         FileKind::Tar => crate::tar::scan(bytes, location),
         FileKind::Npy => crate::npy::scan(bytes, location),

@@ -141,7 +141,33 @@ fn finding(
 
 /// Scan a tar archive and every member in it.
 pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
-    scan_listing(bytes, location, &mut Vec::new())
+    let mut listing = Vec::new();
+    let mut findings = scan_listing(bytes, location, &mut listing);
+    let has = |wanted: &str| listing.iter().any(|(name, _, _)| name == wanted);
+    // `torch.load`'s first format (PyTorch before 0.4): a tar whose `storages` and `tensors`
+    // members alternate pickles with raw bytes whose length only the pickles tell, each read by
+    // its own `pickle.load`. The scanner walks the pickles up to the first raw block; the ones
+    // after it are not framed, so they cannot be verified.
+    let interleaved: Vec<&str> = ["storages", "tensors"]
+        .into_iter()
+        .filter(|name| has(name))
+        .collect();
+    if has("pickle") && !interleaved.is_empty() {
+        findings.push(finding(
+            location,
+            interleaved.first().copied(),
+            0,
+            Severity::High,
+            RuleId::TorchLegacyTar,
+            format!(
+                "cannot verify: a torch.load tar archive (PyTorch's pre-0.4 format) whose {} \
+                 member interleaves pickles with raw storage bytes; torch.load unpickles every \
+                 record, the scanner only those before the first raw block",
+                interleaved.join(" and ")
+            ),
+        ));
+    }
+    findings
 }
 
 /// The members as the scanner reads them (name, size, type flag), in archive order: what the

@@ -460,6 +460,9 @@ fn member_bytes<'a>(entry: &Entry, data: &'a [u8]) -> MemberBytes<'a> {
                 crate::compressed::Inflated::TooLarge(out) => MemberBytes::Overflowed(out),
                 crate::compressed::Inflated::Failed { error, .. } => MemberBytes::Corrupt(error),
                 crate::compressed::Inflated::Unsupported => MemberBytes::Unsupported(entry.method),
+                crate::compressed::Inflated::Trailing { out, .. } => {
+                    MemberBytes::Ready(Cow::Owned(out))
+                }
             }
         }
         other => MemberBytes::Unsupported(other),
@@ -617,6 +620,37 @@ fn scan_other_directories(bytes: &[u8], chosen: usize, chosen_offset: u64, scan:
         check_entries(&entries, shift, &mut other);
         scan.findings.extend(other.findings);
     }
+}
+
+/// Whether `bytes`, which do not start like a zip, still hold one that Python's `zipfile` opens:
+/// `zipfile` looks for the end record at the end of the file, so data in front of an archive
+/// (a pickle, an HDF5 file, a GGUF) does not stop it, and Keras opens a `.keras` path that
+/// `zipfile.is_zipfile` accepts whatever it starts with. True when the end record's directory
+/// has at least one entry whose local header is where the directory says.
+pub fn embedded_archive(bytes: &[u8]) -> bool {
+    let Some((end_at, _)) = find_end_record(bytes) else {
+        return false;
+    };
+    let Some(directory) = read_directory(bytes, end_at) else {
+        return false;
+    };
+    let shift = directory.prepended_bytes();
+    let reader = Reader(bytes);
+    let Some(start) = directory
+        .offset
+        .checked_add(shift)
+        .and_then(|start| usize::try_from(start).ok())
+    else {
+        return false;
+    };
+    if reader.bytes(start, 4) != Some(CENTRAL_SIGNATURE.as_slice()) {
+        return false;
+    }
+    let local = reader
+        .u32(start + 42)
+        .and_then(|offset| u64::from(offset).checked_add(shift))
+        .and_then(|at| usize::try_from(at).ok());
+    local.is_some_and(|at| reader.bytes(at, 4) == Some(LOCAL_SIGNATURE.as_slice()))
 }
 
 /// The members as the scanner reads them (name, declared uncompressed size), in directory

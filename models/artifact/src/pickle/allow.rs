@@ -49,6 +49,11 @@ fn python3_module(module: &str) -> &str {
     }
 }
 
+/// [`python3_module`] for the walker.
+pub(super) fn python3_module_name(module: &str) -> &str {
+    python3_module(module)
+}
+
 /// Modules where every name is dangerous: they run programs, execute or compile code, load
 /// nested payloads, open files or sockets, or reach the interpreter's internals.
 const DANGEROUS_MODULES: &[(&str, &str)] = &[

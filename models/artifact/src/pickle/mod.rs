@@ -21,11 +21,12 @@ pub use walker::{PickleSpan, MAX_MEMO, MAX_STACK};
 use crate::{Finding, Location};
 
 /// Whether `bytes` is a pickle: a `PROTO` header naming protocol 2–5 (0x80 then 0–5), or a
-/// protocol-0/1 stream (no header) that the walker reads cleanly up to its `STOP`.
+/// protocol-0/1 stream (no header) that the walker reads cleanly up to its `STOP` or that
+/// imports a global before it breaks (the unpickler has run it by then).
 pub fn looks_like(bytes: &[u8]) -> bool {
     match bytes {
         [0x80, protocol, ..] => *protocol <= 5,
-        _ => walker::is_complete_pickle(bytes),
+        _ => walker::starts_with_importing_pickle(bytes),
     }
 }
 

@@ -254,6 +254,10 @@ struct Machine<'data, 'rep> {
     /// Offset of `data[0]` inside the innermost member.
     base_offset: u64,
     reporter: &'rep mut Reporter,
+    /// Walking bytes that may be a pickle or may be raw data (what follows a pickle in a
+    /// stream, a byte string that starts like one): a global whose names no import could
+    /// resolve ends the walk as "not a pickle" instead of counting as an import.
+    tentative: bool,
 }
 
 type Step<T> = Result<T, Halt>;
@@ -277,7 +281,35 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             location,
             base_offset,
             reporter,
+            tentative: false,
         }
+    }
+
+    fn tentative(mut self) -> Self {
+        self.tentative = true;
+        self
+    }
+
+    /// Module and attribute names as the unpickler reads them for `GLOBAL` and `INST`: it
+    /// decodes both lines as strict UTF-8 and fails on anything else, and `__import__` of a
+    /// name with a NUL in it fails, so neither imports anything.
+    fn global_names(&self, module: &[u8], name: &[u8]) -> Step<(String, String)> {
+        let (Ok(module), Ok(name)) = (std::str::from_utf8(module), std::str::from_utf8(name))
+        else {
+            return self.malformed("a global's module or name is not UTF-8");
+        };
+        self.check_importable(module, name)?;
+        Ok((module.to_string(), name.to_string()))
+    }
+
+    fn check_importable(&self, module: &str, name: &str) -> Step<()> {
+        if module.contains('\0') || name.contains('\0') {
+            return self.malformed("a global's module or name contains NUL, so importing it fails");
+        }
+        if self.tentative && !(plausible_dotted_name(module) && plausible_dotted_name(name)) {
+            return self.malformed("a global whose names are not Python identifiers");
+        }
+        Ok(())
     }
 
     fn malformed<T>(&self, reason: impl Into<String>) -> Step<T> {
@@ -702,8 +734,9 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 self.memo_put(index)?;
             }
             GLOBAL => {
-                let module = String::from_utf8_lossy(self.take_line()?).into_owned();
-                let name = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let module = self.take_line()?;
+                let name = self.take_line()?;
+                let (module, name) = self.global_names(module, name)?;
                 let global = self.resolve_global(module, name, "GLOBAL");
                 self.push_rc(global)?;
             }
@@ -712,6 +745,7 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 let module = self.pop()?;
                 let global = match (&*module, &*name) {
                     (Value::Text(module), Value::Text(name)) => {
+                        self.check_importable(module, name)?;
                         self.resolve_global(module.clone(), name.clone(), "STACK_GLOBAL")
                     }
                     _ => {
@@ -797,8 +831,9 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 self.push_rc(result)?;
             }
             INST => {
-                let module = String::from_utf8_lossy(self.take_line()?).into_owned();
-                let name = String::from_utf8_lossy(self.take_line()?).into_owned();
+                let module = self.take_line()?;
+                let name = self.take_line()?;
+                let (module, name) = self.global_names(module, name)?;
                 let class = self.resolve_global(module, name, "INST");
                 let args = Rc::new(tuple(self.pop_mark()?));
                 let result = self.call(&class, &args, "INST");
@@ -915,6 +950,27 @@ impl<'data, 'rep> Machine<'data, 'rep> {
         if let Value::Global { module, name } = &**callable {
             let how = format!("`{module}.{name}` receives it as an argument and may call it");
             self.invoke_arguments(args, &how, 0);
+            self.check_callable_positions(module, name, args);
+            // torch's rebuild helpers keep hook dicts (`backward_hooks`) and state dicts whose
+            // values torch calls later (a backward pass runs every hook): globals in them are
+            // invoked too.
+            if matches!(module.as_str(), "torch._utils" | "torch._tensor") {
+                let how = format!(
+                    "`{module}.{name}` installs it as a hook or attribute that torch calls"
+                );
+                self.invoke_nested(args, &how, 0);
+            }
+            // `OrderedDict()` / `dict()` with no arguments: an empty dict that SETITEMS and
+            // BUILD fill, tracked like a literal one.
+            let empty_args = matches!(&**args, Value::Tuple(items) if items.is_empty());
+            if empty_args
+                && matches!(
+                    (allow::python3_module_name(module), name.as_str()),
+                    ("collections", "OrderedDict") | ("builtins", "dict")
+                )
+            {
+                return Rc::new(Value::Dict(RefCell::new(Vec::new())));
+            }
         }
         match &**callable {
             Value::Global { module, name } => {
@@ -1017,6 +1073,73 @@ impl<'data, 'rep> Machine<'data, 'rep> {
             Value::Tuple(items) if depth < 4 => {
                 for item in items {
                     self.invoke_arguments(item, how, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Allow-listed helpers call or instantiate some of their arguments
+    /// (`_rebuild_from_type_v2(func, new_type, …)` calls `func`, `copyreg._reconstructor(cls,
+    /// base, state)` runs `base.__init__`): legitimate pickles put named globals there. A value
+    /// built while loading in such a position is a computed call, whatever the helper is.
+    fn check_callable_positions(&mut self, module: &str, name: &str, args: &Value) {
+        let positions: &[usize] = match (allow::python3_module_name(module), name) {
+            ("torch._tensor", "_rebuild_from_type" | "_rebuild_from_type_v2")
+            | ("copyreg", "_reconstructor")
+            | ("numpy.ma.core", "_mareconstruct") => &[0, 1],
+            ("copyreg", "__newobj__" | "__newobj_ex__")
+            | ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct")
+            | ("torch._utils", "_rebuild_wrapper_subclass")
+            | ("collections", "defaultdict") => &[0],
+            _ => return,
+        };
+        let Value::Tuple(items) = args else {
+            return;
+        };
+        for &position in positions {
+            let Some(item) = items.get(position) else {
+                continue;
+            };
+            if matches!(
+                &**item,
+                Value::Global { .. } | Value::Unresolved | Value::Plain("None")
+            ) {
+                continue;
+            }
+            let message = format!(
+                "`{module}.{name}` calls or instantiates its argument {position}, and the pickle \
+                 passes {} there, not a named global: what runs is built while loading",
+                item.describe()
+            );
+            self.report(
+                Severity::High,
+                RuleId::PickleComputedCall,
+                &format!("position@{}:{position}", self.op_start),
+                message,
+            );
+        }
+    }
+
+    /// Globals anywhere in tuples and dict values of `value` (bounded depth) are invoked.
+    fn invoke_nested(&mut self, value: &Value, how: &str, depth: usize) {
+        if depth > 6 {
+            return;
+        }
+        match value {
+            Value::Global { .. } => self.invoke(value, how),
+            Value::Tuple(items) => {
+                for item in items {
+                    self.invoke_nested(item, how, depth + 1);
+                }
+            }
+            Value::Dict(entries) => {
+                let values: Vec<Rc<Value>> = entries
+                    .try_borrow()
+                    .map(|entries| entries.iter().map(|(_, value)| Rc::clone(value)).collect())
+                    .unwrap_or_default();
+                for value in values {
+                    self.invoke_nested(&value, how, depth + 1);
                 }
             }
             _ => {}
@@ -1174,6 +1297,39 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 &format!("build@{}", self.op_start),
                 message,
             );
+        }
+        // joblib's `NumpyArrayWrapper.read` rebuilds the array as `subclass` (numpy's
+        // `_reconstruct`) unless it is ndarray or memmap: that class is instantiated.
+        if let Value::Object {
+            made_by,
+            bare_instance_of,
+            ..
+        } = &**target
+        {
+            let wrapper = |class: &Option<(String, String)>| {
+                class
+                    .as_ref()
+                    .is_some_and(|(module, name)| module == JOBLIB_MODULE && name == JOBLIB_WRAPPER)
+            };
+            if wrapper(made_by) || wrapper(bare_instance_of) {
+                for subclass in state_values(state, "subclass", 0) {
+                    let plain_array = matches!(
+                        &*subclass,
+                        Value::Global { module, name }
+                            if matches!(
+                                (module.as_str(), name.as_str()),
+                                ("numpy", "ndarray" | "memmap")
+                                    | ("numpy.core.memmap" | "numpy._core.memmap", "memmap")
+                            )
+                    );
+                    if !plain_array {
+                        self.invoke(
+                            &subclass,
+                            "joblib rebuilds the array as this class while loading",
+                        );
+                    }
+                }
+            }
         }
         // The value installed as `__setstate__` is what the next BUILD on this object calls.
         for setter in state_values(state, "__setstate__", 0) {
@@ -1470,6 +1626,20 @@ fn collect_dunder_keys(state: &Value, found: &mut Vec<String>, depth: usize) {
     }
 }
 
+/// A module path or attribute path made of Python identifiers (ASCII ones: raw data that happens
+/// to parse as a `GLOBAL` almost never spells one).
+fn plausible_dotted_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+                && part
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        })
+}
+
 fn tuple(mut items: Vec<Rc<Value>>) -> Value {
     items.truncate(MAX_TRACKED_ITEMS);
     Value::Tuple(items)
@@ -1612,6 +1782,16 @@ fn raw_unicode_unescape(bytes: &[u8]) -> String {
     out
 }
 
+/// Whether `bytes` starts with a header-less (protocol 0/1) pickle that imports a global before
+/// it breaks: the unpickler runs everything up to the error, so it is a pickle to scan.
+pub fn starts_with_importing_pickle(bytes: &[u8]) -> bool {
+    let location = Location::default();
+    let mut reporter = Reporter::new(true, bytes.len());
+    let mut machine = Machine::new(bytes, 0, &location, 0, &mut reporter).tentative();
+    let result = machine.run();
+    result.is_ok() || reporter.globals_seen > 0
+}
+
 /// Walk the first pickle in `bytes` without reporting: does it reach `STOP` cleanly?
 pub fn is_complete_pickle(bytes: &[u8]) -> bool {
     let location = Location::default();
@@ -1675,6 +1855,7 @@ fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSp
         let globals_before = reporter.globals_seen;
         let (result, opcodes) = {
             let mut machine = Machine::new(bytes, start, location, base_offset, &mut reporter);
+            machine.tentative = tentative;
             let result = machine.run();
             (result, machine.opcode_index.saturating_add(1))
         };
@@ -1686,25 +1867,11 @@ fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSp
                     opcodes,
                 });
                 start = end;
-                let rest = bytes.get(start..).unwrap_or(&[]);
-                if rest.is_empty() {
-                    break;
-                }
-                let next_is_pickle = matches!(rest, [PROTO, protocol, ..] if *protocol <= 5)
-                    || walker_accepts_text_pickle(rest);
-                if !next_is_pickle {
-                    let mut trailing = location.clone();
-                    trailing.offset = Some(base_offset.saturating_add(start as u64));
-                    reporter.findings.push(Finding {
-                        severity: Severity::Info,
-                        rule: RuleId::PickleTrailingData,
-                        message: format!(
-                            "{} bytes after the last pickle are not a pickle (raw storage data \
-                             in legacy torch and joblib files); unpickling does not read them",
-                            rest.len()
-                        ),
-                        location: trailing,
-                    });
+                // Whatever follows is walked as the next `load()` would read it, header or not:
+                // a protocol-0 pickle needs none, and one that breaks right after its call has
+                // still made the call. Raw data (legacy torch storages, joblib arrays) ends
+                // as "not a pickle" below, once it fails without importing anything.
+                if bytes.get(start..).is_none_or(<[u8]>::is_empty) {
                     break;
                 }
             }
@@ -1736,17 +1903,12 @@ fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSp
     (reporter.finish(), spans)
 }
 
-/// A protocol-0/1 pickle (no `PROTO` header) following another one.
-fn walker_accepts_text_pickle(rest: &[u8]) -> bool {
-    is_complete_pickle(rest)
-}
-
 /// Scan a byte string that may or may not be a pickle: keep what it says only if it parses, or if
 /// it imports something before breaking.
 fn scan_tentative(bytes: &[u8], location: &Location) -> Option<Vec<Finding>> {
     let mut reporter = Reporter::new(false, bytes.len());
     let result = {
-        let mut machine = Machine::new(bytes, 0, location, 0, &mut reporter);
+        let mut machine = Machine::new(bytes, 0, location, 0, &mut reporter).tentative();
         machine.run()
     };
     match result {

@@ -113,6 +113,26 @@ proptest! {
         let _ = npy::scan(&npy_bytes, &location);
         let _ = tar::scan(&bytes, &location);
         let _ = zip::scan(&bytes, &location);
+        let _ = zip::embedded_archive(&bytes);
+        let _ = scan::scan_bytes(&bytes, &location);
+    }
+
+    /// The Jinja tokenizer on arbitrary text, and on text built from the pieces templates and
+    /// payloads are made of (unbalanced delimiters, escapes, quotes).
+    #[test]
+    fn jinja_check_never_panics(
+        text in "\\PC{0,300}",
+        pieces in proptest::collection::vec(
+            prop::sample::select(vec![
+                "{{", "}}", "{%", "%}", "{#", "#}", "'", "\"", "\\", "\\x5f", "\\u00", "\\N{",
+                "[", "]", "(", ")", "|", "~", "attr", "set", "for", " in ", "=", "_", "raw",
+                "endraw", "x", ".",
+            ]),
+            0..60,
+        ),
+    ) {
+        let _ = gauntlet_artifact::jinja::check(&text);
+        let _ = gauntlet_artifact::jinja::check(&pieces.concat());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! One integration-test binary for gauntlet-artifact, one module per area.
 
 mod benign;
+mod bypass;
 mod containers;
 mod docs;
 mod manifest;
