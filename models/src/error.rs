@@ -129,6 +129,28 @@ pub enum ModelError {
         requested: FeatureName,
         available: Vec<FeatureName>,
     },
+    /// A PyTorch checkpoint gauntlet cannot read as a state dict (not `torch.save` output, a
+    /// truncated stream, a view outside its storage, no state dict inside).
+    #[error("cannot read the PyTorch checkpoint: {reason}")]
+    Checkpoint { reason: String },
+    /// The scanner refused a checkpoint before anything in it was read: a global outside the
+    /// allow-list, a malformed archive, …. Nothing in the file was executed.
+    #[error(
+        "the PyTorch checkpoint was refused by the scanner before loading (nothing in it ran): {}",
+        findings.join("; ")
+    )]
+    UnsafeCheckpoint { findings: Vec<String> },
+    /// An ONNX model gauntlet cannot compile: malformed protobuf, an opset outside 13–21, a
+    /// shape-inconsistent graph, external data outside the model's folder.
+    #[error("cannot load the ONNX model: {reason}")]
+    Onnx { reason: String },
+    /// An ONNX graph using operators (or operator forms) gauntlet has no exact-gradient layer
+    /// for; every one is listed with the nodes that use it.
+    #[error(
+        "the ONNX graph uses what gauntlet cannot run with exact gradients: {}",
+        unsupported.join("; ")
+    )]
+    UnsupportedOnnx { unsupported: Vec<String> },
     /// An internal invariant of gauntlet's own code failed (e.g. the native kernels' saved
     /// forward values do not match the backward pass). A bug, reported instead of returning
     /// a wrong result (a zero gradient would look like robustness).

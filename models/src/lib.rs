@@ -31,16 +31,20 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 mod capabilities;
+mod checkpoint;
+pub mod describe;
 mod error;
 mod layers;
 mod load;
 mod native;
 mod network;
+pub mod onnx;
 mod params;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod train;
+mod weights;
 
 pub use capabilities::{
     FeatureLayer, FeatureName, KernelPath, ModelCapabilities, ModelFormat, ModelInfo,
@@ -50,6 +54,7 @@ pub use error::{ModelError, ShapeMismatch};
 pub use network::Network;
 pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
 pub use train::{accuracy, train, EpochStats, Optimizer, TrainConfig};
+pub use weights::WeightsFormat;
 
 /// A per-sample loss whose input gradient attacks ascend (untargeted) or descend (targeted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]

@@ -32,6 +32,8 @@ pub struct Network {
     native: NativePath,
     /// Where the network was loaded from, for [`Model::info`].
     source: Option<String>,
+    /// The format its weights came in (spec + safetensors, a PyTorch checkpoint, ONNX).
+    format: ModelFormat,
 }
 
 /// The native CPU path (`crate::native`): on by default, compiled on first use, and dropped
@@ -88,13 +90,21 @@ impl Network {
     ) -> Result<Self, ModelError> {
         let spec = ModelSpec::from_file(spec_path)?;
         let bytes = gauntlet_files::read_bounded(weights_path, gauntlet_files::limits::WEIGHTS)?;
-        let network = Self::from_spec_and_safetensors(&spec, &bytes, device).map_err(|source| {
-            ModelError::WeightsFile {
-                path: weights_path.to_path_buf(),
-                source: Box::new(source),
-            }
-        })?;
+        let name = weights_path.display().to_string();
+        let network =
+            Self::from_spec_and_weight_bytes(&spec, &bytes, &name, device).map_err(|source| {
+                ModelError::WeightsFile {
+                    path: weights_path.to_path_buf(),
+                    source: Box::new(source),
+                }
+            })?;
         Ok(network.with_source(weights_path.display().to_string()))
+    }
+
+    /// Records the format the weights came in, reported as [`ModelInfo::format`].
+    pub(crate) fn with_format(mut self, format: ModelFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// Records where the network came from (a path, an `embedded:` name, …), reported as
@@ -135,6 +145,7 @@ impl Network {
             dtype: DType::F32,
             native: NativePath::new(true),
             source: None,
+            format: ModelFormat::GauntletSpec,
         };
         network.check_unique_names()?;
         Ok(network)
@@ -493,7 +504,7 @@ impl Model for Network {
         ModelInfo {
             name: self.name().to_string(),
             architecture: Some(self.spec.architecture.name().to_string()),
-            format: ModelFormat::GauntletSpec,
+            format: self.format,
             source: self.source.clone(),
             class_names: self.spec.class_names.clone(),
             parameters: Some(self.parameter_count()),

@@ -1080,6 +1080,62 @@ fn check_overlaps(spans: &mut [(u64, u64, String)], scan: &mut ZipScan<'_>) {
     }
 }
 
+/// A member's name and bytes (borrowed when stored, inflated when deflated).
+pub type Member<'a> = (String, Cow<'a, [u8]>);
+
+/// The members' bytes as a loader reads them (PyTorch's reader: the end record's directory, each
+/// member's data after its local header; stored or deflated, inflation capped), for readers of
+/// archives the scanner has already passed (gauntlet's checkpoint reader). Refuses what the
+/// scanner would call malformed rather than guessing: no end record, a missing local header, a
+/// member past the end of the file, an unsupported method.
+pub fn read_members(bytes: &[u8]) -> Result<Vec<Member<'_>>, String> {
+    let location = Location::default();
+    let mut scan = ZipScan {
+        bytes,
+        location: &location,
+        findings: Vec::new(),
+    };
+    let (end_at, _) = find_end_record(bytes).ok_or("no end-of-central-directory record")?;
+    let directory = read_directory(bytes, end_at).ok_or("a corrupt zip64 end record")?;
+    let start = usize::try_from(directory.offset).map_err(|_| "a directory offset too large")?;
+    let end =
+        usize::try_from(directory.offset.saturating_add(directory.size)).unwrap_or(usize::MAX);
+    let (entries, _) = read_entries(bytes, start, directory.entries, end, &mut scan);
+    if let Some(problem) = scan.findings.first() {
+        return Err(problem.message.clone());
+    }
+    let reader = Reader(bytes);
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let name = entry.name.clone();
+        let missing = || format!("member `{name}` has no readable local header");
+        let local_at = usize::try_from(entry.local_offset).map_err(|_| missing())?;
+        if reader.bytes(local_at, 4) != Some(LOCAL_SIGNATURE.as_slice()) {
+            return Err(missing());
+        }
+        let name_len = reader.u16(local_at + 26).ok_or_else(missing)?;
+        let extra_len = reader.u16(local_at + 28).ok_or_else(missing)?;
+        let data_at = local_at + 30 + usize::from(name_len) + usize::from(extra_len);
+        let size = usize::try_from(entry.compressed_size).unwrap_or(usize::MAX);
+        let data = data_at
+            .checked_add(size)
+            .and_then(|end| bytes.get(data_at..end))
+            .ok_or_else(|| format!("member `{name}` runs past the end of the file"))?;
+        let content = match member_bytes(&entry, data) {
+            MemberBytes::Ready(content) => content,
+            MemberBytes::Overflowed(_) => {
+                return Err(format!("member `{name}` inflates past its declared size"))
+            }
+            MemberBytes::Corrupt(error) => return Err(format!("member `{name}`: {error}")),
+            MemberBytes::Unsupported(method) => {
+                return Err(format!("member `{name}` uses compression method {method}"))
+            }
+        };
+        out.push((name, content));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

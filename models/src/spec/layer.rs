@@ -151,11 +151,23 @@ pub enum LayerSpec {
         in_channels: usize,
         out_channels: usize,
         kernel_size: Pair,
-        #[serde(default = "one", skip_serializing_if = "is_one")]
+        #[serde(
+            default = "one",
+            skip_serializing_if = "is_one",
+            deserialize_with = "super::size::square"
+        )]
         stride: usize,
-        #[serde(default, skip_serializing_if = "is_zero")]
+        #[serde(
+            default,
+            skip_serializing_if = "is_zero",
+            deserialize_with = "super::size::square"
+        )]
         padding: usize,
-        #[serde(default = "one", skip_serializing_if = "is_one")]
+        #[serde(
+            default = "one",
+            skip_serializing_if = "is_one",
+            deserialize_with = "super::size::square"
+        )]
         dilation: usize,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         groups: usize,

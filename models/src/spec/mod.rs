@@ -4,6 +4,7 @@
 
 mod builtin;
 mod layer;
+mod size;
 
 use std::path::Path;
 

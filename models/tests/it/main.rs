@@ -3,6 +3,7 @@
 // A failed unwrap is a failed test; helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod byom;
 mod capabilities;
 mod gradients;
 mod loading;
