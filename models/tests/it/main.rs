@@ -5,6 +5,7 @@
 
 mod capabilities;
 mod gradients;
+mod limits;
 mod loading;
 mod native;
 mod pytorch;
