@@ -11,20 +11,18 @@ use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
 
 use crate::params::{Init, ParamSource};
+use crate::spec::ModelCost;
 use crate::{ModelError, ShapeMismatch};
 
 /// The tensors of a safetensors file, handed out by name while a network is built.
 ///
-/// Problems are collected rather than returned at once, so [`TensorTable::finish`] can list
-/// every missing, unexpected and mis-shaped tensor in one error. A tensor that is missing
-/// or mis-shaped is replaced by zeros of the expected shape to let the build go on.
+/// [`TensorTable::check`] compares the file's header with the tensors a spec needs before any
+/// tensor's data is converted, and lists every missing, unexpected and mis-shaped tensor (and
+/// refuses non-float dtypes) in one error. Building then asks for each tensor by name; there
+/// is no stand-in: a tensor the table cannot hand out is an error naming it.
 pub(crate) struct TensorTable<'a> {
     views: BTreeMap<String, TensorView<'a>>,
     device: Device,
-    missing: Vec<String>,
-    mismatched: Vec<ShapeMismatch>,
-    /// The first per-tensor failure (bad dtype, non-finite value, unreadable data).
-    first_failure: Option<ModelError>,
 }
 
 impl<'a> TensorTable<'a> {
@@ -34,70 +32,81 @@ impl<'a> TensorTable<'a> {
         Ok(Self {
             views: file.tensors().into_iter().collect(),
             device: device.clone(),
-            missing: Vec::new(),
-            mismatched: Vec::new(),
-            first_failure: None,
         })
     }
 
-    /// Reports every structural problem in one [`ModelError::Weights`], then the first
-    /// per-tensor failure.
-    pub(crate) fn finish(self) -> Result<(), ModelError> {
+    /// Checks the header against what the spec needs: every structural problem in one
+    /// [`ModelError::Weights`], then the first tensor of a non-float dtype. Reads no data.
+    pub(crate) fn check(&self, cost: &ModelCost) -> Result<(), ModelError> {
+        let mut missing = Vec::new();
+        let mut mismatched = Vec::new();
+        for expected in &cost.tensors {
+            match self.views.get(&expected.name) {
+                None => missing.push(expected.name.clone()),
+                Some(view) if view.shape() != expected.shape.as_slice() => {
+                    mismatched.push(ShapeMismatch {
+                        tensor: expected.name.clone(),
+                        expected: expected.shape.clone(),
+                        got: view.shape().to_vec(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
         let unexpected: Vec<(String, Vec<usize>)> = self
             .views
             .iter()
+            .filter(|(name, _)| {
+                !cost.tensors.iter().any(|t| &t.name == *name)
+                    && !cost.optional_tensors.contains(name)
+            })
             .map(|(name, view)| (name.clone(), view.shape().to_vec()))
             .collect();
-        if !self.missing.is_empty() || !unexpected.is_empty() || !self.mismatched.is_empty() {
+        if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
             return Err(ModelError::Weights {
-                missing: self.missing,
+                missing,
                 unexpected,
-                mismatched: self.mismatched,
+                mismatched,
             });
         }
-        match self.first_failure {
-            Some(failure) => Err(failure),
-            None => Ok(()),
+        for expected in &cost.tensors {
+            if let Some(view) = self.views.get(&expected.name) {
+                check_float_dtype(&expected.name, view)?;
+            }
         }
-    }
-
-    fn placeholder(&self, shape: &[usize]) -> Result<Tensor, ModelError> {
-        Ok(Tensor::zeros(shape, DType::F32, &self.device)?)
-    }
-
-    fn record(&mut self, failure: ModelError) {
-        if self.first_failure.is_none() {
-            self.first_failure = Some(failure);
-        }
+        Ok(())
     }
 }
 
 impl ParamSource for TensorTable<'_> {
     fn tensor(&mut self, name: &str, shape: &[usize], _init: Init) -> Result<Tensor, ModelError> {
         let Some(view) = self.views.remove(name) else {
-            self.missing.push(name.to_string());
-            return self.placeholder(shape);
+            return Err(ModelError::Weights {
+                missing: vec![name.to_string()],
+                unexpected: Vec::new(),
+                mismatched: Vec::new(),
+            });
         };
         if view.shape() != shape {
-            self.mismatched.push(ShapeMismatch {
-                tensor: name.to_string(),
-                expected: shape.to_vec(),
-                got: view.shape().to_vec(),
+            return Err(ModelError::Weights {
+                missing: Vec::new(),
+                unexpected: Vec::new(),
+                mismatched: vec![ShapeMismatch {
+                    tensor: name.to_string(),
+                    expected: shape.to_vec(),
+                    got: view.shape().to_vec(),
+                }],
             });
-            return self.placeholder(shape);
         }
-        match load_float_tensor(name, &view, &self.device) {
-            Ok(tensor) => Ok(tensor),
-            Err(failure) => {
-                self.record(failure);
-                self.placeholder(shape)
-            }
-        }
+        load_float_tensor(name, &view, &self.device)
     }
 
     fn optional_count(&mut self, name: &str) -> Option<i64> {
         let view = self.views.remove(name)?;
         // PyTorch writes an int64 scalar; anything else is accepted and ignored.
+        if crate::spec::checked_product(view.shape()) != Some(1) {
+            return None;
+        }
         let tensor = view.load(&Device::Cpu).ok()?;
         tensor
             .flatten_all()
@@ -108,22 +117,28 @@ impl ParamSource for TensorTable<'_> {
     }
 }
 
+fn check_float_dtype(name: &str, view: &TensorView<'_>) -> Result<(), ModelError> {
+    use safetensors::Dtype;
+    if matches!(
+        view.dtype(),
+        Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
+    ) {
+        Ok(())
+    } else {
+        Err(ModelError::UnsupportedTensorDtype {
+            tensor: name.to_string(),
+            dtype: format!("{:?}", view.dtype()),
+        })
+    }
+}
+
 /// Loads one stored tensor as f32 on `device`, refusing non-float dtypes and non-finite values.
 fn load_float_tensor(
     name: &str,
     view: &TensorView<'_>,
     device: &Device,
 ) -> Result<Tensor, ModelError> {
-    use safetensors::Dtype;
-    if !matches!(
-        view.dtype(),
-        Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
-    ) {
-        return Err(ModelError::UnsupportedTensorDtype {
-            tensor: name.to_string(),
-            dtype: format!("{:?}", view.dtype()),
-        });
-    }
+    check_float_dtype(name, view)?;
     let with_context = |source| ModelError::TensorLoad {
         tensor: name.to_string(),
         source,

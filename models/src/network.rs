@@ -65,8 +65,9 @@ struct Normalisation {
 impl Network {
     /// Builds the network of `spec` with the weights in `safetensors_bytes`.
     ///
-    /// Missing, unexpected and mis-shaped tensors are reported together in one
-    /// [`ModelError::Weights`]. Stored f16/bf16/f64 tensors are converted to f32; a
+    /// The file's header is checked against the spec before any tensor is read: missing,
+    /// unexpected and mis-shaped tensors are reported together in one
+    /// [`ModelError::Weights`], and nothing stands in for a missing tensor. Stored f16/bf16/f64 tensors are converted to f32; a
     /// non-finite value is an error naming the tensor. `<bn>.num_batches_tracked` is
     /// accepted for batch-norm layers but not required.
     pub fn from_spec_and_safetensors(
@@ -74,11 +75,10 @@ impl Network {
         safetensors_bytes: &[u8],
         device: &Device,
     ) -> Result<Self, ModelError> {
-        spec.validate()?;
+        let cost = spec.cost()?;
         let mut table = TensorTable::parse(safetensors_bytes, device)?;
-        let network = Self::build(spec, &mut table, device)?;
-        table.finish()?;
-        Ok(network)
+        table.check(&cost)?;
+        Self::build(spec, &mut table, device)
     }
 
     /// Reads a spec file and a safetensors file; errors name the file at fault. The weights'

@@ -36,20 +36,56 @@ struct WindowTable {
 impl WindowTable {
     fn new(geometry: PoolGeometry, device: &Device) -> Result<Self, ModelError> {
         let g = geometry;
-        let sentinel = (g.height * g.width) as u32;
-        let mut indices = Vec::with_capacity(g.out_height * g.out_width * window_area(&g));
+        // Every size was checked by the spec's cost walk; checked again here so that a
+        // geometry built any other way is an error, never a wrapped index or a panic.
+        let too_large = || {
+            ModelError::invalid_spec(format!(
+                "a pooling window table for a {}×{} input, {}×{} output and kernel {} is too large",
+                g.height, g.width, g.out_height, g.out_width, g.kernel
+            ))
+        };
+        let sentinel = g
+            .height
+            .checked_mul(g.width)
+            .and_then(|plane| u32::try_from(plane).ok())
+            .filter(|&plane| plane < u32::MAX)
+            .ok_or_else(too_large)?;
+        let len = [g.out_width, g.kernel.height, g.kernel.width]
+            .iter()
+            .try_fold(g.out_height, |acc, &size| acc.checked_mul(size))
+            .ok_or_else(too_large)?;
+        let mut indices: Vec<u32> = Vec::new();
+        indices.try_reserve_exact(len).map_err(|_| too_large())?;
         let mut uses_padding = false;
+        // Positions past `usize` cannot be inside the input: they are padding.
+        let at = |out: usize, stride: usize, k: usize, dilation: usize, padding: usize| {
+            out.checked_mul(stride)
+                .zip(k.checked_mul(dilation))
+                .and_then(|(a, b)| a.checked_add(b))
+                .and_then(|position| position.checked_sub(padding))
+        };
         for out_row in 0..g.out_height {
             for out_col in 0..g.out_width {
                 for k_row in 0..g.kernel.height {
                     for k_col in 0..g.kernel.width {
-                        let row = (out_row * g.stride.height + k_row * g.dilation.height)
-                            .checked_sub(g.padding.height)
-                            .filter(|&r| r < g.height);
-                        let col = (out_col * g.stride.width + k_col * g.dilation.width)
-                            .checked_sub(g.padding.width)
-                            .filter(|&c| c < g.width);
+                        let row = at(
+                            out_row,
+                            g.stride.height,
+                            k_row,
+                            g.dilation.height,
+                            g.padding.height,
+                        )
+                        .filter(|&r| r < g.height);
+                        let col = at(
+                            out_col,
+                            g.stride.width,
+                            k_col,
+                            g.dilation.width,
+                            g.padding.width,
+                        )
+                        .filter(|&c| c < g.width);
                         match (row, col) {
+                            // row · width + col < height · width = sentinel < u32::MAX.
                             (Some(row), Some(col)) => indices.push((row * g.width + col) as u32),
                             _ => {
                                 uses_padding = true;
@@ -185,10 +221,23 @@ impl AdaptiveAvgPool2d {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let [channels, height, width] = input;
-        let out_cells = out_height * out_width;
-        let mut matrix = vec![0f32; height * width * out_cells];
-        for (out_row, rows) in adaptive_windows(height, out_height).enumerate() {
-            for (out_col, cols) in adaptive_windows(width, out_width).enumerate() {
+        let too_large = || {
+            ModelError::invalid_spec(format!(
+                "an adaptive pooling matrix from {height}×{width} to {out_height}×{out_width} is too large"
+            ))
+        };
+        let out_cells = out_height.checked_mul(out_width).ok_or_else(too_large)?;
+        let len = height
+            .checked_mul(width)
+            .and_then(|plane| plane.checked_mul(out_cells))
+            .ok_or_else(too_large)?;
+        let mut matrix: Vec<f32> = Vec::new();
+        matrix.try_reserve_exact(len).map_err(|_| too_large())?;
+        matrix.resize(len, 0.0);
+        let rows_of = adaptive_windows(height, out_height).ok_or_else(too_large)?;
+        let cols_of = adaptive_windows(width, out_width).ok_or_else(too_large)?;
+        for (out_row, rows) in rows_of.iter().enumerate() {
+            for (out_col, cols) in cols_of.iter().enumerate() {
                 let weight = 1.0 / (rows.len() * cols.len()) as f32;
                 let out_index = out_row * out_width + out_col;
                 for row in rows.clone() {
@@ -219,13 +268,20 @@ impl AdaptiveAvgPool2d {
     }
 }
 
-/// PyTorch's adaptive pooling windows: `start = ⌊i·in/out⌋`, `end = ⌈(i+1)·in/out⌉`.
-fn adaptive_windows(input: usize, output: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    (0..output).map(move |i| {
-        let start = i * input / output;
-        let end = ((i + 1) * input).div_ceil(output);
-        start..end
-    })
+/// PyTorch's adaptive pooling windows: `start = ⌊i·in/out⌋`, `end = ⌈(i+1)·in/out⌉`; `None`
+/// when `out · in` overflows.
+fn adaptive_windows(input: usize, output: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    output.checked_mul(input)?;
+    Some(
+        (0..output)
+            .map(|i| {
+                // (i + 1) · input ≤ output · input, which did not overflow.
+                let start = i * input / output;
+                let end = ((i + 1) * input).div_ceil(output);
+                start..end
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -330,10 +386,49 @@ mod tests {
     #[test]
     fn adaptive_windows_follow_pytorch() {
         // in 5 → out 3: [0,2), [1,4), [3,5).
-        let windows: Vec<_> = adaptive_windows(5, 3).collect();
-        assert_eq!(windows, vec![0..2, 1..4, 3..5]);
-        let windows: Vec<_> = adaptive_windows(2, 3).collect();
-        assert_eq!(windows, vec![0..1, 0..2, 1..2]);
+        assert_eq!(adaptive_windows(5, 3).unwrap(), vec![0..2, 1..4, 3..5]);
+        assert_eq!(adaptive_windows(2, 3).unwrap(), vec![0..1, 0..2, 1..2]);
+        assert_eq!(adaptive_windows(1 << 33, 1 << 32), None);
+    }
+
+    #[test]
+    fn tables_too_large_to_build_are_errors_not_panics() {
+        // 2^32 × 2^32 output cells wrap `usize` to 0 in unchecked arithmetic.
+        let huge = AdaptiveAvgPool2d::new([1, 2, 2], 1 << 32, 1 << 32, &Device::Cpu);
+        assert!(
+            matches!(huge, Err(ModelError::InvalidSpec { .. })),
+            "{huge:?}"
+        );
+        // A plane of 2^32 positions cannot be indexed by u32 (the sentinel would wrap).
+        let geometry = PoolGeometry {
+            channels: 1,
+            height: 1 << 16,
+            width: 1 << 16,
+            kernel: Pair::square(1),
+            stride: Pair::square(1),
+            padding: Pair::square(0),
+            dilation: Pair::square(1),
+            out_height: 1,
+            out_width: 1,
+        };
+        let table = MaxPool2d::new(geometry, &Device::Cpu);
+        assert!(
+            matches!(table, Err(ModelError::InvalidSpec { .. })),
+            "{table:?}"
+        );
+        // A window table whose length overflows.
+        let geometry = PoolGeometry {
+            kernel: Pair::square(1 << 32),
+            out_height: 1 << 32,
+            height: 4,
+            width: 4,
+            ..geometry
+        };
+        let table = AvgPool2d::new(geometry, &Device::Cpu);
+        assert!(
+            matches!(table, Err(ModelError::InvalidSpec { .. })),
+            "{table:?}"
+        );
     }
 
     #[test]

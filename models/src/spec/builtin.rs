@@ -2,26 +2,37 @@
 //! would give, so there is one implementation of every layer and of tensor naming.
 //! Their PyTorch definitions are in `docs/pytorch-export.md`.
 
-use super::layer::{ActivationKind, LayerSpec, Pair};
+use super::layer::{checked_product, ActivationKind, LayerSpec, Pair};
 use crate::ModelError;
 
 /// `nn.Sequential(nn.Flatten(), nn.Linear(features, classes))`: tensors `1.weight`, `1.bias`.
-pub(crate) fn linear(input_shape: &[usize], num_classes: usize) -> Vec<LayerSpec> {
+pub(crate) fn linear(
+    input_shape: &[usize],
+    num_classes: usize,
+) -> Result<Vec<LayerSpec>, ModelError> {
     mlp(input_shape, &[], num_classes)
 }
 
 /// `nn.Sequential(nn.Flatten(), [nn.Linear, nn.ReLU]*, nn.Linear)`: linear layers at the odd
 /// indices 1, 3, 5, ….
-pub(crate) fn mlp(input_shape: &[usize], hidden: &[usize], num_classes: usize) -> Vec<LayerSpec> {
+pub(crate) fn mlp(
+    input_shape: &[usize],
+    hidden: &[usize],
+    num_classes: usize,
+) -> Result<Vec<LayerSpec>, ModelError> {
     let mut layers = vec![LayerSpec::Flatten { name: None }];
-    let mut features: usize = input_shape.iter().product();
+    let mut features = checked_product(input_shape).ok_or_else(|| {
+        ModelError::invalid_spec(format!(
+            "`input_shape` {input_shape:?} has more values per sample than gauntlet can represent"
+        ))
+    })?;
     for &width in hidden {
         layers.push(linear_layer(None, features, width));
         layers.push(LayerSpec::Relu { name: None });
         features = width;
     }
     layers.push(linear_layer(None, features, num_classes));
-    layers
+    Ok(layers)
 }
 
 /// conv 3×3 (C→16, pad 1), relu, maxpool 2, conv 3×3 (16→32, pad 1), relu, maxpool 2,
@@ -36,6 +47,11 @@ pub(crate) fn small_cnn(
             "small_cnn needs images of at least 4×4, got {height}×{width}"
         )));
     }
+    let features = checked_product(&[32, height / 4, width / 4]).ok_or_else(|| {
+        ModelError::invalid_spec(format!(
+            "small_cnn on {height}×{width} images has more features than gauntlet can represent"
+        ))
+    })?;
     let pool = || LayerSpec::MaxPool2d {
         name: None,
         kernel_size: Pair::square(2),
@@ -51,7 +67,7 @@ pub(crate) fn small_cnn(
         LayerSpec::Relu { name: None },
         pool(),
         LayerSpec::Flatten { name: None },
-        linear_layer(None, 32 * (height / 4) * (width / 4), num_classes),
+        linear_layer(None, features, num_classes),
     ])
 }
 

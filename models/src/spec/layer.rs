@@ -428,7 +428,9 @@ impl LayerSpec {
                 }
                 batch_norm_output_shape(input, *num_features, *eps, *momentum)
             }
-            LayerSpec::Flatten { .. } => Ok(vec![input.iter().product()]),
+            LayerSpec::Flatten { .. } => Ok(vec![checked_product(input).ok_or_else(|| {
+                format!("flattening an input of shape {input:?} overflows the size arithmetic")
+            })?]),
             LayerSpec::Residual { .. } => {
                 Err("internal error: residual shapes are checked by the spec validator".to_string())
             }
@@ -532,7 +534,9 @@ fn expect_image(input: &[usize]) -> Result<(), String> {
     Ok(())
 }
 
-/// PyTorch's floor-mode output size: `⌊(in + 2·pad − dilation·(k − 1) − 1) / stride⌋ + 1`.
+/// PyTorch's floor-mode output size: `⌊(in + 2·pad − dilation·(k − 1) − 1) / stride⌋ + 1`,
+/// in checked arithmetic: sizes come from a file, and a kernel or padding near `usize::MAX`
+/// must be an error, not a wrapped (small) size.
 fn window_count(
     input: usize,
     kernel: usize,
@@ -540,14 +544,34 @@ fn window_count(
     padding: usize,
     dilation: usize,
 ) -> Result<usize, String> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * padding;
-    if padded < span {
+    let span = kernel
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(dilation))
+        .and_then(|s| s.checked_add(1))
+        .ok_or_else(|| {
+            format!(
+                "a window of kernel {kernel} and dilation {dilation} overflows the size arithmetic"
+            )
+        })?;
+    let padded = padding
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(input))
+        .ok_or_else(|| {
+            format!("an input of size {input} with padding {padding} overflows the size arithmetic")
+        })?;
+    if padded < span || stride == 0 {
         return Err(format!(
             "a window spanning {span} does not fit an input of size {input} with padding {padding}"
         ));
     }
     Ok((padded - span) / stride + 1)
+}
+
+/// The product of `sizes`, or `None` when it overflows.
+pub(crate) fn checked_product(sizes: &[usize]) -> Option<usize> {
+    sizes
+        .iter()
+        .try_fold(1usize, |acc, &size| acc.checked_mul(size))
 }
 
 /// The resolved geometry of a 2-D pooling window over a `[C, H, W]` input.

@@ -3,6 +3,7 @@
 //! everywhere) so a typo is an error, not a silently ignored key.
 
 mod builtin;
+pub mod cost;
 mod layer;
 mod size;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use cost::{ExpectedTensor, LayerCost, MemoryEstimate, ModelCost, Usage};
+pub(crate) use layer::{checked_product, ConvShape, PoolGeometry};
 pub use layer::{ActivationKind, LayerSpec, Pair};
-pub(crate) use layer::{ConvShape, PoolGeometry};
 
 use crate::ModelError;
 
@@ -100,12 +102,12 @@ impl ModelSpec {
     /// built-in architecture.
     pub fn expanded_layers(&self) -> Result<Vec<LayerSpec>, ModelError> {
         match self.architecture {
-            Architecture::Linear => Ok(builtin::linear(&self.input_shape, self.num_classes)),
-            Architecture::Mlp => Ok(builtin::mlp(
+            Architecture::Linear => builtin::linear(&self.input_shape, self.num_classes),
+            Architecture::Mlp => builtin::mlp(
                 &self.input_shape,
                 self.hidden.as_deref().unwrap_or_default(),
                 self.num_classes,
-            )),
+            ),
             Architecture::SmallCnn => builtin::small_cnn(&self.input_shape, self.num_classes),
             Architecture::Resnet20 => builtin::resnet20(&self.input_shape, self.num_classes),
             Architecture::Sequential => Ok(self.layers.clone().unwrap_or_default()),
@@ -113,9 +115,35 @@ impl ModelSpec {
     }
 
     /// Checks everything that can be checked without weights: keys that belong to the
-    /// architecture, normalisation sizes, and that every layer accepts its input shape and
-    /// the last one produces `num_classes` logits.
+    /// architecture, normalisation sizes, that every layer accepts its input shape and the
+    /// last one produces `num_classes` logits, and that every size is representable (see
+    /// [`ModelSpec::cost`]).
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.cost().map(|_| ())
+    }
+
+    /// Validates the spec and computes what its network costs: each layer's output shape,
+    /// parameters, constant tables and values kept per sample, and the tensors its weights
+    /// must hold. All arithmetic is checked, so a size that would overflow (or exceed
+    /// [`cost::MAX_LAYER_VALUES`]) is an error naming the layer; nothing is allocated.
+    pub fn cost(&self) -> Result<ModelCost, ModelError> {
+        let (cost, output) = self.walk()?;
+        if output != [self.num_classes] {
+            return Err(ModelError::invalid_spec(format!(
+                "the last layer produces per-sample shape {output:?}, but num_classes = {} needs [{}]",
+                self.num_classes, self.num_classes
+            )));
+        }
+        Ok(cost)
+    }
+
+    /// The per-sample shape the layers produce, checked as [`ModelSpec::cost`] checks them
+    /// but without comparing it with `num_classes` (what a `flatten` at the end gives, say).
+    pub fn output_shape(&self) -> Result<Vec<usize>, ModelError> {
+        self.walk().map(|(_, output)| output)
+    }
+
+    fn walk(&self) -> Result<(ModelCost, Vec<usize>), ModelError> {
         self.validate_header()?;
         self.validate_architecture_keys()?;
         self.validate_normalisation()?;
@@ -125,14 +153,17 @@ impl ModelSpec {
                 "a sequential spec needs at least one layer",
             ));
         }
-        let output = walk_shapes(&layers, "", LayerSection::Top, &self.input_shape)?;
-        if output != [self.num_classes] {
-            return Err(ModelError::invalid_spec(format!(
-                "the last layer produces per-sample shape {output:?}, but num_classes = {} needs [{}]",
-                self.num_classes, self.num_classes
-            )));
-        }
-        Ok(())
+        let input_values =
+            cost::values("`input_shape`", &self.input_shape).map_err(ModelError::invalid_spec)?;
+        let mut walk = CostWalk::default();
+        let output = walk.layers(&layers, "", LayerSection::Top, &self.input_shape)?;
+        let cost = ModelCost {
+            input_values,
+            layers: walk.costs,
+            tensors: walk.tensors,
+            optional_tensors: walk.optional,
+        };
+        Ok((cost, output))
     }
 
     fn validate_header(&self) -> Result<(), ModelError> {
@@ -256,50 +287,80 @@ pub(crate) fn layer_prefix(
     }
 }
 
-/// Walks a layer list, checking names and shapes; returns the per-sample output shape.
-fn walk_shapes(
-    layers: &[LayerSpec],
-    parent: &str,
-    section: LayerSection,
-    input: &[usize],
-) -> Result<Vec<usize>, ModelError> {
-    let mut shape = input.to_vec();
-    for (index, layer) in layers.iter().enumerate() {
-        if let Some(name) = layer.name() {
-            check_name(name)?;
-        }
-        let prefix = layer_prefix(parent, section, index, layer.name());
-        shape = match layer {
-            LayerSpec::Residual { body, shortcut, .. } => {
-                residual_output_shape(body, shortcut, &prefix, &shape)?
-            }
-            _ => layer.output_shape(&shape).map_err(|reason| {
-                ModelError::invalid_spec(format!("layer `{prefix}` ({}): {reason}", layer.kind()))
-            })?,
-        };
-    }
-    Ok(shape)
+/// Walks a layer list checking names and shapes, and collects what each layer costs.
+#[derive(Default)]
+struct CostWalk {
+    costs: Vec<LayerCost>,
+    tensors: Vec<ExpectedTensor>,
+    optional: Vec<String>,
 }
 
-fn residual_output_shape(
-    body: &[LayerSpec],
-    shortcut: &[LayerSpec],
-    prefix: &str,
-    input: &[usize],
-) -> Result<Vec<usize>, ModelError> {
-    if body.is_empty() {
-        return Err(ModelError::invalid_spec(format!(
-            "layer `{prefix}` (residual): `body` needs at least one layer"
-        )));
+impl CostWalk {
+    /// Walks `layers` from the per-sample `input` shape; returns the output shape.
+    fn layers(
+        &mut self,
+        layers: &[LayerSpec],
+        parent: &str,
+        section: LayerSection,
+        input: &[usize],
+    ) -> Result<Vec<usize>, ModelError> {
+        let mut shape = input.to_vec();
+        for (index, layer) in layers.iter().enumerate() {
+            if let Some(name) = layer.name() {
+                check_name(name)?;
+            }
+            let prefix = layer_prefix(parent, section, index, layer.name());
+            let in_layer = |reason: String| {
+                ModelError::invalid_spec(format!("layer `{prefix}` ({}): {reason}", layer.kind()))
+            };
+            shape = match layer {
+                LayerSpec::Residual { body, shortcut, .. } => {
+                    let at = self.costs.len();
+                    let output = self.residual(body, shortcut, &prefix, &shape)?;
+                    let own = cost::residual_cost(&prefix, &output).map_err(in_layer)?;
+                    self.costs.insert(at, own);
+                    output
+                }
+                _ => {
+                    let output = layer.output_shape(&shape).map_err(in_layer)?;
+                    let own = cost::leaf_cost(
+                        layer,
+                        &prefix,
+                        &shape,
+                        &output,
+                        &mut self.tensors,
+                        &mut self.optional,
+                    )
+                    .map_err(in_layer)?;
+                    self.costs.push(own);
+                    output
+                }
+            };
+        }
+        Ok(shape)
     }
-    let body_shape = walk_shapes(body, prefix, LayerSection::Body, input)?;
-    let shortcut_shape = walk_shapes(shortcut, prefix, LayerSection::Shortcut, input)?;
-    if body_shape != shortcut_shape {
-        return Err(ModelError::invalid_spec(format!(
-            "layer `{prefix}` (residual): the body gives shape {body_shape:?} but the shortcut gives {shortcut_shape:?}; they must match to be summed"
-        )));
+
+    fn residual(
+        &mut self,
+        body: &[LayerSpec],
+        shortcut: &[LayerSpec],
+        prefix: &str,
+        input: &[usize],
+    ) -> Result<Vec<usize>, ModelError> {
+        if body.is_empty() {
+            return Err(ModelError::invalid_spec(format!(
+                "layer `{prefix}` (residual): `body` needs at least one layer"
+            )));
+        }
+        let body_shape = self.layers(body, prefix, LayerSection::Body, input)?;
+        let shortcut_shape = self.layers(shortcut, prefix, LayerSection::Shortcut, input)?;
+        if body_shape != shortcut_shape {
+            return Err(ModelError::invalid_spec(format!(
+                "layer `{prefix}` (residual): the body gives shape {body_shape:?} but the shortcut gives {shortcut_shape:?}; they must match to be summed"
+            )));
+        }
+        Ok(body_shape)
     }
-    Ok(body_shape)
 }
 
 fn check_name(name: &str) -> Result<(), ModelError> {

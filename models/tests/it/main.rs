@@ -6,6 +6,7 @@
 mod byom;
 mod capabilities;
 mod gradients;
+mod limits;
 mod loading;
 mod native;
 mod pytorch;
