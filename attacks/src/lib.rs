@@ -110,6 +110,8 @@ impl std::fmt::Display for AttackObjective {
         let loss = match self.loss {
             Loss::CrossEntropy => "cross_entropy",
             Loss::CwMargin => "cw_margin",
+            Loss::Dlr => "dlr",
+            Loss::DlrTargeted => "dlr_targeted",
         };
         match self.target {
             None => write!(f, "untargeted {loss}"),

@@ -193,7 +193,12 @@ impl Objective {
             )),
             (false, None) => Ok(Objective { loss, target: None }),
             (true, target) => Ok(Objective {
-                loss,
+                // DLR has its own targeted form (`Loss::DlrTargeted`).
+                loss: if loss == Loss::Dlr {
+                    Loss::DlrTargeted
+                } else {
+                    loss
+                },
                 target: Some(target.unwrap_or(TargetSelection::Random)),
             }),
         }

@@ -19,8 +19,10 @@ pub const NORM: ParameterDoc = ParameterDoc {
 pub const LOSS: ParameterDoc = ParameterDoc {
     name: "loss",
     default: "\"cross_entropy\"",
-    description: "The loss whose input gradient is followed: `\"cross_entropy\"` or \
-                  `\"cw_margin\"` (Carlini–Wagner margin on the logits).",
+    description: "The loss whose input gradient is followed: `\"cross_entropy\"`, \
+                  `\"cw_margin\"` (Carlini–Wagner margin on the logits) or `\"dlr\"` \
+                  (Difference of Logits Ratio, Croce & Hein 2020: invariant to shifting and \
+                  rescaling the logits; its targeted form with `targeted = true`).",
 };
 
 /// Documentation of the `targeted` key shared by the gradient attacks.
@@ -94,6 +96,10 @@ macro_rules! objective_conformance_variants {
             "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true",
             "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = \"least_likely\"",
             "norm = \"l2\"\nloss = \"cw_margin\"\ntargeted = true\ntarget = 2",
+            "norm = \"linf\"\nloss = \"dlr\"",
+            "norm = \"linf\"\nloss = \"dlr\"\ntargeted = true",
+            "norm = \"l2\"\nloss = \"dlr\"",
+            "norm = \"l2\"\nloss = \"dlr\"\ntargeted = true\ntarget = \"least_likely\"",
             $($extra),*
         ]
     };

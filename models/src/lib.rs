@@ -33,6 +33,7 @@ use candle_core::{DType, Device, Tensor, Var};
 mod capabilities;
 mod checkpoint;
 pub mod describe;
+mod dlr;
 mod error;
 mod layers;
 mod load;
@@ -50,6 +51,7 @@ pub use capabilities::{
     FeatureLayer, FeatureName, KernelPath, ModelCapabilities, ModelFormat, ModelInfo,
     UnknownFeatureName,
 };
+pub use dlr::DLR_EPSILON;
 pub use error::{ModelError, ShapeMismatch};
 pub use network::Network;
 pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
@@ -65,6 +67,15 @@ pub enum Loss {
     CrossEntropy,
     /// Carlini–Wagner margin `max_{j≠y} z_j − z_y` on the logits: positive once misclassified.
     CwMargin,
+    /// Difference of Logits Ratio (Croce & Hein 2020): the CW margin divided by the spread of
+    /// the top logits, `−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3)`; invariant to shifting and
+    /// positively rescaling the logits (`dlr.rs`).
+    Dlr,
+    /// Targeted DLR toward the label `t`: `(max_{j≠t} z_j − z_t) / (z_π1 − ½(z_π3 + z_π4))`,
+    /// descended. Chosen by an attack with `loss = "dlr"` and `targeted = true`, never named in
+    /// a suite file.
+    #[serde(skip_deserializing)]
+    DlrTargeted,
 }
 
 impl Loss {
@@ -95,6 +106,7 @@ impl Loss {
                 )?;
                 Ok((masked.max(1)? - true_logit)?)
             }
+            Loss::Dlr | Loss::DlrTargeted => dlr::per_sample(self, logits, &labels),
         }
     }
 }

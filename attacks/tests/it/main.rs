@@ -3,6 +3,7 @@
 // Test helpers outside `#[test]` functions panic on failure by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apgd;
 mod backdoor;
 mod conformance;
 mod docs;

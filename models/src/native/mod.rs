@@ -440,6 +440,9 @@ fn loss_and_logit_gradient(loss: Loss, logits: &[f32], label: usize, gradient: &
             gradient[label] = -1.0;
             best - logits[label]
         }
+        Loss::Dlr | Loss::DlrTargeted => {
+            crate::dlr::loss_and_logit_gradient(loss, logits, label, gradient)
+        }
     }
 }
 

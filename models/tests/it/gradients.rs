@@ -56,7 +56,12 @@ fn check_gradients(network: &Network, batch: usize, seed: u64) {
     let labels = random_labels(batch, network.num_classes(), seed + 1)
         .to_device(device)
         .unwrap();
-    for loss in [Loss::CrossEntropy, Loss::CwMargin] {
+    for loss in [
+        Loss::CrossEntropy,
+        Loss::CwMargin,
+        Loss::Dlr,
+        Loss::DlrTargeted,
+    ] {
         assert_gradient_matches_finite_differences(&network64, &inputs, &labels, loss, 1e-5);
         let exact = network64
             .loss_and_input_gradient(&inputs, &labels, loss)
