@@ -55,6 +55,20 @@ const PAYLOAD_GLOBALS: &[&str] = &[
     "g",
 ];
 
+/// Attributes of frames, generators and tracebacks that lead to a module's globals without an
+/// underscore.
+const FRAME_ATTRIBUTES: &[&str] = &[
+    "f_globals",
+    "f_builtins",
+    "f_back",
+    "f_locals",
+    "gi_frame",
+    "cr_frame",
+    "ag_frame",
+    "tb_frame",
+    "func_globals",
+];
+
 /// Jinja keywords after which `[` opens a list, not a subscript.
 const KEYWORDS: &[&str] = &[
     "in", "if", "else", "elif", "and", "or", "not", "is", "for", "set", "with", "return", "import",
@@ -484,6 +498,15 @@ fn check_tokens(tokens: &[Token], tainted: &HashSet<String>) -> Option<String> {
                     return Some(reason);
                 }
             }
+            // `map('attr', name)`, `select('attr')`: the filter named by a string.
+            Token::Str(text) if text == "attr" => {
+                return Some("names the `attr` filter, which reads any attribute".to_string());
+            }
+            Token::Name(name) if FRAME_ATTRIBUTES.contains(&name.as_str()) => {
+                return Some(format!(
+                    "names `{name}`, a frame or generator attribute that reaches globals"
+                ));
+            }
             Token::Str(text) if text.contains("__") => {
                 return Some(format!(
                     "a string literal holds `{}`: dunder names reach Python internals",
@@ -621,6 +644,8 @@ mod tests {
             "{{ lipsum }}",
             "{{ '{0.x}'.format(messages) }}",
             "{% set k %}__class__{% endset %}{{ ()[k] }}",
+            "{% set u = 'tool_calls'[4] %}{{ [()]|map('attr', u ~ u ~ 'class' ~ u ~ u)|list }}",
+            "{{ x.gi_frame.f_back }}",
         ] {
             assert!(
                 matches!(check(template), Some(Verdict::Injection(_))),
