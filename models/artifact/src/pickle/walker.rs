@@ -1331,6 +1331,17 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 }
             }
         }
+        // `nn.Module` hook dicts: torch calls every hook in them when the module runs (forward,
+        // backward, state_dict, load_state_dict), so a global there is invoked.
+        for key in MODULE_HOOK_KEYS {
+            for hooks in state_values(state, key, 0) {
+                self.invoke_nested(
+                    &hooks,
+                    &format!("a BUILD state installs it in `{key}`, which torch calls"),
+                    0,
+                );
+            }
+        }
         // The value installed as `__setstate__` is what the next BUILD on this object calls.
         for setter in state_values(state, "__setstate__", 0) {
             self.invoke(
@@ -1470,6 +1481,21 @@ impl Machine<'_, '_> {
         Ok(())
     }
 }
+
+/// The `nn.Module` attributes that hold hooks torch calls.
+const MODULE_HOOK_KEYS: &[&str] = &[
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+];
 
 const JOBLIB_MODULE: &str = "joblib.numpy_pickle";
 const JOBLIB_WRAPPER: &str = "NumpyArrayWrapper";
