@@ -15,6 +15,7 @@
 //! - an attribute named by a computed string — a subscript or attribute-filter argument built
 //!   with `~`, `+`, `*`, `%` or a filter, or held in a variable that was assigned from one — is
 //!   injection, since the computation is how a dunder is assembled out of harmless pieces;
+//! - a macro's result is such a string, and so is a macro parameter that a call passes one;
 //! - what cannot be tokenised (an unterminated tag or string, a `\N{…}` escape, whose name
 //!   table the scanner does not carry) cannot be verified, and is reported as such.
 //!
@@ -54,6 +55,23 @@ const PAYLOAD_GLOBALS: &[&str] = &[
     "get_flashed_messages",
     "g",
 ];
+
+/// Attributes of frames, generators and tracebacks that lead to a module's globals without an
+/// underscore.
+const FRAME_ATTRIBUTES: &[&str] = &[
+    "f_globals",
+    "f_builtins",
+    "f_back",
+    "f_locals",
+    "gi_frame",
+    "cr_frame",
+    "ag_frame",
+    "tb_frame",
+    "func_globals",
+];
+
+/// Marks a macro's name in the taint set (not a name a template can spell).
+const MACRO: &str = "macro()";
 
 /// Jinja keywords after which `[` opens a list, not a subscript.
 const KEYWORDS: &[&str] = &[
@@ -105,8 +123,6 @@ const STRING_FILTERS: &[&str] = &[
     "random",
     "xmlattr",
     "filesizeformat",
-    "items",
-    "dictsort",
 ];
 
 /// Check one template.
@@ -344,6 +360,13 @@ fn builds_string(tokens: &[Token], tainted: &HashSet<String>) -> bool {
                 }
             }
             Token::Name(name) if tainted.contains(name) => return true,
+            // A macro's result is the text it renders: a string built at run time.
+            Token::Name(name)
+                if (name == "caller" || tainted.contains(&format!("{MACRO}{name}")))
+                    && matches!(tokens.get(index + 1), Some(Token::Op(open)) if open == "(") =>
+            {
+                return true
+            }
             _ => {}
         }
     }
@@ -360,8 +383,49 @@ fn builds_string(tokens: &[Token], tainted: &HashSet<String>) -> bool {
 /// and block `set` (whose body is arbitrary text). Iterated until nothing changes.
 fn tainted_names(tags: &[Vec<Token>]) -> HashSet<String> {
     let mut tainted = HashSet::new();
+    // Macros: their names (marked, so calls count as built strings) and parameters.
+    let mut macros: Vec<(String, Vec<String>)> = Vec::new();
+    for tokens in tags {
+        if let [Token::Op(percent), Token::Name(keyword), Token::Name(name), rest @ ..] =
+            tokens.as_slice()
+        {
+            if percent == "%" && keyword == "macro" {
+                tainted.insert(format!("{MACRO}{name}"));
+                let params = rest
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, token)| match (token, rest.get(index + 1)) {
+                        (Token::Name(param), Some(Token::Op(next)))
+                            if next == "," || next == ")" || next == "=" =>
+                        {
+                            Some(param.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                macros.push((name.clone(), params));
+            }
+        }
+    }
     for _ in 0..8 {
         let before = tainted.len();
+        // A macro called with a built string taints its parameters.
+        for tokens in tags {
+            for (index, token) in tokens.iter().enumerate() {
+                let Token::Name(called) = token else {
+                    continue;
+                };
+                let Some((_, params)) = macros.iter().find(|(name, _)| name == called) else {
+                    continue;
+                };
+                if !matches!(tokens.get(index + 1), Some(Token::Op(open)) if open == "(") {
+                    continue;
+                }
+                if builds_string(bracketed(tokens, index + 1), &tainted) {
+                    tainted.extend(params.iter().cloned());
+                }
+            }
+        }
         for tokens in tags {
             let Some(Token::Op(percent)) = tokens.first() else {
                 continue;
@@ -484,6 +548,15 @@ fn check_tokens(tokens: &[Token], tainted: &HashSet<String>) -> Option<String> {
                     return Some(reason);
                 }
             }
+            // `map('attr', name)`, `select('attr')`: the filter named by a string.
+            Token::Str(text) if text == "attr" => {
+                return Some("names the `attr` filter, which reads any attribute".to_string());
+            }
+            Token::Name(name) if FRAME_ATTRIBUTES.contains(&name.as_str()) => {
+                return Some(format!(
+                    "names `{name}`, a frame or generator attribute that reaches globals"
+                ));
+            }
             Token::Str(text) if text.contains("__") => {
                 return Some(format!(
                     "a string literal holds `{}`: dunder names reach Python internals",
@@ -593,11 +666,20 @@ mod tests {
     const MISTRAL: &str = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
     const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}";
     const QWEN_TOOLS: &str = "{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- else %}{{- 'You are a helpful assistant.' }}{%- endif %}{{- \"\\n\\n# Tools\\n\\n<tools>\" }}{%- for tool in tools %}{{- \"\\n\" }}{{- tool | tojson }}{%- endfor %}{{- \"\\n</tools>\" }}{%- endif %}{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}{%- for message in messages[::-1] %}{%- set index = (messages|length - 1) - loop.index0 %}{%- if ns.multi_step_tool and message.role == \"user\" %}{%- set ns.multi_step_tool = false %}{%- set ns.last_query_index = index %}{%- endif %}{%- endfor %}{%- for message in messages %}{%- if message.role == \"assistant\" and message.tool_calls %}{%- for tool_call in message.tool_calls %}{%- if tool_call.function %}{%- set tool_call = tool_call.function %}{%- endif %}{{- '<tool_call>\\n{\"name\": \"' }}{{- tool_call.name }}{{- '\", \"arguments\": ' }}{{- tool_call.arguments | tojson }}{{- '}\\n</tool_call>' }}{%- endfor %}{%- elif message.role == \"tool\" %}{%- if loop.index0 == 0 or messages[loop.index0 - 1].role != \"tool\" %}{{- '<|im_start|>user' }}{%- endif %}{{- message.content }}{%- else %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+    const HERMES_MACRO: &str = "{%- macro json_to_python_type(json_spec) %}{%- set basic_type_map = {\"string\": \"str\", \"number\": \"float\", \"integer\": \"int\", \"boolean\": \"bool\"} %}{%- if basic_type_map[json_spec.type] is defined %}{{- basic_type_map[json_spec.type] }}{%- elif json_spec.type == \"array\" %}{{- \"list[\" + json_to_python_type(json_spec|items) + \"]\" }}{%- else %}{{- \"Any\" }}{%- endif %}{%- endmacro %}{%- for tool in tools %}{{- json_to_python_type(tool.parameters) }}{%- endfor %}";
     const SELECTATTR: &str = "{% set system = messages|selectattr('role', 'equalto', 'system')|list %}{% for m in messages|rejectattr('role', 'equalto', 'system') %}{{ m['content'] }}{% endfor %}{{ messages|map(attribute='content')|join('\\n') }}";
 
     #[test]
     fn common_chat_templates_pass() {
-        for template in [LLAMA3, CHATML, MISTRAL, GEMMA, QWEN_TOOLS, SELECTATTR] {
+        for template in [
+            LLAMA3,
+            CHATML,
+            MISTRAL,
+            GEMMA,
+            QWEN_TOOLS,
+            SELECTATTR,
+            HERMES_MACRO,
+        ] {
             assert_eq!(check(template), None, "{template}");
         }
     }
@@ -621,6 +703,10 @@ mod tests {
             "{{ lipsum }}",
             "{{ '{0.x}'.format(messages) }}",
             "{% set k %}__class__{% endset %}{{ ()[k] }}",
+            "{% set u = 'tool_calls'[4] %}{{ [()]|map('attr', u ~ u ~ 'class' ~ u ~ u)|list }}",
+            "{{ x.gi_frame.f_back }}",
+            "{% macro f(k) %}{{ ()[k] }}{% endmacro %}{{ f('a' ~ 'b') }}",
+            "{% macro u() %}x{% endmacro %}{{ ()[u()] }}",
         ] {
             assert!(
                 matches!(check(template), Some(Verdict::Injection(_))),

@@ -368,9 +368,16 @@ fn unsafe_name(name: &str) -> Option<&'static str> {
 
 /// `data.pkl` prefixes of PyTorch archives (`archive/data.pkl` → `archive/`).
 fn torch_prefixes(entries: &[Entry]) -> Vec<String> {
+    // `torch.export.save` archives (`.pt2`) have no `data.pkl`; their `archive_format` record
+    // marks the prefix instead.
     entries
         .iter()
-        .filter_map(|entry| entry.name.strip_suffix("data.pkl"))
+        .filter_map(|entry| {
+            entry
+                .name
+                .strip_suffix("data.pkl")
+                .or_else(|| entry.name.strip_suffix("archive_format"))
+        })
         .filter(|prefix| {
             prefix.is_empty() || (prefix.ends_with('/') && prefix.matches('/').count() == 1)
         })
@@ -389,6 +396,9 @@ enum TorchMember {
     Code,
     /// Files the user attached with `_extra_files`: any content, not model data.
     Extra,
+    /// JSON descriptions (`torch.export`'s `models/*.json`, weight configs): parsed as JSON,
+    /// never unpickled; passed when they are JSON.
+    Json,
     Other,
 }
 
@@ -414,8 +424,14 @@ fn torch_member(name: &str, prefixes: &[String]) -> TorchMember {
                 | ".data/serialization_id"
                 | ".format_version"
                 | ".storage_alignment"
+                | "archive_format"
+                | "archive_version"
         ) {
             return TorchMember::Metadata;
+        }
+        // torch.export's graph and weight descriptions, read with json.loads.
+        if rest.ends_with(".json") {
+            return TorchMember::Json;
         }
     }
     TorchMember::Other
@@ -520,6 +536,11 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
         directory_end,
         &mut scan,
     );
+    // End-record signatures inside a member's data (a stored archive inside the archive, as
+    // torch.export's `.pt2` keeps its sample inputs) belong to that member: Python's zipfile
+    // and miniz take the last record, and a member's bytes are scanned as the member.
+    let spans = member_spans(bytes, &entries, shift);
+    let end_records = end_records.saturating_sub(signatures_inside(bytes, end_at, &spans));
     let mut disagreements = Vec::new();
     if end_records > 1 {
         disagreements.push(format!(
@@ -577,7 +598,7 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
     }
     check_entries(&entries, shift, &mut scan);
     if end_records > 1 {
-        scan_other_directories(bytes, end_at, directory.offset, &mut scan);
+        scan_other_directories(bytes, end_at, directory.offset, &spans, &mut scan);
     }
     scan.findings
 }
@@ -585,12 +606,18 @@ pub fn scan(bytes: &[u8], location: &Location) -> Vec<Finding> {
 /// With several end records, readers that pick another one (the first signature, or one whose
 /// comment length fits) read another central directory: its members are scanned too, so a
 /// decoy record cannot hide the members that such a reader loads.
-fn scan_other_directories(bytes: &[u8], chosen: usize, chosen_offset: u64, scan: &mut ZipScan<'_>) {
+fn scan_other_directories(
+    bytes: &[u8],
+    chosen: usize,
+    chosen_offset: u64,
+    spans: &[(usize, usize)],
+    scan: &mut ZipScan<'_>,
+) {
     let reader = Reader(bytes);
     let search_from = bytes.len().saturating_sub(22 + 65_535);
     let mut seen = vec![chosen_offset];
     for end_at in (search_from..chosen).rev() {
-        if reader.bytes(end_at, 4) != Some(END_SIGNATURE.as_slice()) {
+        if reader.bytes(end_at, 4) != Some(END_SIGNATURE.as_slice()) || inside(spans, end_at) {
             continue;
         }
         let Some(directory) = read_directory(bytes, end_at) else {
@@ -651,6 +678,41 @@ pub fn embedded_archive(bytes: &[u8]) -> bool {
         .and_then(|offset| u64::from(offset).checked_add(shift))
         .and_then(|at| usize::try_from(at).ok());
     local.is_some_and(|at| reader.bytes(at, 4) == Some(LOCAL_SIGNATURE.as_slice()))
+}
+
+/// Where each member's local header and data lie, `[start, end)`.
+fn member_spans(bytes: &[u8], entries: &[Entry], shift: u64) -> Vec<(usize, usize)> {
+    let reader = Reader(bytes);
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let start = usize::try_from(entry.local_offset.checked_add(shift)?).ok()?;
+            let name_len = usize::from(reader.u16(start + 26)?);
+            let extra_len = usize::from(reader.u16(start + 28)?);
+            let data_len = usize::try_from(entry.compressed_size).ok()?;
+            let end = start
+                .checked_add(30)?
+                .checked_add(name_len)?
+                .checked_add(extra_len)?
+                .checked_add(data_len)?;
+            Some((start, end))
+        })
+        .collect()
+}
+
+fn inside(spans: &[(usize, usize)], at: usize) -> bool {
+    spans.iter().any(|&(start, end)| start <= at && at < end)
+}
+
+/// End-record signatures in the tail, other than the chosen one, that lie inside a member.
+fn signatures_inside(bytes: &[u8], chosen: usize, spans: &[(usize, usize)]) -> usize {
+    let search_from = bytes.len().saturating_sub(22 + 65_535);
+    let last_start = bytes.len().saturating_sub(22);
+    (search_from..=last_start)
+        .filter(|&at| at != chosen)
+        .filter(|&at| bytes.get(at..at + 4) == Some(END_SIGNATURE.as_slice()))
+        .filter(|&at| inside(spans, at))
+        .count()
 }
 
 /// The members as the scanner reads them (name, declared uncompressed size), in directory
@@ -955,12 +1017,20 @@ fn check_entries(entries: &[Entry], shift: u64, scan: &mut ZipScan<'_>) {
         match torch {
             TorchMember::Storage if !crate::pickle::is_complete_pickle(&member) => continue,
             TorchMember::Metadata if member.len() <= 64 => continue,
+            TorchMember::Json
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&member).is_ok() =>
+            {
+                continue
+            }
             _ => {}
         }
         // Content the archive says is model data: unidentified means unverified, so high.
         let in_model = match torch {
             TorchMember::Extra => false,
-            TorchMember::Storage | TorchMember::Metadata | TorchMember::Code => true,
+            TorchMember::Storage
+            | TorchMember::Metadata
+            | TorchMember::Code
+            | TorchMember::Json => true,
             TorchMember::Other => {
                 !prefixes.is_empty() || npz || (keras && !name.starts_with("assets/"))
             }

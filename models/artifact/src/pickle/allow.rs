@@ -670,10 +670,20 @@ fn classify_builtin(module: &str, name: &str) -> Verdict {
     // `torch.Tensor`, PyTorch layers and `ModuleType`, none of which runs code when called.
     // `feature_extraction` is left out: it builds `torch.fx` graph modules, which generate and
     // run code.
-    if in_module(module, "torchvision.models")
+    // Their building blocks live in `torchvision.ops` (`Conv2dNormActivation`,
+    // `SqueezeExcitation`, `StochasticDepth`, `FrozenBatchNorm2d`, …), and some architectures
+    // name private layer classes (`densenet._DenseBlock`). Checked against torchvision 0.29: the
+    // other class-like names there are typing helpers, dataclasses and namedtuples
+    // (`_MBConvConfig`, `_GoogLeNetOutputs`), `collections.OrderedDict`, `torch.Tensor` and
+    // `Parameter`; the rest are constants, which cannot be called.
+    let class_like = |name: &str| {
+        let name = name.strip_prefix('_').unwrap_or(name);
+        name.starts_with(|ch: char| ch.is_ascii_uppercase())
+    };
+    if (in_module(module, "torchvision.models") || in_module(module, "torchvision.ops"))
         && !in_module(module, "torchvision.models.feature_extraction")
         && plain_name
-        && name.starts_with(|ch: char| ch.is_ascii_uppercase())
+        && class_like(name)
     {
         return Verdict::Allowed;
     }
@@ -806,9 +816,18 @@ mod tests {
         );
         assert_eq!(classify("torchvision.models", "ResNet"), Verdict::Allowed);
         for (module, name) in [
+            ("torchvision.ops.misc", "Conv2dNormActivation"),
+            ("torchvision.ops.stochastic_depth", "StochasticDepth"),
+            ("torchvision.models.densenet", "_DenseBlock"),
+        ] {
+            assert_eq!(classify(module, name), Verdict::Allowed, "{module}.{name}");
+        }
+        for (module, name) in [
             ("torchvision.models.feature_extraction", "DualGraphModule"),
             ("torchvision.models.resnet", "resnet18"),
             ("torchvision.models.resnet", "F.relu"),
+            ("torchvision.ops.misc", "F.relu"),
+            ("torchvision.ops.boxes", "nms"),
             ("torchvision.models._api", "Weights.get_state_dict"),
             ("torchvision.io", "VideoReader"),
         ] {

@@ -15,6 +15,9 @@ pub const MAX_STACK: usize = 1 << 20;
 pub const MAX_MEMO: usize = 1 << 22;
 /// Items of a tuple or dict the walker remembers (enough for call arguments and `BUILD` state).
 const MAX_TRACKED_ITEMS: usize = 64;
+/// Items of a dict the walker remembers: every key of a BUILD state must be seen, so a dunder
+/// key cannot hide behind filler; a state that reaches this many is an analysis limit.
+const MAX_TRACKED_DICT_ITEMS: usize = 1 << 14;
 /// Longest text kept verbatim; module and attribute names are far shorter.
 const MAX_TEXT: usize = 4096;
 /// Findings one stream may add before the walker stops listing them.
@@ -124,7 +127,7 @@ enum Value {
     Int(i64),
     /// A tuple's first [`MAX_TRACKED_ITEMS`] items.
     Tuple(Vec<Rc<Value>>),
-    /// A dict's first [`MAX_TRACKED_ITEMS`] items; shared (memo) and mutated in place like
+    /// A dict's first [`MAX_TRACKED_DICT_ITEMS`] items; shared (memo) and mutated in place like
     /// Python's.
     Dict(RefCell<Vec<(Rc<Value>, Rc<Value>)>>),
     /// Anything else (numbers, None, lists, sets, buffers, persistent references).
@@ -1331,6 +1334,33 @@ impl<'data, 'rep> Machine<'data, 'rep> {
                 }
             }
         }
+        if let Value::Dict(entries) = &**state {
+            if entries
+                .try_borrow()
+                .is_ok_and(|entries| entries.len() >= MAX_TRACKED_DICT_ITEMS)
+            {
+                self.report(
+                    Severity::High,
+                    RuleId::PickleAnalysisLimit,
+                    &format!("build-size@{}", self.op_start),
+                    format!(
+                        "BUILD state with more than {MAX_TRACKED_DICT_ITEMS} items: the keys \
+                         after those were not checked for dunder attributes or hooks"
+                    ),
+                );
+            }
+        }
+        // `nn.Module` hook dicts: torch calls every hook in them when the module runs (forward,
+        // backward, state_dict, load_state_dict), so a global there is invoked.
+        for key in MODULE_HOOK_KEYS {
+            for hooks in state_values(state, key, 0) {
+                self.invoke_nested(
+                    &hooks,
+                    &format!("a BUILD state installs it in `{key}`, which torch calls"),
+                    0,
+                );
+            }
+        }
         // The value installed as `__setstate__` is what the next BUILD on this object calls.
         for setter in state_values(state, "__setstate__", 0) {
             self.invoke(
@@ -1402,7 +1432,7 @@ impl Machine<'_, '_> {
                 lookup("shape"),
                 lookup("dtype"),
                 lookup("numpy_array_alignment_bytes"),
-                entries.len() < MAX_TRACKED_ITEMS,
+                entries.len() < MAX_TRACKED_DICT_ITEMS,
             )
         };
         if !complete {
@@ -1470,6 +1500,21 @@ impl Machine<'_, '_> {
         Ok(())
     }
 }
+
+/// The `nn.Module` attributes that hold hooks torch calls.
+const MODULE_HOOK_KEYS: &[&str] = &[
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+];
 
 const JOBLIB_MODULE: &str = "joblib.numpy_pickle";
 const JOBLIB_WRAPPER: &str = "NumpyArrayWrapper";
@@ -1656,7 +1701,7 @@ fn add_pairs(dict: &Value, items: Vec<Rc<Value>>) {
     };
     let mut items = items.into_iter();
     while let (Some(key), Some(value)) = (items.next(), items.next()) {
-        if entries.len() >= MAX_TRACKED_ITEMS {
+        if entries.len() >= MAX_TRACKED_DICT_ITEMS {
             break;
         }
         entries.push((key, value));
@@ -1899,6 +1944,19 @@ fn walk_stream(bytes: &[u8], location: &Location) -> (Vec<Finding>, Vec<PickleSp
                 break;
             }
         }
+    }
+    if spans.len() >= MAX_PICKLES_IN_STREAM && start < bytes.len() {
+        let mut rest = location.clone();
+        rest.offset = Some(base_offset.saturating_add(start as u64));
+        reporter.findings.push(Finding {
+            severity: Severity::High,
+            rule: RuleId::PickleAnalysisLimit,
+            message: format!(
+                "more than {MAX_PICKLES_IN_STREAM} pickles in one stream; the ones after were \
+                 not checked, though a loader calling load() again reads them"
+            ),
+            location: rest,
+        });
     }
     (reporter.finish(), spans)
 }
