@@ -4,7 +4,8 @@
 //! `deny_unknown_fields`, so a typo is an error, never a silent default). [`Suite`] is the
 //! validated plan: paths resolved against the suite file's folder, every attack built through
 //! the registry at every ε, gates cross-checked against the attacks that exist.
-//! `gauntlet check` stops after the second phase and touches no tensors.
+//! `gauntlet check` then loads model and data as `run` does and estimates memory and work
+//! (`budget`), but runs no attack.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

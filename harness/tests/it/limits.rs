@@ -253,3 +253,105 @@ fn progress_goes_to_stderr_unless_quiet() {
     assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
     assert!(!stderr(&quiet).contains("progress"), "{}", stderr(&quiet));
 }
+
+/// A version-1.0 `.npy` file of `descr` and `shape` holding `payload`.
+fn npy(descr: &str, shape: &str, payload: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+/// Two 3 × 1024 × 1024 images hold 12 Mi gallery values, past `MAX_GALLERY_VALUES` (8 Mi):
+/// the gallery keeps one, and the report says so.
+#[test]
+fn the_report_notes_a_gallery_cut_to_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = 1024usize;
+    let pixels: Vec<u8> = (0..2 * 3 * side * side).map(|i| (i % 251) as u8).collect();
+    std::fs::write(
+        dir.path().join("images.npy"),
+        npy("|u1", &format!("(2, 3, {side}, {side})"), &pixels),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("labels.npy"), npy("|u1", "(2,)", &[0, 1])).unwrap();
+    std::fs::write(
+        dir.path().join("model.toml"),
+        format!(
+            "architecture = 'sequential'\ninput_shape = [3, {side}, {side}]\nnum_classes = 2\n\
+             [[layers]]\ntype = 'avg_pool2d'\nkernel_size = 64\n[[layers]]\ntype = 'flatten'\n\
+             [[layers]]\ntype = 'linear'\nin_features = 768\nout_features = 2\n"
+        ),
+    )
+    .unwrap();
+    let weight: Vec<u8> = (0..2 * 768)
+        .map(|i| if i % 3 == 0 { 0.5f32 } else { -0.25 })
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    let bias: Vec<u8> = [0.1f32, -0.1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let views = vec![
+        (
+            "2.weight".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 768], &weight)
+                .unwrap(),
+        ),
+        (
+            "2.bias".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &bias).unwrap(),
+        ),
+    ];
+    safetensors::serialize_to_file(views, None, &dir.path().join("weights.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("suite.toml"),
+        r#"version = 1
+name = "large images"
+batch_size = 2
+
+[model]
+spec = "model.toml"
+weights = "weights.safetensors"
+
+[dataset]
+format = "npy"
+images = "images.npy"
+labels = "labels.npy"
+
+[[attack]]
+name = "fgsm"
+epsilons = [0.05]
+
+[sanity]
+full_budget = false
+
+[gate]
+fail_on_sanity = false
+
+[report]
+formats = ["json"]
+"#,
+    )
+    .unwrap();
+    let output = gauntlet(dir.path(), &["run", "suite.toml", "-q", "--out", "out"]);
+    assert!(output.status.code().unwrap() <= 1, "{}", stderr(&output));
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/results.json")).unwrap(),
+    )
+    .unwrap();
+    let gallery = results["examples"].as_array().unwrap();
+    assert_eq!(gallery.len(), 1, "{results:#}");
+    let notices = results.to_string();
+    assert!(
+        notices.contains("the gallery shows 1 of the 2 examples asked for"),
+        "{}",
+        stderr(&output)
+    );
+}
