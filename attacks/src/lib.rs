@@ -31,6 +31,7 @@ use gauntlet_models::{Loss, Model};
 pub use rand_chacha::ChaCha8Rng;
 
 pub mod backdoor;
+pub mod cost;
 pub mod data_scan;
 mod error;
 pub mod evasion;
@@ -44,6 +45,7 @@ pub mod randomness;
 mod test_support;
 pub mod trigger_scan;
 
+pub use cost::Passes;
 pub use error::AttackError;
 pub use evasion::ATTACKS;
 pub use markdown::attacks_markdown;
@@ -83,6 +85,11 @@ pub trait Attack: Send + Sync {
     /// What the attack optimises, validated: attacks are compared with each other (an
     /// iterative attack against a single-step one) only when their objectives agree.
     fn objective(&self) -> AttackObjective;
+    /// The most model passes `perturb` makes per sample with these parameters (forward and
+    /// backward, including the forward of every gradient step and of target selection). The
+    /// harness sums these into a suite's work estimate and refuses suites past `max_passes`
+    /// before running; an attack that stops early may make fewer.
+    fn passes_per_sample(&self) -> Passes;
     /// Adversarial inputs for `inputs` (shape `(batch, …)`, values in [0, 1]) with true `labels`
     /// (shape `(batch,)`, u32). The result has the inputs' shape, lies inside the ε-ball around
     /// each input and inside [0, 1]; `inputs` is not modified. Sample `i` draws its random

@@ -227,6 +227,15 @@ impl Objective {
         }
     }
 
+    /// Forward passes per sample that choosing the attack labels costs: one for
+    /// `least_likely`, none otherwise.
+    pub fn label_passes(&self) -> crate::Passes {
+        crate::Passes::forwards(u64::from(matches!(
+            self.target,
+            Some(TargetSelection::LeastLikely)
+        )))
+    }
+
     /// The labels whose loss the attack follows, `(batch,)` u32: the true labels, or one target
     /// per sample. `Random` draws from each sample's [`Stream::Targets`]; `LeastLikely` costs
     /// one forward pass.

@@ -29,11 +29,16 @@ pub enum Command {
     /// the bundled small CNN, FGSM and PGD at several ε)
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Validate a suite file and print its plan, without loading any tensor
+    /// Validate a suite as `run` would load it (provenance, model spec and weights, data, their
+    /// cross-checks, the memory and work caps) and print its plan, memory and work estimates,
+    /// without running any attack
     #[command(after_help = EXIT_CODES)]
     Check {
         /// Suite file (TOML)
         suite: PathBuf,
+        /// Go on when a provenance check fails, as `run --allow-unverified` does
+        #[arg(long)]
+        allow_unverified: bool,
     },
     /// Train a built-in or sequential architecture with SGD or Adam (cross-entropy)
     #[command(after_help = EXIT_CODES)]
@@ -224,6 +229,10 @@ pub struct TrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Refuse a model and batch size whose estimated peak memory (weights, gradients, optimiser
+    /// state, activations, data; docs/limits.md) exceeds this many MiB
+    #[arg(long, default_value_t = gauntlet_models::spec::cost::DEFAULT_MAX_MEMORY_MIB)]
+    pub max_memory_mib: u64,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerName,
     #[arg(long, default_value_t = 1e-3)]

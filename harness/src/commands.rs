@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use gauntlet_datasets::{Dataset, DatasetFormat};
+use gauntlet_models::spec::Usage;
 use gauntlet_models::train::{train, EpochStats, Optimizer, TrainConfig};
 use gauntlet_models::{ModelSpec, Network};
 use gauntlet_reports::{CheckStatus, RunReport};
@@ -39,7 +40,10 @@ impl Outcome {
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Run(args) => run(args),
-        Command::Check { suite } => check(&suite),
+        Command::Check {
+            suite,
+            allow_unverified,
+        } => check(&suite, allow_unverified),
         Command::Train(args) => train_command(args),
         Command::Report {
             results,
@@ -118,6 +122,8 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let progress = Progress::new(args.quiet);
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;
+    let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
+    crate::budget::check_work(&suite, &work)?;
     let evaluation = crate::runner::run(&suite, &loaded, &progress)?;
     progress.finish();
     for notice in &evaluation.measurements.notices {
@@ -181,8 +187,12 @@ fn verdict(report: &RunReport, fail_on_sanity: bool) -> Outcome {
     }
 }
 
-fn check(path: &std::path::Path) -> Result<Outcome> {
-    let suite = Suite::from_file(path, &Overrides::default())?;
+fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
+    let overrides = Overrides {
+        allow_unverified,
+        ..Overrides::default()
+    };
+    let suite = Suite::from_file(path, &overrides)?;
     let sources = [
         ("model.spec", Some(&suite.model_spec)),
         ("model.weights", Some(&suite.model_weights)),
@@ -206,11 +216,21 @@ fn check(path: &std::path::Path) -> Result<Outcome> {
             missing.join(", ")
         );
     }
-    if let Source::File(spec) = &suite.model_spec {
-        ModelSpec::from_file(spec)
-            .with_context(|| format!("invalid suite file `{}`", path.display()))?;
-    }
+    // Exactly what `run` does before its first batch: provenance, spec, weights and data
+    // through the same loader, the memory cap, the work cap.
+    let loaded = crate::load::load(&suite)?;
+    let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
+    crate::budget::check_work(&suite, &work)?;
     stdout_line(suite.describe().trim_end())?;
+    stdout_line(&format!(
+        "  memory: estimated peak {} (max_memory_mib = {})",
+        loaded.memory, suite.limits.max_memory_mib
+    ))?;
+    stdout_line(&format!(
+        "{}  (max_passes = {})",
+        work.describe().trim_end(),
+        suite.limits.max_passes
+    ))?;
     stdout_line("ok: the suite is valid")?;
     Ok(Outcome::Passed)
 }
@@ -302,6 +322,18 @@ fn parse_format(text: &str) -> Result<DatasetFormat> {
 fn train_command(args: TrainArgs) -> Result<Outcome> {
     let device = open_device(parse_device(&args.device)?)?;
     let spec = ModelSpec::from_file(&args.spec)?;
+    // Before anything is allocated: the model, its gradients and optimiser state and a batch
+    // must fit the cap; again below with the data.
+    let cost = spec.cost()?;
+    let memory_check = |samples: usize| {
+        crate::budget::check_memory(
+            &cost.memory(Usage::Train, args.batch_size, samples),
+            args.max_memory_mib,
+            "--max-memory-mib",
+            &format!("`gauntlet train` (model spec `{}`)", args.spec.display()),
+        )
+    };
+    memory_check(0)?;
     let as_source = |path: &Option<PathBuf>| path.clone().map(Source::File);
     let section = DatasetSection {
         format: parse_format(&args.data_format)?,
@@ -322,6 +354,7 @@ fn train_command(args: TrainArgs) -> Result<Outcome> {
         Some(limit) => data.limit(limit),
         None => data,
     };
+    memory_check(data.len())?;
     let mut network = Network::init(&spec, args.seed, &device)?;
     if data.sample_shape() != gauntlet_models::Model::input_shape(&network) {
         bail!(

@@ -8,6 +8,7 @@
 //! writers.
 
 pub mod bom;
+pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod device;

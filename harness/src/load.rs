@@ -39,6 +39,8 @@ pub struct Loaded {
     pub provenance: Option<gauntlet_reports::Provenance>,
     pub classes_evaluated: usize,
     pub load_seconds: f64,
+    /// The run's peak-memory estimate (docs/limits.md), within the suite's `max_memory_mib`.
+    pub memory: gauntlet_models::spec::MemoryEstimate,
 }
 
 /// Lowercase hex SHA-256.
@@ -100,6 +102,12 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
     })?;
     let spec = ModelSpec::from_toml_str(&spec_text)
         .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
+    // Before a single tensor is built: the model and a batch must fit the suite's memory cap.
+    let cost = spec
+        .cost()
+        .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
+    crate::budget::check_suite_memory(suite, &cost, 0)
+        .with_context(|| format!("refusing model spec `{}`", suite.model_spec.display()))?;
     let network = Network::from_spec_and_safetensors(&spec, &weights, device)
         .with_context(|| {
             format!(
@@ -221,6 +229,15 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         None => full,
     };
     let classes_evaluated = present(&dataset);
+    // The data is in memory now; with it, the whole run must still fit the cap.
+    let cost = model.spec().cost()?;
+    crate::budget::check_suite_memory(suite, &cost, dataset.len())
+        .with_context(|| format!("refusing model spec `{}`", suite.model_spec.display()))?;
+    let memory = cost.memory(
+        gauntlet_models::spec::Usage::Evaluate,
+        suite.batch_size,
+        dataset.len(),
+    );
     let spec_class_names = model.spec().class_names().map(<[String]>::to_vec);
     let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
         .into_iter()
@@ -283,5 +300,6 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         classes_evaluated,
         provenance: Some(provenance),
         load_seconds: started.elapsed().as_secs_f64(),
+        memory,
     })
 }

@@ -1,17 +1,21 @@
-//! Progress on stderr: shown on a terminal, hidden when piped or with `--quiet`.
+//! Progress on stderr unless `--quiet`: a bar on a terminal, and one plain line per step of
+//! the plan when stderr is a file or pipe (a CI log), so a long run is never silent.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar that draws only where a person is watching.
+/// A progress bar on a terminal, plain lines elsewhere, nothing with `--quiet`.
 pub struct Progress {
     bar: ProgressBar,
+    /// Print one line per message (stderr is not a terminal and not `--quiet`).
+    lines: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        let visible = !quiet && std::io::stderr().is_terminal();
+        let terminal = std::io::stderr().is_terminal();
+        let visible = !quiet && terminal;
         let bar = ProgressBar::with_draw_target(
             Some(0),
             if visible {
@@ -29,13 +33,17 @@ impl Progress {
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
-        Self { bar }
+        Self {
+            bar,
+            lines: !quiet && !terminal,
+        }
     }
 
     /// A progress bar that never draws (tests, library use).
     pub fn hidden() -> Self {
         Self {
             bar: ProgressBar::hidden(),
+            lines: false,
         }
     }
 
@@ -45,6 +53,12 @@ impl Progress {
 
     pub fn set_message(&self, message: &str) {
         self.bar.set_message(message.to_string());
+        if self.lines {
+            match (self.bar.position(), self.bar.length().unwrap_or(0)) {
+                (_, 0) => eprintln!("progress: {message}"),
+                (done, total) => eprintln!("progress: {message} ({done} of {total} batches done)"),
+            }
+        }
     }
 
     pub fn advance(&self, steps: u64) {

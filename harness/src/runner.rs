@@ -54,12 +54,12 @@ impl Evaluation {
 }
 
 /// One run of the plan, with the attack that executes it.
-struct Executable {
-    planned: PlannedRun,
+pub(crate) struct Executable {
+    pub(crate) planned: PlannedRun,
     /// `None` for the clean pass.
-    attack: Option<Box<dyn Attack>>,
+    pub(crate) attack: Option<Box<dyn Attack>>,
     /// The samples it covers (global indices).
-    samples: Range<usize>,
+    pub(crate) samples: Range<usize>,
 }
 
 /// The batches of the evaluated samples within `range`.
@@ -77,10 +77,31 @@ fn to_u32s(tensor: &Tensor) -> Result<Vec<u32>> {
 
 /// Predictions and per-sample cross-entropy against the true labels.
 fn evaluate(model: &dyn Model, inputs: &Tensor, labels: &Tensor) -> Result<(Vec<u32>, Vec<f32>)> {
-    let logits = model.forward(inputs)?;
+    scores(&model.forward(inputs)?, labels)
+}
+
+/// Refuses logits with a NaN or infinite value, naming the first sample (global index
+/// `start + row`) and class: a model that cannot score clean inputs has no robustness to
+/// measure, and every attack would only propagate the NaN.
+fn check_finite_logits(logits: &Tensor, start: usize) -> Result<()> {
+    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    for (row, values) in rows.iter().enumerate() {
+        if let Some((class, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            anyhow::bail!(
+                "the model's logits on clean sample {} are not finite ({value} for class {class}); \
+                 no attack was run",
+                start + row
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Predictions and per-sample cross-entropy of `logits` against the true labels.
+fn scores(logits: &Tensor, labels: &Tensor) -> Result<(Vec<u32>, Vec<f32>)> {
     let predictions = to_u32s(&logits.argmax(1)?)?;
     let losses = Loss::CrossEntropy
-        .per_sample(&logits, labels)?
+        .per_sample(logits, labels)?
         .to_dtype(DType::F32)?
         .to_vec1::<f32>()?;
     Ok((predictions, losses))
@@ -105,7 +126,7 @@ fn attack_run(entry: &AttackEntry, attack: &dyn Attack, params: &toml::Table) ->
 
 /// The plan of a suite: the clean pass, every attack at every ε, the ε = 0 probe of each
 /// attack label, and the full-budget probe.
-fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>> {
+pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>> {
     let mut runs = vec![Executable {
         planned: PlannedRun::clean(),
         attack: None,
@@ -183,7 +204,9 @@ pub fn clean_pass(pass: &Pass, run: RunId, samples: Range<usize>) -> Result<Vec<
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let labels = to_u32s(&batch.labels)?;
-        let (predictions, losses) = evaluate(pass.model, &batch.inputs, &batch.labels)?;
+        let logits = pass.model.forward(&batch.inputs)?;
+        check_finite_logits(&logits, range.start)?;
+        let (predictions, losses) = scores(&logits, &batch.labels)?;
         for (offset, ((&label, &prediction), &loss)) in
             labels.iter().zip(&predictions).zip(&losses).enumerate()
         {
@@ -360,7 +383,13 @@ pub fn run_shard(
         match &executable.attack {
             None => {
                 progress.set_message("clean accuracy");
-                let clean_records = clean_pass(&pass, id, executable.samples.clone())?;
+                let clean_records = clean_pass(&pass, id, executable.samples.clone())
+                    .with_context(|| {
+                        format!(
+                            "model `{}` cannot be evaluated on the clean data",
+                            loaded.model_info.path
+                        )
+                    })?;
                 clean = CleanByIndex {
                     start: executable.samples.start,
                     outcomes: clean_records

@@ -4,7 +4,8 @@
 //! `deny_unknown_fields`, so a typo is an error, never a silent default). [`Suite`] is the
 //! validated plan: paths resolved against the suite file's folder, every attack built through
 //! the registry at every ε, gates cross-checked against the attacks that exist.
-//! `gauntlet check` stops after the second phase and touches no tensors.
+//! `gauntlet check` then loads model and data as `run` does and estimates memory and work
+//! (`budget`), but runs no attack.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,13 @@ pub struct SuiteSpec {
     pub device: String,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// The peak memory a run may be estimated to need, in MiB (docs/limits.md).
+    #[serde(default = "default_max_memory_mib")]
+    pub max_memory_mib: u64,
+    /// The most model passes (forward plus backward, summed over samples and runs) a run may
+    /// plan.
+    #[serde(default = "default_max_passes")]
+    pub max_passes: u64,
     pub model: ModelSection,
     pub dataset: DatasetSection,
     #[serde(rename = "attack", default)]
@@ -54,6 +62,14 @@ fn default_device() -> String {
 
 fn default_batch_size() -> usize {
     128
+}
+
+fn default_max_memory_mib() -> u64 {
+    crate::budget::Limits::default().max_memory_mib
+}
+
+fn default_max_passes() -> u64 {
+    crate::budget::Limits::default().max_passes
 }
 
 /// The model under test: an architecture spec plus safetensors weights.
@@ -255,6 +271,8 @@ pub struct Suite {
     pub seed: u64,
     pub device: String,
     pub batch_size: usize,
+    /// `max_memory_mib` and `max_passes`.
+    pub limits: crate::budget::Limits,
     pub model_spec: Source,
     pub model_weights: Source,
     pub model_sha256: Option<String>,
@@ -358,6 +376,12 @@ impl Suite {
         if spec.batch_size == 0 {
             bail!("`batch_size` must be ≥ 1, got 0");
         }
+        if spec.max_memory_mib == 0 {
+            bail!("`max_memory_mib` must be ≥ 1, got 0");
+        }
+        if spec.max_passes == 0 {
+            bail!("`max_passes` must be ≥ 1, got 0");
+        }
         if spec.dataset.limit == Some(0) {
             bail!("`dataset.limit` must be ≥ 1, got 0");
         }
@@ -406,6 +430,10 @@ impl Suite {
             seed: spec.seed,
             device: spec.device,
             batch_size: spec.batch_size,
+            limits: crate::budget::Limits {
+                max_memory_mib: spec.max_memory_mib,
+                max_passes: spec.max_passes,
+            },
             model_spec: Source::resolve(&spec.model.spec, base),
             model_weights: Source::resolve(&spec.model.weights, base),
             model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
@@ -437,6 +465,10 @@ impl Suite {
         out.push_str(&format!(
             "  seed {}, device {}, batch size {}\n",
             self.seed, self.device, self.batch_size
+        ));
+        out.push_str(&format!(
+            "  limits: max_memory_mib {}, max_passes {}\n",
+            self.limits.max_memory_mib, self.limits.max_passes
         ));
         out.push_str(&format!(
             "  model: spec {}, weights {}{}\n",

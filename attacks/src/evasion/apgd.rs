@@ -63,7 +63,7 @@ use crate::params::{self, check_epsilon, parse_params};
 use crate::projection::FeasibleSet;
 use crate::{
     Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
-    Norm, ParameterDoc, SampleRandomness, Stream, ThreatModel,
+    Norm, ParameterDoc, Passes, SampleRandomness, Stream, ThreatModel,
 };
 
 /// The paper's citation, shared with `apgd_t`.
@@ -632,6 +632,15 @@ impl Attack for Apgd {
 
     fn objective(&self) -> AttackObjective {
         self.objective.describe()
+    }
+
+    /// A forward pass for the clean check, then per restart one gradient at the start and
+    /// one per step (fewer once a sample is broken), and a forward pass for `least_likely`
+    /// targets.
+    fn passes_per_sample(&self) -> Passes {
+        Passes::forwards(1)
+            + Passes::gradients(u64::from(self.schedule.steps) + 1).times(u64::from(self.restarts))
+            + self.objective.label_passes()
     }
 
     fn perturb(

@@ -44,7 +44,7 @@ use crate::objective::{check_batch, check_randomness};
 use crate::params::{self, parse_params};
 use crate::{
     Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
-    Norm, ParameterDoc, SampleRandomness, Stream, ThreatModel,
+    Norm, ParameterDoc, Passes, SampleRandomness, Stream, ThreatModel,
 };
 
 /// The registry entry.
@@ -164,6 +164,16 @@ impl Attack for ApgdTargeted {
             loss: Loss::DlrTargeted,
             target: None,
         }
+    }
+
+    /// Two forward passes (the clean logits that rank the targets, and the clean check), then
+    /// per target and restart one gradient at the start and one per step. An upper bound:
+    /// a model with fewer than `targets + 1` classes has fewer targets.
+    fn passes_per_sample(&self) -> Passes {
+        Passes::forwards(2)
+            + Passes::gradients(u64::from(self.schedule.steps) + 1)
+                .times(u64::from(self.restarts))
+                .times(u64::from(self.targets))
     }
 
     fn perturb(

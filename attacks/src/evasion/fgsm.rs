@@ -47,7 +47,7 @@ use crate::params::{self, check_epsilon, parse_params};
 use crate::projection::{project, FeasibleSet};
 use crate::{
     Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
-    Norm, SampleRandomness, ThreatModel,
+    Norm, Passes, SampleRandomness, ThreatModel,
 };
 
 /// The registry entry.
@@ -119,6 +119,11 @@ impl Attack for Fgsm {
 
     fn objective(&self) -> AttackObjective {
         self.objective.describe()
+    }
+
+    /// One gradient, plus a forward pass for `least_likely` targets.
+    fn passes_per_sample(&self) -> Passes {
+        Passes::gradients(1) + self.objective.label_passes()
     }
 
     fn perturb(

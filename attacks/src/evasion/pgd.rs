@@ -60,7 +60,7 @@ use crate::params::{self, check_epsilon, parse_params};
 use crate::projection::{per_sample_column, FeasibleSet};
 use crate::{
     Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
-    Norm, ParameterDoc, SampleRandomness, Stream, ThreatModel,
+    Norm, ParameterDoc, Passes, SampleRandomness, Stream, ThreatModel,
 };
 
 /// The registry entry.
@@ -262,6 +262,18 @@ impl Attack for Pgd {
 
     fn objective(&self) -> AttackObjective {
         self.objective.describe()
+    }
+
+    /// `steps` gradients per restart, a forward pass per restart to score it when there are
+    /// several, and a forward pass for `least_likely` targets.
+    fn passes_per_sample(&self) -> Passes {
+        let scoring = if self.restarts > 1 {
+            Passes::forwards(1)
+        } else {
+            Passes::default()
+        };
+        (Passes::gradients(u64::from(self.steps)) + scoring).times(u64::from(self.restarts))
+            + self.objective.label_passes()
     }
 
     fn perturb(

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod hostile_files;
+mod limits;
 mod provenance;
 mod readable_text;
 mod records;

@@ -113,7 +113,7 @@ impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (weights {}, constant tables {}, activations and gradients at batch size {} {}, inputs {}, data {})",
+            "{} (weights {}, constant tables {}, activations and gradients at batch size {} {}, inputs {}, data {}",
             human_bytes(self.total()),
             human_bytes(self.weights),
             human_bytes(self.constants),
@@ -125,11 +125,11 @@ impl fmt::Display for MemoryEstimate {
         if let Some((layer, kind, bytes)) = &self.largest_layer {
             write!(
                 f,
-                "; the largest layer is `{layer}` ({kind}) with {}",
+                "; the largest part is layer `{layer}` ({kind}) with {}",
                 human_bytes(*bytes)
             )?;
         }
-        Ok(())
+        f.write_str(")")
     }
 }
 
