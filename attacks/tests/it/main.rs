@@ -9,6 +9,7 @@ mod conformance;
 mod docs;
 mod native_path;
 mod params;
+mod square;
 mod support;
 mod torchattacks;
 mod trained;
