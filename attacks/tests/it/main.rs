@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apgd;
+mod autoattack;
 mod backdoor;
 mod conformance;
 mod docs;
