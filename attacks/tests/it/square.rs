@@ -61,3 +61,50 @@ fn square_breaks_the_shipped_model_within_its_query_budget() {
         }
     }
 }
+
+// Each sample's proposals come from its own generator and only its own margin decides, so a
+// sample's result is the same in any batch: stopping the broken ones changes nothing for the
+// others.
+#[test]
+fn square_results_do_not_depend_on_the_batch() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/assets");
+    let model = Network::load(
+        &assets.join("fashion-mnist-small-cnn.toml"),
+        &assets.join("fashion-mnist-small-cnn.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let dataset = gauntlet_datasets::embedded_fashion_mnist_test().unwrap();
+    let batch = dataset.batch(0..12, &Device::Cpu).unwrap();
+    let (x, y) = (&batch.inputs, &batch.labels);
+    for norm in ["linf", "l2"] {
+        let table: toml::Table =
+            toml::from_str(&format!("norm = \"{norm}\"\nqueries = 50")).unwrap();
+        let epsilon = if norm == "l2" { 1.0 } else { 0.05 };
+        let attack = Square::from_table(&table, epsilon).unwrap();
+        let (whole, whole_queries) = attack
+            .perturb_with_queries(&model, x, y, &randomness(x, 9))
+            .unwrap();
+        for (start, len) in [(0usize, 5usize), (5, 7), (11, 1)] {
+            let (part, queries) = attack
+                .perturb_with_queries(
+                    &model,
+                    &x.narrow(0, start, len).unwrap(),
+                    &y.narrow(0, start, len).unwrap(),
+                    &gauntlet_attacks::SampleRandomness::for_range(9, "test", start..start + len),
+                )
+                .unwrap();
+            assert_eq!(
+                crate::support::bits(&part),
+                crate::support::bits(&whole.narrow(0, start, len).unwrap()),
+                "{norm}: samples {start}..{}",
+                start + len
+            );
+            assert_eq!(
+                queries,
+                whole_queries[start..start + len].to_vec(),
+                "{norm}"
+            );
+        }
+    }
+}
