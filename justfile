@@ -32,3 +32,11 @@ ci:
 # Build and test with CUDA (needs a GPU machine with the CUDA toolkit).
 cuda-test:
     cargo test --workspace --features gauntlet/cuda
+
+# gauntlet's APGD against the AutoAttack reference (pyautoattack) on the shipped model; rewrites
+# attacks/tests/fixtures/autoattack/reference.json (creates a venv with torch, minutes on CPU).
+crosscheck-autoattack:
+    python3 -m venv /tmp/aavenv
+    /tmp/aavenv/bin/pip install torch safetensors numpy pyautoattack
+    /tmp/aavenv/bin/python benches/crosscheck_autoattack.py
+    cargo test -p gauntlet-attacks --test it autoattack -- --nocapture

@@ -1,4 +1,4 @@
-//! APGD-CE and APGD-T on the small CNN and ResNet-20, batch 128, images per second as
+//! APGD-CE, APGD-DLR, APGD-T and the Square Attack (100 queries, L∞ and L2) on the small CNN and ResNet-20, batch 128, images per second as
 //! throughput, on the native CPU path. The labels are the network's own predictions, so every
 //! sample starts correctly classified and is attacked (APGD skips samples already
 //! misclassified, which with random labels would be nine in ten).
@@ -34,6 +34,8 @@ fn bench_fixture(c: &mut Criterion, fixture: &Fixture) {
         ("apgd_ce_10", "apgd", "steps = 10"),
         ("apgd_dlr_10", "apgd", "steps = 10\nloss = \"dlr\""),
         ("apgd_t_10x3", "apgd_t", "steps = 10\ntargets = 3"),
+        ("square_linf_100", "square", "queries = 100"),
+        ("square_l2_100", "square", "queries = 100\nnorm = \"l2\""),
     ] {
         let attack = attack(name, params);
         group.bench_function(label, |b| {

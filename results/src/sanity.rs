@@ -8,7 +8,7 @@
 //! identity, an unbounded attack reaches chance) read the records of probe runs the runner
 //! planned for them.
 
-use gauntlet_attacks::{AttackKind, BudgetSemantics};
+use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess};
 use gauntlet_reports::{CheckStatus, SanityCheck, WorstCaseResult};
 
 use crate::aggregate::{Aligned, AttackRunView};
@@ -39,7 +39,84 @@ pub fn run_checks(aligned: &Aligned, worst_case: &[WorstCaseResult]) -> Vec<Sani
         checks.push(check);
     }
     checks.extend(full_budget(aligned));
+    if let Some(check) = black_box_not_stronger_than_white_box(&attacks) {
+        checks.push(check);
+    }
     checks
+}
+
+/// A black-box attack (logits or labels only) should never break a sample that every
+/// white-box iterative attack at the same norm and ε left correct: gradients are strictly more
+/// information. When it does, the gradients the white-box attacks followed are likely masked
+/// (obfuscated, shattered or vanishing), and the white-box robust accuracies are
+/// overestimates. A warning, with the count, per shared budget (AutoAttack's flag).
+fn black_box_not_stronger_than_white_box(attacks: &[AttackRunView]) -> Option<SanityCheck> {
+    let mut compared = 0;
+    let mut problems = Vec::new();
+    for black in attacks
+        .iter()
+        .filter(|r| r.attack.needs != ModelAccess::InputGradients)
+    {
+        let white: Vec<&AttackRunView> = attacks
+            .iter()
+            .filter(|r| {
+                r.attack.needs == ModelAccess::InputGradients
+                    && r.attack.kind == AttackKind::Iterative
+                    && r.attack.norm == black.attack.norm
+                    && r.attack.epsilon == black.attack.epsilon
+            })
+            .collect();
+        if white.is_empty() {
+            continue;
+        }
+        compared += 1;
+        let black_robust = black.robust();
+        let white_robust: Vec<Vec<bool>> = white.iter().map(|r| r.robust()).collect();
+        let only_black = (0..black_robust.len())
+            .filter(|&k| {
+                !black_robust[k]
+                    && black.outcomes[k].is_some()
+                    && white_robust
+                        .iter()
+                        .all(|w| w.get(k).copied().unwrap_or(false))
+            })
+            .count();
+        if only_black > 0 {
+            let names: Vec<&str> = white.iter().map(|r| r.label).collect();
+            problems.push(format!(
+                "{} ε = {}: `{}` broke {only_black} sample(s) that {} left correct",
+                black.attack.norm,
+                black.attack.epsilon,
+                black.label,
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if compared == 0 {
+        return None;
+    }
+    Some(if problems.is_empty() {
+        check(
+            "black_box_not_stronger_than_white_box",
+            CheckStatus::Pass,
+            format!(
+                "no black-box attack broke a sample the white-box attacks left correct, at all {compared} shared budgets"
+            ),
+        )
+    } else {
+        check(
+            "black_box_not_stronger_than_white_box",
+            CheckStatus::Warn,
+            format!(
+                "possible gradient masking: {}; the white-box robust accuracies may be overestimates",
+                problems.join("; ")
+            ),
+        )
+    })
 }
 
 /// A `limit` that keeps only the first samples of a class-sorted dataset (an image folder)

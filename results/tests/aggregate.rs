@@ -479,3 +479,68 @@ fn files_that_are_not_per_sample_files_are_refused_with_their_name() {
         assert!(error.contains("not a regular file"), "{error}");
     }
 }
+
+// A black-box attack breaking a sample that every white-box iterative attack at the same norm
+// and ε left correct is the sign of masked gradients: a warning naming the count. Without a
+// black-box run there is nothing to compare and no check.
+#[test]
+fn a_black_box_attack_stronger_than_white_box_warns_of_gradient_masking() {
+    let black_box = |epsilon| AttackRun {
+        needs: ModelAccess::Logits,
+        ..attack("square", AttackKind::Iterative, Norm::Linf, epsilon)
+    };
+    let plan = plan(
+        vec![
+            run(
+                "white",
+                RunPurpose::Attack,
+                attack("apgd", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+            run("black", RunPurpose::Attack, black_box(0.1)),
+        ],
+        Vec::new(),
+    );
+    let mut records = clean_records();
+    // White box leaves samples 0 and 1 correct; the black box breaks sample 1.
+    records.extend(evasion(1, 0.1, &[true, true, false, false]));
+    records.extend(evasion(2, 0.1, &[true, false, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "black_box_not_stronger_than_white_box"),
+        CheckStatus::Warn
+    );
+    let detail = &report
+        .sanity_checks
+        .iter()
+        .find(|c| c.name == "black_box_not_stronger_than_white_box")
+        .unwrap()
+        .detail;
+    assert!(detail.contains("broke 1 sample"), "{detail}");
+
+    // The black box breaking only what the white box broke too: a pass.
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &[true, false, false, false]));
+    records.extend(evasion(2, 0.1, &[true, false, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "black_box_not_stronger_than_white_box"),
+        CheckStatus::Pass
+    );
+
+    // No black-box run: no check.
+    let plan = self::plan(
+        vec![run(
+            "white",
+            RunPurpose::Attack,
+            attack("apgd", AttackKind::Iterative, Norm::Linf, 0.1),
+        )],
+        Vec::new(),
+    );
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &[true, true, false, false]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert!(report
+        .sanity_checks
+        .iter()
+        .all(|c| c.name != "black_box_not_stronger_than_white_box"));
+}

@@ -4,12 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apgd;
+mod autoattack;
 mod backdoor;
 mod conformance;
 mod docs;
 mod native_path;
 mod params;
 mod passes;
+mod square;
 mod support;
 mod torchattacks;
 mod trained;
