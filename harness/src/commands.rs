@@ -134,6 +134,14 @@ fn run(args: RunArgs) -> Result<Outcome> {
     })?;
     report.samples_file = Some(gauntlet_results::samples_file::FILE_NAME.to_string());
     let mut written = vec![samples_path];
+    if !evaluation.measurements.poisoned_indices.is_empty() {
+        let path = staging
+            .path()
+            .join(gauntlet_results::backdoor::GROUND_TRUTH_FILE_NAME);
+        let json = serde_json::to_string_pretty(&evaluation.measurements.poisoned_indices)?;
+        crate::output::write_file_atomically(&path, json.as_bytes())?;
+        written.push(path);
+    }
     written.extend(
         gauntlet_reports::write_all(&report, staging.path(), &suite.report.formats)
             .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
@@ -199,8 +207,19 @@ fn check(path: &std::path::Path) -> Result<Outcome> {
             missing.join(", ")
         );
     }
-    if let Source::File(spec) = &suite.model_spec {
-        ModelSpec::from_file(spec)
+    let spec = match &suite.model_spec {
+        Source::File(spec) => Some(
+            ModelSpec::from_file(spec)
+                .with_context(|| format!("invalid suite file `{}`", path.display()))?,
+        ),
+        Source::Embedded(_) => ModelSpec::from_toml_str(crate::load::embedded::SPEC).ok(),
+    };
+    // What depends on the data's shape (a trigger that does not fit, a target class that does
+    // not exist) is checked against the model's declared input shape and classes.
+    if let Some(spec) = spec {
+        suite
+            .backdoor
+            .check_shape(&spec.input_shape, spec.num_classes)
             .with_context(|| format!("invalid suite file `{}`", path.display()))?;
     }
     stdout_line(suite.describe().trim_end())?;
