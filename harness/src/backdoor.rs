@@ -1047,3 +1047,65 @@ pub fn summary_lines(report: &gauntlet_reports::backdoor::BackdoorReport) -> Vec
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sections(text: &str) -> (Vec<PoisoningSection>, Vec<TriggerScanSection>) {
+        #[derive(Deserialize)]
+        struct Both {
+            #[serde(default)]
+            poisoning: Vec<PoisoningSection>,
+            #[serde(default)]
+            trigger_scan: Vec<TriggerScanSection>,
+        }
+        let both: Both = toml::from_str(text).unwrap();
+        (both.poisoning, both.trigger_scan)
+    }
+
+    #[test]
+    fn a_scan_needing_more_than_the_model_provides_is_refused_unless_it_skips_that_model() {
+        let (_, scans) = sections("[[trigger_scan]]\nname = \"neural_cleanse\"\n");
+        let error = BackdoorPlan::validate(&[], &scans, &[], ModelAccess::Logits)
+            .err()
+            .unwrap();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("needs input gradients") && message.contains("provides only logits"),
+            "{message}"
+        );
+        // STRIP needs logits only.
+        let (_, strip) = sections("[[trigger_scan]]\nname = \"strip\"\n");
+        assert!(BackdoorPlan::validate(&[], &strip, &[], ModelAccess::Logits).is_ok());
+        let (_, trained_only) =
+            sections("[[trigger_scan]]\nname = \"neural_cleanse\"\nmodel_under_test = false\n");
+        assert!(BackdoorPlan::validate(&[], &trained_only, &[], ModelAccess::Logits).is_ok());
+    }
+
+    #[test]
+    fn shape_dependent_parameters_name_their_key() {
+        let (poisonings, _) =
+            sections("[[poisoning]]\nname = \"blend\"\nrates = [0.1]\ntarget = 4\n");
+        let plan =
+            BackdoorPlan::validate(&poisonings, &[], &[], ModelAccess::InputGradients).unwrap();
+        assert!(plan.check_shape(&[1, 8, 8], 10).is_ok());
+        let message = format!("{:#}", plan.check_shape(&[1, 8, 8], 3).err().unwrap());
+        assert!(message.contains("`target`"), "{message}");
+        let message = format!("{:#}", plan.check_shape(&[64], 10).err().unwrap());
+        assert!(message.contains("[C, H, W]"), "{message}");
+        for (text, key) in [
+            ("rates = []", "`rates`"),
+            ("rates = [-0.1]", "`rates`"),
+            ("rates = [0.1]\nseeds = []", "`seeds`"),
+            ("rates = [0.1]\nsplit_every = 2", "`split_every`"),
+            ("rates = [0.1]\nepochs = 0", "`epochs`"),
+        ] {
+            let (poisonings, _) = sections(&format!("[[poisoning]]\nname = \"badnets\"\n{text}\n"));
+            let error = BackdoorPlan::validate(&poisonings, &[], &[], ModelAccess::InputGradients)
+                .err()
+                .unwrap();
+            assert!(format!("{error:#}").contains(key), "{text}: {error:#}");
+        }
+    }
+}
