@@ -35,6 +35,7 @@ fn plan(samples: usize) -> RunPlan {
                     objective: "untargeted cross_entropy".to_string(),
                     params: serde_json::Map::new(),
                 }),
+                backdoor: None,
             });
         }
     }

@@ -147,6 +147,14 @@ fn run(args: RunArgs) -> Result<Outcome> {
     })?;
     report.samples_file = Some(gauntlet_results::samples_file::FILE_NAME.to_string());
     let mut written = vec![samples_path];
+    if !evaluation.measurements.poisoned_indices.is_empty() {
+        let path = staging
+            .path()
+            .join(gauntlet_results::backdoor::GROUND_TRUTH_FILE_NAME);
+        let json = serde_json::to_string_pretty(&evaluation.measurements.poisoned_indices)?;
+        crate::output::write_file_atomically(&path, json.as_bytes())?;
+        written.push(path);
+    }
     written.extend(
         gauntlet_reports::write_all(&report, staging.path(), &suite.report.formats)
             .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
@@ -221,6 +229,12 @@ fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
     let loaded = crate::load::load(&suite)?;
     let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
     crate::budget::check_work(&suite, &work)?;
+    // What depends on the data's shape (a trigger that does not fit, a target class that does
+    // not exist) is checked against the loaded model's input shape and classes.
+    suite
+        .backdoor
+        .check_shape(loaded.model.input_shape(), loaded.model.num_classes())
+        .with_context(|| format!("invalid suite file `{}`", path.display()))?;
     stdout_line(suite.describe().trim_end())?;
     stdout_line(&format!(
         "  memory: estimated peak {} (max_memory_mib = {})",

@@ -142,6 +142,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                     planned.attack.as_ref(),
                     &planned.params,
                 )),
+                backdoor: None,
             },
             attack: Some((planned.entry.build)(&planned.params, planned.epsilon)?),
             samples: 0..samples,
@@ -160,6 +161,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 label: planned.label.clone(),
                 purpose: RunPurpose::ZeroBudgetProbe,
                 attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
+                backdoor: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(ZERO_BUDGET_PROBE_SAMPLES),
@@ -180,6 +182,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 label: FULL_BUDGET_PROBE_LABEL.to_string(),
                 purpose: RunPurpose::FullBudgetProbe,
                 attack: Some(attack_run(entry, attack.as_ref(), &params)),
+                backdoor: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(suite.sanity.full_budget_samples),
@@ -396,7 +399,7 @@ pub fn run_shard(
                         .iter()
                         .filter_map(|r| match r.outcome {
                             Outcome::Clean(c) => Some(c),
-                            Outcome::Evasion(_) => None,
+                            _ => None,
                         })
                         .collect(),
                 };
@@ -441,6 +444,36 @@ pub fn run_shard(
         )?,
         _ => Vec::new(),
     };
+    // The backdoor sections: whole-model scans and trainings, not per-sample passes over the
+    // shard, so they run in the shard that starts at sample 0 (the whole run when unsharded).
+    let mut planned_runs: Vec<PlannedRun> = executables.into_iter().map(|e| e.planned).collect();
+    let mut backdoor = crate::backdoor::BackdoorOutput::default();
+    if shard.start == 0 {
+        backdoor = crate::backdoor::run(&crate::backdoor::BackdoorContext {
+            plan: &suite.backdoor,
+            model,
+            dataset,
+            device: &loaded.device,
+            seed: suite.seed,
+            batch_size: suite.batch_size,
+            progress,
+        })?;
+    }
+    for run in std::mem::take(&mut backdoor.runs) {
+        let id = RunId(u32::try_from(planned_runs.len()).context("too many runs in one plan")?);
+        records.extend(
+            run.records
+                .into_iter()
+                .map(|(index, outcome)| SampleRecord {
+                    run: id,
+                    index,
+                    outcome: Outcome::Backdoor(outcome),
+                }),
+        );
+        run_seconds.push(run.seconds);
+        planned_runs.push(run.planned);
+    }
+    notices.extend(std::mem::take(&mut backdoor.notices));
     let kernel_path = kernel_path_info(loaded);
     if let Some(reason) = &kernel_path.reason {
         notices.push(format!(
@@ -460,7 +493,7 @@ pub fn run_shard(
         dataset: loaded.dataset_info.clone(),
         class_names: loaded.class_names.clone(),
         classes_in_dataset: loaded.classes_in_dataset,
-        runs: executables.into_iter().map(|e| e.planned).collect(),
+        runs: planned_runs,
         gates: suite.gates.clone(),
         fail_on_sanity: suite.fail_on_sanity,
         kernel_path,
@@ -472,6 +505,8 @@ pub fn run_shard(
         run_seconds,
         examples,
         notices,
+        backdoor_images: backdoor.images,
+        poisoned_indices: backdoor.poisoned_indices,
     };
     Ok(Evaluation {
         plan,

@@ -54,6 +54,13 @@ pub struct SuiteSpec {
     pub report: ReportSection,
     #[serde(default)]
     pub sanity: SanitySection,
+    /// Backdoor sections (`crate::backdoor`): poisoning sweeps, trigger scans, data scans.
+    #[serde(rename = "poisoning", default)]
+    pub poisonings: Vec<crate::backdoor::PoisoningSection>,
+    #[serde(rename = "trigger_scan", default)]
+    pub trigger_scans: Vec<crate::backdoor::TriggerScanSection>,
+    #[serde(rename = "data_scan", default)]
+    pub data_scans: Vec<crate::backdoor::DataScanSection>,
 }
 
 fn default_device() -> String {
@@ -147,6 +154,9 @@ pub struct GateSection {
     /// its own self-check is not one to ship on.
     #[serde(default = "default_true")]
     pub fail_on_sanity: bool,
+    /// Fail the run when a trigger scan of the model under test flags a class with an anomaly
+    /// index above this; 2.0 (the Neural Cleanse paper's threshold) when such a scan exists.
+    pub max_anomaly_index: Option<f64>,
 }
 
 fn default_true() -> bool {
@@ -295,6 +305,8 @@ pub struct Suite {
     pub candle_kernels: bool,
     pub report: ReportSection,
     pub sanity: SanitySection,
+    /// The `[[poisoning]]`, `[[trigger_scan]]` and `[[data_scan]]` sections, validated.
+    pub backdoor: crate::backdoor::BackdoorPlan,
 }
 
 /// The dataset's files, resolved.
@@ -423,7 +435,26 @@ impl Suite {
             })
             .collect::<Result<Vec<_>>>()?;
         let attacks = plan_attacks(&spec.attacks, model_access(&spec.model))?;
-        let gates = plan_gates(&spec.gate, &attacks)?;
+        let backdoor = crate::backdoor::BackdoorPlan::validate(
+            &spec.poisonings,
+            &spec.trigger_scans,
+            &spec.data_scans,
+            model_access(&spec.model),
+        )?;
+        let mut gates = plan_gates(&spec.gate, &attacks)?;
+        match (spec.gate.max_anomaly_index, backdoor.scans_model_under_test()) {
+            (Some(threshold), true) if threshold.is_finite() && threshold >= 0.0 => {
+                gates.push(Gate::MaxAnomalyIndex { threshold })
+            }
+            (Some(threshold), true) => {
+                bail!("gate `max_anomaly_index` must be a number ≥ 0, got {threshold}")
+            }
+            (Some(_), false) => bail!(
+                "gate `max_anomaly_index` needs a `[[trigger_scan]]` of the model under test,                  and this suite has none"
+            ),
+            (None, true) => gates.push(Gate::MaxAnomalyIndex { threshold: 2.0 }),
+            (None, false) => {}
+        }
         Ok(Suite {
             name: spec.name,
             path: path.map(Path::to_path_buf),
@@ -451,6 +482,7 @@ impl Suite {
             candle_kernels: overrides.candle_kernels,
             report: spec.report,
             sanity: spec.sanity,
+            backdoor,
         })
     }
 
@@ -510,8 +542,17 @@ impl Suite {
                 attack.entry.needs
             ));
         }
+        out.push_str(&self.backdoor.describe());
         for gate in &self.gates {
-            out.push_str(&format!("  gate {} ≥ {}\n", gate.name(), gate.threshold()));
+            let relation = match gate {
+                Gate::MaxAnomalyIndex { .. } => "≤",
+                _ => "≥",
+            };
+            out.push_str(&format!(
+                "  gate {} {relation} {}\n",
+                gate.name(),
+                gate.threshold()
+            ));
         }
         out
     }

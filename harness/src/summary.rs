@@ -66,13 +66,25 @@ pub fn render(report: &RunReport) -> String {
     if !report.gates.is_empty() {
         lines.push(String::new());
         for gate in &report.gates {
-            lines.push(format!(
-                "{} {} = {:.2}% (threshold {:.2}%)",
-                if gate.passed { "PASS" } else { "FAIL" },
-                gate.gate,
-                gate.actual * 100.0,
-                gate.threshold * 100.0
-            ));
+            let verdict = if gate.passed { "PASS" } else { "FAIL" };
+            // The anomaly-index gate bounds an index from above; the others are fractions.
+            lines.push(if gate.gate == gauntlet_results::MAX_ANOMALY_INDEX_GATE {
+                format!(
+                    "{verdict} {} = {:.2} (at most {:.2})",
+                    gate.gate, gate.actual, gate.threshold
+                )
+            } else {
+                format!(
+                    "{verdict} {} = {:.2}% (threshold {:.2}%)",
+                    gate.gate,
+                    gate.actual * 100.0,
+                    gate.threshold * 100.0
+                )
+            });
+        }
+        if let Some(backdoor) = &report.backdoor {
+            lines.push(String::new());
+            lines.extend(crate::backdoor::summary_lines(backdoor));
         }
     }
     lines.push(String::new());

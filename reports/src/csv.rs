@@ -5,8 +5,11 @@ use std::path::Path;
 use crate::error::ReportError;
 use crate::schema::RunReport;
 
-/// The CSV header, in column order.
-pub const CSV_COLUMNS: [&str; 17] = [
+mod backdoor;
+
+/// The CSV header, in column order: the evasion columns, then the backdoor ones
+/// (`model` … `recall`, documented in `csv/backdoor.rs`), which evasion rows leave empty.
+pub const CSV_COLUMNS: [&str; 34] = [
     "kind",
     "label",
     "attack",
@@ -24,7 +27,27 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "perturbation_max",
     "max_linf",
     "seconds",
+    "model",
+    "class",
+    "rate",
+    "seed",
+    "anomaly_index",
+    "mask_l1",
+    "flip_rate",
+    "mask_iou",
+    "flagged",
+    "clean_accuracy",
+    "attack_success_rate",
+    "attack_ci95_low",
+    "attack_ci95_high",
+    "false_rejection_rate",
+    "detection_rate",
+    "precision",
+    "recall",
 ];
+
+/// How many of [`CSV_COLUMNS`] the evasion rows fill.
+const EVASION_COLUMNS: usize = 17;
 
 /// Writes one row for the clean evaluation (`kind = clean`, ε = 0), one per (attack, ε)
 /// (`kind = attack`) and one per worst-case point (`kind = worst_case`, `label = worst_case`,
@@ -55,6 +78,11 @@ pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     writer.write_record(CSV_COLUMNS)?;
     for row in rows(report) {
+        let mut row = row.to_vec();
+        row.resize(CSV_COLUMNS.len(), String::new());
+        writer.write_record(row)?;
+    }
+    for row in backdoor::rows(report, &CSV_COLUMNS) {
         writer.write_record(row)?;
     }
     let bytes = writer
@@ -75,7 +103,7 @@ pub fn text_cell(text: &str) -> String {
     }
 }
 
-fn rows(report: &RunReport) -> Vec<[String; 17]> {
+fn rows(report: &RunReport) -> Vec<[String; EVASION_COLUMNS]> {
     let num = |x: f64| x.to_string();
     let empty = String::new;
     let mut rows = Vec::with_capacity(1 + report.attacks.len() + report.worst_case.len());

@@ -9,6 +9,8 @@
 
 use std::path::Path;
 
+mod backdoor;
+
 use base64::Engine as _;
 
 use crate::error::ReportError;
@@ -56,6 +58,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     let accuracy_plots = plots::accuracy_plots(report)?;
     let per_class_plot = plots::per_class_plot(report)?;
     let tiles = plots::example_tiles(report)?;
+    let backdoor_plots = plots::backdoor::backdoor_plots(report)?;
 
     let mut page = Page::default();
     page.head(report);
@@ -69,6 +72,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.curves(&accuracy_plots);
     page.per_class(report, per_class_plot.as_ref());
     page.gallery(report, &tiles);
+    page.backdoor(report, &backdoor_plots);
     page.attack_parameters(report);
     page.timings(report);
     page.footer(report);
@@ -76,6 +80,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     let mut all_plots = accuracy_plots;
     all_plots.extend(per_class_plot);
     all_plots.extend(tiles.into_iter().map(|tile| tile.png));
+    all_plots.extend(backdoor_plots.into_all());
     Ok(Rendered {
         html: page.out,
         plots: all_plots,
@@ -377,8 +382,12 @@ impl Page {
         self.push(
             "<a href=\"#curves\">accuracy vs ε</a>\
              <a href=\"#per-class\">per class</a><a href=\"#gallery\">examples</a>\
-             <a href=\"#attacks\">attack parameters</a><a href=\"#timings\">timings</a></nav>\n",
+             <a href=\"#attacks\">attack parameters</a><a href=\"#timings\">timings</a>",
         );
+        if report.backdoor.is_some() {
+            self.push("<a href=\"#backdoor\">backdoor</a>");
+        }
+        self.push("</nav>\n");
     }
 
     fn summary(&mut self, report: &RunReport) {

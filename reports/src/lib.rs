@@ -9,6 +9,7 @@
 //! through JSON (a NaN, a proportion above 1, an example whose pixels do not match its shape) is
 //! refused with the offending field named, rather than rendered one way and saved another.
 
+pub mod backdoor;
 mod csv;
 mod error;
 mod html;

@@ -15,6 +15,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 use plotters_backend::{BackendCoord, DrawingErrorKind};
 
+pub(crate) mod backdoor;
+
 use crate::error::ReportError;
 use crate::numbers::{percent, significant};
 use crate::schema::{AdversarialExample, ClassAccuracy, Proportion, RunReport};
@@ -36,6 +38,7 @@ pub fn render_plots(report: &RunReport) -> Result<Vec<NamedPng>, ReportError> {
     let mut plots = accuracy_plots(report)?;
     plots.extend(per_class_plot(report)?);
     plots.extend(example_tiles(report)?.into_iter().map(|tile| tile.png));
+    plots.extend(backdoor::backdoor_plots(report)?.into_all());
     Ok(plots)
 }
 

@@ -4,11 +4,12 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the results schema written into every `results.json`.
 ///
-/// Version 2 (this one) adds `kernel_path`, `notices`, `samples_file`, and each attack's
+/// Version 3 (this one) adds `backdoor` (trigger scans, STRIP, poisoning sweeps, data-level
+/// detectors; `crate::backdoor`) and the `max_anomaly_index` gate. Version 2 added `kernel_path`, `notices`, `samples_file`, and each attack's
 /// declared `kind`, `needs` and validated `objective`; every figure in it is an aggregate of
-/// the per-sample records (`samples.parquet`). Version-1 files still read and render: the
-/// added keys are optional.
-pub const SCHEMA_VERSION: u32 = 2;
+/// the per-sample records (`samples.parquet`). Version-1 and -2 files still read and render:
+/// the added keys are optional.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest results schema this build still reads and renders.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
@@ -50,6 +51,10 @@ pub struct RunReport {
     /// The per-sample file every figure here aggregates, relative to this file (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples_file: Option<String>,
+    /// Trigger scans, poisoning sweeps and data-level detectors (schema 3; absent when the
+    /// suite has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backdoor: Option<crate::backdoor::BackdoorReport>,
 }
 
 /// Which kernels ran the model.

@@ -72,6 +72,9 @@ impl RunReport {
             }
             self::example(&format!("examples[{i}]"), example)?;
         }
+        if let Some(backdoor) = &self.backdoor {
+            crate::backdoor::validate(backdoor)?;
+        }
         let t = &self.timings;
         non_negative("timings.load_seconds", t.load_seconds)?;
         non_negative("timings.clean_seconds", t.clean_seconds)?;
@@ -163,14 +166,14 @@ fn example(field: &str, example: &AdversarialExample) -> Result<(), ReportError>
     Ok(())
 }
 
-fn invalid(field: &str, reason: String) -> ReportError {
+pub(crate) fn invalid(field: &str, reason: String) -> ReportError {
     ReportError::InvalidReport {
         field: field.to_owned(),
         reason,
     }
 }
 
-fn finite(field: &str, value: f64) -> Result<(), ReportError> {
+pub(crate) fn finite(field: &str, value: f64) -> Result<(), ReportError> {
     if value.is_finite() {
         Ok(())
     } else {
@@ -181,7 +184,7 @@ fn finite(field: &str, value: f64) -> Result<(), ReportError> {
     }
 }
 
-fn non_negative(field: &str, value: f64) -> Result<(), ReportError> {
+pub(crate) fn non_negative(field: &str, value: f64) -> Result<(), ReportError> {
     finite(field, value)?;
     if value < 0.0 {
         return Err(invalid(field, format!("is {value}, expected ≥ 0")));
@@ -189,7 +192,7 @@ fn non_negative(field: &str, value: f64) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn unit_interval(field: &str, value: f64) -> Result<(), ReportError> {
+pub(crate) fn unit_interval(field: &str, value: f64) -> Result<(), ReportError> {
     finite(field, value)?;
     if !(0.0..=1.0).contains(&value) {
         return Err(invalid(
@@ -200,7 +203,7 @@ fn unit_interval(field: &str, value: f64) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn proportion(field: &str, p: &Proportion) -> Result<(), ReportError> {
+pub(crate) fn proportion(field: &str, p: &Proportion) -> Result<(), ReportError> {
     unit_interval(&format!("{field}.value"), p.value)?;
     unit_interval(&format!("{field}.ci95_low"), p.ci95_low)?;
     unit_interval(&format!("{field}.ci95_high"), p.ci95_high)?;

@@ -49,8 +49,16 @@ impl<'a> Aligned<'a> {
                         run: record.run.0,
                         runs: plan.runs.len(),
                     })?;
-            let expected = match planned.purpose {
-                RunPurpose::Clean => RecordKind::Clean,
+            let expected = match (planned.purpose, &planned.backdoor) {
+                (RunPurpose::Clean, _) => RecordKind::Clean,
+                (RunPurpose::Backdoor, Some(backdoor)) => backdoor.record_kind(),
+                (RunPurpose::Backdoor, None) => {
+                    return Err(AggregateError::WrongKind {
+                        run: planned.label.clone(),
+                        expected: "a backdoor run description in the plan",
+                        found: record.outcome.kind().as_str(),
+                    })
+                }
                 _ => RecordKind::Evasion,
             };
             if record.outcome.kind() != expected {
@@ -83,7 +91,7 @@ impl<'a> Aligned<'a> {
             .runs
             .iter()
             .map(|run| match run.purpose {
-                RunPurpose::Clean => Vec::new(),
+                RunPurpose::Clean | RunPurpose::Backdoor => Vec::new(),
                 _ => vec![None; indices.len()],
             })
             .collect();
@@ -298,6 +306,7 @@ pub fn aggregate(
         kernel_path: Some(plan.kernel_path.clone()),
         notices: measurements.notices.clone(),
         samples_file: None,
+        backdoor: crate::backdoor::aggregate(plan, measurements, records),
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);
     Ok(report)

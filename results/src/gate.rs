@@ -22,15 +22,25 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                     .iter()
                     .find(|w| w.norm == norm.to_string() && w.epsilon == epsilon_value(*epsilon))
                     .map(|w| w.robust_accuracy.value),
+                Gate::MaxAnomalyIndex { .. } => Some(
+                    report
+                        .backdoor
+                        .as_ref()
+                        .map_or(0.0, crate::backdoor::largest_flagged_index),
+                ),
             };
             // A gate whose number is missing cannot pass: the suite validation makes this
             // unreachable, but a silent pass would be the worst outcome.
             let actual = actual.unwrap_or(f64::NAN);
+            let passed = match gate {
+                Gate::MaxAnomalyIndex { threshold } => actual <= *threshold,
+                _ => actual >= gate.threshold(),
+            };
             GateVerdict {
                 gate: gate.name(),
                 threshold: gate.threshold(),
                 actual,
-                passed: actual >= gate.threshold(),
+                passed,
             }
         })
         .collect()
@@ -43,6 +53,21 @@ pub fn failure_lines(report: &RunReport) -> Vec<String> {
         .iter()
         .filter(|g| !g.passed)
         .map(|g| {
+            if g.gate == crate::plan::MAX_ANOMALY_INDEX_GATE {
+                let which = report
+                    .backdoor
+                    .as_ref()
+                    .map(crate::backdoor::flagged_phrases)
+                    .unwrap_or_default();
+                return format!(
+                    "gate failed: {} = {:.2} > {:.2}: a trigger scan flags a backdoor target in \
+                     the model under test ({})",
+                    g.gate,
+                    g.actual,
+                    g.threshold,
+                    which.join("; ")
+                );
+            }
             format!(
                 "gate failed: {} = {:.2}% < {:.2}% (short by {:.2} points)",
                 g.gate,

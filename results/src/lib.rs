@@ -11,6 +11,7 @@
 //!   and DuckDB read directly and from which `gauntlet report --samples` rebuilds everything.
 
 pub mod aggregate;
+pub mod backdoor;
 pub mod gate;
 pub mod metrics;
 pub mod plan;
@@ -19,7 +20,10 @@ pub mod samples_file;
 pub mod sanity;
 
 pub use aggregate::{aggregate, Aligned};
-pub use plan::{AttackRun, Gate, PlannedRun, RunMeasurements, RunPlan, RunPurpose, PLAN_VERSION};
+pub use plan::{
+    AttackRun, Gate, PlannedRun, RunMeasurements, RunPlan, RunPurpose, MAX_ANOMALY_INDEX_GATE,
+    PLAN_VERSION,
+};
 pub use records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
 
 /// Records that do not fit the plan they claim to belong to.

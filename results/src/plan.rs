@@ -27,6 +27,9 @@ pub enum RunPurpose {
     /// An unbounded (L∞ ε = 1) gradient attack on the first samples: accuracy must fall to
     /// chance, otherwise gradients are broken or masked.
     FullBudgetProbe,
+    /// A trigger scan, a poisoning sweep's model or a data-level detector; what it is is the
+    /// run's `backdoor` ([`crate::backdoor::BackdoorRun`]).
+    Backdoor,
 }
 
 /// One run of the plan.
@@ -36,8 +39,11 @@ pub struct PlannedRun {
     /// `clean`, an attack's label (`pgd`, `pgd_l2`), or a probe's name.
     pub label: String,
     pub purpose: RunPurpose,
-    /// The attack, for every purpose but [`RunPurpose::Clean`].
+    /// The attack, for the evasion purposes (attack and probes).
     pub attack: Option<AttackRun>,
+    /// What a [`RunPurpose::Backdoor`] run is (absent in plans written before backdoor runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backdoor: Option<crate::backdoor::BackdoorRun>,
 }
 
 impl PlannedRun {
@@ -47,6 +53,7 @@ impl PlannedRun {
             label: "clean".to_string(),
             purpose: RunPurpose::Clean,
             attack: None,
+            backdoor: None,
         }
     }
 }
@@ -69,6 +76,9 @@ pub struct AttackRun {
     pub params: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The name of the anomaly-index gate, in suites and verdicts.
+pub const MAX_ANOMALY_INDEX_GATE: &str = "max_anomaly_index";
+
 /// A gate on one number of the results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -86,6 +96,11 @@ pub enum Gate {
         epsilon: f32,
         threshold: f64,
     },
+    /// No class of the model under test flagged by a trigger scan with an anomaly index above
+    /// `threshold` (an upper bound, unlike the accuracy gates).
+    MaxAnomalyIndex {
+        threshold: f64,
+    },
 }
 
 impl Gate {
@@ -99,6 +114,7 @@ impl Gate {
             Gate::WorstCaseAccuracy { norm, epsilon, .. } => {
                 format!("min_worst_case_accuracy[{norm}@{epsilon}]")
             }
+            Gate::MaxAnomalyIndex { .. } => MAX_ANOMALY_INDEX_GATE.to_string(),
         }
     }
 
@@ -106,7 +122,8 @@ impl Gate {
         match self {
             Gate::CleanAccuracy { threshold }
             | Gate::RobustAccuracy { threshold, .. }
-            | Gate::WorstCaseAccuracy { threshold, .. } => *threshold,
+            | Gate::WorstCaseAccuracy { threshold, .. }
+            | Gate::MaxAnomalyIndex { threshold } => *threshold,
         }
     }
 }
@@ -149,4 +166,14 @@ pub struct RunMeasurements {
     /// Things the user should know that are not failures (e.g. the model ran on candle's
     /// kernels instead of the native CPU path, and why).
     pub notices: Vec<String>,
+    /// Recovered triggers and a clean and a triggered input, for the report's backdoor section.
+    #[serde(default, skip_serializing_if = "backdoor_images_empty")]
+    pub backdoor_images: gauntlet_reports::backdoor::BackdoorImages,
+    /// The poisoned training indices of every model a sweep trained (the ground truth).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poisoned_indices: Vec<crate::backdoor::PoisonedIndices>,
+}
+
+fn backdoor_images_empty(images: &gauntlet_reports::backdoor::BackdoorImages) -> bool {
+    images.triggers.is_empty() && images.inputs.is_empty()
 }

@@ -36,6 +36,8 @@ pub enum Outcome {
     Clean(CleanOutcome),
     /// An attack whose every output lies in an ε-ball, at one ε.
     Evasion(EvasionOutcome),
+    /// A trigger scan, STRIP, poisoning or data-scan measurement (`crate::backdoor`).
+    Backdoor(crate::backdoor::BackdoorOutcome),
 }
 
 impl Outcome {
@@ -44,14 +46,16 @@ impl Outcome {
         match self {
             Outcome::Clean(_) => RecordKind::Clean,
             Outcome::Evasion(_) => RecordKind::Evasion,
+            Outcome::Backdoor(backdoor) => backdoor.kind(),
         }
     }
 
-    /// The predicted class.
+    /// The predicted class (for a backdoor record, see `BackdoorOutcome::prediction`).
     pub fn prediction(&self) -> u32 {
         match self {
             Outcome::Clean(clean) => clean.prediction,
             Outcome::Evasion(evasion) => evasion.prediction,
+            Outcome::Backdoor(backdoor) => backdoor.prediction(),
         }
     }
 }
@@ -62,6 +66,10 @@ impl Outcome {
 pub enum RecordKind {
     Clean,
     Evasion,
+    TriggerScan,
+    Strip,
+    Poisoning,
+    DataScan,
 }
 
 impl RecordKind {
@@ -70,6 +78,10 @@ impl RecordKind {
         match self {
             RecordKind::Clean => "clean",
             RecordKind::Evasion => "evasion",
+            RecordKind::TriggerScan => "trigger_scan",
+            RecordKind::Strip => "strip",
+            RecordKind::Poisoning => "poisoning",
+            RecordKind::DataScan => "data_scan",
         }
     }
 
@@ -78,6 +90,10 @@ impl RecordKind {
         match text {
             "clean" => Some(RecordKind::Clean),
             "evasion" => Some(RecordKind::Evasion),
+            "trigger_scan" => Some(RecordKind::TriggerScan),
+            "strip" => Some(RecordKind::Strip),
+            "poisoning" => Some(RecordKind::Poisoning),
+            "data_scan" => Some(RecordKind::DataScan),
             _ => None,
         }
     }

@@ -30,6 +30,23 @@
 //! | `perturbation_norm`, `linf` | f32? | null | ‖x′ − x‖ in the attack's norm, ‖x′ − x‖∞ |
 //! | `min_value`, `max_value` | f32? | null | range of the adversarial input |
 //! | `nan` | bool? | null | whether the adversarial input has a NaN |
+//!
+//! Version 2 adds the backdoor records (`crate::backdoor`; kinds `trigger_scan`, `strip`,
+//! `poisoning`, `data_scan`), makes `loss` nullable (backdoor rows have none) and appends one
+//! nullable column per backdoor figure. Their `attack` column holds the scan's or poisoning's
+//! registry name, `label` the class (trigger scans) or the true label, `prediction` what
+//! `BackdoorOutcome::prediction` says, `correct` (poisoning) the clean prediction is right.
+//!
+//! | column | type | set for |
+//! |---|---|---|
+//! | `anomaly_index`, `mask_l1`, `flip_rate`, `mask_iou` | f64? | `trigger_scan` (each when the scan measures it) |
+//! | `flagged` | bool? | `trigger_scan` (class flagged), `strip` (input judged triggered), `data_scan` (sample flagged) |
+//! | `entropy`, `triggered` | f64?, bool? | `strip` |
+//! | `poison_rate`, `poison_seed` | f64?, u64? | `poisoning`, `data_scan` (the model's sweep point) |
+//! | `attack_prediction`, `attack_success` | u32?, bool? | `poisoning`, on attack inputs |
+//! | `score`, `poisoned` | f64?, bool? | `data_scan` (poisoned = ground truth) |
+//!
+//! Version-1 files (18 columns) still read.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,7 +55,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parquet::basic::Compression;
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int32Type, Int64Type};
+use parquet::data_type::{
+    BoolType, ByteArray, ByteArrayType, DoubleType, FloatType, Int32Type, Int64Type,
+};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -48,6 +67,10 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
+use crate::backdoor::{
+    BackdoorOutcome, BackdoorRun, DataScanOutcome, PoisoningOutcome, StripOutcome,
+    TriggerScanOutcome,
+};
 use crate::plan::{RunMeasurements, RunPlan, RunPurpose};
 use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
 
@@ -58,7 +81,10 @@ pub const FILE_NAME: &str = "samples.parquet";
 pub const METADATA_KEY: &str = "gauntlet.run";
 
 /// Version of this file's columns and metadata.
-pub const SAMPLES_FILE_VERSION: u32 = 1;
+pub const SAMPLES_FILE_VERSION: u32 = 2;
+
+/// The oldest version this build reads (version 1 has no backdoor columns).
+pub const OLDEST_SAMPLES_FILE_VERSION: u32 = 1;
 
 /// Largest per-sample file this build reads: far above any real run (540,000 rows are about
 /// 10 MB), far below what would exhaust memory.
@@ -80,16 +106,29 @@ const SCHEMA: &str = "message gauntlet_samples {
   required int32 prediction (INTEGER(32,false));
   optional boolean correct;
   optional boolean robust;
-  required float loss;
+  optional float loss;
   optional float perturbation_norm;
   optional float linf;
   optional float min_value;
   optional float max_value;
   optional boolean nan;
+  optional double anomaly_index;
+  optional double mask_l1;
+  optional double flip_rate;
+  optional double mask_iou;
+  optional boolean flagged;
+  optional double entropy;
+  optional boolean triggered;
+  optional double poison_rate;
+  optional int64 poison_seed (INTEGER(64,false));
+  optional int32 attack_prediction (INTEGER(32,false));
+  optional boolean attack_success;
+  optional double score;
+  optional boolean poisoned;
 }";
 
-/// The column names, in schema order.
-const COLUMNS: [&str; 18] = [
+/// The column names, in schema order; version 1 has the first [`V1_COLUMNS`].
+const COLUMNS: [&str; 31] = [
     "run_id",
     "run",
     "purpose",
@@ -108,7 +147,23 @@ const COLUMNS: [&str; 18] = [
     "min_value",
     "max_value",
     "nan",
+    "anomaly_index",
+    "mask_l1",
+    "flip_rate",
+    "mask_iou",
+    "flagged",
+    "entropy",
+    "triggered",
+    "poison_rate",
+    "poison_seed",
+    "attack_prediction",
+    "attack_success",
+    "score",
+    "poisoned",
 ];
+
+/// How many of [`COLUMNS`] a version-1 file has.
+const V1_COLUMNS: usize = 18;
 
 /// What can go wrong reading or writing the per-sample file; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +216,7 @@ fn purpose_name(purpose: RunPurpose) -> &'static str {
         RunPurpose::Attack => "attack",
         RunPurpose::ZeroBudgetProbe => "zero_budget_probe",
         RunPurpose::FullBudgetProbe => "full_budget_probe",
+        RunPurpose::Backdoor => "backdoor",
     }
 }
 
@@ -194,7 +250,7 @@ pub fn write(
         .iter()
         .filter_map(|r| match r.outcome {
             Outcome::Clean(clean) => Some((r.index, clean.label)),
-            Outcome::Evasion(_) => None,
+            Outcome::Evasion(_) | Outcome::Backdoor(_) => None,
         })
         .collect();
     let mut by_run: Vec<Vec<&SampleRecord>> = vec![Vec::new(); plan.runs.len()];
@@ -259,7 +315,7 @@ pub fn write(
             .iter()
             .map(|r| match &r.outcome {
                 Outcome::Evasion(e) => Some(e),
-                Outcome::Clean(_) => None,
+                Outcome::Clean(_) | Outcome::Backdoor(_) => None,
             })
             .collect();
         let optional_f32 =
@@ -283,19 +339,15 @@ pub fn write(
         column!(Int32Type, &vec![id; rows.len()], None);
         column!(ByteArrayType, &repeat(&run.label), None);
         column!(ByteArrayType, &repeat(purpose_name(run.purpose)), None);
-        let (clean_kind, evasion_kind) = (
-            text(RecordKind::Clean.as_str()),
-            text(RecordKind::Evasion.as_str()),
-        );
         let kinds: Vec<ByteArray> = rows
             .iter()
-            .map(|r| match r.outcome.kind() {
-                RecordKind::Clean => clean_kind.clone(),
-                RecordKind::Evasion => evasion_kind.clone(),
-            })
+            .map(|r| text(r.outcome.kind().as_str()))
             .collect();
         column!(ByteArrayType, &kinds, None);
-        let (values, levels) = optional_text(attack.map(|a| a.name.clone()));
+        let registry_name = attack
+            .map(|a| a.name.clone())
+            .or_else(|| run.backdoor.as_ref().map(backdoor_registry_name));
+        let (values, levels) = optional_text(registry_name);
         column!(ByteArrayType, &values, Some(&levels));
         let (values, levels) = optional_text(attack.map(|a| a.norm.to_string()));
         column!(ByteArrayType, &values, Some(&levels));
@@ -312,6 +364,7 @@ pub fn write(
             .map(|r| match r.outcome {
                 Outcome::Clean(c) => c.label as i32,
                 Outcome::Evasion(_) => labels.get(&r.index).copied().unwrap_or(u32::MAX) as i32,
+                Outcome::Backdoor(b) => backdoor_label(&b) as i32,
             })
             .collect();
         column!(Int32Type, &labels_column, None);
@@ -319,19 +372,18 @@ pub fn write(
         column!(Int32Type, &predictions, None);
         let (correct, correct_levels) = nullable(rows.iter().map(|r| match r.outcome {
             Outcome::Clean(c) => Some(c.correct()),
-            Outcome::Evasion(_) => None,
+            Outcome::Backdoor(BackdoorOutcome::Poisoning(p)) => Some(p.clean_correct()),
+            Outcome::Evasion(_) | Outcome::Backdoor(_) => None,
         }));
         column!(BoolType, &correct, Some(&correct_levels));
         let (robust, robust_levels) = nullable(evasion.iter().map(|e| e.map(|e| e.robust)));
         column!(BoolType, &robust, Some(&robust_levels));
-        let losses: Vec<f32> = rows
-            .iter()
-            .map(|r| match r.outcome {
-                Outcome::Clean(c) => c.loss,
-                Outcome::Evasion(e) => e.loss,
-            })
-            .collect();
-        column!(FloatType, &losses, None);
+        let (losses, loss_levels) = nullable(rows.iter().map(|r| match r.outcome {
+            Outcome::Clean(c) => Some(c.loss),
+            Outcome::Evasion(e) => Some(e.loss),
+            Outcome::Backdoor(_) => None,
+        }));
+        column!(FloatType, &losses, Some(&loss_levels));
         for get in [
             &(|e: &EvasionOutcome| e.norm) as &dyn Fn(&EvasionOutcome) -> f32,
             &|e: &EvasionOutcome| e.linf,
@@ -343,6 +395,77 @@ pub fn write(
         }
         let (nan, nan_levels) = nullable(evasion.iter().map(|e| e.map(|e| e.nan)));
         column!(BoolType, &nan, Some(&nan_levels));
+        let backdoor: Vec<Option<BackdoorOutcome>> = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Backdoor(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let scan = |get: &dyn Fn(&TriggerScanOutcome) -> Option<f64>| {
+            nullable(backdoor.iter().map(|b| match b {
+                Some(BackdoorOutcome::TriggerScan(t)) => get(t),
+                _ => None,
+            }))
+        };
+        for get in [
+            &(|t: &TriggerScanOutcome| t.anomaly_index)
+                as &dyn Fn(&TriggerScanOutcome) -> Option<f64>,
+            &|t: &TriggerScanOutcome| t.mask_l1,
+            &|t: &TriggerScanOutcome| t.flip_rate,
+            &|t: &TriggerScanOutcome| t.mask_iou,
+        ] {
+            let (values, levels) = scan(get);
+            column!(DoubleType, &values, Some(&levels));
+        }
+        let (values, levels) = nullable(backdoor.iter().map(|b| match b {
+            Some(BackdoorOutcome::TriggerScan(t)) => Some(t.flagged),
+            Some(BackdoorOutcome::Strip(s)) => Some(s.flagged),
+            Some(BackdoorOutcome::DataScan(d)) => Some(d.flagged),
+            _ => None,
+        }));
+        column!(BoolType, &values, Some(&levels));
+        let strip = |b: &Option<BackdoorOutcome>| match b {
+            Some(BackdoorOutcome::Strip(s)) => Some(*s),
+            _ => None,
+        };
+        let (values, levels) = nullable(backdoor.iter().map(|b| strip(b).map(|s| s.entropy)));
+        column!(DoubleType, &values, Some(&levels));
+        let (values, levels) = nullable(backdoor.iter().map(|b| strip(b).map(|s| s.triggered)));
+        column!(BoolType, &values, Some(&levels));
+        let point = match &run.backdoor {
+            Some(BackdoorRun::Poisoning { rate, seed, .. })
+            | Some(BackdoorRun::DataScan { rate, seed, .. }) => Some((*rate, *seed)),
+            _ => None,
+        };
+        let (values, levels) = nullable(rows.iter().map(|_| point.map(|p| p.0)));
+        column!(DoubleType, &values, Some(&levels));
+        let (values, levels) = nullable(rows.iter().map(|_| point.map(|p| p.1 as i64)));
+        column!(Int64Type, &values, Some(&levels));
+        let poisoning = |b: &Option<BackdoorOutcome>| match b {
+            Some(BackdoorOutcome::Poisoning(p)) => Some(*p),
+            _ => None,
+        };
+        let (values, levels) = nullable(backdoor.iter().map(|b| {
+            poisoning(b)
+                .and_then(|p| p.attack_prediction)
+                .map(|v| v as i32)
+        }));
+        column!(Int32Type, &values, Some(&levels));
+        let (values, levels) = nullable(
+            backdoor
+                .iter()
+                .map(|b| poisoning(b).and_then(|p| p.attack_success)),
+        );
+        column!(BoolType, &values, Some(&levels));
+        let data = |b: &Option<BackdoorOutcome>| match b {
+            Some(BackdoorOutcome::DataScan(d)) => Some(*d),
+            _ => None,
+        };
+        let (values, levels) = nullable(backdoor.iter().map(|b| data(b).map(|d| d.score)));
+        column!(DoubleType, &values, Some(&levels));
+        let (values, levels) = nullable(backdoor.iter().map(|b| data(b).map(|d| d.poisoned)));
+        column!(BoolType, &values, Some(&levels));
         group.close().map_err(parquet_error)?;
     }
     writer.close().map_err(parquet_error)?;
@@ -432,9 +555,10 @@ pub fn read(
         .iter()
         .map(|c| c.name())
         .collect();
-    if names != COLUMNS {
+    if names != COLUMNS && names != COLUMNS[..V1_COLUMNS] {
         return Err(not_ours(format!(
-            "its columns are {names:?}, expected {COLUMNS:?}"
+            "its columns are {names:?}, expected {COLUMNS:?} (or the first {V1_COLUMNS} of them, \
+             version 1)"
         )));
     }
     let metadata_json = file_metadata
@@ -453,9 +577,12 @@ pub fn read(
             path: path.to_owned(),
             source,
         })?;
-    if metadata.samples_file_version != SAMPLES_FILE_VERSION {
+    if !(OLDEST_SAMPLES_FILE_VERSION..=SAMPLES_FILE_VERSION)
+        .contains(&metadata.samples_file_version)
+    {
         return Err(not_ours(format!(
-            "it has samples_file_version {}, this gauntlet reads version {SAMPLES_FILE_VERSION}",
+            "it has samples_file_version {}, this gauntlet reads versions \
+             {OLDEST_SAMPLES_FILE_VERSION} to {SAMPLES_FILE_VERSION}",
             metadata.samples_file_version
         )));
     }
@@ -483,23 +610,69 @@ pub fn read(
             .ok_or_else(|| cell.bad("kind", format!("unknown record kind `{kind_text}`")))?;
         let index = cell.index("index", 7)?;
         let prediction = cell.unsigned("prediction", 9)?;
-        let loss = cell.float("loss", 12)?;
+        let label = cell.unsigned("label", 8)?;
+        let loss = || cell.float("loss", 12);
         let outcome = match kind {
             RecordKind::Clean => Outcome::Clean(CleanOutcome {
-                label: cell.unsigned("label", 8)?,
+                label,
                 prediction,
-                loss,
+                loss: loss()?,
             }),
             RecordKind::Evasion => Outcome::Evasion(EvasionOutcome {
                 prediction,
                 robust: cell.boolean("robust", 11)?,
-                loss,
+                loss: loss()?,
                 norm: cell.float("perturbation_norm", 13)?,
                 linf: cell.float("linf", 14)?,
                 min_value: cell.float("min_value", 15)?,
                 max_value: cell.float("max_value", 16)?,
                 nan: cell.boolean("nan", 17)?,
             }),
+            RecordKind::TriggerScan => {
+                Outcome::Backdoor(BackdoorOutcome::TriggerScan(TriggerScanOutcome {
+                    class: label,
+                    anomaly_index: cell.optional_double("anomaly_index", 18)?,
+                    mask_l1: cell.optional_double("mask_l1", 19)?,
+                    flip_rate: cell.optional_double("flip_rate", 20)?,
+                    mask_iou: cell.optional_double("mask_iou", 21)?,
+                    flagged: cell.boolean("flagged", 22)?,
+                }))
+            }
+            RecordKind::Strip => Outcome::Backdoor(BackdoorOutcome::Strip(StripOutcome {
+                label,
+                prediction,
+                entropy: cell.double("entropy", 23)?,
+                triggered: cell.boolean("triggered", 24)?,
+                flagged: cell.boolean("flagged", 22)?,
+            })),
+            RecordKind::Poisoning => {
+                let attack_prediction = match cell.field("attack_prediction", 27)? {
+                    Field::Null => None,
+                    _ => Some(cell.unsigned("attack_prediction", 27)?),
+                };
+                let attack_success = match cell.field("attack_success", 28)? {
+                    Field::Null => None,
+                    _ => Some(cell.boolean("attack_success", 28)?),
+                };
+                if attack_prediction.is_some() != attack_success.is_some() {
+                    return Err(cell.bad(
+                        "attack_success",
+                        "is set without `attack_prediction`, or the other way round".to_string(),
+                    ));
+                }
+                Outcome::Backdoor(BackdoorOutcome::Poisoning(PoisoningOutcome {
+                    label,
+                    prediction,
+                    attack_prediction,
+                    attack_success,
+                }))
+            }
+            RecordKind::DataScan => Outcome::Backdoor(BackdoorOutcome::DataScan(DataScanOutcome {
+                label,
+                score: cell.double("score", 29)?,
+                flagged: cell.boolean("flagged", 22)?,
+                poisoned: cell.boolean("poisoned", 30)?,
+            })),
         };
         records.push(SampleRecord {
             run,
@@ -561,6 +734,24 @@ impl RowReader<'_> {
         }
     }
 
+    fn double(&self, column: &'static str, position: usize) -> Result<f64, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::Double(value) => Ok(*value),
+            other => Err(self.bad(column, format!("expected a double, got {other}"))),
+        }
+    }
+
+    fn optional_double(
+        &self,
+        column: &'static str,
+        position: usize,
+    ) -> Result<Option<f64>, SamplesFileError> {
+        match self.field(column, position)? {
+            Field::Null => Ok(None),
+            _ => self.double(column, position).map(Some),
+        }
+    }
+
     fn boolean(&self, column: &'static str, position: usize) -> Result<bool, SamplesFileError> {
         match self.field(column, position)? {
             Field::Bool(value) => Ok(*value),
@@ -573,5 +764,25 @@ impl RowReader<'_> {
             Field::Str(value) => Ok(value.clone()),
             other => Err(self.bad(column, format!("expected a string, got {other}"))),
         }
+    }
+}
+
+/// The registry name a backdoor run writes in the `attack` column.
+fn backdoor_registry_name(run: &BackdoorRun) -> String {
+    match run {
+        BackdoorRun::TriggerScan { scan, .. }
+        | BackdoorRun::Strip { scan, .. }
+        | BackdoorRun::DataScan { scan, .. } => scan.clone(),
+        BackdoorRun::Poisoning { poisoning, .. } => poisoning.clone(),
+    }
+}
+
+/// The `label` column of a backdoor row: the class for a scan, else the true (or trained) label.
+fn backdoor_label(outcome: &BackdoorOutcome) -> u32 {
+    match outcome {
+        BackdoorOutcome::TriggerScan(t) => t.class,
+        BackdoorOutcome::Strip(s) => s.label,
+        BackdoorOutcome::Poisoning(p) => p.label,
+        BackdoorOutcome::DataScan(d) => d.label,
     }
 }

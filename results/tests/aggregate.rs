@@ -26,6 +26,7 @@ fn run(label: &str, purpose: RunPurpose, attack: AttackRun) -> PlannedRun {
         label: label.to_string(),
         purpose,
         attack: Some(attack),
+        backdoor: None,
     }
 }
 
@@ -434,6 +435,7 @@ fn the_per_sample_file_round_trips_and_rebuilds_the_same_results() {
         run_seconds: vec![0.1, 0.2, 0.3],
         examples: Vec::new(),
         notices: vec!["a notice".to_string()],
+        ..RunMeasurements::default()
     };
     let records = two_attack_records();
     let folder = tempfile::tempdir().unwrap();

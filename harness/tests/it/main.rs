@@ -2,6 +2,7 @@
 //! One integration binary for the `gauntlet` command: each test runs the real binary in a
 //! fresh temp dir.
 
+mod backdoor;
 mod bad_input;
 mod cli;
 mod common;

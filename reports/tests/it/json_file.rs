@@ -280,3 +280,13 @@ fn a_gallery_past_its_bound_is_refused_on_read_and_write() {
     assert!(error.contains("examples[1]"), "{error}");
     assert!(error.contains(&MAX_GALLERY_VALUES.to_string()), "{error}");
 }
+
+/// A schema-2 `results.json` (written before the backdoor section) still reads.
+#[test]
+fn a_schema_2_file_still_reads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_report_v2.json");
+    let report = read_json(&path).unwrap();
+    assert_eq!(report.schema_version, 2);
+    assert!(report.backdoor.is_none());
+}
