@@ -48,6 +48,14 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             overwrite,
         } => report(&results, &out, &format, overwrite),
         Command::List { what, markdown } => list(what, markdown),
+        Command::Inspect { model, spec } => {
+            stdout_line(crate::inspect::inspect(&model, spec.as_deref())?.trim_end())?;
+            Ok(Outcome::Passed)
+        }
+        Command::Spec { from } => {
+            stdout_line(crate::inspect::spec_from(&from)?.trim_end())?;
+            Ok(Outcome::Passed)
+        }
         Command::Scan {
             paths,
             format,
@@ -199,7 +207,9 @@ fn check(path: &std::path::Path) -> Result<Outcome> {
             missing.join(", ")
         );
     }
-    if let Source::File(spec) = &suite.model_spec {
+    if let (Source::File(spec), false) =
+        (&suite.model_spec, suite.model_spec == suite.model_weights)
+    {
         ModelSpec::from_file(spec)
             .with_context(|| format!("invalid suite file `{}`", path.display()))?;
     }

@@ -11,6 +11,7 @@ pub mod bom;
 pub mod cli;
 pub mod commands;
 pub mod device;
+pub mod inspect;
 pub mod load;
 pub mod output;
 pub mod progress;

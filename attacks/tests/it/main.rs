@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backdoor;
+mod byom_formats;
 mod conformance;
 mod docs;
 mod native_path;

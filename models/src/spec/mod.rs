@@ -3,6 +3,7 @@
 //! everywhere) so a typo is an error, not a silently ignored key.
 
 mod builtin;
+mod diagnose;
 mod layer;
 mod size;
 
@@ -72,7 +73,10 @@ impl ModelSpec {
     /// Parses and validates a spec.
     pub fn from_toml_str(text: &str) -> Result<Self, ModelError> {
         let spec: ModelSpec =
-            toml::from_str(text).map_err(|source| ModelError::SpecSyntax { source })?;
+            toml::from_str(text).map_err(|source| match diagnose::layer_error(text) {
+                Some(reason) => ModelError::invalid_spec(reason),
+                None => ModelError::SpecSyntax { source },
+            })?;
         spec.validate()?;
         Ok(spec)
     }
