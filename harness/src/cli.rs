@@ -118,6 +118,25 @@ pub enum Command {
         /// Suite file (TOML)
         suite: PathBuf,
     },
+    /// Describe a model file without running it: format (by content), hashes, input shape,
+    /// classes, parameter count, kernel path, and every stored tensor (name, dtype, shape).
+    /// Safetensors and PyTorch checkpoints need --spec to load; ONNX carries its own graph
+    #[command(after_help = EXIT_CODES)]
+    Inspect {
+        /// safetensors, PyTorch checkpoint (.pt/.pth/.bin) or ONNX file
+        model: PathBuf,
+        /// The gauntlet spec the weights belong to
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
+    /// Print a gauntlet spec (TOML) for a model file: the spec an ONNX graph compiles to, or a
+    /// starting spec from a state dict's tensor names and shapes
+    #[command(after_help = EXIT_CODES)]
+    Spec {
+        /// The model file (ONNX, safetensors or PyTorch checkpoint)
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// List what this build can do
     List {
         #[arg(value_enum)]

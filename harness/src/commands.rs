@@ -52,6 +52,14 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             overwrite,
         } => report(&results, &out, &format, overwrite),
         Command::List { what, markdown } => list(what, markdown),
+        Command::Inspect { model, spec } => {
+            stdout_line(crate::inspect::inspect(&model, spec.as_deref())?.trim_end())?;
+            Ok(Outcome::Passed)
+        }
+        Command::Spec { from } => {
+            stdout_line(crate::inspect::spec_from(&from)?.trim_end())?;
+            Ok(Outcome::Passed)
+        }
         Command::Scan {
             paths,
             format,

@@ -13,6 +13,7 @@ pub mod budget;
 pub mod cli;
 pub mod commands;
 pub mod device;
+pub mod inspect;
 pub mod load;
 pub mod output;
 pub mod progress;

@@ -89,6 +89,22 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
     )?;
     let sha256 = sha256_hex(&weights);
     let provenance = crate::provenance::verify(suite, &weights, &sha256)?;
+    // A suite without `model.spec` names the weights file for both (suite.rs): an ONNX model.
+    let self_describing =
+        matches!(&suite.model_weights, Source::File(_)) && suite.model_spec == suite.model_weights;
+    let network = if self_describing {
+        crate::inspect::self_describing_model(&weights, &suite.model_weights, device)?
+    } else {
+        spec_model(suite, &weights, device)?
+    }
+    .with_native_kernels(!suite.candle_kernels)
+    .with_source(suite.model_weights.display());
+    let info = model_info(suite, &network, sha256);
+    Ok((network, info, provenance))
+}
+
+/// A spec'd model: the spec file plus safetensors or a PyTorch checkpoint.
+fn spec_model(suite: &Suite, weights: &[u8], device: &Device) -> Result<Network> {
     let spec_text = read_source(
         &suite.model_spec,
         "model.spec",
@@ -108,15 +124,16 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
         .with_context(|| format!("invalid model spec `{}`", suite.model_spec.display()))?;
     crate::budget::check_suite_memory(suite, &cost, 0)
         .with_context(|| format!("refusing model spec `{}`", suite.model_spec.display()))?;
-    let network = Network::from_spec_and_safetensors(&spec, &weights, device)
+    Network::from_spec_and_weight_bytes(&spec, weights, &suite.model_weights.display(), device)
         .with_context(|| {
             format!(
                 "cannot load model weights `{}`",
                 suite.model_weights.display()
             )
-        })?
-        .with_native_kernels(!suite.candle_kernels)
-        .with_source(suite.model_weights.display());
+        })
+}
+
+fn model_info(suite: &Suite, network: &Network, sha256: String) -> ModelInfo {
     // The report's model record comes from what the model declares about itself.
     let declared = network.info();
     let info = ModelInfo {
@@ -143,7 +160,7 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
         num_classes: declared.num_classes,
         parameters: declared.parameters.unwrap_or(0),
     };
-    Ok((network, info, provenance))
+    info
 }
 
 fn file_of(source: &Option<Source>, key: &str) -> Result<std::path::PathBuf> {

@@ -83,9 +83,12 @@ fn default_max_passes() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// Architecture spec file (TOML), relative to the suite file.
-    pub spec: String,
-    /// Weights (safetensors), relative to the suite file.
+    /// Architecture spec file (TOML), relative to the suite file. Omitted for an ONNX model,
+    /// which carries its own graph (docs/models.md).
+    #[serde(default)]
+    pub spec: Option<String>,
+    /// Weights, relative to the suite file: safetensors or a PyTorch checkpoint (with `spec`),
+    /// or an ONNX model (without); detected by content, not by extension.
     pub weights: String,
     /// Expected SHA-256 of the weights file; checked before loading.
     pub sha256: Option<String>,
@@ -465,7 +468,11 @@ impl Suite {
                 max_memory_mib: spec.max_memory_mib,
                 max_passes: spec.max_passes,
             },
-            model_spec: Source::resolve(&spec.model.spec, base),
+            // A self-describing model (ONNX) is its own spec.
+            model_spec: Source::resolve(
+                spec.model.spec.as_deref().unwrap_or(&spec.model.weights),
+                base,
+            ),
             model_weights: Source::resolve(&spec.model.weights, base),
             model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
             model_manifest: spec.model.manifest.map(|m| base.join(m)),

@@ -197,7 +197,10 @@ pub fn starting_spec(tensors: &[StoredTensor]) -> String {
                     "[[layers]]\ntype = \"conv2d\"\nname = \"{prefix}\"\nin_channels = {inp}\nout_channels = {out}\nkernel_size = [{kh}, {kw}]\npadding = 0\nstride = 1{}",
                     if bias { "" } else { "\nbias = false" }
                 );
-                let _ = writeln!(layers, "\n# add the activation and pooling that follow, if any\n[[layers]]\ntype = \"relu\"");
+                let _ = writeln!(
+                    layers,
+                    "# add the batch norm, activation and pooling that follow, if any"
+                );
             }
             (Some([out, inp]), None) => {
                 if seen_conv && !flattened {
@@ -229,8 +232,9 @@ pub fn starting_spec(tensors: &[StoredTensor]) -> String {
     };
     format!(
         "# A starting spec written by `gauntlet spec --from` from a state dict's tensor names and\n\
-         # shapes. Fill in what a state dict does not record (marked `check`), remove the\n\
-         # activations that are not there, then validate with `gauntlet inspect WEIGHTS --spec`.\n\
+         # shapes. Fill in what a state dict does not record (marked `check`): activations,\n\
+         # pooling, padding, strides, residual structure; then check it with\n\
+         # `gauntlet inspect WEIGHTS --spec SPEC`.\n\
          architecture = \"sequential\"\ninput_shape = {input_shape}\nnum_classes = {}\n{layers}",
         classes.unwrap_or(0)
     )

@@ -6,6 +6,7 @@
 mod apgd;
 mod autoattack;
 mod backdoor;
+mod byom_formats;
 mod conformance;
 mod docs;
 mod native_path;

@@ -4,6 +4,7 @@
 
 mod builtin;
 pub mod cost;
+mod diagnose;
 mod layer;
 mod size;
 
@@ -74,7 +75,10 @@ impl ModelSpec {
     /// Parses and validates a spec.
     pub fn from_toml_str(text: &str) -> Result<Self, ModelError> {
         let spec: ModelSpec =
-            toml::from_str(text).map_err(|source| ModelError::SpecSyntax { source })?;
+            toml::from_str(text).map_err(|source| match diagnose::layer_error(text) {
+                Some(reason) => ModelError::invalid_spec(reason),
+                None => ModelError::SpecSyntax { source },
+            })?;
         spec.validate()?;
         Ok(spec)
     }
