@@ -32,3 +32,11 @@ ci:
 # Build and test with CUDA (needs a GPU machine with the CUDA toolkit).
 cuda-test:
     cargo test --workspace --features gauntlet/cuda
+
+# Type-check `--features cuda` without a GPU (CUDA 13.0 compiler from PyPI); see docs/ci.md.
+cuda-check:
+    bash .ci/cuda-check.sh
+
+# On a GPU machine: CUDA tests, CPU-vs-GPU comparisons and PGD-10 throughput; see docs/ci.md.
+gpu-check:
+    bash benches/gpu_check.sh

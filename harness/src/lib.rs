@@ -7,6 +7,7 @@
 //! of the plan and the records, which hands a [`gauntlet_reports::RunReport`] to the report
 //! writers.
 
+pub mod baseline;
 pub mod bom;
 pub mod cli;
 pub mod commands;

@@ -131,6 +131,12 @@ pub struct GateSection {
     /// its own self-check is not one to ship on.
     #[serde(default = "default_true")]
     pub fail_on_sanity: bool,
+    /// Relative gates against `--baseline` (crate::baseline): the largest allowed drop of the
+    /// clean accuracy, of robust accuracy (a number for every attack@ε, or a `"label@ε"`
+    /// table) and of the worst case (a number, or a `"norm@ε"` table).
+    pub max_clean_accuracy_drop: Option<f64>,
+    pub max_robust_accuracy_drop: Option<toml::Value>,
+    pub max_worst_case_accuracy_drop: Option<toml::Value>,
 }
 
 fn default_true() -> bool {
@@ -160,7 +166,7 @@ impl Default for ReportSection {
 }
 
 fn default_formats() -> Vec<OutputFormat> {
-    vec![OutputFormat::Json, OutputFormat::Csv, OutputFormat::Html]
+    OutputFormat::ALL.to_vec()
 }
 
 fn default_out() -> String {
@@ -270,6 +276,8 @@ pub struct Suite {
     pub dataset_sources: DatasetSources,
     pub attacks: Vec<PlannedAttack>,
     pub gates: Vec<Gate>,
+    /// Gates on the change against `--baseline` (`max_robust_accuracy_drop` …).
+    pub relative_gates: Vec<gauntlet_results::baseline::RelativeGate>,
     pub fail_on_sanity: bool,
     /// Go on when a provenance check fails (`--allow-unverified`).
     pub allow_unverified: bool,
@@ -400,6 +408,12 @@ impl Suite {
             .collect::<Result<Vec<_>>>()?;
         let attacks = plan_attacks(&spec.attacks, model_access(&spec.model))?;
         let gates = plan_gates(&spec.gate, &attacks)?;
+        let relative_gates = crate::baseline::plan_relative_gates(
+            spec.gate.max_clean_accuracy_drop,
+            spec.gate.max_robust_accuracy_drop.as_ref(),
+            spec.gate.max_worst_case_accuracy_drop.as_ref(),
+            &attacks,
+        )?;
         Ok(Suite {
             name: spec.name,
             path: path.map(Path::to_path_buf),
@@ -418,6 +432,7 @@ impl Suite {
             dataset_sources,
             attacks,
             gates,
+            relative_gates,
             fail_on_sanity: spec.gate.fail_on_sanity,
             allow_unverified: overrides.allow_unverified,
             candle_kernels: overrides.candle_kernels,
@@ -480,6 +495,12 @@ impl Suite {
         }
         for gate in &self.gates {
             out.push_str(&format!("  gate {} ≥ {}\n", gate.name(), gate.threshold()));
+        }
+        for gate in &self.relative_gates {
+            out.push_str(&format!(
+                "  gate {} (against --baseline)\n",
+                gate.describe()
+            ));
         }
         out
     }

@@ -1,6 +1,6 @@
 //! The plain-text summary printed to stdout after a run: readable without colour.
 
-use gauntlet_reports::{CheckStatus, Proportion, RunReport};
+use gauntlet_reports::{CheckStatus, GateBound, Proportion, RunReport};
 
 fn percent(p: &Proportion) -> String {
     format!(
@@ -66,12 +66,56 @@ pub fn render(report: &RunReport) -> String {
     if !report.gates.is_empty() {
         lines.push(String::new());
         for gate in &report.gates {
+            let status = if gate.passed { "PASS" } else { "FAIL" };
+            lines.push(match (gate.bound, &gate.detail) {
+                (_, Some(detail)) => format!("{status} {}: {detail}", gate.gate),
+                (GateBound::AtLeast, None) => format!(
+                    "{status} {} = {:.2}% (threshold {:.2}%)",
+                    gate.gate,
+                    gate.actual * 100.0,
+                    gate.threshold * 100.0
+                ),
+                (GateBound::AtMost, None) => format!(
+                    "{status} {} = {:.2} points (at most {:.2} points)",
+                    gate.gate,
+                    gate.actual * 100.0,
+                    gate.threshold * 100.0
+                ),
+            });
+        }
+    }
+    if let Some(baseline) = &report.baseline {
+        lines.push(String::new());
+        lines.push(format!("against the baseline {}:", baseline.path));
+        for warning in &baseline.warnings {
+            lines.push(format!("  warning: {warning}"));
+        }
+        let show = |p: &Option<Proportion>| match p {
+            Some(p) => format!("{:5.1}%", p.value * 100.0),
+            None => "    -".to_string(),
+        };
+        for row in &baseline.rows {
+            let change = match &row.change {
+                Some(c) => format!(
+                    "{:+5.1} pp [{:+.1}, {:+.1}] p={:.3}",
+                    c.delta * 100.0,
+                    c.ci95_low * 100.0,
+                    c.ci95_high * 100.0,
+                    c.p_value
+                ),
+                None => "-".to_string(),
+            };
             lines.push(format!(
-                "{} {} = {:.2}% (threshold {:.2}%)",
-                if gate.passed { "PASS" } else { "FAIL" },
-                gate.gate,
-                gate.actual * 100.0,
-                gate.threshold * 100.0
+                "  {:<28} {} → {}  {:<32} {}{}",
+                row.key,
+                show(&row.previous),
+                show(&row.now),
+                change,
+                row.verdict.as_str(),
+                row.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
             ));
         }
     }

@@ -298,6 +298,7 @@ pub fn aggregate(
         kernel_path: Some(plan.kernel_path.clone()),
         notices: measurements.notices.clone(),
         samples_file: None,
+        baseline: None,
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);
     Ok(report)

@@ -1,6 +1,6 @@
 //! Gates: thresholds on the results, turned into verdicts and an exit code.
 
-use gauntlet_reports::{GateVerdict, RunReport};
+use gauntlet_reports::{GateBound, GateVerdict, RunReport};
 
 use crate::metrics::epsilon_value;
 use crate::plan::Gate;
@@ -31,6 +31,8 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                 threshold: gate.threshold(),
                 actual,
                 passed: actual >= gate.threshold(),
+                bound: GateBound::AtLeast,
+                detail: None,
             }
         })
         .collect()
@@ -42,14 +44,6 @@ pub fn failure_lines(report: &RunReport) -> Vec<String> {
         .gates
         .iter()
         .filter(|g| !g.passed)
-        .map(|g| {
-            format!(
-                "gate failed: {} = {:.2}% < {:.2}% (short by {:.2} points)",
-                g.gate,
-                g.actual * 100.0,
-                g.threshold * 100.0,
-                (g.threshold - g.actual) * 100.0
-            )
-        })
+        .map(GateVerdict::failure_message)
         .collect()
 }
