@@ -104,7 +104,12 @@ fn junit_has_one_case_per_gate_and_check_and_a_failure_per_failed_one() {
         );
         if !gate.passed {
             // The same sentence the terminal prints, as the failure's message.
-            assert!(xml.contains(&format!("message=\"{}\"", gate.failure_message())));
+            let escaped = gate
+                .failure_message()
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            assert!(xml.contains(&format!("message=\"{escaped}\"")), "{xml}");
         }
     }
     assert!(xml.contains(&format!(
