@@ -40,3 +40,11 @@ crosscheck-autoattack:
     /tmp/aavenv/bin/pip install torch safetensors numpy pyautoattack
     /tmp/aavenv/bin/python benches/crosscheck_autoattack.py
     cargo test -p gauntlet-attacks --test it autoattack -- --nocapture
+
+# Type-check `--features cuda` without a GPU (CUDA 13.0 compiler from PyPI); see docs/ci.md.
+cuda-check:
+    bash .ci/cuda-check.sh
+
+# On a GPU machine: CUDA tests, CPU-vs-GPU comparisons and PGD-10 throughput; see docs/ci.md.
+gpu-check:
+    bash benches/gpu_check.sh

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gauntlet_reports::OutputFormat;
 
+pub use crate::progress::LogFormat;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  it ran and every gate and sanity check passed
@@ -21,6 +23,16 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// How diagnostics go to stderr, errors included.
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Run(args) => args.log_format,
+            _ => LogFormat::Text,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,12 +65,16 @@ pub enum Command {
         #[arg(long, default_value = "gauntlet-out")]
         out: PathBuf,
         /// Formats to write
-        #[arg(long, value_delimiter = ',', default_value = "html,csv")]
+        #[arg(long, value_delimiter = ',', default_value = "html,csv,junit,markdown")]
         format: Vec<OutputFormat>,
         /// Replace the renderings in an output folder that already holds a run (its
         /// results.json and samples.parquet are kept unless rewritten)
         #[arg(long)]
         overwrite: bool,
+        /// Compare with an earlier run's results.json: previous / now / change with 95%
+        /// intervals and a significance test, in every output
+        #[arg(long, value_name = "PATH/results.json")]
+        baseline: Option<PathBuf>,
     },
     /// Scan model files and folders without executing them: pickle opcodes, zip containers,
     /// safetensors and ONNX headers (0 clean, 1 findings at or above --fail-on, 2 unreadable)
@@ -198,7 +214,7 @@ pub struct RunArgs {
     /// Output folder (overrides the suite; default gauntlet-out)
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Output formats, comma-separated: json,csv,html (overrides the suite)
+    /// Output formats, comma-separated: json,csv,html,junit,markdown (overrides the suite)
     #[arg(long, value_delimiter = ',')]
     pub format: Option<Vec<OutputFormat>>,
     /// Replace an earlier run in the output folder (the whole folder is replaced, never mixed;
@@ -216,6 +232,18 @@ pub struct RunArgs {
     /// (slower; for cross-checking a result)
     #[arg(long)]
     pub candle_kernels: bool,
+    /// Compare with an earlier run's results.json (previous / now / change with 95% intervals
+    /// and a significance test) and evaluate the suite's relative gates
+    /// (`max_robust_accuracy_drop` …) against it
+    #[arg(long, value_name = "PATH/results.json", conflicts_with = "no_baseline")]
+    pub baseline: Option<PathBuf>,
+    /// Run a suite that has relative gates without a baseline (e.g. the first night); its
+    /// relative gates are then not evaluated
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Progress and diagnostics on stderr: text (a bar on a terminal) or json (JSON Lines)
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

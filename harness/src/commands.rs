@@ -50,7 +50,8 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             out,
             format,
             overwrite,
-        } => report(&results, &out, &format, overwrite),
+            baseline,
+        } => report(&results, &out, &format, overwrite, baseline.as_deref()),
         Command::List { what, markdown } => list(what, markdown),
         Command::Inspect { model, spec } => {
             stdout_line(crate::inspect::inspect(&model, spec.as_deref())?.trim_end())?;
@@ -118,16 +119,42 @@ fn run(args: RunArgs) -> Result<Outcome> {
         Some(path) => Suite::from_file(path, &overrides)?,
         None => Suite::embedded_default(&overrides)?,
     };
-    // Refuse an output folder that would be refused at the end before any work is done.
-    // The embedded default into its default folder is the README's first command, which a new
-    // user runs again and again: there an earlier run (only ever a whole folder gauntlet wrote)
-    // is replaced as with `--overwrite`. A named suite or `--out` keeps the refusal.
+    // Refuse an output folder that would be refused at the end before any work is done, and
+    // read the baseline now rather than after an hour of attacks. The embedded default into
+    // its default folder is the README's first command, which a new user runs again and
+    // again: there an earlier run (only ever a whole folder gauntlet wrote) is replaced as
+    // with `--overwrite`. A named suite or `--out` keeps the refusal.
     let out_dir = PathBuf::from(&suite.report.out);
+    let baseline = match &args.baseline {
+        Some(path) => Some((crate::baseline::read_baseline(path)?, path.clone())),
+        None if !suite.relative_gates.is_empty() && !args.no_baseline => bail!(
+            "the suite has relative gates ({}) but no baseline was given: pass --baseline \
+             PATH/results.json, or --no-baseline to run without them (e.g. the first night)",
+            suite
+                .relative_gates
+                .iter()
+                .map(|gate| gate.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => None,
+    };
     let staging = Staging::begin(
         &out_dir,
         existing_policy(args.overwrite || replace_default, Existing::Replace),
     )?;
-    let progress = Progress::new(args.quiet);
+    let progress = Progress::with_format(args.quiet, args.log_format);
+    progress.event(
+        "run_started",
+        serde_json::json!({
+            "suite": suite.name,
+            "seed": suite.seed,
+            "device": suite.device,
+            "attacks": suite.attacks.iter().map(|a| format!("{}@{}", a.label, a.epsilon)).collect::<Vec<_>>(),
+            "out": out_dir.display().to_string(),
+            "baseline": args.baseline.as_ref().map(|p| p.display().to_string()),
+        }),
+    );
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;
     let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
@@ -135,9 +162,16 @@ fn run(args: RunArgs) -> Result<Outcome> {
     let evaluation = crate::runner::run(&suite, &loaded, &progress)?;
     progress.finish();
     for notice in &evaluation.measurements.notices {
-        eprintln!("notice: {notice}");
+        progress.report(
+            &format!("notice: {notice}"),
+            "notice",
+            serde_json::json!({ "message": notice }),
+        );
     }
     let mut report = evaluation.report()?;
+    if let Some((baseline, path)) = &baseline {
+        crate::baseline::apply(&mut report, baseline, path, &suite.relative_gates);
+    }
     let samples_path = staging
         .path()
         .join(gauntlet_results::samples_file::FILE_NAME);
@@ -176,23 +210,54 @@ fn run(args: RunArgs) -> Result<Outcome> {
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;
     }
-    Ok(verdict(&report, suite.fail_on_sanity))
+    let outcome = verdict(&report, suite.fail_on_sanity, &progress);
+    progress.event(
+        "run_finished",
+        serde_json::json!({
+            "outcome": match outcome { Outcome::Passed => "passed", Outcome::Failed => "failed" },
+            "exit_code": outcome.exit_code(),
+            "clean_accuracy": report.clean.accuracy.value,
+            "gates_failed": report.gates.iter().filter(|g| !g.passed).count(),
+            "sanity_checks_failed": report.sanity_checks.iter().filter(|c| c.status == CheckStatus::Fail).count(),
+            "total_seconds": report.timings.total_seconds,
+            "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }),
+    );
+    Ok(outcome)
 }
 
-/// Print one line per failure to stderr and decide the outcome.
-fn verdict(report: &RunReport, fail_on_sanity: bool) -> Outcome {
+/// Print one line (or JSON event) per failure to stderr and decide the outcome.
+fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
     let mut failed = false;
-    for line in gauntlet_results::gate::failure_lines(report) {
-        eprintln!("{line}");
+    for gate in report.gates.iter().filter(|g| !g.passed) {
+        log.report(
+            &gate.failure_message(),
+            "gate_failed",
+            serde_json::json!({
+                "gate": gate.gate,
+                "actual": gate.actual,
+                "threshold": gate.threshold,
+                "message": gate.failure_message(),
+            }),
+        );
         failed = true;
     }
     for check in &report.sanity_checks {
+        let fields = serde_json::json!({ "check": check.name, "detail": check.detail });
         match check.status {
             CheckStatus::Fail => {
-                eprintln!("sanity check failed: {}: {}", check.name, check.detail);
+                log.report(
+                    &format!("sanity check failed: {}: {}", check.name, check.detail),
+                    "sanity_check_failed",
+                    fields,
+                );
                 failed |= fail_on_sanity;
             }
-            CheckStatus::Warn => eprintln!("warning: {}: {}", check.name, check.detail),
+            CheckStatus::Warn => log.report(
+                &format!("warning: {}: {}", check.name, check.detail),
+                "warning",
+                fields,
+            ),
             CheckStatus::Pass => {}
         }
     }
@@ -265,6 +330,7 @@ fn report(
     out: &std::path::Path,
     formats: &[gauntlet_reports::OutputFormat],
     overwrite: bool,
+    baseline: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     // Named for what the user gave: either kind of input (each is read through the reading
     // layer again, which also closes the race with this check).
@@ -280,6 +346,21 @@ fn report(
     } else {
         gauntlet_reports::read_json(input)?
     };
+    let mut report = report;
+    if let Some(path) = baseline {
+        if let Some(earlier) = &report.baseline {
+            bail!(
+                "`{}` was already compared with the baseline `{}` (its relative gates were \
+                 evaluated against it); to compare with another, run the suite again with \
+                 --baseline, or re-render from its samples.parquet",
+                input.display(),
+                earlier.path
+            );
+        }
+        let earlier = crate::baseline::read_baseline(path)?;
+        // No suite here, so no relative gates: the comparison only.
+        crate::baseline::apply(&mut report, &earlier, path, &[]);
+    }
     let staging = Staging::begin(out, existing_policy(overwrite, Existing::ReplaceRenderings))?;
     let written = gauntlet_reports::write_all(&report, staging.path(), formats)
         .with_context(|| format!("cannot write reports to `{}`", out.display()))?;
@@ -325,7 +406,7 @@ fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
         ListWhat::Formats => {
             stdout_line("datasets: idx (MNIST/Fashion-MNIST, raw or gzip), cifar10 (binary batches), image_folder (PNG/JPEG, one subfolder per class), npy")?;
             stdout_line("models:   safetensors weights + TOML architecture spec (linear, mlp, small_cnn, resnet20, sequential)")?;
-            stdout_line("reports:  json, csv, html (self-contained, PNG plots embedded)")?;
+            stdout_line("reports:  json, csv, html (self-contained, PNG plots embedded), junit (JUnit XML), markdown (summary.md)")?;
         }
     }
     Ok(Outcome::Passed)

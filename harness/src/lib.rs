@@ -8,6 +8,7 @@
 //! writers.
 
 pub mod backdoor;
+pub mod baseline;
 pub mod bom;
 pub mod budget;
 pub mod cli;

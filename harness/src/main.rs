@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gauntlet::cli::Cli;
+use gauntlet::cli::{Cli, LogFormat};
 
 // candle allocates a fresh buffer per op; mimalloc keeps that off the kernel's mmap path
 // (about 1.6× on FGSM/PGD, see benches/README.md).
@@ -20,11 +20,27 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let log_format = cli.log_format();
     match gauntlet::commands::dispatch(cli) {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(error) => {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
+            }
+            if log_format == LogFormat::Json {
+                let causes: Vec<String> = error
+                    .chain()
+                    .skip(1)
+                    .map(|cause| cause.to_string())
+                    .collect();
+                let line = gauntlet::progress::event_line(
+                    "error",
+                    std::time::SystemTime::now(),
+                    None,
+                    serde_json::json!({ "message": error.to_string(), "causes": causes, "exit_code": 2 }),
+                );
+                eprintln!("{line}");
+                return ExitCode::from(2);
             }
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {

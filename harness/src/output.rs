@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 /// Names of the files gauntlet writes into an output folder (PNG plots aside).
-const OWN_FILE_NAMES: [&str; 4] = [
+const OWN_FILE_NAMES: [&str; 6] = [
     gauntlet_results::samples_file::FILE_NAME,
     gauntlet_reports::JSON_FILE_NAME,
     gauntlet_reports::CSV_FILE_NAME,
     gauntlet_reports::HTML_FILE_NAME,
+    gauntlet_reports::JUNIT_FILE_NAME,
+    gauntlet_reports::MARKDOWN_FILE_NAME,
 ];
 
 /// Files that hold a run's data rather than a rendering of it: `gauntlet report --overwrite`

@@ -160,6 +160,12 @@ pub struct GateSection {
     /// Fail the run when a trigger scan of the model under test flags a class with an anomaly
     /// index above this; 2.0 (the Neural Cleanse paper's threshold) when such a scan exists.
     pub max_anomaly_index: Option<f64>,
+    /// Relative gates against `--baseline` (crate::baseline): the largest allowed drop of the
+    /// clean accuracy, of robust accuracy (a number for every attack@ε, or a `"label@ε"`
+    /// table) and of the worst case (a number, or a `"norm@ε"` table).
+    pub max_clean_accuracy_drop: Option<f64>,
+    pub max_robust_accuracy_drop: Option<toml::Value>,
+    pub max_worst_case_accuracy_drop: Option<toml::Value>,
 }
 
 fn default_true() -> bool {
@@ -189,7 +195,7 @@ impl Default for ReportSection {
 }
 
 fn default_formats() -> Vec<OutputFormat> {
-    vec![OutputFormat::Json, OutputFormat::Csv, OutputFormat::Html]
+    OutputFormat::ALL.to_vec()
 }
 
 fn default_out() -> String {
@@ -301,6 +307,8 @@ pub struct Suite {
     pub dataset_sources: DatasetSources,
     pub attacks: Vec<PlannedAttack>,
     pub gates: Vec<Gate>,
+    /// Gates on the change against `--baseline` (`max_robust_accuracy_drop` …).
+    pub relative_gates: Vec<gauntlet_results::baseline::RelativeGate>,
     pub fail_on_sanity: bool,
     /// Go on when a provenance check fails (`--allow-unverified`).
     pub allow_unverified: bool,
@@ -453,11 +461,17 @@ impl Suite {
                 bail!("gate `max_anomaly_index` must be a number ≥ 0, got {threshold}")
             }
             (Some(_), false) => bail!(
-                "gate `max_anomaly_index` needs a `[[trigger_scan]]` of the model under test,                  and this suite has none"
+                "gate `max_anomaly_index` needs a `[[trigger_scan]]` of the model under test, and this suite has none"
             ),
             (None, true) => gates.push(Gate::MaxAnomalyIndex { threshold: 2.0 }),
             (None, false) => {}
         }
+        let relative_gates = crate::baseline::plan_relative_gates(
+            spec.gate.max_clean_accuracy_drop,
+            spec.gate.max_robust_accuracy_drop.as_ref(),
+            spec.gate.max_worst_case_accuracy_drop.as_ref(),
+            &attacks,
+        )?;
         Ok(Suite {
             name: spec.name,
             path: path.map(Path::to_path_buf),
@@ -484,6 +498,7 @@ impl Suite {
             dataset_sources,
             attacks,
             gates,
+            relative_gates,
             fail_on_sanity: spec.gate.fail_on_sanity,
             allow_unverified: overrides.allow_unverified,
             candle_kernels: overrides.candle_kernels,
@@ -559,6 +574,12 @@ impl Suite {
                 "  gate {} {relation} {}\n",
                 gate.name(),
                 gate.threshold()
+            ));
+        }
+        for gate in &self.relative_gates {
+            out.push_str(&format!(
+                "  gate {} (against --baseline)\n",
+                gate.describe()
             ));
         }
         out

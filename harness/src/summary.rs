@@ -1,6 +1,6 @@
 //! The plain-text summary printed to stdout after a run: readable without colour.
 
-use gauntlet_reports::{CheckStatus, Proportion, RunReport};
+use gauntlet_reports::{CheckStatus, GateBound, Proportion, RunReport};
 
 fn percent(p: &Proportion) -> String {
     format!(
@@ -66,25 +66,65 @@ pub fn render(report: &RunReport) -> String {
     if !report.gates.is_empty() {
         lines.push(String::new());
         for gate in &report.gates {
-            let verdict = if gate.passed { "PASS" } else { "FAIL" };
-            // The anomaly-index gate bounds an index from above; the others are fractions.
-            lines.push(if gate.gate == gauntlet_results::MAX_ANOMALY_INDEX_GATE {
-                format!(
-                    "{verdict} {} = {:.2} (at most {:.2})",
-                    gate.gate, gate.actual, gate.threshold
-                )
-            } else {
-                format!(
-                    "{verdict} {} = {:.2}% (threshold {:.2}%)",
+            let status = if gate.passed { "PASS" } else { "FAIL" };
+            lines.push(match (gate.bound, &gate.detail) {
+                (_, Some(detail)) => format!("{status} {}: {detail}", gate.gate),
+                (GateBound::AtLeast, None) => format!(
+                    "{status} {} = {:.2}% (threshold {:.2}%)",
                     gate.gate,
                     gate.actual * 100.0,
                     gate.threshold * 100.0
-                )
+                ),
+                (GateBound::AtMostIndex, None) => format!(
+                    "{status} {} = {:.2} (at most {:.2})",
+                    gate.gate, gate.actual, gate.threshold
+                ),
+                (GateBound::AtMost, None) => format!(
+                    "{status} {} = {:.2} points (at most {:.2} points)",
+                    gate.gate,
+                    gate.actual * 100.0,
+                    gate.threshold * 100.0
+                ),
             });
         }
-        if let Some(backdoor) = &report.backdoor {
-            lines.push(String::new());
-            lines.extend(crate::backdoor::summary_lines(backdoor));
+    }
+    if let Some(backdoor) = &report.backdoor {
+        lines.push(String::new());
+        lines.extend(crate::backdoor::summary_lines(backdoor));
+    }
+    if let Some(baseline) = &report.baseline {
+        lines.push(String::new());
+        lines.push(format!("against the baseline {}:", baseline.path));
+        for warning in &baseline.warnings {
+            lines.push(format!("  warning: {warning}"));
+        }
+        let show = |p: &Option<Proportion>| match p {
+            Some(p) => format!("{:5.1}%", p.value * 100.0),
+            None => "    -".to_string(),
+        };
+        for row in &baseline.rows {
+            let change = match &row.change {
+                Some(c) => format!(
+                    "{:+5.1} pp [{:+.1}, {:+.1}] p={:.3}",
+                    c.delta * 100.0,
+                    c.ci95_low * 100.0,
+                    c.ci95_high * 100.0,
+                    c.p_value
+                ),
+                None => "-".to_string(),
+            };
+            lines.push(format!(
+                "  {:<28} {} → {}  {:<32} {}{}",
+                row.key,
+                show(&row.previous),
+                show(&row.now),
+                change,
+                row.verdict.as_str(),
+                row.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ));
         }
     }
     lines.push(String::new());

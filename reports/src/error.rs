@@ -84,7 +84,7 @@ pub enum ReportError {
         source: png::EncodingError,
     },
 
-    #[error("unknown output format `{given}`; expected one of: json, csv, html")]
+    #[error("unknown output format `{given}`; expected one of: json, csv, html, junit, markdown")]
     UnknownFormat { given: String },
 }
 

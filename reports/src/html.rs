@@ -67,6 +67,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.contents(report);
     page.summary(report);
     page.gates(&report.gates);
+    page.baseline(report);
     page.sanity(report);
     page.provenance(report);
     page.curves(&accuracy_plots);
@@ -376,6 +377,9 @@ impl Page {
             "<nav>Contents: <a href=\"#summary\">summary</a><a href=\"#gates\">gates</a>\
              <a href=\"#sanity\">sanity checks</a>",
         );
+        if report.baseline.is_some() {
+            self.push("<a href=\"#baseline\">baseline</a>");
+        }
         if report.provenance.is_some() {
             self.push("<a href=\"#provenance\">provenance</a>");
         }
@@ -501,7 +505,12 @@ impl Page {
             } else {
                 significant(distance, 4)
             };
-            let (badge, margin) = if gate.passed {
+            let (badge, margin) = if let Some(detail) = &gate.detail {
+                (
+                    status_badge(CheckStatus::Fail),
+                    format!("<strong>{}</strong>", esc(detail)),
+                )
+            } else if gate.passed {
                 (
                     status_badge(CheckStatus::Pass),
                     format!("clears it by {distance}"),
@@ -518,6 +527,77 @@ impl Page {
                 esc(&gate.gate),
                 show(gate.threshold),
                 show(gate.actual)
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
+    /// Previous / now / change against `--baseline`, when there was one.
+    fn baseline(&mut self, report: &RunReport) {
+        let Some(baseline) = &report.baseline else {
+            return;
+        };
+        self.push("<section id=\"baseline\">\n<h2>Against the baseline</h2>\n");
+        self.push(&format!(
+            "<p>Baseline <code>{}</code>: suite <code>{}</code>, weights SHA-256 <code>{}</code>, \
+             {} samples of <code>{}</code>, seed {}, gauntlet {}.</p>\n<p class=\"note\">{}</p>\n",
+            esc(&baseline.path),
+            esc(&baseline.suite),
+            esc(&baseline.model_sha256),
+            baseline.samples,
+            esc(&baseline.dataset),
+            baseline.seed,
+            esc(&baseline.gauntlet_version),
+            esc(&baseline.method)
+        ));
+        for warning in &baseline.warnings {
+            self.push(&format!(
+                "<p>{} {}</p>\n",
+                status_badge(CheckStatus::Warn),
+                esc(warning)
+            ));
+        }
+        self.push(
+            "<table>\n<thead><tr><th>Figure</th><th class=\"num\">Previous</th>\
+             <th class=\"num\">Now</th><th class=\"num\">Change</th><th>95% CI of the change</th>\
+             <th class=\"num\">p</th><th>Verdict</th></tr></thead>\n<tbody>\n",
+        );
+        for row in &baseline.rows {
+            let cell = |p: &Option<Proportion>| match p {
+                Some(p) => percent_cell(p),
+                None => "<td class=\"num\">–</td>".to_owned(),
+            };
+            let (change, interval, p_value) = match &row.change {
+                Some(c) => (
+                    format!("{:+.1} pp", c.delta * 100.0),
+                    format!(
+                        "[{:+.1}, {:+.1}] pp",
+                        c.ci95_low * 100.0,
+                        c.ci95_high * 100.0
+                    ),
+                    if c.p_value < 0.001 {
+                        "&lt; 0.001".to_owned()
+                    } else {
+                        format!("{:.3}", c.p_value)
+                    },
+                ),
+                None => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+            };
+            let verdict = match row.verdict {
+                crate::schema::ChangeVerdict::Regressed => "<strong>regressed</strong>".to_owned(),
+                other => other.as_str().to_owned(),
+            };
+            let note = row
+                .note
+                .as_ref()
+                .map(|n| format!(": {}", esc(n)))
+                .unwrap_or_default();
+            self.push(&format!(
+                "<tr><td><code>{}</code></td>{}{}<td class=\"num\">{change}</td><td>{interval}</td>\
+                 <td class=\"num\">{p_value}</td><td>{verdict}{note}</td></tr>\n",
+                esc(&row.key),
+                cell(&row.previous),
+                cell(&row.now)
             ));
         }
         self.push("</tbody>\n</table>\n</section>\n");

@@ -1,7 +1,8 @@
 //! The results contract of gauntlet and its renderings.
 //!
 //! [`RunReport`] is a versioned serde type: `results.json` is exactly its serialisation, and
-//! every other output (`results.csv`, `report.html` with its embedded PNG plots) is a pure
+//! every other output (`results.csv`, `report.html` with its embedded PNG plots, `junit.xml`
+//! for CI test tabs, `summary.md` for step summaries and pull-request comments) is a pure
 //! function of it, so `gauntlet report results.json` can re-render a report from results alone.
 //! This crate depends on no other gauntlet crate.
 //!
@@ -14,6 +15,8 @@ mod csv;
 mod error;
 mod html;
 mod json;
+mod junit;
+mod markdown;
 mod numbers;
 mod plots;
 pub mod schema;
@@ -29,6 +32,8 @@ pub use crate::csv::{csv_string, text_cell, write_csv, CSV_COLUMNS};
 pub use error::ReportError;
 pub use html::{escape_html, render_html, write_html, CONTENT_SECURITY_POLICY};
 pub use json::{parse_json, read_json, to_json_string, write_json};
+pub use junit::{render_junit, JUNIT_FILE_NAME};
+pub use markdown::{render_markdown, MARKDOWN_FILE_NAME};
 pub use plots::{render_plots, write_plots, NamedPng};
 pub use schema::*;
 pub use validate::MAX_GALLERY_VALUES;
@@ -38,8 +43,8 @@ pub const JSON_FILE_NAME: &str = "results.json";
 pub const CSV_FILE_NAME: &str = "results.csv";
 pub const HTML_FILE_NAME: &str = "report.html";
 
-/// An output [`write_all`] can produce. Spelled `json`, `csv`, `html` in suite files and on the
-/// command line.
+/// An output [`write_all`] can produce. Spelled `json`, `csv`, `html`, `junit`, `markdown` in
+/// suite files and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
@@ -49,11 +54,21 @@ pub enum OutputFormat {
     Csv,
     /// `report.html` (self-contained) plus its plots as separate PNG files.
     Html,
+    /// `junit.xml`: one test case per gate and per sanity check, for CI test tabs.
+    Junit,
+    /// `summary.md`: GitHub-flavoured Markdown for `$GITHUB_STEP_SUMMARY` or a PR comment.
+    Markdown,
 }
 
 impl OutputFormat {
     /// Every format, in the order [`write_all`] writes them.
-    pub const ALL: [OutputFormat; 3] = [OutputFormat::Json, OutputFormat::Csv, OutputFormat::Html];
+    pub const ALL: [OutputFormat; 5] = [
+        OutputFormat::Json,
+        OutputFormat::Csv,
+        OutputFormat::Html,
+        OutputFormat::Junit,
+        OutputFormat::Markdown,
+    ];
 
     /// The spelling used in suite files and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -61,6 +76,8 @@ impl OutputFormat {
             OutputFormat::Json => "json",
             OutputFormat::Csv => "csv",
             OutputFormat::Html => "html",
+            OutputFormat::Junit => "junit",
+            OutputFormat::Markdown => "markdown",
         }
     }
 }
@@ -88,8 +105,8 @@ impl FromStr for OutputFormat {
 }
 
 /// Writes the requested formats into `out_dir` (created if missing) and returns every path
-/// written: `results.json`, `results.csv`, and for html `report.html` followed by its PNG plots
-/// (the same images the page embeds). A format listed twice is written once.
+/// written: `results.json`, `results.csv`, for html `report.html` followed by its PNG plots
+/// (the same images the page embeds), `junit.xml`, `summary.md`. A format listed twice is written once.
 ///
 /// The report is validated before anything is written, so a bad report leaves no partial output.
 pub fn write_all(
@@ -125,6 +142,16 @@ pub fn write_all(
                 written.push(path);
                 written.extend(plots::write_pngs(&rendered.plots, out_dir)?);
             }
+            OutputFormat::Junit => {
+                let path = out_dir.join(JUNIT_FILE_NAME);
+                write_text(&path, &render_junit(report))?;
+                written.push(path);
+            }
+            OutputFormat::Markdown => {
+                let path = out_dir.join(MARKDOWN_FILE_NAME);
+                write_text(&path, &render_markdown(report))?;
+                written.push(path);
+            }
         }
     }
     Ok(written)
@@ -159,7 +186,7 @@ mod tests {
         let error = "pdf".parse::<OutputFormat>().err().map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
-            Some("unknown output format `pdf`; expected one of: json, csv, html")
+            Some("unknown output format `pdf`; expected one of: json, csv, html, junit, markdown")
         );
     }
 
@@ -176,6 +203,9 @@ mod tests {
     #[test]
     fn serde_spelling_is_snake_case() {
         let json = serde_json::to_string(&OutputFormat::ALL).ok();
-        assert_eq!(json.as_deref(), Some(r#"["json","csv","html"]"#));
+        assert_eq!(
+            json.as_deref(),
+            Some(r#"["json","csv","html","junit","markdown"]"#)
+        );
     }
 }

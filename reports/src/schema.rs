@@ -55,6 +55,95 @@ pub struct RunReport {
     /// suite has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backdoor: Option<crate::backdoor::BackdoorReport>,
+    /// Every figure compared with an earlier run's (`gauntlet run --baseline`); absent when no
+    /// baseline was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineComparison>,
+}
+
+/// This run against an earlier one: previous / now / change with an interval and a test, for
+/// the clean accuracy, each attack at each ε and each worst case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineComparison {
+    /// The baseline's results file, as given.
+    pub path: String,
+    pub suite: String,
+    pub gauntlet_version: String,
+    /// SHA-256 of the baseline's weights file.
+    pub model_sha256: String,
+    pub dataset: String,
+    pub samples: usize,
+    pub seed: u64,
+    /// How a change is tested, in words (the interval and the test, and their level).
+    pub method: String,
+    /// One row per figure of either run, in this run's order, then what only the baseline had.
+    pub rows: Vec<BaselineRow>,
+    /// Why some figures may not compare like with like: another dataset, seed or sample count;
+    /// an attack whose parameters changed.
+    pub warnings: Vec<String>,
+}
+
+/// One figure, before and now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineRow {
+    /// `clean`, `pgd@0.1` (attack label @ ε) or `worst_case[linf@0.1]`; relative gates name it.
+    pub key: String,
+    pub previous: Option<Proportion>,
+    pub now: Option<Proportion>,
+    /// Present when both runs have the figure.
+    pub change: Option<ProportionChange>,
+    pub verdict: ChangeVerdict,
+    /// Why this row is not like for like (e.g. the attack's parameters differ), if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// now − previous, with its 95% interval and a two-sided test of "no change".
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProportionChange {
+    /// now − previous, as a fraction (−0.031 is a drop of 3.1 points).
+    pub delta: f64,
+    /// Newcombe's hybrid score interval for the difference (95%).
+    pub ci95_low: f64,
+    pub ci95_high: f64,
+    /// Two-sided p-value of the pooled two-proportion z-test.
+    pub p_value: f64,
+    /// Whether the interval excludes 0.
+    pub significant: bool,
+}
+
+/// What happened to a figure between the runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeVerdict {
+    /// Higher now, and the interval of the change excludes 0.
+    Improved,
+    /// Lower now, and the interval of the change excludes 0.
+    Regressed,
+    /// The interval of the change includes 0 (including no change at all).
+    Unchanged,
+    /// Only this run has it.
+    New,
+    /// Only the baseline has it.
+    Removed,
+    /// Both have it but they did not measure the same thing (the attack's parameters differ).
+    Incomparable,
+}
+
+impl ChangeVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeVerdict::Improved => "improved",
+            ChangeVerdict::Regressed => "regressed",
+            ChangeVerdict::Unchanged => "unchanged",
+            ChangeVerdict::New => "new",
+            ChangeVerdict::Removed => "removed",
+            ChangeVerdict::Incomparable => "incomparable",
+        }
+    }
 }
 
 /// Which kernels ran the model.
@@ -240,11 +329,92 @@ pub struct SanityCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateVerdict {
-    /// `min_clean_accuracy` or `min_robust_accuracy[pgd@0.1]`.
+    /// `min_clean_accuracy`, `min_robust_accuracy[pgd@0.1]` or
+    /// `max_robust_accuracy_drop[pgd@0.1]`.
     pub gate: String,
     pub threshold: f64,
     pub actual: f64,
     pub passed: bool,
+    /// Which side of the threshold passes. Absent (`at_least`) for every absolute gate, so
+    /// results written before relative gates existed read unchanged.
+    #[serde(default, skip_serializing_if = "GateBound::is_at_least")]
+    pub bound: GateBound,
+    /// Why the gate could not be evaluated, when it could not (a relative gate whose attack the
+    /// baseline lacks); such a gate fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Which side of a gate's threshold passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateBound {
+    /// `actual ≥ threshold` passes: a minimum accuracy.
+    #[default]
+    AtLeast,
+    /// `actual ≤ threshold` passes: a maximum drop against the baseline.
+    AtMost,
+    /// `actual ≤ threshold` passes, both plain numbers rather than fractions: the largest
+    /// anomaly index a trigger scan may find.
+    AtMostIndex,
+}
+
+impl GateBound {
+    pub fn is_at_least(&self) -> bool {
+        *self == GateBound::AtLeast
+    }
+}
+
+impl GateVerdict {
+    /// One sentence for a failed gate, the same in the terminal, JUnit and Markdown:
+    /// `gate failed: min_clean_accuracy = 91.30% < 95.00% (short by 3.70 points)`.
+    pub fn failure_message(&self) -> String {
+        if let Some(detail) = &self.detail {
+            return format!("gate failed: {}: {detail}", self.gate);
+        }
+        match self.bound {
+            GateBound::AtLeast => format!(
+                "gate failed: {} = {:.2}% < {:.2}% (short by {:.2} points)",
+                self.gate,
+                self.actual * 100.0,
+                self.threshold * 100.0,
+                (self.threshold - self.actual) * 100.0
+            ),
+            GateBound::AtMost => format!(
+                "gate failed: {} = {:.2} points > {:.2} points (over by {:.2} points)",
+                self.gate,
+                self.actual * 100.0,
+                self.threshold * 100.0,
+                (self.actual - self.threshold) * 100.0
+            ),
+            GateBound::AtMostIndex => format!(
+                "gate failed: {} = {:.2} > {:.2} (over by {:.2})",
+                self.gate,
+                self.actual,
+                self.threshold,
+                self.actual - self.threshold
+            ),
+        }
+    }
+
+    /// `91.30% (threshold ≥ 95.00%)` or `3.10 points (threshold ≤ 2.00 points)`.
+    pub fn actual_and_threshold(&self) -> String {
+        match self.bound {
+            GateBound::AtLeast => format!(
+                "{:.2}% (threshold ≥ {:.2}%)",
+                self.actual * 100.0,
+                self.threshold * 100.0
+            ),
+            GateBound::AtMost => format!(
+                "{:.2} points (threshold ≤ {:.2} points)",
+                self.actual * 100.0,
+                self.threshold * 100.0
+            ),
+            GateBound::AtMostIndex => {
+                format!("{:.2} (threshold ≤ {:.2})", self.actual, self.threshold)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

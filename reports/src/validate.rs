@@ -56,6 +56,23 @@ impl RunReport {
             finite(&format!("gates[{i}].threshold"), gate.threshold)?;
             finite(&format!("gates[{i}].actual"), gate.actual)?;
         }
+        if let Some(baseline) = &self.baseline {
+            for (i, row) in baseline.rows.iter().enumerate() {
+                let at = |field: &str| format!("baseline.rows[{i}].{field}");
+                if let Some(previous) = &row.previous {
+                    proportion(&at("previous"), previous)?;
+                }
+                if let Some(now) = &row.now {
+                    proportion(&at("now"), now)?;
+                }
+                if let Some(change) = &row.change {
+                    finite(&at("change.delta"), change.delta)?;
+                    finite(&at("change.ci95_low"), change.ci95_low)?;
+                    finite(&at("change.ci95_high"), change.ci95_high)?;
+                    unit_interval(&at("change.p_value"), change.p_value)?;
+                }
+            }
+        }
         let mut gallery_values = 0_usize;
         for (i, example) in self.examples.iter().enumerate() {
             gallery_values = gallery_values

@@ -307,6 +307,7 @@ pub fn aggregate(
         notices: measurements.notices.clone(),
         samples_file: None,
         backdoor: crate::backdoor::aggregate(plan, measurements, records),
+        baseline: None,
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);
     Ok(report)

@@ -1,6 +1,6 @@
 //! Gates: thresholds on the results, turned into verdicts and an exit code.
 
-use gauntlet_reports::{GateVerdict, RunReport};
+use gauntlet_reports::{GateBound, GateVerdict, RunReport};
 
 use crate::metrics::epsilon_value;
 use crate::plan::Gate;
@@ -41,6 +41,11 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                 threshold: gate.threshold(),
                 actual,
                 passed,
+                bound: match gate {
+                    Gate::MaxAnomalyIndex { .. } => GateBound::AtMostIndex,
+                    _ => GateBound::AtLeast,
+                },
+                detail: None,
             }
         })
         .collect()
@@ -53,27 +58,18 @@ pub fn failure_lines(report: &RunReport) -> Vec<String> {
         .iter()
         .filter(|g| !g.passed)
         .map(|g| {
-            if g.gate == crate::plan::MAX_ANOMALY_INDEX_GATE {
-                let which = report
-                    .backdoor
-                    .as_ref()
-                    .map(crate::backdoor::flagged_phrases)
-                    .unwrap_or_default();
-                return format!(
-                    "gate failed: {} = {:.2} > {:.2}: a trigger scan flags a backdoor target in \
-                     the model under test ({})",
-                    g.gate,
-                    g.actual,
-                    g.threshold,
-                    which.join("; ")
-                );
+            let message = g.failure_message();
+            if g.gate != crate::plan::MAX_ANOMALY_INDEX_GATE {
+                return message;
             }
+            let which = report
+                .backdoor
+                .as_ref()
+                .map(crate::backdoor::flagged_phrases)
+                .unwrap_or_default();
             format!(
-                "gate failed: {} = {:.2}% < {:.2}% (short by {:.2} points)",
-                g.gate,
-                g.actual * 100.0,
-                g.threshold * 100.0,
-                (g.threshold - g.actual) * 100.0
+                "{message}: a trigger scan flags a backdoor target in the model under test ({})",
+                which.join("; ")
             )
         })
         .collect()

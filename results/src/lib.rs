@@ -7,11 +7,14 @@
 //! - [`aggregate()`]: `results.json` ([`gauntlet_reports::RunReport`]) as a pure function of
 //!   (plan, records): accuracies with intervals, worst case, per class, [`sanity`] checks and
 //!   [`gate`] verdicts. Unit-tested without a model.
+//! - [`baseline`]: this run against an earlier `results.json` (previous / now / change with
+//!   Newcombe intervals and a z-test) and the relative gates; pure over two reports.
 //! - [`samples_file`]: the per-sample file written beside `results.json`, which pandas, polars
 //!   and DuckDB read directly and from which `gauntlet report --samples` rebuilds everything.
 
 pub mod aggregate;
 pub mod backdoor;
+pub mod baseline;
 pub mod gate;
 pub mod metrics;
 pub mod plan;

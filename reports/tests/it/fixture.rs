@@ -9,7 +9,7 @@
 
 use gauntlet_reports::{
     AdversarialExample, AttackResult, CheckStatus, ClassAccuracy, CleanResult, DatasetInfo,
-    GateVerdict, KernelPathInfo, ModelInfo, PerturbationStats, Proportion, Provenance,
+    GateBound, GateVerdict, KernelPathInfo, ModelInfo, PerturbationStats, Proportion, Provenance,
     ProvenanceCheck, ProvenanceFinding, RunReport, SanityCheck, SuiteInfo, Timings,
     WorstCaseResult, SCHEMA_VERSION,
 };
@@ -226,18 +226,24 @@ pub fn report() -> RunReport {
             threshold: 0.95,
             actual: clean.accuracy.value,
             passed: clean.accuracy.value >= 0.95,
+            bound: GateBound::AtLeast,
+            detail: None,
         },
         GateVerdict {
             gate: "min_robust_accuracy[pgd@0.1]".to_owned(),
             threshold: 0.8,
             actual: pgd_01,
             passed: pgd_01 >= 0.8,
+            bound: GateBound::AtLeast,
+            detail: None,
         },
         GateVerdict {
             gate: "min_robust_accuracy[worst_case@0.3]".to_owned(),
             threshold: 0.2,
             actual: worst_03,
             passed: worst_03 >= 0.2,
+            bound: GateBound::AtLeast,
+            detail: None,
         },
     ];
 
@@ -333,6 +339,7 @@ pub fn report() -> RunReport {
         notices: vec!["the model ran on candle's kernels: <i>GELU</i>".to_owned()],
         samples_file: Some("samples.parquet".to_owned()),
         backdoor: None,
+        baseline: None,
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chromium;
+mod ci_outputs;
 mod csv_file;
 mod fixture;
 mod html_page;

@@ -10,7 +10,7 @@ fn file_names(paths: &[std::path::PathBuf]) -> Vec<String> {
 }
 
 #[test]
-fn all_formats_write_json_csv_html_and_pngs() {
+fn all_formats_write_json_csv_html_pngs_junit_and_markdown() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nested/out");
     let report = fixture::report();
@@ -25,7 +25,9 @@ fn all_formats_write_json_csv_html_and_pngs() {
             "per_class_accuracy.png",
             "example_01.png",
             "example_02.png",
-            "example_03.png"
+            "example_03.png",
+            "junit.xml",
+            "summary.md"
         ]
     );
     for path in &paths {
@@ -65,7 +67,7 @@ fn invalid_report_writes_nothing() {
 
 #[test]
 fn formats_parse_from_the_command_line_spelling() {
-    let formats: Vec<OutputFormat> = "json,csv, html"
+    let formats: Vec<OutputFormat> = "json,csv, html,JUnit, markdown"
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
