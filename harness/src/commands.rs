@@ -230,14 +230,15 @@ fn run(args: RunArgs) -> Result<Outcome> {
 fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
     let mut failed = false;
     for gate in report.gates.iter().filter(|g| !g.passed) {
+        let message = gauntlet_results::gate::failure_message(gate, report);
         log.report(
-            &gate.failure_message(),
+            &message,
             "gate_failed",
             serde_json::json!({
                 "gate": gate.gate,
                 "actual": gate.actual,
                 "threshold": gate.threshold,
-                "message": gate.failure_message(),
+                "message": message,
             }),
         );
         failed = true;

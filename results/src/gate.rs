@@ -57,20 +57,24 @@ pub fn failure_lines(report: &RunReport) -> Vec<String> {
         .gates
         .iter()
         .filter(|g| !g.passed)
-        .map(|g| {
-            let message = g.failure_message();
-            if g.gate != crate::plan::MAX_ANOMALY_INDEX_GATE {
-                return message;
-            }
-            let which = report
-                .backdoor
-                .as_ref()
-                .map(crate::backdoor::flagged_phrases)
-                .unwrap_or_default();
-            format!(
-                "{message}: a trigger scan flags a backdoor target in the model under test ({})",
-                which.join("; ")
-            )
-        })
+        .map(|g| failure_message(g, report))
         .collect()
+}
+
+/// The line for one failed gate: the verdict's own message, and for the anomaly-index gate
+/// which scan flags which class, so the terminal, JUnit and Markdown all name the suspect.
+pub fn failure_message(gate: &GateVerdict, report: &RunReport) -> String {
+    let message = gate.failure_message();
+    if gate.gate != crate::plan::MAX_ANOMALY_INDEX_GATE {
+        return message;
+    }
+    let which = report
+        .backdoor
+        .as_ref()
+        .map(crate::backdoor::flagged_phrases)
+        .unwrap_or_default();
+    format!(
+        "{message}: a trigger scan flags a backdoor target in the model under test ({})",
+        which.join("; ")
+    )
 }
