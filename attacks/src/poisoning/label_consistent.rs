@@ -267,7 +267,19 @@ impl LabelConsistent {
             "architecture = {:?}\ninput_shape = {:?}\nnum_classes = {}",
             params.surrogate_architecture, shape.image, shape.num_classes
         ))
-        .map_err(|error| AttackError::invalid_parameter("surrogate_architecture", error.to_string()))?;
+        .map_err(|error| {
+            // The spec error's cause (e.g. the unknown variant) is in its source chain.
+            let mut message = format!(
+                "`{}` is not a built-in architecture for {:?} images of {} classes: {error}",
+                params.surrogate_architecture, shape.image, shape.num_classes
+            );
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            AttackError::invalid_parameter("surrogate_architecture", message)
+        })?;
         if params.surrogate_epochs == 0 {
             return Err(AttackError::invalid_parameter(
                 "surrogate_epochs",
