@@ -214,7 +214,7 @@ pub struct LabelConsistent {
     surrogate_spec: ModelSpec,
     surrogate_training: TrainConfig,
     /// Surrogates already trained, by (seed, fingerprint of the clean training set).
-    surrogates: Mutex<Vec<((u64, u64), Arc<Network>)>>,
+    surrogates: Mutex<Vec<(SurrogateKey, Arc<Network>)>>,
 }
 
 impl std::fmt::Debug for LabelConsistent {
@@ -226,6 +226,9 @@ impl std::fmt::Debug for LabelConsistent {
             .finish_non_exhaustive()
     }
 }
+
+/// (run seed, fingerprint of the clean training set): what a surrogate is trained from.
+type SurrogateKey = (u64, u64);
 
 /// Purpose string of the per-sample PGD generators (keyed by training index, so a sample's
 /// perturbation is the same whichever other samples are poisoned with it).
@@ -566,7 +569,7 @@ mod tests {
         let trigger = poisoning.trigger().unwrap();
         for row in 0..6 {
             for column in 0..6 {
-                let corner = (row < 2 || row >= 4) && (column < 2 || column >= 4);
+                let corner = !(2..4).contains(&row) && !(2..4).contains(&column);
                 let expected = if corner { 0.25 } else { 0.0 };
                 assert_eq!(trigger.mask()[row * 6 + column], expected, "({row}, {column})");
             }
