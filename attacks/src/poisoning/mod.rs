@@ -3,7 +3,9 @@
 //! A poisoning chooses which training samples it may touch ([`Poisoning::eligible`]) and
 //! rewrites one sample (image and label, [`Poisoning::poison_sample`]); [`poison`] does the
 //! rest the same way for all of them: how many samples, which ones, the per-sample
-//! randomness, and the ground truth (the poisoned indices).
+//! randomness, and the ground truth (the poisoned indices). A poisoning that needs the whole
+//! clean training set to rewrite its samples (a clean-label attack's surrogate model)
+//! overrides [`Poisoning::poison_samples`] instead.
 //!
 //! **How many.** A rate `r` of a training set of `n` samples poisons `round(r·n)` samples,
 //! rounding half away from zero (`f64::round`): `r` is the fraction of the *whole* training

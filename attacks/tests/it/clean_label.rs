@@ -204,10 +204,10 @@ fn adversarial_perturbation_makes_the_clean_label_backdoor_work_on_uci_digits() 
     );
 }
 
-/// The figures in docs/backdoors.md, on demand (about 10 s a model):
+/// The figures in docs/backdoors.md, on demand (30 trainings, 161 s on the development machine):
 /// `cargo test -p gauntlet-attacks --test it label_consistent_across -- --ignored --nocapture`.
 #[test]
-#[ignore = "a measurement for the docs: 3 seeds × (surrogate + 2 rates × 3 budgets)"]
+#[ignore = "a measurement for the docs: 3 seeds × (a surrogate + 3 rates × 3 budgets)"]
 fn label_consistent_across_seeds_rates_and_budgets() {
     let (train, test) = split();
     for seed in [1, 2, 7] {
