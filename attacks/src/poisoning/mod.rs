@@ -3,7 +3,9 @@
 //! A poisoning chooses which training samples it may touch ([`Poisoning::eligible`]) and
 //! rewrites one sample (image and label, [`Poisoning::poison_sample`]); [`poison`] does the
 //! rest the same way for all of them: how many samples, which ones, the per-sample
-//! randomness, and the ground truth (the poisoned indices).
+//! randomness, and the ground truth (the poisoned indices). A poisoning that needs the whole
+//! clean training set to rewrite its samples (a clean-label attack's surrogate model)
+//! overrides [`Poisoning::poison_samples`] instead.
 //!
 //! **How many.** A rate `r` of a training set of `n` samples poisons `round(r·n)` samples,
 //! rounding half away from zero (`f64::round`): `r` is the fraction of the *whole* training
@@ -38,7 +40,7 @@ macro_rules! register_poisonings {
     };
 }
 
-register_poisonings! { badnets, blend, label_flip }
+register_poisonings! { badnets, blend, label_flip, label_consistent }
 
 /// What a poisoning is built for: images of one shape and a number of classes. A trigger
 /// must fit the image and a target must be a class, so both are checked when the poisoning
@@ -92,6 +94,26 @@ pub trait Poisoning: Send + Sync {
     fn eligible(&self, data: &ImageSet) -> Result<Vec<usize>, AttackError>;
     /// Poison one sample in place. `rng` is that sample's own generator.
     fn poison_sample(&self, image: &mut [f32], label: &mut u32, rng: &mut ChaCha8Rng);
+    /// Poison the samples at `indices` (increasing) of `data`, still the clean training set
+    /// on entry, in place; `randomness` has one generator per index, in order, under the run
+    /// `seed`. The default rewrites each sample alone with [`Poisoning::poison_sample`]; a
+    /// poisoning that needs the whole clean set (the label-consistent attack trains a
+    /// surrogate on it) overrides this.
+    fn poison_samples(
+        &self,
+        data: &mut ImageSet,
+        indices: &[usize],
+        seed: u64,
+        randomness: &SampleRandomness,
+    ) -> Result<(), AttackError> {
+        let _ = seed;
+        for (position, &index) in indices.iter().enumerate() {
+            let (image, label) = data.sample_mut(index);
+            let mut rng = randomness.generator(position, Stream::Targets);
+            self.poison_sample(image, label, &mut rng);
+        }
+        Ok(())
+    }
     /// The test inputs on which success means "predicted [`Poisoning::target`]": for a
     /// backdoor the triggered test inputs of the other classes, for a class-targeted flip the
     /// clean inputs of the source class. `None` when the poisoning has no target.
@@ -178,11 +200,7 @@ pub fn poison(
     indices.sort_unstable();
     let randomness = SampleRandomness::for_samples(seed, &purpose, indices.iter().copied());
     let mut poisoned = data.clone();
-    for (position, &index) in indices.iter().enumerate() {
-        let (image, label) = poisoned.sample_mut(index);
-        let mut rng = randomness.generator(position, Stream::Targets);
-        poisoning.poison_sample(image, label, &mut rng);
-    }
+    poisoning.poison_samples(&mut poisoned, &indices, seed, &randomness)?;
     Ok(Poisoned {
         data: poisoned,
         indices,

@@ -7,6 +7,7 @@ mod apgd;
 mod autoattack;
 mod backdoor;
 mod byom_formats;
+mod clean_label;
 mod conformance;
 mod docs;
 mod native_path;

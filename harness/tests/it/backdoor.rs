@@ -200,7 +200,11 @@ max_anomaly_index = 0.5
 #[test]
 fn bad_backdoor_parameters_are_named_by_check_and_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str); 6] = [
+    let cases: [(&str, &str); 7] = [
+        (
+            "[[poisoning]]\nname = \"label_consistent\"\nrates = [0.05]\namplitude = 0.0\n",
+            "`amplitude`",
+        ),
         (
             "[[poisoning]]\nname = \"badnets\"\nrates = [0.05]\nsize = 9\n",
             "`size`",
