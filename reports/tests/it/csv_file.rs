@@ -60,7 +60,10 @@ fn minimal_norm_rows_hold_the_quantiles() {
         seconds: 2.5,
     }];
     let (_, rows) = read_rows(&csv_string(&report).unwrap());
-    let minimal: Vec<_> = rows.iter().filter(|r| cell(r, "kind") == "minimal_norm").collect();
+    let minimal: Vec<_> = rows
+        .iter()
+        .filter(|r| cell(r, "kind") == "minimal_norm")
+        .collect();
     assert_eq!(minimal.len(), 5);
     for (row, q) in minimal.iter().zip(gauntlet_reports::MINIMAL_NORM_QUANTILES) {
         assert_eq!(cell(row, "label"), "'=deepfool");
