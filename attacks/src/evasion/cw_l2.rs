@@ -30,6 +30,7 @@
 //!
 //! ## Parameters
 //!
+//! - `norm` (default `"l2"`): accepted for symmetry with the other attacks; only `"l2"`.
 //! - `confidence` (default `0`): κ, the logit margin a success must have.
 //! - `initial_const` (default `0.01`): the first `c` (ART's default; the authors use 10⁻³).
 //! - `binary_search_steps` (default `9`): how many values of `c` are tried (the authors' and
@@ -70,6 +71,11 @@ pub const ENTRY: AttackEntry = AttackEntry {
     reference: "Carlini, Wagner. Towards Evaluating the Robustness of Neural Networks. IEEE S&P 2017. arXiv:1608.04644",
     parameters: &[
         ParameterDoc {
+            name: "norm",
+            default: "\"l2\"",
+            description: "Only `\"l2\"`: CW-L2 minimises the L2 norm.",
+        },
+        ParameterDoc {
             name: "confidence",
             default: "0",
             description: "κ: the logit margin (best other class over the true one) a success must have.",
@@ -109,6 +115,7 @@ pub const ENTRY: AttackEntry = AttackEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Params {
+    norm: Norm,
     confidence: f32,
     initial_const: f64,
     binary_search_steps: u32,
@@ -119,6 +126,7 @@ struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
+            norm: Norm::L2,
             confidence: 0.0,
             initial_const: 0.01,
             binary_search_steps: 9,
@@ -131,6 +139,12 @@ impl Default for Params {
 impl Params {
     fn validate(self, epsilon: f32) -> Result<CwL2, AttackError> {
         check_minimal_norm_epsilon(epsilon)?;
+        if self.norm != Norm::L2 {
+            return Err(AttackError::invalid_parameter(
+                "norm",
+                format!("CW-L2 minimises the L2 norm only, got \"{}\"", self.norm),
+            ));
+        }
         let positive = |key: &str, value: f64| {
             if value.is_finite() && value > 0.0 {
                 Ok(())
@@ -433,7 +447,7 @@ mod tests {
             ("initial_const = 0.0", "initial_const"),
             ("learning_rate = -1.0", "learning_rate"),
             ("confidence = -1.0", "confidence"),
-            ("norm = \"l2\"", "norm"),
+            ("norm = \"linf\"", "norm"),
         ] {
             let table: toml::Table = toml::from_str(params).unwrap();
             let error = build(&table, 1.0).err().unwrap();

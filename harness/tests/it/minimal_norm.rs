@@ -31,6 +31,13 @@ name = "deepfool"
 epsilons = [0.25, 0.5, 1.0]
 
 [[attack]]
+name = "cw_l2"
+epsilons = [0.5]
+steps = 20
+binary_search_steps = 3
+initial_const = 1.0
+
+[[attack]]
 name = "fgsm"
 label = "fgsm_l2"
 norm = "l2"
@@ -62,8 +69,9 @@ fn deepfool_runs_once_and_answers_every_epsilon() {
         .filter(|(_, r)| r.purpose == RunPurpose::MinimalNormSearch)
         .map(|(p, _)| p)
         .collect();
-    assert_eq!(search.len(), 1, "one unbounded run");
+    assert_eq!(search.len(), 2, "one unbounded run per minimal-norm attack");
     let search = search[0];
+    assert_eq!(plan.runs[search].label, "deepfool_l2");
     // Only the search and the bounded attack have records besides the clean pass.
     let runs_with_records: std::collections::BTreeSet<usize> = evaluation
         .records
@@ -119,9 +127,11 @@ fn deepfool_runs_once_and_answers_every_epsilon() {
         .count();
     let correct = clean_correct.values().filter(|&&c| c).count();
     assert!(broken * 10 >= correct * 9, "{broken} of {correct} broken");
-    let [summary] = report.minimal_norm.as_slice() else {
+    let [summary, cw] = report.minimal_norm.as_slice() else {
         panic!("{:?}", report.minimal_norm)
     };
+    assert_eq!(cw.label, "cw_l2");
+    assert!(cw.success_rate.successes > 0);
     assert_eq!(summary.success_rate.successes, broken);
     let median = summary.median.unwrap();
     assert!(median > 0.0 && median < 5.0, "median {median}");
@@ -133,9 +143,13 @@ fn deepfool_runs_once_and_answers_every_epsilon() {
         .unwrap();
     assert_eq!(
         worst.attacks,
-        vec!["deepfool_l2".to_string(), "fgsm_l2".to_string()]
+        vec![
+            "deepfool_l2".to_string(),
+            "cw_l2".to_string(),
+            "fgsm_l2".to_string()
+        ]
     );
-    for name in ["deepfool_l2", "fgsm_l2"] {
+    for name in ["deepfool_l2", "cw_l2", "fgsm_l2"] {
         let single = report
             .attacks
             .iter()
