@@ -76,6 +76,11 @@ fn minimal_norm_rows_hold_the_quantiles() {
     let html = gauntlet_reports::render_html(&report).unwrap();
     assert!(html.contains("<h3>Minimal perturbation</h3>"));
     assert!(html.contains("<strong>=deepfool</strong>"));
+    let markdown = gauntlet_reports::render_markdown(&report);
+    assert!(
+        markdown.contains("broke 90.0% of the correctly classified samples, median ‖δ‖ 1.0000"),
+        "{markdown}"
+    );
 }
 
 #[test]
