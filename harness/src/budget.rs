@@ -110,6 +110,10 @@ impl Work {
 pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
     let mut runs = Vec::new();
     for run in crate::runner::plan_runs(suite, samples)? {
+        if run.derived {
+            // Read from the attack's unbounded run, which is counted.
+            continue;
+        }
         let count = run.samples.len();
         let per_sample = match &run.attack {
             None => Passes::forwards(1),
@@ -120,6 +124,9 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
             (None, _) => "clean pass".to_string(),
             (Some(attack), RunPurpose::Attack) => {
                 format!("attack {label} at ε = {}", attack.threat().epsilon)
+            }
+            (Some(_), RunPurpose::MinimalNormSearch) => {
+                format!("attack {label}, one unbounded run for every ε")
             }
             (Some(attack), _) => format!("sanity probe {label} at ε = {}", attack.threat().epsilon),
         };

@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
 use gauntlet_attacks::{
-    projection::perturbation_norms, Attack, AttackEntry, Norm, SampleRandomness,
+    projection::perturbation_norms, Attack, AttackEntry, BudgetSemantics, Norm, SampleRandomness,
 };
 use gauntlet_datasets::{Batch, Dataset};
 use gauntlet_models::{Loss, Model};
@@ -60,6 +60,9 @@ pub(crate) struct Executable {
     pub(crate) attack: Option<Box<dyn Attack>>,
     /// The samples it covers (global indices).
     pub(crate) samples: Range<usize>,
+    /// A minimal-norm attack's run at one ε: not executed, its records are derived from the
+    /// attack's one unbounded run by the aggregation.
+    pub(crate) derived: bool,
 }
 
 /// The batches of the evaluated samples within `range`.
@@ -124,14 +127,20 @@ fn attack_run(entry: &AttackEntry, attack: &dyn Attack, params: &toml::Table) ->
     }
 }
 
-/// The plan of a suite: the clean pass, every attack at every ε, the ε = 0 probe of each
-/// attack label, and the full-budget probe.
+/// The plan of a suite: the clean pass, every attack at every ε, the one unbounded run of each
+/// minimal-norm attack label (its runs at each ε are planned, for the report, but derived from
+/// it rather than executed), the ε = 0 probe of each bounded attack label, and the full-budget
+/// probe.
 pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>> {
     let mut runs = vec![Executable {
         planned: PlannedRun::clean(),
         attack: None,
         samples: 0..samples,
+        derived: false,
     }];
+    let minimal_norm = |planned: &&crate::suite::PlannedAttack| {
+        planned.entry.budget == BudgetSemantics::MinimalNorm
+    };
     for planned in &suite.attacks {
         runs.push(Executable {
             planned: PlannedRun {
@@ -146,10 +155,34 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
             },
             attack: Some((planned.entry.build)(&planned.params, planned.epsilon)?),
             samples: 0..samples,
+            derived: minimal_norm(&planned),
         });
     }
+    // One unbounded run per minimal-norm attack label: every ε of the suite is read from it.
+    let mut searched: Vec<&str> = Vec::new();
+    for planned in suite.attacks.iter().filter(minimal_norm) {
+        if searched.contains(&planned.label.as_str()) {
+            continue;
+        }
+        searched.push(&planned.label);
+        let attack = (planned.entry.build)(&planned.params, f32::INFINITY)
+            .with_context(|| format!("attack `{}` at ε = +∞", planned.label))?;
+        runs.push(Executable {
+            planned: PlannedRun {
+                label: planned.label.clone(),
+                purpose: RunPurpose::MinimalNormSearch,
+                attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
+                backdoor: None,
+            },
+            attack: Some(attack),
+            samples: 0..samples,
+            derived: false,
+        });
+    }
+    // The ε = 0 probe of each bounded attack label. A minimal-norm attack's outputs at ε are
+    // derived from its unbounded run, so there is nothing to probe.
     let mut probed: Vec<&str> = Vec::new();
-    for planned in &suite.attacks {
+    for planned in suite.attacks.iter().filter(|p| !minimal_norm(p)) {
         if probed.contains(&planned.label.as_str()) {
             continue;
         }
@@ -165,6 +198,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
             },
             attack: Some(attack),
             samples: 0..samples.min(ZERO_BUDGET_PROBE_SAMPLES),
+            derived: false,
         });
     }
     if suite.sanity.full_budget {
@@ -186,6 +220,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
             },
             attack: Some(attack),
             samples: 0..samples.min(suite.sanity.full_budget_samples),
+            derived: false,
         });
     }
     Ok(runs)
@@ -364,6 +399,7 @@ pub fn run_shard(
     }
     let batches: usize = executables
         .iter()
+        .filter(|e| !e.derived)
         .map(|e| batch_ranges(e.samples.clone(), suite.batch_size).len())
         .sum();
     progress.set_length(batches as u64);
@@ -384,6 +420,7 @@ pub fn run_shard(
         let run_started = Instant::now();
         let id = RunId(u32::try_from(position).context("too many runs in one plan")?);
         match &executable.attack {
+            Some(_) if executable.derived => {}
             None => {
                 progress.set_message("clean accuracy");
                 let clean_records = clean_pass(&pass, id, executable.samples.clone())
@@ -409,6 +446,7 @@ pub fn run_shard(
                 let label = &executable.planned.label;
                 progress.set_message(&match executable.planned.purpose {
                     RunPurpose::Attack => format!("{label} ε={}", attack.threat().epsilon),
+                    RunPurpose::MinimalNormSearch => format!("{label} (minimal norm)"),
                     _ => format!("sanity: {label} ε={}", attack.threat().epsilon),
                 });
                 let (run_records, kept_batch) = attack_pass(
@@ -533,18 +571,24 @@ fn kernel_path_info(loaded: &Loaded) -> KernelPathInfo {
     }
 }
 
-/// The run whose adversarial examples the gallery shows: the last attack of the suite (usually
-/// the strongest) at its middle ε.
+/// The run whose adversarial examples the gallery shows: the last bounded attack of the suite
+/// (usually the strongest) at its middle ε. (A minimal-norm attack's runs at each ε are not
+/// executed, so there is no batch to show.)
 fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
     if suite.report.examples == 0 {
         return None;
     }
-    let last_label = &suite.attacks.last()?.label;
+    let last_label = &suite
+        .attacks
+        .iter()
+        .rfind(|a| a.entry.budget == BudgetSemantics::Bounded)?
+        .label;
     let positions: Vec<usize> = executables
         .iter()
         .enumerate()
         .filter(|(_, e)| {
             e.planned.purpose == RunPurpose::Attack
+                && !e.derived
                 && &e.planned.label == last_label
                 && e.planned.attack.as_ref().is_some_and(|a| a.epsilon > 0.0)
         })

@@ -135,7 +135,8 @@ pub struct DatasetSection {
 pub struct AttackSection {
     /// Registry name (`gauntlet list attacks`).
     pub name: String,
-    /// Name in reports and gates; defaults to `name`, plus `_l2` for an L2 attack.
+    /// Name in reports and gates; defaults to `name`, plus `_l2` for an L2 attack (unless the
+    /// name already ends in `_l2`, as `cw_l2`).
     pub label: Option<String>,
     pub epsilons: Vec<f32>,
     /// Everything else goes to the attack's own parameters.
@@ -654,6 +655,8 @@ fn plan_attacks(sections: &[AttackSection], provided: ModelAccess) -> Result<Vec
             let label = label
                 .get_or_insert_with(|| match attack.threat().norm {
                     Norm::Linf => section.name.clone(),
+                    // `cw_l2` stays `cw_l2`, not `cw_l2_l2`.
+                    Norm::L2 if section.name.ends_with("_l2") => section.name.clone(),
                     Norm::L2 => format!("{}_l2", section.name),
                 })
                 .clone();

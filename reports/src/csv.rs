@@ -9,7 +9,7 @@ mod backdoor;
 
 /// The CSV header, in column order: the evasion columns, then the backdoor ones
 /// (`model` … `recall`, documented in `csv/backdoor.rs`), which evasion rows leave empty.
-pub const CSV_COLUMNS: [&str; 34] = [
+pub const CSV_COLUMNS: [&str; 36] = [
     "kind",
     "label",
     "attack",
@@ -44,6 +44,8 @@ pub const CSV_COLUMNS: [&str; 34] = [
     "detection_rate",
     "precision",
     "recall",
+    "quantile",
+    "minimal_norm",
 ];
 
 /// How many of [`CSV_COLUMNS`] the evasion rows fill.
@@ -51,7 +53,10 @@ const EVASION_COLUMNS: usize = 17;
 
 /// Writes one row for the clean evaluation (`kind = clean`, ε = 0), one per (attack, ε)
 /// (`kind = attack`) and one per worst-case point (`kind = worst_case`, `label = worst_case`,
-/// `attack` = the contributing labels joined with `+`).
+/// `attack` = the contributing labels joined with `+`). A minimal-norm attack's unbounded run
+/// adds one row per quantile of its smallest successful perturbation (`kind = minimal_norm`,
+/// `quantile` = the level, `minimal_norm` = the norm there; `correct`/`total` = the broken
+/// and the correctly classified samples, `perturbation_mean`/`_median` over the broken ones).
 ///
 /// Cells that do not apply to a row (the success rate of the clean row, the perturbation of a
 /// worst case) are empty, which pandas reads as NaN. Numbers use Rust's shortest round-trip
@@ -82,6 +87,9 @@ pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
         row.resize(CSV_COLUMNS.len(), String::new());
         writer.write_record(row)?;
     }
+    for row in minimal_norm_rows(report) {
+        writer.write_record(row)?;
+    }
     for row in backdoor::rows(report, &CSV_COLUMNS) {
         writer.write_record(row)?;
     }
@@ -101,6 +109,48 @@ pub fn text_cell(text: &str) -> String {
     } else {
         text.to_owned()
     }
+}
+
+/// The `minimal_norm` rows: one per quantile (one with empty quantile cells when nothing was
+/// broken) of each minimal-norm attack.
+fn minimal_norm_rows(report: &RunReport) -> Vec<Vec<String>> {
+    let num = |x: f64| x.to_string();
+    let opt = |x: Option<f64>| x.map(num).unwrap_or_default();
+    let column = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name);
+    let mut rows = Vec::new();
+    for result in &report.minimal_norm {
+        let levels: Vec<(String, String)> = if result.quantiles.is_empty() {
+            vec![(String::new(), String::new())]
+        } else {
+            result
+                .quantiles
+                .iter()
+                .map(|q| (num(q.q), num(q.value)))
+                .collect()
+        };
+        for (level, value) in levels {
+            let mut row = vec![String::new(); CSV_COLUMNS.len()];
+            let mut set = |name: &str, cell: String| {
+                if let Some(at) = column(name) {
+                    row[at] = cell;
+                }
+            };
+            set("kind", "minimal_norm".to_owned());
+            set("label", text_cell(&result.label));
+            set("attack", text_cell(&result.attack));
+            set("norm", text_cell(&result.norm));
+            set("correct", result.success_rate.successes.to_string());
+            set("total", result.success_rate.total.to_string());
+            set("success_rate", num(result.success_rate.value));
+            set("perturbation_mean", opt(result.mean));
+            set("perturbation_median", opt(result.median));
+            set("seconds", num(result.seconds));
+            set("quantile", level);
+            set("minimal_norm", value);
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 fn rows(report: &RunReport) -> Vec<[String; EVASION_COLUMNS]> {

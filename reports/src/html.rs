@@ -16,7 +16,9 @@ use base64::Engine as _;
 use crate::error::ReportError;
 use crate::numbers::{ci_plus_minus, ci_range, percent, seconds, significant};
 use crate::plots::{self, NamedPng};
-use crate::schema::{AdversarialExample, CheckStatus, GateVerdict, Proportion, RunReport};
+use crate::schema::{
+    AdversarialExample, CheckStatus, GateVerdict, Proportion, RunReport, MINIMAL_NORM_QUANTILES,
+};
 
 /// Escapes the five characters with meaning in HTML text and attribute values.
 pub fn escape_html(text: &str) -> String {
@@ -477,7 +479,56 @@ impl Page {
                  threshold.</p>\n",
             );
         }
+        self.minimal_norm(report);
         self.push("</section>\n");
+    }
+
+    /// The minimal-norm attacks' unbounded runs: quantiles of the smallest successful
+    /// perturbation (their robust accuracy at each ε is in the summary table above).
+    fn minimal_norm(&mut self, report: &RunReport) {
+        if report.minimal_norm.is_empty() {
+            return;
+        }
+        self.push(
+            "<h3>Minimal perturbation</h3>\n<p class=\"note\">Minimal-norm attacks run once, \
+             unbounded; their rows above are read from that run: an input is robust at ε if it \
+             was correct and its smallest successful perturbation is larger than ε (or none \
+             was found). Quantiles over the correctly classified inputs the attack broke.</p>\n",
+        );
+        self.push(
+            "<table class=\"compact\">\n<thead><tr><th>Attack</th><th>Norm</th>\
+             <th class=\"num\">Broken</th>",
+        );
+        for q in MINIMAL_NORM_QUANTILES {
+            self.push(&format!(
+                "<th class=\"num\">{}%</th>",
+                significant(q * 100.0, 3)
+            ));
+        }
+        self.push("<th class=\"num\">Mean</th><th class=\"num\">Time</th></tr></thead>\n<tbody>\n");
+        for result in &report.minimal_norm {
+            self.push(&format!(
+                "<tr><td><strong>{}</strong></td><td>{}</td>{}",
+                esc(&result.label),
+                esc(&result.norm),
+                percent_cell(&result.success_rate)
+            ));
+            for q in MINIMAL_NORM_QUANTILES {
+                let value = result.quantiles.iter().find(|x| x.q == q).map(|x| x.value);
+                self.push(&format!(
+                    "<td class=\"num\">{}</td>",
+                    value.map_or_else(|| "–".to_string(), |v| significant(v, 4))
+                ));
+            }
+            self.push(&format!(
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                result
+                    .mean
+                    .map_or_else(|| "–".to_string(), |v| significant(v, 4)),
+                seconds(result.seconds)
+            ));
+        }
+        self.push("</tbody>\n</table>\n");
     }
 
     fn gates(&mut self, gates: &[GateVerdict]) {

@@ -84,6 +84,20 @@ pub fn render_markdown(report: &RunReport) -> String {
         );
     }
 
+    for result in &report.minimal_norm {
+        let _ = writeln!(
+            out,
+            "\nMinimal {} perturbation of {} (one unbounded run; its rows above are read from it): \
+             broke {} of the correctly classified samples, median ‖δ‖ {}.",
+            md(&result.norm),
+            code(&result.label),
+            percent(result.success_rate.value),
+            result
+                .median
+                .map_or_else(|| "–".to_string(), |m| format!("{m:.4}"))
+        );
+    }
+
     if !report.gates.is_empty() {
         out.push_str("\n### Gates\n\n| | gate | actual |\n|---|---|---|\n");
         for gate in &report.gates {

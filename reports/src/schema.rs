@@ -4,12 +4,15 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the results schema written into every `results.json`.
 ///
-/// Version 3 (this one) adds `backdoor` (trigger scans, STRIP, poisoning sweeps, data-level
+/// Version 4 (this one) adds `minimal_norm`: each minimal-norm attack's one unbounded run
+/// (quantiles of the smallest successful perturbation). Its robust accuracy at each ε of the
+/// suite is an ordinary `attacks` entry (kind `minimal_norm`), derived from that one run.
+/// Version 3 added `backdoor` (trigger scans, STRIP, poisoning sweeps, data-level
 /// detectors; `crate::backdoor`) and the `max_anomaly_index` gate. Version 2 added `kernel_path`, `notices`, `samples_file`, and each attack's
 /// declared `kind`, `needs` and validated `objective`; every figure in it is an aggregate of
 /// the per-sample records (`samples.parquet`). Version-1 and -2 files still read and render:
 /// the added keys are optional.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The oldest results schema this build still reads and renders.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
@@ -29,6 +32,10 @@ pub struct RunReport {
     pub clean: CleanResult,
     /// One entry per (attack, ε), in suite order and ascending ε.
     pub attacks: Vec<AttackResult>,
+    /// The minimal-norm attacks' unbounded runs, one per attack label (schema 4; absent when
+    /// the suite has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub minimal_norm: Vec<MinimalNormResult>,
     /// Pointwise worst case over every attack of the suite at each (norm, ε): an example counts
     /// as broken if any attack breaks it.
     pub worst_case: Vec<WorstCaseResult>,
@@ -294,6 +301,42 @@ pub struct AttackResult {
     pub perturbation: PerturbationStats,
     pub per_class: Vec<ClassAccuracy>,
     pub seconds: f64,
+}
+
+/// A minimal-norm attack's (DeepFool, CW-L2) one unbounded run: how large the smallest
+/// successful perturbation is. Its robust accuracy at each ε is in [`RunReport::attacks`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinimalNormResult {
+    /// The attack's label in the suite, as in its `attacks` entries.
+    pub label: String,
+    /// Registry name, e.g. `deepfool`.
+    pub attack: String,
+    /// `linf` or `l2`: the norm of the perturbation sizes below.
+    pub norm: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Of the correctly classified samples, the share the attack broke at some size.
+    pub success_rate: Proportion,
+    /// Quantiles of the smallest successful perturbation's norm over the broken, originally
+    /// correct samples (empty when none was broken), at [`MINIMAL_NORM_QUANTILES`].
+    pub quantiles: Vec<NormQuantile>,
+    /// The median of the same, when any sample was broken.
+    pub median: Option<f64>,
+    /// The mean of the same, when any sample was broken.
+    pub mean: Option<f64>,
+    pub seconds: f64,
+}
+
+/// The quantiles a [`MinimalNormResult`] reports: 10, 25, 50, 75 and 90 %.
+pub const MINIMAL_NORM_QUANTILES: [f64; 5] = [0.1, 0.25, 0.5, 0.75, 0.9];
+
+/// One quantile of the minimal perturbation norm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormQuantile {
+    /// The level, in (0, 1).
+    pub q: f64,
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,12 +5,15 @@
 
 use std::collections::HashMap;
 
-use gauntlet_attacks::Norm;
+use gauntlet_attacks::{BudgetSemantics, Norm};
 use gauntlet_reports::{
-    AttackResult, CleanResult, RunReport, SuiteInfo, Timings, WorstCaseResult, SCHEMA_VERSION,
+    AttackResult, CleanResult, MinimalNormResult, NormQuantile, RunReport, SuiteInfo, Timings,
+    WorstCaseResult, MINIMAL_NORM_QUANTILES, SCHEMA_VERSION,
 };
 
-use crate::metrics::{count_true, epsilon_value, per_class, perturbation_stats, proportion};
+use crate::metrics::{
+    count_true, epsilon_value, per_class, perturbation_stats, proportion, quantile,
+};
 use crate::plan::{AttackRun, RunMeasurements, RunPlan, RunPurpose};
 use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
 use crate::AggregateError;
@@ -114,8 +117,12 @@ impl<'a> Aligned<'a> {
             }
             *slot = Some(outcome);
         }
+        derive_minimal_norm_runs(plan, &clean, &mut evasion)?;
         for (run, outcomes) in plan.runs.iter().zip(&evasion) {
-            if run.purpose == RunPurpose::Attack {
+            if matches!(
+                run.purpose,
+                RunPurpose::Attack | RunPurpose::MinimalNormSearch
+            ) {
                 let missing: Vec<u64> = outcomes
                     .iter()
                     .zip(&indices)
@@ -202,6 +209,67 @@ impl AttackRunView<'_> {
     }
 }
 
+/// Fill the records of every minimal-norm attack's run at each ε from its one unbounded run
+/// (the [`RunPurpose::MinimalNormSearch`] run with the same label), sample by sample: where the
+/// search broke the sample with a perturbation of norm ≤ ε, the outcome is the search's; where
+/// it did not (no success, or a larger perturbation), the attack at ε returns the clean input,
+/// so the outcome is the clean one (robust if correct, no perturbation). A sample counts as
+/// robust at ε exactly when it was correct and its minimal norm is > ε or none was found.
+///
+/// A minimal-norm run at ε that has records of its own (written by a runner that ran it per
+/// ε) keeps them.
+fn derive_minimal_norm_runs(
+    plan: &RunPlan,
+    clean: &[CleanOutcome],
+    evasion: &mut [Vec<Option<EvasionOutcome>>],
+) -> Result<(), AggregateError> {
+    for (position, run) in plan.runs.iter().enumerate() {
+        let Some(attack) = &run.attack else { continue };
+        if run.purpose != RunPurpose::Attack
+            || attack.budget != BudgetSemantics::MinimalNorm
+            || evasion[position].iter().any(Option::is_some)
+        {
+            continue;
+        }
+        let search = plan
+            .runs
+            .iter()
+            .position(|r| r.purpose == RunPurpose::MinimalNormSearch && r.label == run.label)
+            .ok_or_else(|| AggregateError::NoMinimalNormSearch {
+                run: run.label.clone(),
+            })?;
+        let derived: Vec<Option<EvasionOutcome>> = evasion[search]
+            .iter()
+            .zip(clean)
+            .map(|(found, clean)| found.map(|found| derive_at(found, clean, attack.epsilon)))
+            .collect();
+        evasion[position] = derived;
+    }
+    Ok(())
+}
+
+/// The outcome at budget `epsilon` of a minimal-norm attack whose unbounded run gave `found`.
+pub fn derive_at(found: EvasionOutcome, clean: &CleanOutcome, epsilon: f32) -> EvasionOutcome {
+    let broken = found.prediction != clean.label;
+    if broken && found.norm <= epsilon {
+        EvasionOutcome {
+            robust: false,
+            ..found
+        }
+    } else {
+        // The clean input: its range is not recorded, so the search output's stands in
+        // (the within-budget check skips minimal-norm runs).
+        EvasionOutcome {
+            prediction: clean.prediction,
+            robust: clean.correct(),
+            loss: clean.loss,
+            norm: 0.0,
+            linf: 0.0,
+            ..found
+        }
+    }
+}
+
 fn mean(values: impl Iterator<Item = f32>) -> f64 {
     let (sum, count) = values.fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
     if count == 0 {
@@ -269,6 +337,10 @@ pub fn aggregate(
             }
         })
         .collect();
+    let minimal_norm: Vec<MinimalNormResult> = aligned
+        .runs_with(RunPurpose::MinimalNormSearch)
+        .map(|run| minimal_norm_result(&run, &clean_correct, seconds(run.position)))
+        .collect();
     let worst_case = worst_case(&aligned, &labels);
     let sanity_checks = crate::sanity::run_checks(&aligned, &worst_case);
     let run_seconds = |purpose: RunPurpose| -> f64 {
@@ -292,6 +364,7 @@ pub fn aggregate(
         dataset: plan.dataset.clone(),
         clean,
         attacks,
+        minimal_norm,
         worst_case,
         sanity_checks,
         gates: Vec::new(),
@@ -311,6 +384,45 @@ pub fn aggregate(
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);
     Ok(report)
+}
+
+/// The sizes of the smallest successful perturbations of a minimal-norm attack's unbounded run:
+/// quantiles, median and mean over the samples it broke that were correct when clean.
+fn minimal_norm_result(
+    run: &AttackRunView,
+    clean_correct: &[bool],
+    seconds: f64,
+) -> MinimalNormResult {
+    let mut sizes: Vec<f64> = run
+        .outcomes
+        .iter()
+        .zip(clean_correct)
+        .filter_map(|(outcome, &correct)| match outcome {
+            Some(o) if correct && !o.robust => Some(f64::from(o.norm)),
+            _ => None,
+        })
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    let correct = count_true(clean_correct);
+    MinimalNormResult {
+        label: run.label.to_string(),
+        attack: run.attack.name.clone(),
+        norm: run.attack.norm.to_string(),
+        params: run.attack.params.clone(),
+        success_rate: proportion(sizes.len(), correct),
+        quantiles: MINIMAL_NORM_QUANTILES
+            .iter()
+            .filter_map(|&q| {
+                Some(NormQuantile {
+                    q,
+                    value: quantile(&sizes, q)?,
+                })
+            })
+            .collect(),
+        median: quantile(&sizes, 0.5),
+        mean: (!sizes.is_empty()).then(|| sizes.iter().sum::<f64>() / sizes.len() as f64),
+        seconds,
+    }
 }
 
 /// Pointwise worst case over the attack runs at each (norm, ε): a sample counts as robust only

@@ -41,6 +41,8 @@ pub enum AggregateError {
         expected: &'static str,
         found: &'static str,
     },
+    #[error("minimal-norm attack `{run}` has runs at its ε's but no unbounded (minimal_norm_search) run to derive them from")]
+    NoMinimalNormSearch { run: String },
     #[error("the plan has no clean run")]
     NoCleanRun,
     #[error("run `{run}` has two records for sample {index}")]

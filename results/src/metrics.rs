@@ -119,8 +119,41 @@ pub fn perturbation_stats(norms: &[f32], max_linf: f32) -> PerturbationStats {
     }
 }
 
+/// The `q`-quantile of ascending `sorted` values by linear interpolation between the closest
+/// ranks (numpy's default, "type 7"): position `q·(n − 1)`. `None` for no values.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let position = q.clamp(0.0, 1.0) * last as f64;
+    let below = position.floor() as usize;
+    let above = position.ceil() as usize;
+    let fraction = position - below as f64;
+    Some(sorted[below] + (sorted[above] - sorted[below]) * fraction)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quantiles_interpolate_like_numpy() {
+        // numpy.quantile([1, 2, 4, 8], [0, .1, .25, .5, .9, 1]) = [1, 1.3, 1.75, 3, 6.8, 8].
+        let values = [1.0, 2.0, 4.0, 8.0];
+        for (q, expected) in [
+            (0.0, 1.0),
+            (0.1, 1.3),
+            (0.25, 1.75),
+            (0.5, 3.0),
+            (0.9, 6.8),
+            (1.0, 8.0),
+        ] {
+            let got = quantile(&values, q).unwrap();
+            assert!(
+                (got - expected).abs() < 1e-12,
+                "q = {q}: {got} vs {expected}"
+            );
+        }
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[2.5], 0.9), Some(2.5));
+    }
+
     use super::*;
 
     #[test]

@@ -30,6 +30,12 @@ pub enum RunPurpose {
     /// A trigger scan, a poisoning sweep's model or a data-level detector; what it is is the
     /// run's `backdoor` ([`crate::backdoor::BackdoorRun`]).
     Backdoor,
+    /// The one unbounded run (ε = +∞) of a minimal-norm attack
+    /// ([`BudgetSemantics::MinimalNorm`]): every sample, each record holding the smallest
+    /// successful perturbation found (or the clean input where none was). The attack's
+    /// [`RunPurpose::Attack`] runs at the suite's ε's have no records of their own: the
+    /// aggregation derives them from this run ([`crate::Aligned::new`]).
+    MinimalNormSearch,
 }
 
 /// One run of the plan.
@@ -68,6 +74,9 @@ pub struct AttackRun {
     pub needs: ModelAccess,
     pub budget: BudgetSemantics,
     pub norm: Norm,
+    /// The budget; `+∞` (written `"unbounded"` in JSON, which has no infinity) for a
+    /// [`RunPurpose::MinimalNormSearch`] run.
+    #[serde(with = "epsilon_json")]
     pub epsilon: f32,
     /// The attack's validated objective in words (`untargeted cross_entropy`): attacks are
     /// compared with each other only when it agrees.
@@ -176,4 +185,37 @@ pub struct RunMeasurements {
 
 fn backdoor_images_empty(images: &gauntlet_reports::backdoor::BackdoorImages) -> bool {
     images.triggers.is_empty() && images.inputs.is_empty()
+}
+
+/// An ε in JSON: a number, or `"unbounded"` for `+∞` (JSON has no infinity, and serde_json
+/// would write `null`, which does not read back).
+mod epsilon_json {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const UNBOUNDED: &str = "unbounded";
+
+    pub fn serialize<S: Serializer>(epsilon: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+        if *epsilon == f32::INFINITY {
+            UNBOUNDED.serialize(serializer)
+        } else {
+            epsilon.serialize(serializer)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Epsilon {
+        Number(f32),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+        match Epsilon::deserialize(deserializer)? {
+            Epsilon::Number(value) => Ok(value),
+            Epsilon::Text(text) if text == UNBOUNDED => Ok(f32::INFINITY),
+            Epsilon::Text(text) => Err(serde::de::Error::custom(format!(
+                "ε must be a number or \"{UNBOUNDED}\", got \"{text}\""
+            ))),
+        }
+    }
 }

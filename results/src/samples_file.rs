@@ -17,7 +17,7 @@
 //! |---|---|---|---|
 //! | `run_id` | u32 | position in the plan's `runs` | same |
 //! | `run` | string | `clean` | the attack's label (`pgd`, `pgd_l2`, `full_budget`) |
-//! | `purpose` | string | `clean` | `attack`, `zero_budget_probe`, `full_budget_probe` |
+//! | `purpose` | string | `clean` | `attack`, `zero_budget_probe`, `full_budget_probe`, `minimal_norm_search` |
 //! | `kind` | string | `clean` | `evasion` |
 //! | `attack`, `norm` | string? | null | registry name, `linf`/`l2` |
 //! | `epsilon` | f32? | null | the budget |
@@ -47,6 +47,11 @@
 //! | `score`, `poisoned` | f64?, bool? | `data_scan` (poisoned = ground truth) |
 //!
 //! Version-1 files (18 columns) still read.
+//!
+//! A minimal-norm attack (DeepFool, CW-L2) has rows only for its one `minimal_norm_search` run
+//! (ε = +∞; `"unbounded"` in the plan's JSON): `perturbation_norm` is the smallest successful
+//! perturbation found (0 with `robust` true where none was). Its runs at the suite's ε's are in
+//! the plan but have no rows; the aggregation derives them (`crate::Aligned::new`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -217,6 +222,7 @@ fn purpose_name(purpose: RunPurpose) -> &'static str {
         RunPurpose::ZeroBudgetProbe => "zero_budget_probe",
         RunPurpose::FullBudgetProbe => "full_budget_probe",
         RunPurpose::Backdoor => "backdoor",
+        RunPurpose::MinimalNormSearch => "minimal_norm_search",
     }
 }
 

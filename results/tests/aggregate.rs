@@ -546,3 +546,189 @@ fn a_black_box_attack_stronger_than_white_box_warns_of_gradient_masking() {
         .iter()
         .all(|c| c.name != "black_box_not_stronger_than_white_box"));
 }
+
+fn minimal_norm_attack(epsilon: f32) -> AttackRun {
+    AttackRun {
+        budget: BudgetSemantics::MinimalNorm,
+        objective: "untargeted cw_margin".to_string(),
+        ..attack("deepfool", AttackKind::MinimalNorm, Norm::L2, epsilon)
+    }
+}
+
+/// 40 samples with labels `i % 3`; every 7th is misclassified when clean. The minimal-norm
+/// search breaks sample `i` with a perturbation of norm `found[i]` (or not at all); the bounded
+/// attack `pgd` at L2 ε = 0.3 breaks every 4th sample.
+fn minimal_norm_case() -> MinimalNormCase {
+    const SAMPLES: usize = 40;
+    let epsilons = [0.1f32, 0.3, 0.5];
+    let mut runs: Vec<PlannedRun> = epsilons
+        .iter()
+        .map(|&e| run("df", RunPurpose::Attack, minimal_norm_attack(e)))
+        .collect();
+    runs.push(run(
+        "pgd",
+        RunPurpose::Attack,
+        attack("pgd", AttackKind::Iterative, Norm::L2, 0.3),
+    ));
+    runs.push(run(
+        "df",
+        RunPurpose::MinimalNormSearch,
+        minimal_norm_attack(f32::INFINITY),
+    ));
+    let plan = plan(runs, Vec::new());
+    let labels: Vec<u32> = (0..SAMPLES as u32).map(|i| i % 3).collect();
+    let correct: Vec<bool> = (0..SAMPLES).map(|i| i % 7 != 3).collect();
+    // A deterministic spread of sizes in (0, 0.7), and a few samples never broken.
+    let found: Vec<Option<f32>> = (0..SAMPLES)
+        .map(|i| (i % 5 != 2).then(|| ((i * 37) % 70) as f32 / 100.0 + 0.005))
+        .collect();
+    let mut records = Vec::new();
+    for i in 0..SAMPLES {
+        let wrong = (labels[i] + 1) % 3;
+        records.push(SampleRecord {
+            run: RunId(0),
+            index: i as u64,
+            outcome: Outcome::Clean(CleanOutcome {
+                label: labels[i],
+                prediction: if correct[i] { labels[i] } else { wrong },
+                loss: 0.25,
+            }),
+        });
+        let evasion = |prediction: u32, norm: f32| EvasionOutcome {
+            prediction,
+            robust: prediction == labels[i] && correct[i],
+            loss: 2.0,
+            norm,
+            linf: norm / 2.0,
+            min_value: 0.0,
+            max_value: 1.0,
+            nan: false,
+        };
+        // The search: a misclassified sample is returned as is (norm 0).
+        let search = match (correct[i], found[i]) {
+            (false, _) => evasion(wrong, 0.0),
+            (true, Some(norm)) => evasion(wrong, norm),
+            (true, None) => evasion(labels[i], 0.0),
+        };
+        records.push(SampleRecord {
+            run: RunId(5),
+            index: i as u64,
+            outcome: Outcome::Evasion(search),
+        });
+        let pgd = if correct[i] && i % 4 != 0 {
+            evasion(labels[i], 0.3)
+        } else {
+            evasion(wrong, 0.3)
+        };
+        records.push(SampleRecord {
+            run: RunId(4),
+            index: i as u64,
+            outcome: Outcome::Evasion(pgd),
+        });
+    }
+    let pgd_robust = (0..SAMPLES).map(|i| correct[i] && i % 4 != 0).collect();
+    (plan, records, found, correct, pgd_robust)
+}
+
+type MinimalNormCase = (
+    RunPlan,
+    Vec<SampleRecord>,
+    Vec<Option<f32>>,
+    Vec<bool>,
+    Vec<bool>,
+);
+
+/// Robust at ε exactly when correct and the minimal norm is > ε or none was found: the
+/// derived runs count that, the worst case includes them, and the quantiles are numpy's.
+#[test]
+fn minimal_norm_runs_are_derived_from_the_one_unbounded_run() {
+    let (plan, records, found, correct, pgd_robust) = minimal_norm_case();
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    let robust_at = |epsilon: f32| -> Vec<bool> {
+        correct
+            .iter()
+            .zip(&found)
+            .map(|(&c, f)| c && f.is_none_or(|n| n > epsilon))
+            .collect()
+    };
+    let derived: Vec<_> = report.attacks.iter().filter(|a| a.label == "df").collect();
+    assert_eq!(derived.len(), 3);
+    for (result, epsilon) in derived.iter().zip([0.1f32, 0.3, 0.5]) {
+        let expected = robust_at(epsilon).iter().filter(|&&r| r).count();
+        assert_eq!(result.robust_accuracy.successes, expected, "ε = {epsilon}");
+        assert_eq!(result.robust_accuracy.total, 40);
+        assert_eq!(result.kind.as_deref(), Some("minimal_norm"));
+    }
+    // Not monotone by accident: the counts differ between the ε's.
+    assert!(derived[0].robust_accuracy.successes > derived[2].robust_accuracy.successes);
+    // The worst case at L2 ε = 0.3 takes both attacks, sample by sample.
+    let worst = report
+        .worst_case
+        .iter()
+        .find(|w| w.norm == "l2" && (w.epsilon - 0.3).abs() < 1e-9)
+        .unwrap();
+    assert_eq!(worst.attacks, vec!["df".to_string(), "pgd".to_string()]);
+    let both = robust_at(0.3)
+        .iter()
+        .zip(&pgd_robust)
+        .filter(|(a, b)| **a && **b)
+        .count();
+    assert_eq!(worst.robust_accuracy.successes, both);
+    assert!(both < derived[1].robust_accuracy.successes);
+    // Quantiles over the broken, originally correct samples.
+    let mut sizes: Vec<f64> = correct
+        .iter()
+        .zip(&found)
+        .filter_map(|(&c, f)| if c { f.map(f64::from) } else { None })
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    let [summary] = report.minimal_norm.as_slice() else {
+        panic!(
+            "one minimal-norm result expected, got {:?}",
+            report.minimal_norm
+        )
+    };
+    assert_eq!(summary.label, "df");
+    assert_eq!(summary.norm, "l2");
+    assert_eq!(summary.success_rate.successes, sizes.len());
+    assert_eq!(
+        summary.success_rate.total,
+        correct.iter().filter(|&&c| c).count()
+    );
+    let numpy = |q: f64| {
+        let position = q * (sizes.len() - 1) as f64;
+        let (below, above) = (position.floor() as usize, position.ceil() as usize);
+        sizes[below] + (sizes[above] - sizes[below]) * (position - below as f64)
+    };
+    assert_eq!(summary.quantiles.len(), 5);
+    for quantile in &summary.quantiles {
+        assert!(
+            (quantile.value - numpy(quantile.q)).abs() < 1e-9,
+            "{quantile:?}"
+        );
+    }
+    assert!((summary.median.unwrap() - numpy(0.5)).abs() < 1e-9);
+    // The same figures after a round trip through the per-sample file.
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(samples_file::FILE_NAME);
+    samples_file::write(&path, &plan, &RunMeasurements::default(), &records).unwrap();
+    let (read_plan, read_measurements, read_records) = samples_file::read(&path).unwrap();
+    assert_eq!(
+        read_plan.runs[5].attack.as_ref().unwrap().epsilon,
+        f32::INFINITY
+    );
+    let again = aggregate(&read_plan, &read_measurements, &read_records).unwrap();
+    assert_eq!(again, report);
+}
+
+#[test]
+fn minimal_norm_runs_without_their_search_are_an_error() {
+    let (mut plan, records, ..) = minimal_norm_case();
+    plan.runs.truncate(5);
+    let records: Vec<SampleRecord> = records.into_iter().filter(|r| r.run.0 < 5).collect();
+    let error = aggregate(&plan, &RunMeasurements::default(), &records).unwrap_err();
+    assert!(
+        matches!(error, AggregateError::NoMinimalNormSearch { ref run } if run == "df"),
+        "{error}"
+    );
+}

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod hostile_files;
 mod limits;
+mod minimal_norm;
 mod provenance;
 mod readable_text;
 mod records;

@@ -36,7 +36,50 @@ fn header_is_the_documented_snake_case_columns() {
          success_rate,mean_loss,perturbation_mean,perturbation_median,perturbation_max,\
          max_linf,seconds,model,class,rate,seed,anomaly_index,mask_l1,flip_rate,mask_iou,\
          flagged,clean_accuracy,attack_success_rate,attack_ci95_low,attack_ci95_high,\
-         false_rejection_rate,detection_rate,precision,recall"
+         false_rejection_rate,detection_rate,precision,recall,quantile,minimal_norm"
+    );
+}
+
+/// A minimal-norm attack's unbounded run: one `minimal_norm` row per quantile, its label
+/// escaped like every text cell.
+#[test]
+fn minimal_norm_rows_hold_the_quantiles() {
+    let mut report = fixture::report();
+    report.minimal_norm = vec![gauntlet_reports::MinimalNormResult {
+        label: "=deepfool".to_owned(),
+        attack: "deepfool".to_owned(),
+        norm: "l2".to_owned(),
+        params: serde_json::Map::new(),
+        success_rate: fixture::wilson(90, 100),
+        quantiles: gauntlet_reports::MINIMAL_NORM_QUANTILES
+            .iter()
+            .map(|&q| gauntlet_reports::NormQuantile { q, value: q * 2.0 })
+            .collect(),
+        median: Some(1.0),
+        mean: Some(1.1),
+        seconds: 2.5,
+    }];
+    let (_, rows) = read_rows(&csv_string(&report).unwrap());
+    let minimal: Vec<_> = rows
+        .iter()
+        .filter(|r| cell(r, "kind") == "minimal_norm")
+        .collect();
+    assert_eq!(minimal.len(), 5);
+    for (row, q) in minimal.iter().zip(gauntlet_reports::MINIMAL_NORM_QUANTILES) {
+        assert_eq!(cell(row, "label"), "'=deepfool");
+        assert_eq!(cell(row, "quantile").parse::<f64>().unwrap(), q);
+        assert_eq!(cell(row, "minimal_norm").parse::<f64>().unwrap(), q * 2.0);
+        assert_eq!(cell(row, "perturbation_median"), "1");
+        assert_eq!(cell(row, "correct"), "90");
+        assert_eq!(cell(row, "total"), "100");
+    }
+    let html = gauntlet_reports::render_html(&report).unwrap();
+    assert!(html.contains("<h3>Minimal perturbation</h3>"));
+    assert!(html.contains("<strong>=deepfool</strong>"));
+    let markdown = gauntlet_reports::render_markdown(&report);
+    assert!(
+        markdown.contains("broke 90.0% of the correctly classified samples, median ‖δ‖ 1.0000"),
+        "{markdown}"
     );
 }
 

@@ -301,6 +301,7 @@ pub fn report() -> RunReport {
         },
         clean,
         attacks,
+        minimal_norm: Vec::new(),
         worst_case,
         sanity_checks,
         gates,

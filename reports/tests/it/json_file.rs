@@ -290,3 +290,17 @@ fn a_schema_2_file_still_reads() {
     assert_eq!(report.schema_version, 2);
     assert!(report.backdoor.is_none());
 }
+
+/// A schema-3 file (before minimal-norm attacks) still reads: it is the code fixture with no
+/// `minimal_norm` entries.
+#[test]
+fn a_schema_3_file_still_reads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_report_v3.json");
+    let report = read_json(&path).unwrap();
+    assert_eq!(report.schema_version, 3);
+    assert!(report.minimal_norm.is_empty());
+    let mut expected = fixture::report();
+    expected.schema_version = 3;
+    assert_eq!(report, expected);
+}
