@@ -44,6 +44,8 @@ mod params;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(feature = "torch")]
+mod torchscript;
 pub mod train;
 mod weights;
 
@@ -55,6 +57,8 @@ pub use dlr::DLR_EPSILON;
 pub use error::{ModelError, ShapeMismatch};
 pub use network::Network;
 pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
+#[cfg(feature = "torch")]
+pub use torchscript::TorchScriptModel;
 pub use train::{accuracy, train, EpochStats, Optimizer, TrainConfig};
 pub use weights::WeightsFormat;
 
