@@ -26,7 +26,8 @@
 //! them (`docs/pytorch-export.md`). Its pooling layers are written here rather than taken from
 //! candle, whose pooling backward passes are wrong (`layers/pool.rs`). [`train()`] trains it;
 //! the `testing` feature adds a known-weights `testing::LinearModel` and a finite-difference
-//! gradient checker.
+//! gradient checker. The `torch` feature adds `TorchScriptModel`: a TorchScript archive run by
+//! libtorch (`tch`), scanned before libtorch sees it (`torchscript.rs`, docs/models.md).
 
 use candle_core::{DType, Device, Tensor, Var};
 

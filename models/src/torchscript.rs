@@ -167,7 +167,7 @@ impl TorchScriptModel {
     }
 
     /// Copies a libtorch tensor back into a candle CPU tensor of the model's dtype.
-    fn from_torch(&self, tensor: &tch::Tensor, what: &str) -> Result<Tensor, ModelError> {
+    fn to_candle(&self, tensor: &tch::Tensor, what: &str) -> Result<Tensor, ModelError> {
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
         let flat = tensor
             .f_detach()
@@ -271,7 +271,7 @@ impl Model for TorchScriptModel {
         let batch = inputs.dims().first().copied().unwrap_or(0);
         let input = self.to_torch(inputs)?;
         let logits = tch::no_grad(|| self.logits(&input, batch))?;
-        self.from_torch(&logits, "cannot copy the logits out of libtorch")
+        self.to_candle(&logits, "cannot copy the logits out of libtorch")
     }
 
     fn loss_and_input_gradient(
@@ -288,7 +288,7 @@ impl Model for TorchScriptModel {
         let torch_logits = self.logits(&input, batch)?;
         // gauntlet's loss on a copy of the logits gives the loss and ∂Σloss/∂logits.
         let logits = Var::from_tensor(
-            &self.from_torch(&torch_logits, "cannot copy the logits out of libtorch")?,
+            &self.to_candle(&torch_logits, "cannot copy the logits out of libtorch")?,
         )?;
         let per_sample = loss.per_sample(logits.as_tensor(), labels)?;
         let grads = per_sample.sum_all()?.backward()?;
@@ -313,7 +313,7 @@ impl Model for TorchScriptModel {
         Ok(InputGradient {
             loss: per_sample.detach(),
             gradient: self
-                .from_torch(&gradient, "cannot copy the input gradient out of libtorch")?,
+                .to_candle(&gradient, "cannot copy the input gradient out of libtorch")?,
             logits: logits.as_tensor().detach(),
         })
     }

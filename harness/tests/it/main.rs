@@ -11,3 +11,4 @@ mod limits;
 mod provenance;
 mod readable_text;
 mod records;
+mod torchscript;
