@@ -2,8 +2,8 @@
 # Builds and tests gauntlet's TorchScript support (cargo feature `torch`, docs/models.md):
 # PyTorch 2.13.0 from PyPI in a venv (the version tch 0.26 is built for), libtorch linked from
 # it (LIBTORCH_USE_PYTORCH=1), then the feature's tests in gauntlet-models and the harness.
-# Not part of .ci/run: the install is about 4.7 GB and the first build about 15 minutes on
-# 2 cores (docs/models.md has the measurements).
+# .ci/run calls it last with CARGO_TARGET_DIR=target (about 5 minutes after the workspace
+# build); alone it builds in target/torch (docs/models.md has the measurements).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

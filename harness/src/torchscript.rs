@@ -70,3 +70,28 @@ pub fn load(
         suite.model_weights.display()
     )
 }
+
+/// A TorchScript file for `gauntlet inspect`: loaded with `--input-shape`, which it needs.
+#[cfg(feature = "torch")]
+pub fn load_file(path: &std::path::Path, input_shape: Option<&[usize]>) -> Result<Box<dyn Model>> {
+    let Some(shape) = input_shape else {
+        anyhow::bail!(
+            "a TorchScript archive declares no input shape; give it with `--input-shape`, e.g. \
+             `--input-shape 3,32,32`"
+        );
+    };
+    Ok(Box::new(gauntlet_models::TorchScriptModel::from_file(
+        path, shape,
+    )?))
+}
+
+/// Without the `torch` feature a TorchScript file does not load.
+#[cfg(not(feature = "torch"))]
+pub fn load_file(
+    _path: &std::path::Path,
+    _input_shape: Option<&[usize]>,
+) -> Result<Box<dyn Model>> {
+    anyhow::bail!(
+        "this gauntlet was built without TorchScript support (rebuild with `--features torch`)"
+    )
+}

@@ -46,7 +46,7 @@ pub mod spec;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(feature = "torch")]
-mod torchscript;
+pub mod torchscript;
 pub mod train;
 mod weights;
 

@@ -58,6 +58,29 @@ fn kind_of(dtype: DType) -> Result<tch::Kind, ModelError> {
     }
 }
 
+/// The parameters a TorchScript archive holds (name, shape, dtype), read by libtorch after the
+/// scanner passed the archive: for `gauntlet inspect`, which has no input shape to run it with.
+pub fn archive_parameters(
+    bytes: &[u8],
+    name: &str,
+) -> Result<Vec<crate::describe::StoredTensor>, ModelError> {
+    let refused = crate::checkpoint::scanner_refusals(bytes, name);
+    if !refused.is_empty() {
+        return Err(ModelError::UnsafeTorchScript { findings: refused });
+    }
+    let module = load_module(bytes, DType::F32)?;
+    Ok(module
+        .named_parameters()
+        .map_err(torch_error("cannot list the module's parameters"))?
+        .into_iter()
+        .map(|(name, tensor)| crate::describe::StoredTensor {
+            name,
+            shape: tensor.size().iter().map(|&d| d as usize).collect(),
+            dtype: format!("{:?}", tensor.kind()).to_lowercase(),
+        })
+        .collect())
+}
+
 impl TorchScriptModel {
     /// Scans `bytes` (a `torch.jit.save` archive named `name` in messages), refuses it on any
     /// high or critical finding ([`ModelError::UnsafeTorchScript`]), then loads it into

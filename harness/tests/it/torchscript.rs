@@ -167,3 +167,47 @@ fn without_the_torch_feature_a_torchscript_suite_says_how_to_rebuild() {
     assert!(text.contains("is a TorchScript archive"), "{text}");
     assert!(text.contains("--features torch"), "{text}");
 }
+
+#[cfg(feature = "torch")]
+#[test]
+fn inspect_lists_a_torchscript_models_parameters_and_runs_it_with_an_input_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path(), "cnn.torchscript.pt");
+    let output = gauntlet(
+        dir.path(),
+        &["inspect", "cnn.torchscript.pt", "--input-shape", "1,8,8"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for line in [
+        "format:     torchscript",
+        "input:      [batch, 1, 8, 8]",
+        "classes:    10",
+        "parameters: 5946",
+        "kernels:    libtorch (TorchScript)",
+        "0.weight",
+        "10.weight",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from:\n{text}");
+    }
+    let output = gauntlet(dir.path(), &["inspect", "cnn.torchscript.pt"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("loads:      no — a TorchScript archive declares no input shape"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[cfg(not(feature = "torch"))]
+#[test]
+fn without_the_torch_feature_inspect_names_the_format_and_the_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture(dir.path(), "cnn.torchscript.pt");
+    let output = gauntlet(dir.path(), &["inspect", "cnn.torchscript.pt"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("format:     torchscript"), "{text}");
+    assert!(text.contains("sha256:"), "{text}");
+    assert!(text.contains("--features torch"), "{text}");
+}
