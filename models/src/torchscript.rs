@@ -76,7 +76,11 @@ pub fn archive_parameters(
         .map(|(name, tensor)| crate::describe::StoredTensor {
             name,
             shape: tensor.size().iter().map(|&d| d as usize).collect(),
-            dtype: format!("{:?}", tensor.kind()).to_lowercase(),
+            // A kind tch has no name for (a quantized type, say) is shown, not a panic.
+            dtype: tensor.f_kind().map_or_else(
+                |_| "unknown".to_string(),
+                |kind| format!("{kind:?}").to_lowercase(),
+            ),
         })
         .collect())
 }
