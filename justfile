@@ -41,6 +41,11 @@ crosscheck-autoattack:
     /tmp/aavenv/bin/python benches/crosscheck_autoattack.py
     cargo test -p gauntlet-attacks --test it autoattack -- --nocapture
 
+# TorchScript through libtorch (`--features torch`): PyTorch 2.13.0 from PyPI in a venv (about
+# 4.7 GB), then the feature's tests in target/torch; see docs/models.md.
+torch-test:
+    bash .ci/torch-test.sh
+
 # Type-check `--features cuda` without a GPU (CUDA 13.0 compiler from PyPI); see docs/ci.md.
 cuda-check:
     bash .ci/cuda-check.sh

@@ -144,6 +144,9 @@ pub enum Command {
         /// The gauntlet spec the weights belong to
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// A TorchScript model's per-sample input shape, e.g. `1,28,28` (it declares none)
+        #[arg(long, value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
     },
     /// Print a gauntlet spec (TOML) for a model file: the spec an ONNX graph compiles to, or a
     /// starting spec from a state dict's tensor names and shapes

@@ -53,8 +53,15 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             baseline,
         } => report(&results, &out, &format, overwrite, baseline.as_deref()),
         Command::List { what, markdown } => list(what, markdown),
-        Command::Inspect { model, spec } => {
-            stdout_line(crate::inspect::inspect(&model, spec.as_deref())?.trim_end())?;
+        Command::Inspect {
+            model,
+            spec,
+            input_shape,
+        } => {
+            stdout_line(
+                crate::inspect::inspect(&model, spec.as_deref(), input_shape.as_deref())?
+                    .trim_end(),
+            )?;
             Ok(Outcome::Passed)
         }
         Command::Spec { from } => {

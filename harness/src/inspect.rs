@@ -38,18 +38,27 @@ pub fn self_describing_model(weights: &[u8], source: &Source, device: &Device) -
     }
 }
 
-/// The model a file (plus an optional spec) loads as, if it loads.
-fn load(path: &Path, spec: Option<&Path>, format: Option<StoredFormat>) -> Result<Network> {
+/// The model a file (plus an optional spec, or a TorchScript model's input shape) loads as,
+/// if it loads.
+fn load(
+    path: &Path,
+    spec: Option<&Path>,
+    format: Option<StoredFormat>,
+    input_shape: Option<&[usize]>,
+) -> Result<Box<dyn Model>> {
     match (spec, format) {
-        (None, Some(StoredFormat::Onnx)) => Ok(Network::from_onnx_file(path, &Device::Cpu)?),
-        (Some(spec), _) => Ok(Network::load(spec, path, &Device::Cpu)?),
+        (None, Some(StoredFormat::TorchScript)) => crate::torchscript::load_file(path, input_shape),
+        (None, Some(StoredFormat::Onnx)) => {
+            Ok(Box::new(Network::from_onnx_file(path, &Device::Cpu)?))
+        }
+        (Some(spec), _) => Ok(Box::new(Network::load(spec, path, &Device::Cpu)?)),
         (None, _) => bail!("no spec given (--spec); a state dict stores no architecture"),
     }
 }
 
 /// `gauntlet inspect`: format, hashes, tensors, and — when it loads — input shape, classes,
 /// parameter count and kernel path.
-pub fn inspect(path: &Path, spec: Option<&Path>) -> Result<String> {
+pub fn inspect(path: &Path, spec: Option<&Path>, input_shape: Option<&[usize]>) -> Result<String> {
     let bytes = gauntlet_files::read_bounded(path, gauntlet_files::limits::WEIGHTS)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
     let format = StoredFormat::detect(&bytes);
@@ -75,21 +84,32 @@ pub fn inspect(path: &Path, spec: Option<&Path>) -> Result<String> {
             crate::load::sha256_hex(&spec_bytes)
         )?;
     }
-    let (tensors, notes) = stored_tensors(&bytes, &name)
-        .with_context(|| format!("cannot read the tensors of `{name}`"))?;
+    let (tensors, notes) = match stored_tensors(&bytes, &name) {
+        Ok(read) => read,
+        // Without the `torch` feature a TorchScript archive's tensors cannot be listed; the
+        // header above and the reason below are still worth printing.
+        Err(error) if format == Some(StoredFormat::TorchScript) && cfg!(not(feature = "torch")) => {
+            (Vec::new(), vec![error.to_string()])
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read the tensors of `{name}`"))
+        }
+    };
     for note in notes {
         writeln!(out, "note:       {note}")?;
     }
-    match load(path, spec, format) {
-        Ok(network) => {
-            let info = network.info();
+    match load(path, spec, format, input_shape) {
+        Ok(model) => {
+            let info = model.info();
             writeln!(out, "input:      [batch, {}]", join(&info.input_shape))?;
             writeln!(out, "classes:    {}", info.num_classes)?;
             if let Some(names) = &info.class_names {
                 writeln!(out, "names:      {}", names.join(", "))?;
             }
-            writeln!(out, "parameters: {}", network.parameter_count())?;
-            writeln!(out, "kernels:    {}", network.kernel_path())?;
+            if let Some(parameters) = info.parameters {
+                writeln!(out, "parameters: {parameters}")?;
+            }
+            writeln!(out, "kernels:    {}", model.kernel_path())?;
         }
         Err(error) => writeln!(out, "loads:      no — {error:#}")?,
     }

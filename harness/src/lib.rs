@@ -22,3 +22,4 @@ pub mod provenance;
 pub mod runner;
 pub mod suite;
 pub mod summary;
+pub mod torchscript;

@@ -5,6 +5,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use gauntlet_datasets::{Dataset, DatasetFormat, InMemoryDataset};
+use gauntlet_models::describe::StoredFormat;
+use gauntlet_models::spec::ModelCost;
 use gauntlet_models::{Model, ModelSpec, Network};
 use gauntlet_reports::{DatasetInfo, ModelInfo, Provenance};
 use sha2::{Digest, Sha256};
@@ -80,8 +82,20 @@ fn read_source(source: &Source, key: &str, limit: gauntlet_files::Limit) -> Resu
     }
 }
 
+/// The suite's model, verified and loaded, with what the memory check and class names need.
+pub struct LoadedModel {
+    pub model: Box<dyn Model>,
+    /// What the model costs: its spec's cost, or for a TorchScript model (no spec) its
+    /// parameters and input size only (libtorch's activations are not estimated).
+    pub cost: ModelCost,
+    /// The spec's class names, when the model has a spec that names them.
+    pub class_names: Option<Vec<String>>,
+    pub info: ModelInfo,
+    pub provenance: Provenance,
+}
+
 /// Verify the model (pinned SHA-256, manifest, signature, static scan), then load it.
-pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo, Provenance)> {
+pub fn load_model(suite: &Suite, device: &Device) -> Result<LoadedModel> {
     let weights = read_source(
         &suite.model_weights,
         "model.weights",
@@ -89,9 +103,21 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
     )?;
     let sha256 = sha256_hex(&weights);
     let provenance = crate::provenance::verify(suite, &weights, &sha256)?;
-    // A suite without `model.spec` names the weights file for both (suite.rs): an ONNX model.
+    // A suite without `model.spec` names the weights file for both (suite.rs): an ONNX model
+    // or a TorchScript archive.
     let self_describing =
         matches!(&suite.model_weights, Source::File(_)) && suite.model_spec == suite.model_weights;
+    if self_describing && StoredFormat::detect(&weights) == Some(StoredFormat::TorchScript) {
+        let (model, cost) = crate::torchscript::load(suite, &weights, device)?;
+        let info = model_info(suite, model.as_ref(), sha256);
+        return Ok(LoadedModel {
+            model,
+            cost,
+            class_names: None,
+            info,
+            provenance,
+        });
+    }
     let network = if self_describing {
         crate::inspect::self_describing_model(&weights, &suite.model_weights, device)?
     } else {
@@ -99,8 +125,24 @@ pub fn load_model(suite: &Suite, device: &Device) -> Result<(Network, ModelInfo,
     }
     .with_native_kernels(!suite.candle_kernels)
     .with_source(suite.model_weights.display());
+    if let Some(shape) = &suite.model_input_shape {
+        if shape.as_slice() != network.input_shape() {
+            bail!(
+                "`model.input_shape` = {shape:?}, but model `{}` declares {:?} (only a \
+                 TorchScript model needs `input_shape`)",
+                suite.model_weights.display(),
+                network.input_shape()
+            );
+        }
+    }
     let info = model_info(suite, &network, sha256);
-    Ok((network, info, provenance))
+    Ok(LoadedModel {
+        cost: network.spec().cost()?,
+        class_names: network.spec().class_names().map(<[String]>::to_vec),
+        model: Box::new(network),
+        info,
+        provenance,
+    })
 }
 
 /// A spec'd model: the spec file plus safetensors or a PyTorch checkpoint.
@@ -133,7 +175,7 @@ fn spec_model(suite: &Suite, weights: &[u8], device: &Device) -> Result<Network>
         })
 }
 
-fn model_info(suite: &Suite, network: &Network, sha256: String) -> ModelInfo {
+fn model_info(suite: &Suite, network: &dyn Model, sha256: String) -> ModelInfo {
     // The report's model record comes from what the model declares about itself.
     let declared = network.info();
     let info = ModelInfo {
@@ -217,7 +259,13 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     let started = Instant::now();
     let choice = parse_device(&suite.device)?;
     let device = open_device(choice)?;
-    let (model, model_info, provenance) = load_model(suite, &device)?;
+    let LoadedModel {
+        model,
+        cost,
+        class_names: spec_class_names,
+        info: model_info,
+        provenance,
+    } = load_model(suite, &device)?;
     // `gauntlet check` refuses these from the model's format; this is the same rule applied to
     // what the loaded model itself declares.
     if !model.capabilities().input_gradients {
@@ -247,7 +295,6 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     };
     let classes_evaluated = present(&dataset);
     // The data is in memory now; with it, the whole run must still fit the cap.
-    let cost = model.spec().cost()?;
     crate::budget::check_suite_memory(suite, &cost, dataset.len())
         .with_context(|| format!("refusing model spec `{}`", suite.model_spec.display()))?;
     let memory = cost.memory(
@@ -255,7 +302,6 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         suite.batch_size,
         dataset.len(),
     );
-    let spec_class_names = model.spec().class_names().map(<[String]>::to_vec);
     let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
         .into_iter()
         .flatten()
@@ -308,7 +354,7 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
     Ok(Loaded {
         device,
         device_name: device_name(choice),
-        model: Box::new(model),
+        model,
         model_info,
         dataset: Box::new(dataset),
         dataset_info,

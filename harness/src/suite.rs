@@ -88,8 +88,12 @@ pub struct ModelSection {
     #[serde(default)]
     pub spec: Option<String>,
     /// Weights, relative to the suite file: safetensors or a PyTorch checkpoint (with `spec`),
-    /// or an ONNX model (without); detected by content, not by extension.
+    /// or an ONNX model or TorchScript archive (without); detected by content, not by extension.
     pub weights: String,
+    /// Per-sample input shape (`[channels, height, width]` or `[features]`) of a TorchScript
+    /// model, which does not declare one; other formats declare theirs, and a different value
+    /// here is refused.
+    pub input_shape: Option<Vec<usize>>,
     /// Expected SHA-256 of the weights file; checked before loading.
     pub sha256: Option<String>,
     /// A `gauntlet manifest create` manifest of the model's folder; verified before loading.
@@ -295,6 +299,8 @@ pub struct Suite {
     pub limits: crate::budget::Limits,
     pub model_spec: Source,
     pub model_weights: Source,
+    /// `model.input_shape` (a TorchScript model's per-sample input shape).
+    pub model_input_shape: Option<Vec<usize>>,
     pub model_sha256: Option<String>,
     pub model_manifest: Option<PathBuf>,
     /// Signature bundle and the public key it must verify with.
@@ -418,6 +424,11 @@ impl Suite {
         if spec.sanity.full_budget_steps == 0 {
             bail!("`sanity.full_budget_steps` must be ≥ 1, got 0");
         }
+        if let Some(shape) = &spec.model.input_shape {
+            if shape.is_empty() || shape.contains(&0) {
+                bail!("`model.input_shape` must list sizes ≥ 1, got {shape:?}");
+            }
+        }
         if let Some(sha) = &spec.model.sha256 {
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 bail!("`model.sha256` must be 64 hex digits, got `{sha}`");
@@ -483,12 +494,13 @@ impl Suite {
                 max_memory_mib: spec.max_memory_mib,
                 max_passes: spec.max_passes,
             },
-            // A self-describing model (ONNX) is its own spec.
+            // A self-describing model (ONNX, TorchScript) is its own spec.
             model_spec: Source::resolve(
                 spec.model.spec.as_deref().unwrap_or(&spec.model.weights),
                 base,
             ),
             model_weights: Source::resolve(&spec.model.weights, base),
+            model_input_shape: spec.model.input_shape.clone(),
             model_sha256: spec.model.sha256.map(|s| s.to_ascii_lowercase()),
             model_manifest: spec.model.manifest.map(|m| base.join(m)),
             model_signature,

@@ -166,6 +166,8 @@ pub enum KernelPath {
     /// candle's ops and autograd, and why not the native kernels (e.g. `GELU activation`,
     /// `dtype is f64`, `native kernels turned off (--candle-kernels)`).
     Candle { reason: String },
+    /// libtorch, through `tch` (a TorchScript model; feature `torch`).
+    Libtorch,
 }
 
 impl fmt::Display for KernelPath {
@@ -173,6 +175,7 @@ impl fmt::Display for KernelPath {
         match self {
             KernelPath::Native => f.write_str("native CPU kernels"),
             KernelPath::Candle { reason } => write!(f, "candle kernels ({reason})"),
+            KernelPath::Libtorch => f.write_str("libtorch (TorchScript)"),
         }
     }
 }

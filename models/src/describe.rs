@@ -124,9 +124,19 @@ pub fn stored_tensors(
             let (tensors, _) = stored_tensors(&compiled.safetensors, name)?;
             Ok((tensors, compiled.notes))
         }
-        Some(StoredFormat::TorchScript) => Err(ModelError::Checkpoint {
-            reason: "a TorchScript archive: gauntlet reads state dicts (torch.save of \
-                     model.state_dict()) and ONNX; TorchScript needs the `torch` build feature"
+        // The module's parameters as libtorch lists them, after the scanner.
+        #[cfg(feature = "torch")]
+        Some(StoredFormat::TorchScript) => Ok((
+            crate::torchscript::archive_parameters(bytes, name)?,
+            vec![
+                "TorchScript: the parameters as libtorch lists them (buffers not shown)"
+                    .to_string(),
+            ],
+        )),
+        #[cfg(not(feature = "torch"))]
+        Some(StoredFormat::TorchScript) => Err(ModelError::TorchScript {
+            reason: "this gauntlet was built without the `torch` feature, which reads \
+                     TorchScript through libtorch (docs/models.md)"
                 .to_string(),
         }),
         None => Err(ModelError::Checkpoint {

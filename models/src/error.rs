@@ -151,6 +151,16 @@ pub enum ModelError {
         unsupported.join("; ")
     )]
     UnsupportedOnnx { unsupported: Vec<String> },
+    /// A TorchScript archive libtorch cannot load or run as a classifier (feature `torch`), or
+    /// a TorchScript file in a build without that feature.
+    #[error("cannot load the TorchScript model: {reason}")]
+    TorchScript { reason: String },
+    /// The scanner refused a TorchScript archive (its pickles or code) before libtorch saw it.
+    #[error(
+        "the TorchScript archive was refused by the scanner before loading (libtorch never saw it): {}",
+        findings.join("; ")
+    )]
+    UnsafeTorchScript { findings: Vec<String> },
     /// An internal invariant of gauntlet's own code failed (e.g. the native kernels' saved
     /// forward values do not match the backward pass). A bug, reported instead of returning
     /// a wrong result (a zero gradient would look like robustness).

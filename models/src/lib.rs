@@ -26,7 +26,8 @@
 //! them (`docs/pytorch-export.md`). Its pooling layers are written here rather than taken from
 //! candle, whose pooling backward passes are wrong (`layers/pool.rs`). [`train()`] trains it;
 //! the `testing` feature adds a known-weights `testing::LinearModel` and a finite-difference
-//! gradient checker.
+//! gradient checker. The `torch` feature adds `TorchScriptModel`: a TorchScript archive run by
+//! libtorch (`tch`), scanned before libtorch sees it (`torchscript.rs`, docs/models.md).
 
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -44,6 +45,8 @@ mod params;
 pub mod spec;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+#[cfg(feature = "torch")]
+pub mod torchscript;
 pub mod train;
 mod weights;
 
@@ -55,6 +58,8 @@ pub use dlr::DLR_EPSILON;
 pub use error::{ModelError, ShapeMismatch};
 pub use network::Network;
 pub use spec::{ActivationKind, Architecture, LayerSpec, ModelSpec, Pair};
+#[cfg(feature = "torch")]
+pub use torchscript::TorchScriptModel;
 pub use train::{accuracy, train, EpochStats, Optimizer, TrainConfig};
 pub use weights::WeightsFormat;
 

@@ -12,3 +12,4 @@ mod minimal_norm;
 mod provenance;
 mod readable_text;
 mod records;
+mod torchscript;

@@ -67,14 +67,14 @@ fn error(reason: impl Into<String>) -> ModelError {
     }
 }
 
-/// Scans `bytes` and reads the state dict. `name` is the file's name for the scanner's
-/// findings (a model extension makes unidentifiable content high, as everywhere).
-pub(crate) fn read_state_dict(bytes: &[u8], name: &str) -> Result<StateDict, ModelError> {
+/// The scanner's high and critical findings for `bytes` (a model file named `name`), as text:
+/// what refuses a checkpoint (or a TorchScript archive) before anything in it is read.
+pub(crate) fn scanner_refusals(bytes: &[u8], name: &str) -> Vec<String> {
     let location = Location {
         file: name.to_string(),
         ..Location::default()
     };
-    let refused: Vec<String> = gauntlet_artifact::scan::scan_bytes_in(bytes, &location, true)
+    gauntlet_artifact::scan::scan_bytes_in(bytes, &location, true)
         .into_iter()
         .filter(|finding| finding.severity >= Severity::High)
         .map(|finding| {
@@ -91,7 +91,13 @@ pub(crate) fn read_state_dict(bytes: &[u8], name: &str) -> Result<StateDict, Mod
                 finding.message
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Scans `bytes` and reads the state dict. `name` is the file's name for the scanner's
+/// findings (a model extension makes unidentifiable content high, as everywhere).
+pub(crate) fn read_state_dict(bytes: &[u8], name: &str) -> Result<StateDict, ModelError> {
+    let refused = scanner_refusals(bytes, name);
     if !refused.is_empty() {
         return Err(ModelError::UnsafeCheckpoint { findings: refused });
     }

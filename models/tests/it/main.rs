@@ -11,6 +11,8 @@ mod loading;
 mod native;
 mod pytorch;
 mod spec;
+#[cfg(feature = "torch")]
+mod torchscript;
 mod training;
 
 use candle_core::{DType, Device, Tensor};
