@@ -180,7 +180,7 @@ impl ModelCost {
     /// with W the weights and buffers (values), C the constant tables (bytes), A the values a
     /// sample keeps for backward (each kept once and once more as its gradient, 4 bytes each),
     /// S the input values of a sample, N the samples held, and the weight and input copies of
-    /// [`weight_copies`] and [`input_copies`]. Each term is an upper estimate of what gauntlet
+    /// `weight_copies` and `input_copies`. Each term is an upper estimate of what gauntlet
     /// allocates, not a measurement; docs/limits.md explains each.
     pub fn memory(
         &self,
