@@ -22,8 +22,9 @@ use gauntlet_datasets::{Batch, Dataset};
 use gauntlet_models::{Loss, Model};
 use gauntlet_reports::{AdversarialExample, KernelPathInfo, RunReport};
 use gauntlet_results::{
-    metrics::epsilon_value, AttackRun, CleanOutcome, EvasionOutcome, Outcome, PlannedRun, RunId,
-    RunMeasurements, RunPlan, RunPurpose, SampleRecord, PLAN_VERSION,
+    metrics::epsilon_value, AttackRun, CleanGradients, CleanOutcome, EvasionOutcome, Outcome,
+    PlannedRun, RepeatForward, RunId, RunMeasurements, RunPlan, RunPurpose, SampleRecord,
+    PLAN_VERSION,
 };
 
 use crate::load::Loaded;
@@ -235,10 +236,17 @@ pub struct Pass<'a> {
     pub progress: &'a Progress,
 }
 
-/// The clean pass over `samples`: one record per sample.
-pub fn clean_pass(pass: &Pass, run: RunId, samples: Range<usize>) -> Result<Vec<SampleRecord>> {
+/// The clean pass over `samples`: one record per sample, and (when `keep_first_batch`) its
+/// first batch with the logits it gave, for the model probes of the sanity checks.
+pub fn clean_pass(
+    pass: &Pass,
+    run: RunId,
+    samples: Range<usize>,
+    keep_first_batch: bool,
+) -> Result<(Vec<SampleRecord>, Option<CleanBatch>)> {
     let device = pass.model.device();
     let mut records = Vec::with_capacity(samples.len());
+    let mut kept = None;
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let labels = to_u32s(&batch.labels)?;
@@ -258,9 +266,83 @@ pub fn clean_pass(pass: &Pass, run: RunId, samples: Range<usize>) -> Result<Vec<
                 }),
             });
         }
+        if keep_first_batch && kept.is_none() {
+            kept = Some(CleanBatch {
+                batch,
+                logits,
+                start: range.start,
+            });
+        }
         pass.progress.advance(1);
     }
-    Ok(records)
+    Ok((records, kept))
+}
+
+/// One batch of the clean pass and the logits the model gave on it.
+pub struct CleanBatch {
+    pub batch: Batch,
+    pub logits: Tensor,
+    /// Global index of the batch's first sample.
+    pub start: usize,
+}
+
+/// Each row of `logits` scaled to unit L2 norm (plus 1e-10, as AutoAttack does, so an
+/// all-zero row stays zero).
+fn unit_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let rows = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() + 1e-10;
+            row.into_iter().map(|v| v / norm).collect()
+        })
+        .collect())
+}
+
+/// The model probes of the sanity checks, on the first clean batch: one more forward pass,
+/// compared with the clean pass's logits on the same batch (determinism), and, when
+/// `gradients`, one cross-entropy input-gradient pass at the clean inputs (vanishing
+/// gradients). Together one forward and one forward-backward pass of one batch.
+pub fn model_probes(
+    model: &dyn Model,
+    first: &CleanBatch,
+    gradients: bool,
+) -> Result<(RepeatForward, Option<CleanGradients>)> {
+    let start = first.start as u64;
+    let again = model
+        .forward(&first.batch.inputs)
+        .context("the second forward pass on the first clean batch failed")?;
+    let logit_distance = unit_rows(&first.logits)?
+        .iter()
+        .zip(unit_rows(&again)?)
+        .map(|(before, after)| {
+            before
+                .iter()
+                .zip(&after)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                .sqrt()
+        })
+        .collect();
+    let repeat = RepeatForward {
+        start,
+        logit_distance,
+        prediction: to_u32s(&again.argmax(1)?)?,
+    };
+    if !gradients {
+        return Ok((repeat, None));
+    }
+    let gradient = model
+        .loss_and_input_gradient(&first.batch.inputs, &first.batch.labels, Loss::CrossEntropy)
+        .context("the input gradients at the first clean batch cannot be computed")?
+        .gradient;
+    let l1 = gradient
+        .to_dtype(DType::F32)?
+        .flatten_from(1)?
+        .abs()?
+        .sum(1)?
+        .to_vec1::<f32>()?;
+    Ok((repeat, Some(CleanGradients { start, l1 })))
 }
 
 /// The clean outcomes of a contiguous range of samples, looked up by global index.
@@ -416,6 +498,16 @@ pub fn run_shard(
     let mut run_seconds = Vec::with_capacity(executables.len());
     let mut clean = CleanByIndex::default();
     let mut kept = None;
+    let mut repeat_forward = None;
+    let mut clean_gradients = None;
+    // The vanishing-gradient check concerns gradient attacks (the suite's and the full-budget
+    // probe's); a model without input gradients runs none.
+    let gradient_probe = model.capabilities().input_gradients
+        && (suite.sanity.full_budget
+            || suite
+                .attacks
+                .iter()
+                .any(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients));
     for (position, executable) in executables.iter().enumerate() {
         let run_started = Instant::now();
         let id = RunId(u32::try_from(position).context("too many runs in one plan")?);
@@ -423,13 +515,26 @@ pub fn run_shard(
             Some(_) if executable.derived => {}
             None => {
                 progress.set_message("clean accuracy");
-                let clean_records = clean_pass(&pass, id, executable.samples.clone())
-                    .with_context(|| {
-                        format!(
-                            "model `{}` cannot be evaluated on the clean data",
-                            loaded.model_info.path
-                        )
-                    })?;
+                // The model probes run on the first batch of the whole evaluation, so only in
+                // the shard that holds sample 0 (like the backdoor sections).
+                let (clean_records, first_batch) = clean_pass(
+                    &pass,
+                    id,
+                    executable.samples.clone(),
+                    executable.samples.start == 0,
+                )
+                .with_context(|| {
+                    format!(
+                        "model `{}` cannot be evaluated on the clean data",
+                        loaded.model_info.path
+                    )
+                })?;
+                if let Some(first) = &first_batch {
+                    progress.set_message("sanity: model probes");
+                    let (repeat, gradients) = model_probes(model, first, gradient_probe)?;
+                    repeat_forward = Some(repeat);
+                    clean_gradients = gradients;
+                }
                 clean = CleanByIndex {
                     start: executable.samples.start,
                     outcomes: clean_records
@@ -545,6 +650,8 @@ pub fn run_shard(
         notices,
         backdoor_images: backdoor.images,
         poisoned_indices: backdoor.poisoned_indices,
+        repeat_forward,
+        clean_gradients,
     };
     Ok(Evaluation {
         plan,

@@ -342,7 +342,7 @@ pub fn aggregate(
         .map(|run| minimal_norm_result(&run, &clean_correct, seconds(run.position)))
         .collect();
     let worst_case = worst_case(&aligned, &labels);
-    let sanity_checks = crate::sanity::run_checks(&aligned, &worst_case);
+    let sanity_checks = crate::sanity::run_checks(&aligned, measurements, &worst_case);
     let run_seconds = |purpose: RunPurpose| -> f64 {
         plan.runs
             .iter()

@@ -24,8 +24,8 @@ pub mod sanity;
 
 pub use aggregate::{aggregate, Aligned};
 pub use plan::{
-    AttackRun, Gate, PlannedRun, RunMeasurements, RunPlan, RunPurpose, MAX_ANOMALY_INDEX_GATE,
-    PLAN_VERSION,
+    AttackRun, CleanGradients, Gate, PlannedRun, RepeatForward, RunMeasurements, RunPlan,
+    RunPurpose, MAX_ANOMALY_INDEX_GATE, PLAN_VERSION,
 };
 pub use records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
 

@@ -181,6 +181,42 @@ pub struct RunMeasurements {
     /// The poisoned training indices of every model a sweep trained (the ground truth).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poisoned_indices: Vec<crate::backdoor::PoisonedIndices>,
+    /// A second forward pass on the first clean batch, for the determinism check (absent in
+    /// files written before it, and in shards that do not hold sample 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_forward: Option<RepeatForward>,
+    /// The input gradients of the cross-entropy at the first clean batch, for the
+    /// vanishing-gradient check (absent when the suite runs no gradient attack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_gradients: Option<CleanGradients>,
+}
+
+/// The model run a second time on the clean inputs of samples `start..start + n` (the first
+/// clean batch), compared with the clean pass's logits on the very same batch. A deterministic
+/// model gives the same logits; a randomised one (random resizing, noise, dropout left on)
+/// does not, and an attack that follows one random draw per step sees masked gradients.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepeatForward {
+    /// Global index of the first probed sample.
+    pub start: u64,
+    /// Per sample: the L2 distance between the two passes' logits, each scaled to unit L2
+    /// norm (AutoAttack's measure, so the scale of the logits does not matter). NaN when
+    /// either pass gave a non-finite logit.
+    pub logit_distance: Vec<f32>,
+    /// Per sample: the prediction of the second pass.
+    pub prediction: Vec<u32>,
+}
+
+/// Per-sample sizes of the cross-entropy's input gradient at the clean inputs of samples
+/// `start..start + n` (the first clean batch), against the true labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanGradients {
+    /// Global index of the first probed sample.
+    pub start: u64,
+    /// Per sample: ‖∇ₓ loss‖₁ (NaN when the gradient has a NaN).
+    pub l1: Vec<f32>,
 }
 
 fn backdoor_images_empty(images: &gauntlet_reports::backdoor::BackdoorImages) -> bool {

@@ -13,11 +13,29 @@ use gauntlet_reports::{CheckStatus, SanityCheck, WorstCaseResult};
 
 use crate::aggregate::{Aligned, AttackRunView};
 use crate::metrics::{count_true, distinct, epsilon_value};
-use crate::plan::RunPurpose;
+use crate::plan::{CleanGradients, RepeatForward, RunMeasurements, RunPurpose};
 
 /// Relative and absolute slack of the ε-ball check: the budget in f32 arithmetic.
 const BUDGET_RELATIVE_TOLERANCE: f32 = 1e-5;
 const BUDGET_ABSOLUTE_TOLERANCE: f32 = 1e-6;
+
+/// Largest L2 distance between a sample's unit-normalised logits from two forward passes that
+/// still counts as the same output: AutoAttack's threshold for its randomised-defence flag
+/// (`checks.check_randomized`, `alpha = 1e-4`). Far above the last-bit differences of a
+/// different summation order (~1e-7), far below what input noise or random resizing causes.
+pub const REPEAT_FORWARD_TOLERANCE: f32 = 1e-4;
+
+/// An input gradient whose L1 norm is at or below this counts as vanished. AutoAttack flags
+/// exactly zero gradients (`checks.check_zero_gradients`); this also catches gradients that are
+/// only rounding residue (a saturated softmax in f32 leaves ~1e-38 per class, a step
+/// activation leaves exact zeros), while a working model's cross-entropy gradients at the
+/// clean input are many orders larger (measured on the bundled model: docs/results.md).
+pub const VANISHING_GRADIENT_L1: f32 = 1e-10;
+
+/// The share of the probed, correctly classified samples with vanished gradients above which
+/// the check warns: a few saturated samples are normal for a confident model, a noticeable
+/// share means the white-box attacks could not move from the clean input there.
+pub const MAX_VANISHING_GRADIENT_SHARE: f64 = 0.05;
 
 fn check(name: &str, status: CheckStatus, detail: String) -> SanityCheck {
     SanityCheck {
@@ -28,7 +46,11 @@ fn check(name: &str, status: CheckStatus, detail: String) -> SanityCheck {
 }
 
 /// Every check, in the order the report lists them.
-pub fn run_checks(aligned: &Aligned, worst_case: &[WorstCaseResult]) -> Vec<SanityCheck> {
+pub fn run_checks(
+    aligned: &Aligned,
+    measurements: &RunMeasurements,
+    worst_case: &[WorstCaseResult],
+) -> Vec<SanityCheck> {
     let attacks: Vec<AttackRunView> = aligned.attack_runs().collect();
     let mut checks = vec![class_coverage(aligned)];
     checks.extend(epsilon_zero_is_identity(aligned));
@@ -42,7 +64,146 @@ pub fn run_checks(aligned: &Aligned, worst_case: &[WorstCaseResult]) -> Vec<Sani
     if let Some(check) = black_box_not_stronger_than_white_box(&attacks) {
         checks.push(check);
     }
+    if let Some(probe) = &measurements.repeat_forward {
+        checks.push(deterministic_outputs(aligned, probe));
+    }
+    if let Some(probe) = &measurements.clean_gradients {
+        checks.push(input_gradients_not_vanishing(aligned, probe));
+    }
     checks
+}
+
+/// The position in `aligned` of each probed sample (`start + k`), `None` for one the clean
+/// run did not evaluate (a probe from another shard's records cannot match any).
+fn probed_positions(aligned: &Aligned, start: u64, count: usize) -> Vec<Option<usize>> {
+    (0..count as u64)
+        .map(|k| aligned.indices.binary_search(&(start + k)).ok())
+        .collect()
+}
+
+/// A model must give the same logits twice for the same input. A randomised defence does not:
+/// every attack step then follows the gradient of one random draw, which masks the gradient
+/// of the expected model, and the robust accuracies are overestimates until the model is
+/// attacked with expectation over transformation (EOT, Athalye et al. 2018). AutoAttack's
+/// `check_randomized`, on the first clean batch: its logits from the clean pass against a
+/// second forward pass. A warning, with how many samples differ and by how much.
+fn deterministic_outputs(aligned: &Aligned, probe: &RepeatForward) -> SanityCheck {
+    const NAME: &str = "deterministic_model_outputs";
+    let positions = probed_positions(aligned, probe.start, probe.logit_distance.len());
+    let mut samples = 0usize;
+    let mut differing = 0usize;
+    let mut predictions_changed = 0usize;
+    let mut largest = 0.0f32;
+    for ((position, &distance), &prediction) in positions
+        .iter()
+        .zip(&probe.logit_distance)
+        .zip(&probe.prediction)
+    {
+        let Some(position) = *position else { continue };
+        samples += 1;
+        let changed = prediction != aligned.clean[position].prediction;
+        predictions_changed += usize::from(changed);
+        // NaN (a non-finite logit in one pass only) is a difference too.
+        let differs = changed || distance.is_nan() || distance > REPEAT_FORWARD_TOLERANCE;
+        differing += usize::from(differs);
+        largest = if distance.is_nan() || largest.is_nan() {
+            f32::NAN
+        } else {
+            largest.max(distance)
+        };
+    }
+    if samples == 0 {
+        return check(
+            NAME,
+            CheckStatus::Fail,
+            "the second forward pass covers none of the evaluated samples".to_string(),
+        );
+    }
+    if differing == 0 {
+        check(
+            NAME,
+            CheckStatus::Pass,
+            format!(
+                "a second forward pass on the first {samples} clean samples gave the same outputs \
+                 (largest distance of the normalised logits {largest:.1e} ≤ {REPEAT_FORWARD_TOLERANCE:e})"
+            ),
+        )
+    } else {
+        check(
+            NAME,
+            CheckStatus::Warn,
+            format!(
+                "possible gradient masking (randomised model): a second forward pass on the first \
+                 {samples} clean samples changed the outputs of {differing} \
+                 (normalised logits moved by up to {largest:.3e} > {REPEAT_FORWARD_TOLERANCE:e}{}); \
+                 attacks that follow one random draw per step overestimate the robustness of a \
+                 randomised model, which needs expectation over transformation (EOT)",
+                if predictions_changed > 0 {
+                    format!(", {predictions_changed} prediction(s) changed")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    }
+}
+
+/// At a correctly classified clean input the cross-entropy has a gradient, and the white-box
+/// attacks start by following it. Where it is zero (a step or sign activation, a quantising
+/// input layer, a wrapper that cuts autograd) or only rounding residue (a softmax saturated in
+/// f32), gradient attacks cannot move and the sample looks robust: vanishing gradients, one of
+/// the forms of gradient masking (Athalye et al. 2018). Measured on the first clean batch;
+/// a warning when more than [`MAX_VANISHING_GRADIENT_SHARE`] of its correct samples have
+/// ‖∇ₓ loss‖₁ ≤ [`VANISHING_GRADIENT_L1`].
+fn input_gradients_not_vanishing(aligned: &Aligned, probe: &CleanGradients) -> SanityCheck {
+    const NAME: &str = "input_gradients_not_vanishing";
+    let positions = probed_positions(aligned, probe.start, probe.l1.len());
+    let mut correct = 0usize;
+    let mut vanished = 0usize;
+    let mut smallest = f32::INFINITY;
+    for (position, &l1) in positions.iter().zip(&probe.l1) {
+        let Some(position) = *position else { continue };
+        if !aligned.clean[position].correct() {
+            continue;
+        }
+        correct += 1;
+        // A NaN gradient is broken, not vanished; the attacks' own checks see it.
+        if l1 <= VANISHING_GRADIENT_L1 {
+            vanished += 1;
+        }
+        if !l1.is_nan() {
+            smallest = smallest.min(l1);
+        }
+    }
+    if correct == 0 {
+        return check(
+            NAME,
+            CheckStatus::Warn,
+            "none of the probed clean samples is classified correctly, so there is no gradient \
+             at a correct input to check"
+                .to_string(),
+        );
+    }
+    let share = vanished as f64 / correct as f64;
+    let detail = format!(
+        "{vanished} of the {correct} correctly classified samples of the first clean batch have \
+         a cross-entropy input gradient with ‖∇ₓ loss‖₁ ≤ {VANISHING_GRADIENT_L1:e} \
+         (smallest {smallest:.3e})"
+    );
+    if share > MAX_VANISHING_GRADIENT_SHARE {
+        check(
+            NAME,
+            CheckStatus::Warn,
+            format!(
+                "possible gradient masking (vanishing gradients): {detail}, more than {:.0}%; \
+                 gradient attacks cannot move from those inputs, so robust accuracy is an \
+                 overestimate there; try a black-box attack (square) or a margin loss (DLR)",
+                MAX_VANISHING_GRADIENT_SHARE * 100.0
+            ),
+        )
+    } else {
+        check(NAME, CheckStatus::Pass, detail)
+    }
 }
 
 /// A black-box attack (logits or labels only) should never break a sample that every

@@ -4,8 +4,9 @@
 use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess, Norm};
 use gauntlet_reports::{CheckStatus, DatasetInfo, KernelPathInfo, ModelInfo, SuiteInfo};
 use gauntlet_results::{
-    aggregate, samples_file, AggregateError, AttackRun, CleanOutcome, EvasionOutcome, Gate,
-    Outcome, PlannedRun, RunId, RunMeasurements, RunPlan, RunPurpose, SampleRecord, PLAN_VERSION,
+    aggregate, samples_file, AggregateError, AttackRun, CleanGradients, CleanOutcome,
+    EvasionOutcome, Gate, Outcome, PlannedRun, RepeatForward, RunId, RunMeasurements, RunPlan,
+    RunPurpose, SampleRecord, PLAN_VERSION,
 };
 
 fn attack(name: &str, kind: AttackKind, norm: Norm, epsilon: f32) -> AttackRun {
@@ -730,5 +731,130 @@ fn minimal_norm_runs_without_their_search_are_an_error() {
     assert!(
         matches!(error, AggregateError::NoMinimalNormSearch { ref run } if run == "df"),
         "{error}"
+    );
+}
+
+fn check_detail(report: &gauntlet_reports::RunReport, name: &str) -> String {
+    report
+        .sanity_checks
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.detail.clone())
+        .unwrap_or_else(|| panic!("no check `{name}`"))
+}
+
+// A second forward pass on the first clean batch: identical or within AutoAttack's 1e-4 is a
+// pass; beyond it, or a changed prediction, a warning naming how many samples and how much.
+// No probe in the measurements (files written before it, other shards): no check.
+#[test]
+fn a_second_forward_pass_that_differs_warns_of_a_randomised_model() {
+    let plan = two_attack_plan();
+    let records = two_attack_records();
+    let measurements = |distance: Vec<f32>, prediction: Vec<u32>| RunMeasurements {
+        repeat_forward: Some(RepeatForward {
+            start: 0,
+            logit_distance: distance,
+            prediction,
+        }),
+        ..RunMeasurements::default()
+    };
+    const NAME: &str = "deterministic_model_outputs";
+    // The clean predictions are [0, 1, 2, 1].
+    let same = measurements(vec![0.0, 5e-5, 0.0, 1e-4], vec![0, 1, 2, 1]);
+    let report = aggregate(&plan, &same, &records).unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Pass);
+    assert!(check_detail(&report, NAME).contains("first 4 clean samples"));
+
+    let moved = measurements(vec![0.0, 0.25, 0.0, 2e-4], vec![0, 1, 2, 1]);
+    let report = aggregate(&plan, &moved, &records).unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Warn);
+    let detail = check_detail(&report, NAME);
+    assert!(
+        detail.contains("changed the outputs of 2") && detail.contains("2.500e-1"),
+        "{detail}"
+    );
+    assert!(!detail.contains("prediction(s) changed"), "{detail}");
+
+    // A changed prediction counts even below the tolerance, and so does a NaN distance.
+    let flipped = measurements(vec![0.0, 0.0, f32::NAN, 0.0], vec![2, 1, 2, 1]);
+    let report = aggregate(&plan, &flipped, &records).unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Warn);
+    let detail = check_detail(&report, NAME);
+    assert!(
+        detail.contains("changed the outputs of 2") && detail.contains("1 prediction(s) changed"),
+        "{detail}"
+    );
+
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert!(report.sanity_checks.iter().all(|c| c.name != NAME));
+}
+
+// Vanished gradients count on correctly classified samples only; a share above 5% warns.
+#[test]
+fn vanishing_input_gradients_on_correct_samples_warn_of_gradient_masking() {
+    let plan = two_attack_plan();
+    let records = two_attack_records();
+    let measurements = |l1: Vec<f32>| RunMeasurements {
+        clean_gradients: Some(CleanGradients { start: 0, l1 }),
+        ..RunMeasurements::default()
+    };
+    const NAME: &str = "input_gradients_not_vanishing";
+    // Sample 3 is misclassified when clean: its zero gradient does not count.
+    let report = aggregate(&plan, &measurements(vec![0.5, 2e-6, 1.0, 0.0]), &records).unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Pass);
+    assert!(
+        check_detail(&report, NAME).starts_with("0 of the 3 correctly classified samples"),
+        "{}",
+        check_detail(&report, NAME)
+    );
+
+    // One exact zero and one below the threshold among three correct samples.
+    let report = aggregate(&plan, &measurements(vec![0.0, 1e-11, 1.0, 1.0]), &records).unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Warn);
+    let detail = check_detail(&report, NAME);
+    assert!(
+        detail.starts_with("possible gradient masking (vanishing gradients): 2 of the 3"),
+        "{detail}"
+    );
+
+    // A NaN gradient is broken, not vanished.
+    let report = aggregate(
+        &plan,
+        &measurements(vec![f32::NAN, 1.0, 1.0, 1.0]),
+        &records,
+    )
+    .unwrap();
+    assert_eq!(check_status(&report, NAME), CheckStatus::Pass);
+}
+
+// The probes travel in the per-sample file, so `gauntlet report --samples` rebuilds the checks.
+#[test]
+fn the_model_probes_round_trip_through_the_samples_file() {
+    let plan = two_attack_plan();
+    let records = two_attack_records();
+    let measurements = RunMeasurements {
+        repeat_forward: Some(RepeatForward {
+            start: 0,
+            logit_distance: vec![0.0, 0.3, 0.0, 0.0],
+            prediction: vec![0, 1, 2, 1],
+        }),
+        clean_gradients: Some(CleanGradients {
+            start: 0,
+            l1: vec![0.0, 0.0, 1.0, 1.0],
+        }),
+        ..RunMeasurements::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("samples.parquet");
+    samples_file::write(&path, &plan, &measurements, &records).unwrap();
+    let (read_plan, read_measurements, read_records) = samples_file::read(&path).unwrap();
+    assert_eq!(read_measurements, measurements);
+    assert_eq!(
+        aggregate(&read_plan, &read_measurements, &read_records)
+            .unwrap()
+            .sanity_checks,
+        aggregate(&plan, &measurements, &records)
+            .unwrap()
+            .sanity_checks
     );
 }

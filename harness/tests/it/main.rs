@@ -12,4 +12,5 @@ mod minimal_norm;
 mod provenance;
 mod readable_text;
 mod records;
+mod sanity;
 mod torchscript;
