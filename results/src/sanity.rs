@@ -4,9 +4,11 @@
 //! respected, gradients that never reached the input, an attack weaker than a single step.
 //! Each check here is cheap and can fail; each becomes one pass/warn/fail line in the results.
 //! Checks recognise attacks by what their registry entries declare ([`AttackKind`],
-//! [`BudgetSemantics`]), never by name. The two checks that need the model (ε = 0 is the
-//! identity, an unbounded attack reaches chance) read the records of probe runs the runner
-//! planned for them.
+//! [`BudgetSemantics`]), never by name. The checks that need attack runs on the model (ε = 0 is
+//! the identity, an unbounded attack reaches chance) read the records of probe runs the runner
+//! planned for them; those that need the model itself (two forward passes agree, input
+//! gradients do not vanish) read the runner's measurements on the first clean batch
+//! ([`RunMeasurements::repeat_forward`], [`RunMeasurements::clean_gradients`]).
 
 use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess};
 use gauntlet_reports::{CheckStatus, SanityCheck, WorstCaseResult};
@@ -188,7 +190,7 @@ fn input_gradients_not_vanishing(aligned: &Aligned, probe: &CleanGradients) -> S
     let detail = format!(
         "{vanished} of the {correct} correctly classified samples of the first clean batch have \
          a cross-entropy input gradient with ‖∇ₓ loss‖₁ ≤ {VANISHING_GRADIENT_L1:e} \
-         (smallest {smallest:.3e})"
+         (smallest {smallest:.1e})"
     );
     if share > MAX_VANISHING_GRADIENT_SHARE {
         check(
