@@ -120,6 +120,74 @@ impl ZScore {
         self.fitted.as_ref()
     }
 
+    /// The region the validator's own rule accepts, for `aggregation = "max_abs"`: per feature
+    /// the interval `μ_j ± threshold · max(σ_j, std_floor)`, shrunk by a relative 1e-9 so
+    /// that rounding in the z-score never lands a point of it on the rejected side. This is
+    /// what an adaptive attack projects into. The `share_over_threshold` rule's region is not
+    /// a box, so it is an error naming `aggregation`.
+    pub fn accept_region(&self) -> Result<Vec<(f64, f64)>, AttackError> {
+        let fitted = self.fitted.as_ref().ok_or(AttackError::DetectorNotFitted {
+            detector: ENTRY.name,
+        })?;
+        if self.params.aggregation != Aggregation::MaxAbs {
+            return Err(AttackError::invalid_parameter(
+                "aggregation",
+                "only `max_abs` accepts a box of inputs; `share_over_threshold` has no box to \
+                 project into",
+            ));
+        }
+        let width = self.params.threshold * (1.0 - 1e-9);
+        Ok(fitted
+            .mean
+            .iter()
+            .zip(&fitted.std)
+            .map(|(m, s)| {
+                let half = width * s.max(self.params.std_floor);
+                (m - half, m + half)
+            })
+            .collect())
+    }
+
+    /// The Euclidean projection of `point` onto the inputs within L∞ distance `epsilon` of
+    /// `centre`, inside `range` (the pixel box, e.g. `(0, 1)`) and accepted by the validator
+    /// ([`Self::accept_region`]). The three are boxes, so the projection clamps each feature
+    /// to the intersection of its intervals. `Ok(None)` when that intersection is empty for
+    /// some feature: no input within ε of `centre` passes the validator — the validator
+    /// rejects it whatever the attacker does.
+    pub fn project_linf(
+        &self,
+        centre: &[f64],
+        point: &[f64],
+        epsilon: f64,
+        range: (f64, f64),
+    ) -> Result<Option<Vec<f64>>, AttackError> {
+        let region = self.accept_region()?;
+        for (what, length) in [("centre", centre.len()), ("point", point.len())] {
+            if length != region.len() {
+                return Err(AttackError::ShapeMismatch {
+                    what: if what == "centre" {
+                        "features of the projection's centre vs the fitted validator"
+                    } else {
+                        "features of the projected point vs the fitted validator"
+                    },
+                    expected: vec![region.len()],
+                    actual: vec![length],
+                });
+            }
+        }
+        check_finite_parameter("epsilon", epsilon)?;
+        let mut projected = Vec::with_capacity(point.len());
+        for ((&(accept_lo, accept_hi), &c), &p) in region.iter().zip(centre).zip(point) {
+            let lo = accept_lo.max(c - epsilon).max(range.0);
+            let hi = accept_hi.min(c + epsilon).min(range.1);
+            if lo > hi {
+                return Ok(None);
+            }
+            projected.push(p.clamp(lo, hi));
+        }
+        Ok(Some(projected))
+    }
+
     /// Per-feature z-scores of one input.
     fn z(&self, fitted: &Fitted, row: &[f64]) -> Vec<f64> {
         let floor = self.params.std_floor;
@@ -283,6 +351,52 @@ mod tests {
         let mean_share = share.score(&fresh).unwrap().iter().sum::<f64>() / 20_000.0;
         let sd = (tail * (1.0 - tail) / 80_000.0).sqrt();
         assert!((mean_share - tail).abs() < 5.0 * sd, "{mean_share} vs {tail}");
+    }
+
+    #[test]
+    fn projecting_into_the_accept_region_gives_inputs_the_validator_accepts() {
+        use rand::Rng;
+        let mean = [0.3, 0.5, 0.9, 0.0];
+        let std = [0.1, 0.2, 0.05, 0.01];
+        let mut detector = build_with("");
+        detector.fit(&gaussian(5_000, &mean, &std, 3)).unwrap();
+        let region = detector.accept_region().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (mut feasible, mut infeasible) = (0, 0);
+        for _ in 0..2_000 {
+            let centre: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+            let point: Vec<f64> = (0..4).map(|_| rng.random::<f64>()).collect();
+            let epsilon = 0.3;
+            match detector.project_linf(&centre, &point, epsilon, (0.0, 1.0)).unwrap() {
+                Some(projected) => {
+                    feasible += 1;
+                    let batch = inputs(1, 4, projected.clone());
+                    let score = detector.score(&batch).unwrap()[0];
+                    assert!(score <= detector.rule_threshold().unwrap(), "{score}");
+                    for j in 0..4 {
+                        assert!((projected[j] - centre[j]).abs() <= epsilon + 1e-15);
+                        assert!((0.0..=1.0).contains(&projected[j]));
+                        // A feature already inside every interval is left alone.
+                        let inside = (point[j] - centre[j]).abs() <= epsilon
+                            && (region[j].0..=region[j].1).contains(&point[j]);
+                        if inside {
+                            assert_eq!(projected[j], point[j]);
+                        }
+                    }
+                }
+                None => {
+                    infeasible += 1;
+                    // Some feature's ε-interval misses its accept interval.
+                    assert!((0..4).any(|j| centre[j] + epsilon < region[j].0
+                        || centre[j] - epsilon > region[j].1));
+                }
+            }
+        }
+        // Feature 3 accepts only [−0.03, 0.03] (clipped to [0, 0.03]): a centre above 0.33
+        // cannot reach it, so both cases occur.
+        assert!(feasible > 100 && infeasible > 100, "{feasible} {infeasible}");
+        let share = build_with("aggregation = \"share_over_threshold\"");
+        assert!(share.accept_region().is_err());
     }
 
     #[test]
