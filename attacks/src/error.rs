@@ -35,6 +35,22 @@ pub enum AttackError {
     /// The caller passed a different number of per-sample generators than samples.
     #[error("{generators} per-sample random generators for {samples} samples")]
     RandomnessMismatch { samples: usize, generators: usize },
+    /// A detector was given observations without a part it needs (e.g. the logits).
+    #[error("detector `{detector}` needs {what}, which the observations lack")]
+    DetectorInput {
+        detector: &'static str,
+        what: &'static str,
+    },
+    /// A detector was asked to score before it was fitted on clean data.
+    #[error("detector `{detector}` must be fitted on clean data before it scores")]
+    DetectorNotFitted { detector: &'static str },
+    /// A detector met a NaN or infinite value in what it fits on or scores.
+    #[error("detector `{detector}`: {what} of sample {sample} is not finite")]
+    NonFinite {
+        detector: &'static str,
+        what: &'static str,
+        sample: usize,
+    },
     #[error(transparent)]
     Model(#[from] gauntlet_models::ModelError),
     #[error(transparent)]

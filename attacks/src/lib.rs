@@ -20,6 +20,10 @@
 //!   behind the [`poisoning::Poisoning`] trait and the [`poisoning::POISONINGS`] registry.
 //! - [`trigger_scan`]: backdoor scans of a trained model (Neural Cleanse, STRIP, a
 //!   known-trigger sweep) behind [`trigger_scan::TriggerScan`] and [`trigger_scan::SCANS`].
+//! - [`detector`]: guardrails (a z-score input validator, softmax confidence, prediction
+//!   entropy, Mahalanobis on penultimate features) behind [`detector::Detector`] and
+//!   [`detector::DETECTORS`], with [`detector::metrics`] (detection at a false-positive rate,
+//!   ROC AUC, ROC curve).
 //! - [`backdoor`]: what those two share: image sets as plain pixels, triggers, the MAD test.
 //!
 //! Each registry entry declares what the attack is ([`AttackKind`]), what it needs from the
@@ -33,6 +37,7 @@ pub use rand_chacha::ChaCha8Rng;
 pub mod backdoor;
 pub mod cost;
 pub mod data_scan;
+pub mod detector;
 mod error;
 pub mod evasion;
 mod markdown;

@@ -194,6 +194,8 @@ pub enum ManifestCommand {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ListWhat {
     Attacks,
+    /// Guardrail detectors (library only: no suite section yet, docs/guardrails.md)
+    Detectors,
     Formats,
     Rules,
 }

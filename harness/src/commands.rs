@@ -402,6 +402,31 @@ fn list(what: ListWhat, markdown: bool) -> Result<Outcome> {
                 stdout_line(&format!("{:<8} {}", entry.name, entry.summary))?;
             }
         }
+        ListWhat::Detectors if markdown => {
+            stdout_line("| detector | looks at | parameters (default) | summary |")?;
+            stdout_line("|---|---|---|---|")?;
+            for entry in gauntlet_attacks::detector::DETECTORS {
+                let parameters: Vec<String> = entry
+                    .parameters
+                    .iter()
+                    .map(|p| format!("`{}` ({})", p.name, p.default))
+                    .collect();
+                let parameters = if parameters.is_empty() {
+                    "none".to_string()
+                } else {
+                    parameters.join(", ")
+                };
+                stdout_line(&format!(
+                    "| `{}` | {} | {parameters} | {} |",
+                    entry.name, entry.needs, entry.summary
+                ))?;
+            }
+        }
+        ListWhat::Detectors => {
+            for entry in gauntlet_attacks::detector::DETECTORS {
+                stdout_line(&format!("{:<12} {}", entry.name, entry.summary))?;
+            }
+        }
         ListWhat::Rules if markdown => stdout_line(gauntlet_artifact::rules_markdown().trim_end())?,
         ListWhat::Rules => {
             for rule in gauntlet_artifact::RULES {

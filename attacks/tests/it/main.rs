@@ -9,6 +9,7 @@ mod backdoor;
 mod byom_formats;
 mod clean_label;
 mod conformance;
+mod detector;
 mod docs;
 mod native_path;
 mod params;

@@ -188,6 +188,22 @@ fn list_attacks_markdown_matches_docs() {
 }
 
 #[test]
+fn list_detectors_names_every_registered_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gauntlet(dir.path(), &["list", "detectors"]);
+    assert_eq!(output.status.code(), Some(0));
+    let text = stdout(&output);
+    let markdown = stdout(&gauntlet(dir.path(), &["list", "detectors", "--markdown"]));
+    for entry in gauntlet_attacks::detector::DETECTORS {
+        assert!(text.contains(entry.summary), "{text}");
+        assert!(
+            markdown.contains(&format!("| `{}` |", entry.name)),
+            "{markdown}"
+        );
+    }
+}
+
+#[test]
 fn every_example_suite_is_valid() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/suites");
     let mut checked = 0;
