@@ -67,13 +67,11 @@ fn malicious_container_fixtures_fail_and_benign_ones_pass_the_default_gate() {
 #[test]
 fn every_container_fixture_is_listed() {
     let listed: Vec<String> = corpus().fixture.into_iter().map(|f| f.file).collect();
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".py") || name.ends_with(".toml") || name.ends_with(".md") {
-            continue;
-        }
-        assert!(listed.contains(&name), "{name} is not in corpus.toml");
-    }
+    crate::support::assert_every_fixture_is_listed(
+        &corpus_dir(),
+        &listed,
+        crate::support::CORPUS_OWN_FILES,
+    );
 }
 
 #[test]

@@ -12,4 +12,5 @@ mod report;
 mod rules;
 mod safetensors;
 mod signing;
+mod support;
 mod walk;
