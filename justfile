@@ -29,6 +29,12 @@ docs:
 ci:
     bash .ci/run
 
+# The pip wheel (maturin, `bindings = "bin"`): build it, install it into a fresh venv, run the
+# embedded default from it, then test the GitHub Action (action.yml) with it; docs/distribution.md.
+# `just wheel release` builds the release profile.
+wheel profile="dev":
+    GAUNTLET_WHEEL_PROFILE={{profile}} bash .ci/wheel-test.sh
+
 # Build and test with CUDA (needs a GPU machine with the CUDA toolkit).
 cuda-test:
     cargo test --workspace --features gauntlet/cuda
