@@ -18,9 +18,10 @@ args+=(--out "$out")
 extra=()
 [ -z "${GAUNTLET_ARGS:-}" ] || read -r -a extra <<< "$GAUNTLET_ARGS"
 
-echo "gauntlet ${args[*]} ${extra[*]}"
+# ${extra[@]+…}: an empty array under `set -u` is an error in bash before 4.4 (macOS's).
+echo "gauntlet ${args[*]} ${extra[*]+${extra[*]}}"
 code=0
-"$gauntlet" "${args[@]}" "${extra[@]}" || code=$?
+"$gauntlet" "${args[@]}" ${extra[@]+"${extra[@]}"} || code=$?
 
 results=""
 summary=""
