@@ -15,12 +15,12 @@ use crate::cli::{
 };
 use crate::device::{open_device, parse_device};
 use crate::journal::{Journal, OnMismatch, RunIdentity, ShardManifest, ShardTimings};
-use crate::shard::{UnitId, JOB_COMPLETION_INDEX};
-use crate::work::Work;
 use crate::load::load_dataset;
 use crate::output::{Existing, Staging};
 use crate::progress::Progress;
+use crate::shard::{UnitId, JOB_COMPLETION_INDEX};
 use crate::suite::{DatasetSection, DatasetSources, Overrides, Source, Suite};
+use crate::work::Work;
 
 /// How a command that ran ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

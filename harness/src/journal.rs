@@ -76,7 +76,7 @@ pub struct RunIdentity {
     pub runs: usize,
     pub unit_samples: usize,
     pub units: usize,
-    /// SHA-256 of the unit list ([`WorkPlan::digest`]).
+    /// SHA-256 of the unit list ([`crate::shard::WorkPlan::digest`]).
     pub units_sha256: String,
 }
 
@@ -365,13 +365,8 @@ impl Journal {
         let path = self.out.join(JOURNAL_DIR).join(&relative);
         let mut plan = work.base_plan.clone();
         plan.runs.extend(output.extra_runs.iter().cloned());
-        gauntlet_results::samples_file::write(
-            &path,
-            &plan,
-            &output.measurements,
-            &output.records,
-        )
-        .with_context(|| format!("cannot write the work unit file `{}`", path.display()))?;
+        gauntlet_results::samples_file::write(&path, &plan, &output.measurements, &output.records)
+            .with_context(|| format!("cannot write the work unit file `{}`", path.display()))?;
         let entry = UnitEntry {
             unit: id,
             key: planned.unit.key(),

@@ -6,7 +6,7 @@
 //! shard count, every shard index once, every work unit of the plan in exactly one shard. Each
 //! unit's file is checked against the SHA-256 its shard recorded and its plan against the
 //! identity. Then the units' outputs go through the same [`crate::work::assemble`] and
-//! [`crate::commands::publish`] as an unsharded run, so the numbers, verdicts, files and exit
+//! `commands::publish` as an unsharded run, so the numbers, verdicts, files and exit
 //! code are the same; gates (relative ones against `--baseline` too) are evaluated on the
 //! merged results. Any problem is exit 2, naming the shard folders involved.
 
@@ -33,9 +33,9 @@ pub fn check_shards(dirs: &[PathBuf]) -> Result<Vec<(PathBuf, ShardManifest)>> {
     };
     for (dir, manifest) in &shards[1..] {
         let differences = first.identity.differences(
-            &format!("`{}`", dir.display()),
-            &manifest.identity,
             &format!("`{}`", first_dir.display()),
+            &manifest.identity,
+            &format!("`{}`", dir.display()),
         );
         if !differences.is_empty() {
             bail!(
@@ -169,7 +169,10 @@ pub fn merge(args: MergeArgs) -> Result<Outcome> {
         args.no_baseline,
     )?;
     let formats = args.format.clone().unwrap_or_else(|| first.formats.clone());
-    let staging = Staging::begin(&args.out, existing_policy(args.overwrite, Existing::Replace))?;
+    let staging = Staging::begin(
+        &args.out,
+        existing_policy(args.overwrite, Existing::Replace),
+    )?;
     let progress = Progress::with_format(true, args.log_format);
     progress.event(
         "merge_started",
@@ -194,8 +197,7 @@ pub fn merge(args: MergeArgs) -> Result<Outcome> {
     }
     let base_plan = base_plan.context("no shard holds work unit #0")?;
     let load_seconds = shards.iter().map(|(_, m)| m.timings.load_seconds).sum();
-    let evaluation =
-        crate::work::assemble(&base_plan, identity.units, load_seconds, outputs)?;
+    let evaluation = crate::work::assemble(&base_plan, identity.units, load_seconds, outputs)?;
     publish(
         &evaluation,
         staging,

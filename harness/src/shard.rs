@@ -1,6 +1,6 @@
 //! Work units and shards: the unit of work of `gauntlet run`, as a typed, deterministic list.
 //!
-//! A run's plan ([`crate::runner::plan_runs`]) is cut into [`WorkUnit`]s: every executed run
+//! A run's plan (`runner::plan_runs`) is cut into [`WorkUnit`]s: every executed run
 //! (the clean pass, each attack at each ε, each minimal-norm search, the sanity probes) on one
 //! *chunk* of global sample indices (`unit_samples` samples, 1024 unless `--unit-samples` says
 //! otherwise), plus one unit for the whole-model sections (trigger scans, poisoning sweeps,
@@ -128,10 +128,7 @@ impl WorkPlan {
             .iter()
             .map(|run| match &run.attack {
                 None => 1,
-                Some(attack) => attack
-                    .passes_per_sample()
-                    .total()
-                    .saturating_add(1),
+                Some(attack) => attack.passes_per_sample().total().saturating_add(1),
             })
             .collect();
         for chunk_start in (0..samples).step_by(unit_samples) {
@@ -173,7 +170,10 @@ impl WorkPlan {
 
     /// Total estimated model passes.
     pub fn cost(&self) -> u64 {
-        self.units.iter().map(|u| u.cost).fold(0, u64::saturating_add)
+        self.units
+            .iter()
+            .map(|u| u.cost)
+            .fold(0, u64::saturating_add)
     }
 
     /// The units of shard `spec`: a contiguous slice of the list. Unit *k* goes to shard
@@ -197,7 +197,10 @@ impl WorkPlan {
         let (weights, total): (Vec<u128>, u128) = if total == 0 {
             (vec![1; self.units.len()], self.units.len() as u128)
         } else {
-            (self.units.iter().map(|u| u128::from(u.cost)).collect(), total)
+            (
+                self.units.iter().map(|u| u128::from(u.cost)).collect(),
+                total,
+            )
         };
         let mut before = 0u128;
         weights
@@ -386,7 +389,10 @@ mod tests {
         }
         // A fixed index ignores the environment.
         let fixed = ShardArg::Fixed(ShardSpec { index: 1, count: 2 });
-        assert_eq!(fixed.resolve(Some("0")), Ok(ShardSpec { index: 1, count: 2 }));
+        assert_eq!(
+            fixed.resolve(Some("0")),
+            Ok(ShardSpec { index: 1, count: 2 })
+        );
     }
 
     #[test]

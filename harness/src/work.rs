@@ -106,8 +106,7 @@ impl<'a> Work<'a> {
     /// Keep what later units need from a unit that ran earlier (in a journal or this process):
     /// the clean outcomes of a clean unit.
     pub fn remember(&mut self, id: UnitId, output: &UnitOutput) {
-        let Some(WorkUnit::Samples { run, start, .. }) = self.units.get(id).map(|u| &u.unit)
-        else {
+        let Some(WorkUnit::Samples { run, start, .. }) = self.units.get(id).map(|u| &u.unit) else {
             return;
         };
         if self.executables[run.position()].attack.is_some() {
@@ -168,9 +167,13 @@ impl<'a> Work<'a> {
         if self.executables[run.position()].attack.is_none() {
             progress.set_message("clean accuracy");
             // The model probes run on the first batch of the whole evaluation.
-            let (records, first_batch) =
-                clean_pass(&self.pass(progress), run, samples.clone(), samples.start == 0)
-                    .with_context(|| self.clean_failure())?;
+            let (records, first_batch) = clean_pass(
+                &self.pass(progress),
+                run,
+                samples.clone(),
+                samples.start == 0,
+            )
+            .with_context(|| self.clean_failure())?;
             if let Some(first) = &first_batch {
                 progress.set_message("sanity: model probes");
                 let (repeat, gradients) =
@@ -273,11 +276,15 @@ impl<'a> Work<'a> {
         let mut records = Vec::new();
         for run in output.runs {
             let id = RunId(u32::try_from(base + extra_runs.len()).context("too many runs")?);
-            records.extend(run.records.into_iter().map(|(index, outcome)| SampleRecord {
-                run: id,
-                index,
-                outcome: Outcome::Backdoor(outcome),
-            }));
+            records.extend(
+                run.records
+                    .into_iter()
+                    .map(|(index, outcome)| SampleRecord {
+                        run: id,
+                        index,
+                        outcome: Outcome::Backdoor(outcome),
+                    }),
+            );
             measurements.run_seconds.push(run.seconds);
             extra_runs.push(run.planned);
         }
@@ -352,7 +359,9 @@ pub fn assemble(
     }
     // Run order; a sort that keeps each run's records in unit order (chunks ascending).
     records.sort_by_key(|r| r.run);
-    measurements.notices.extend(crate::runner::kernel_path_notice(&plan.kernel_path));
+    measurements
+        .notices
+        .extend(crate::runner::kernel_path_notice(&plan.kernel_path));
     measurements.total_seconds = load_seconds + measurements.run_seconds.iter().sum::<f64>();
     Ok(Evaluation {
         plan,

@@ -31,7 +31,10 @@ fn accepts(tool: &Path, args: &[&str], file: &Path) -> bool {
 #[test]
 fn the_ci_examples_match_their_published_schemas() {
     let bin = venv().join("bin");
-    let (workflows, kubernetes) = (bin.join("check-jsonschema"), bin.join("kubernetes-validate"));
+    let (workflows, kubernetes) = (
+        bin.join("check-jsonschema"),
+        bin.join("kubernetes-validate"),
+    );
     if !workflows.is_file() || !kubernetes.is_file() {
         eprintln!(
             "skipped: check-jsonschema and kubernetes-validate are not installed in `{}` \
