@@ -189,6 +189,9 @@ pub struct UnitEntry {
     pub sha256: String,
 }
 
+/// A unit of the run, finished now or by an earlier attempt: its journal entry and output.
+pub type FinishedUnit = (UnitId, UnitEntry, UnitOutput);
+
 /// What to do with a journal written by a different run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnMismatch {
@@ -329,7 +332,7 @@ impl Journal {
         work: &mut Work,
         ids: &[UnitId],
         progress: &crate::progress::Progress,
-    ) -> Result<(Vec<(UnitId, UnitEntry, UnitOutput)>, usize)> {
+    ) -> Result<(Vec<FinishedUnit>, usize)> {
         for (id, (_, output)) in &self.finished {
             work.remember(*id, output);
         }

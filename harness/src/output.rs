@@ -249,11 +249,10 @@ fn classify(entry: &fs_err::DirEntry) -> Entry {
     };
     if kind.is_file() && is_own_file_name(&name) {
         Entry::Result
-    } else if kind.is_file() && name == crate::journal::SHARD_MANIFEST {
-        Entry::Journal
-    } else if kind.is_dir()
-        && name == crate::journal::JOURNAL_DIR
-        && crate::journal::is_own_journal(&entry.path())
+    } else if (kind.is_file() && name == crate::journal::SHARD_MANIFEST)
+        || (kind.is_dir()
+            && name == crate::journal::JOURNAL_DIR
+            && crate::journal::is_own_journal(&entry.path()))
     {
         Entry::Journal
     } else {
