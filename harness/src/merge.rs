@@ -2,7 +2,7 @@
 //! and report of the run unsharded.
 //!
 //! Before reading a record, every shard's manifest (`shard.json`) is checked: the same
-//! [`RunIdentity`] (suite, seed, model, spec and dataset digests, plan, unit list), the same
+//! [`crate::journal::RunIdentity`] (suite, seed, model, spec and dataset digests, plan, unit list), the same
 //! shard count, every shard index once, every work unit of the plan in exactly one shard. Each
 //! unit's file is checked against the SHA-256 its shard recorded and its plan against the
 //! identity. Then the units' outputs go through the same [`crate::work::assemble`] and
