@@ -60,3 +60,14 @@ pub const KEY: Limit = Limit::new(64 * KIB, "a key file");
 
 /// A list of known model ids, one per line.
 pub const KNOWN_IDS: Limit = Limit::new(4 * MIB, "a list of known model ids");
+
+/// A run's journal (`OUT/journal/journal.jsonl`): about 150 bytes per finished work unit, so
+/// room for millions of units.
+pub const JOURNAL: Limit = Limit::new(GIB, "a run journal");
+
+/// A shard's manifest (`shard.json`): the same per unit as a journal.
+pub const SHARD_MANIFEST: Limit = Limit::new(256 * MIB, "a shard manifest");
+
+/// A work unit's file in a journal (a per-sample file of one unit), hashed before it is read;
+/// the same bound as a whole run's `samples.parquet`.
+pub const UNIT_FILE: Limit = Limit::new(4 * GIB, "a work unit's file");

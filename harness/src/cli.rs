@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gauntlet_reports::OutputFormat;
 
 pub use crate::progress::LogFormat;
+use crate::shard::ShardArg;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -30,6 +31,7 @@ impl Cli {
     pub fn log_format(&self) -> LogFormat {
         match &self.command {
             Command::Run(args) => args.log_format,
+            Command::Merge(args) => args.log_format,
             _ => LogFormat::Text,
         }
     }
@@ -41,6 +43,10 @@ pub enum Command {
     /// the bundled small CNN, FGSM and PGD at several ε)
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
+    /// Merge the shards of a sharded run (`gauntlet run --shard I/N`) into one run's results
+    /// and report: the same numbers, verdicts and exit code as the run unsharded
+    #[command(after_help = EXIT_CODES)]
+    Merge(MergeArgs),
     /// Validate a suite as `run` would load it (provenance, model spec and weights, data, their
     /// cross-checks, the memory and work caps) and print its plan, memory and work estimates,
     /// without running any attack
@@ -247,6 +253,44 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_baseline: bool,
     /// Progress and diagnostics on stderr: text (a bar on a terminal) or json (JSON Lines)
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Run only shard I of N (0 ≤ I < N) of the plan's work units, into its own --out folder
+    /// (a journal and shard.json, no report); `auto/N` takes I from $JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs). Join the shards with `gauntlet merge`
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<ShardArg>,
+    /// Samples per work unit: the grain of shards and of the journal a killed run resumes from
+    #[arg(long, default_value_t = crate::shard::DEFAULT_UNIT_SAMPLES)]
+    pub unit_samples: usize,
+    /// Discard the journal of an interrupted run in the output folder and start over (a run
+    /// started again with the same command otherwise resumes from it)
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' output folders (each holding shard.json), e.g. `shard-*/`
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Output folder
+    #[arg(long, default_value = "gauntlet-out")]
+    pub out: PathBuf,
+    /// Output formats (default: the suite's, as recorded by the shards)
+    #[arg(long, value_delimiter = ',')]
+    pub format: Option<Vec<OutputFormat>>,
+    /// Replace an earlier run in the output folder (as `run --overwrite`)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Compare with an earlier run's results.json and evaluate the suite's relative gates,
+    /// as `run --baseline`
+    #[arg(long, value_name = "PATH/results.json", conflicts_with = "no_baseline")]
+    pub baseline: Option<PathBuf>,
+    /// Merge a suite that has relative gates without a baseline
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Diagnostics on stderr: text or json (JSON Lines)
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }

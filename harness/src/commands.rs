@@ -14,10 +14,13 @@ use crate::cli::{
     Cli, Command, ListWhat, ManifestCommand, OptimizerName, RunArgs, ScanFormat, TrainArgs,
 };
 use crate::device::{open_device, parse_device};
+use crate::journal::{Journal, OnMismatch, RunIdentity, ShardManifest, ShardTimings};
 use crate::load::load_dataset;
 use crate::output::{Existing, Staging};
 use crate::progress::Progress;
+use crate::shard::{UnitId, JOB_COMPLETION_INDEX};
 use crate::suite::{DatasetSection, DatasetSources, Overrides, Source, Suite};
+use crate::work::Work;
 
 /// How a command that ran ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,7 @@ impl Outcome {
 pub fn dispatch(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Merge(args) => crate::merge::merge(args),
         Command::Check {
             suite,
             allow_unverified,
@@ -104,7 +108,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
     }
 }
 
-fn stdout_line(text: &str) -> Result<()> {
+pub(crate) fn stdout_line(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")?;
     Ok(())
@@ -132,24 +136,35 @@ fn run(args: RunArgs) -> Result<Outcome> {
     // again: there an earlier run (only ever a whole folder gauntlet wrote) is replaced as
     // with `--overwrite`. A named suite or `--out` keeps the refusal.
     let out_dir = PathBuf::from(&suite.report.out);
-    let baseline = match &args.baseline {
-        Some(path) => Some((crate::baseline::read_baseline(path)?, path.clone())),
-        None if !suite.relative_gates.is_empty() && !args.no_baseline => bail!(
-            "the suite has relative gates ({}) but no baseline was given: pass --baseline \
-             PATH/results.json, or --no-baseline to run without them (e.g. the first night)",
-            suite
-                .relative_gates
-                .iter()
-                .map(|gate| gate.describe())
-                .collect::<Vec<_>>()
-                .join(", ")
+    let shard = args
+        .shard
+        .map(|arg| arg.resolve(std::env::var(JOB_COMPLETION_INDEX).ok().as_deref()))
+        .transpose()?;
+    let baseline = match shard {
+        // Gates, relative ones too, are evaluated on the merged results.
+        Some(_) if args.baseline.is_some() => bail!(
+            "--baseline compares a whole run: pass it to `gauntlet merge`, which evaluates the \
+             gates on the merged results"
         ),
-        None => None,
+        Some(_) => None,
+        None => read_baseline_for(
+            &suite.relative_gates,
+            args.baseline.as_deref(),
+            args.no_baseline,
+        )?,
     };
-    let staging = Staging::begin(
-        &out_dir,
-        existing_policy(args.overwrite || replace_default, Existing::Replace),
-    )?;
+    // A shard writes its folder in place (journal, then shard.json); a whole run stages its
+    // outputs and replaces the folder, journal included, at the end.
+    let staging = match shard {
+        Some(_) => {
+            crate::output::check_shard_folder(&out_dir)?;
+            None
+        }
+        None => Some(Staging::begin_over_journal(
+            &out_dir,
+            existing_policy(args.overwrite || replace_default, Existing::Replace),
+        )?),
+    };
     let progress = Progress::with_format(args.quiet, args.log_format);
     progress.event(
         "run_started",
@@ -160,14 +175,145 @@ fn run(args: RunArgs) -> Result<Outcome> {
             "attacks": suite.attacks.iter().map(|a| format!("{}@{}", a.label, a.epsilon)).collect::<Vec<_>>(),
             "out": out_dir.display().to_string(),
             "baseline": args.baseline.as_ref().map(|p| p.display().to_string()),
+            "shard": shard.map(|s| s.to_string()),
         }),
     );
     progress.set_message("loading model and data");
     let loaded = crate::load::load(&suite)?;
     let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
     crate::budget::check_work(&suite, &work)?;
-    let evaluation = crate::runner::run(&suite, &loaded, &progress)?;
+    let mut work = Work::new(&suite, &loaded, args.unit_samples)?;
+    let identity = RunIdentity::new(&suite, &loaded, &work)?;
+    let mut journal = Journal::open(
+        &out_dir,
+        &identity,
+        shard,
+        &work,
+        args.restart,
+        if replace_default {
+            OnMismatch::Discard
+        } else {
+            OnMismatch::Refuse
+        },
+    )?;
+    for note in std::mem::take(&mut journal.notes) {
+        progress.report(
+            &format!("notice: {note}"),
+            "notice",
+            serde_json::json!({ "message": note }),
+        );
+    }
+    let ids: Vec<UnitId> = match shard {
+        Some(spec) => work.units.shard(spec),
+        None => work.units.units.iter().map(|u| u.id).collect(),
+    };
+    if !journal.finished.is_empty() {
+        let finished = ids
+            .iter()
+            .filter(|id| journal.finished.contains_key(id))
+            .count();
+        progress.report(
+            &format!(
+                "resuming from the journal in `{}`: {finished} of {} work units already finished",
+                out_dir.display(),
+                ids.len()
+            ),
+            "resumed",
+            serde_json::json!({ "finished_units": finished, "units": ids.len() }),
+        );
+    }
+    let (outputs, skipped) = journal.run(&mut work, &ids, &progress)?;
     progress.finish();
+    if let Some(spec) = shard {
+        let unit_seconds = outputs.iter().map(|(_, _, o)| o.seconds()).sum();
+        let manifest = ShardManifest {
+            shard_manifest_version: crate::journal::SHARD_MANIFEST_VERSION,
+            identity,
+            shard: spec,
+            relative_gates: suite.relative_gates.clone(),
+            formats: suite.report.formats.clone(),
+            units: outputs.into_iter().map(|(_, entry, _)| entry).collect(),
+            timings: ShardTimings {
+                load_seconds: loaded.load_seconds,
+                unit_seconds,
+            },
+        };
+        let path = manifest.write(&out_dir)?;
+        stdout_line(&format!(
+            "shard {spec}: {} of the plan's {} work units ({} run now, {skipped} from the \
+             journal); join the shards with `gauntlet merge`",
+            manifest.units.len(),
+            work.units.units.len(),
+            manifest.units.len() - skipped
+        ))?;
+        stdout_line(&format!("wrote {}", path.display()))?;
+        progress.event(
+            "run_finished",
+            serde_json::json!({
+                "outcome": "shard_finished",
+                "exit_code": 0,
+                "shard": spec.to_string(),
+                "units": manifest.units.len(),
+                "skipped_units": skipped,
+                "files": [path.display().to_string()],
+            }),
+        );
+        return Ok(Outcome::Passed);
+    }
+    let evaluation = crate::work::assemble(
+        &work.base_plan,
+        work.units.units.len(),
+        loaded.load_seconds,
+        outputs.into_iter().map(|(id, _, output)| (id, output)),
+    )?;
+    let staging = staging.context("a whole run has a staging folder (a bug in this build)")?;
+    publish(
+        &evaluation,
+        staging,
+        &suite.report.formats,
+        &suite.relative_gates,
+        baseline,
+        &progress,
+    )
+}
+
+/// Read `--baseline` (or refuse a suite with relative gates and neither `--baseline` nor
+/// `--no-baseline`) before any work, rather than after an hour of attacks.
+pub(crate) fn read_baseline_for(
+    relative_gates: &[gauntlet_results::baseline::RelativeGate],
+    baseline: Option<&std::path::Path>,
+    no_baseline: bool,
+) -> Result<Option<(RunReport, PathBuf)>> {
+    match baseline {
+        Some(path) => Ok(Some((
+            crate::baseline::read_baseline(path)?,
+            path.to_path_buf(),
+        ))),
+        None if !relative_gates.is_empty() && !no_baseline => bail!(
+            "the suite has relative gates ({}) but no baseline was given: pass --baseline \
+             PATH/results.json, or --no-baseline to run without them (e.g. the first night)",
+            relative_gates
+                .iter()
+                .map(|gate| gate.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Everything after the records, shared by `run` and `merge`: aggregate, compare with the
+/// baseline, write the per-sample file and the reports into the staging folder, commit it,
+/// print the summary and the verdict.
+pub(crate) fn publish(
+    evaluation: &crate::runner::Evaluation,
+    staging: Staging,
+    formats: &[gauntlet_reports::OutputFormat],
+    relative_gates: &[gauntlet_results::baseline::RelativeGate],
+    baseline: Option<(RunReport, PathBuf)>,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let out_dir = staging.target().to_path_buf();
     for notice in &evaluation.measurements.notices {
         progress.report(
             &format!("notice: {notice}"),
@@ -177,7 +323,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     }
     let mut report = evaluation.report()?;
     if let Some((baseline, path)) = &baseline {
-        crate::baseline::apply(&mut report, baseline, path, &suite.relative_gates);
+        crate::baseline::apply(&mut report, baseline, path, relative_gates);
     }
     let samples_path = staging
         .path()
@@ -205,7 +351,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         written.push(path);
     }
     written.extend(
-        gauntlet_reports::write_all(&report, staging.path(), &suite.report.formats)
+        gauntlet_reports::write_all(&report, staging.path(), formats)
             .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
     );
     let written: Vec<PathBuf> = written
@@ -217,7 +363,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;
     }
-    let outcome = verdict(&report, suite.fail_on_sanity, &progress);
+    let outcome = verdict(&report, evaluation.plan.fail_on_sanity, progress);
     progress.event(
         "run_finished",
         serde_json::json!({
@@ -234,7 +380,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
 }
 
 /// Print one line (or JSON event) per failure to stderr and decide the outcome.
-fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
+pub(crate) fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
     let mut failed = false;
     for gate in report.gates.iter().filter(|g| !g.passed) {
         let message = gauntlet_results::gate::failure_message(gate, report);
@@ -384,7 +530,7 @@ fn report(
 }
 
 /// `--overwrite` turns the default refusal of a non-empty output folder into `when_asked`.
-fn existing_policy(overwrite: bool, when_asked: Existing) -> Existing {
+pub(crate) fn existing_policy(overwrite: bool, when_asked: Existing) -> Existing {
     if overwrite {
         when_asked
     } else {

@@ -7,6 +7,11 @@
 //! files is refused unless `--overwrite` is given, and then it is replaced as a whole — but only
 //! when every entry in it is a file gauntlet writes, so that a mistyped `--out ~` can never
 //! delete a user's own files.
+//!
+//! A run in progress keeps its journal in the output folder (`journal/`, and for a shard
+//! `shard.json`; [`crate::journal`]). `gauntlet run` resumes from it and replaces it with the
+//! finished outputs at the commit ([`Staging::begin_over_journal`]); for every other command a
+//! folder holding only a journal counts as an earlier run.
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +53,8 @@ pub struct Staging {
     target: PathBuf,
     staging: PathBuf,
     existing: Existing,
+    /// Whether a folder holding only a run journal may be replaced whatever `existing` says.
+    over_journal: bool,
     committed: bool,
 }
 
@@ -55,7 +62,17 @@ impl Staging {
     /// Check the output folder and create the staging folder beside it. Called before any work,
     /// so that a folder that would be refused is refused before an hour of attacks, not after.
     pub fn begin(target: &Path, existing: Existing) -> Result<Staging> {
-        inspect_target(target, existing)?;
+        Self::start(target, existing, false)
+    }
+
+    /// As [`Staging::begin`], for a run that resumes from (and then replaces) the journal in
+    /// the output folder: a folder that holds only a journal is this run's own state.
+    pub fn begin_over_journal(target: &Path, existing: Existing) -> Result<Staging> {
+        Self::start(target, existing, true)
+    }
+
+    fn start(target: &Path, existing: Existing, over_journal: bool) -> Result<Staging> {
+        inspect_target(target, existing, over_journal)?;
         let parent = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -76,6 +93,7 @@ impl Staging {
             target: target.to_path_buf(),
             staging,
             existing,
+            over_journal,
             committed: false,
         })
     }
@@ -103,8 +121,8 @@ impl Staging {
     /// the output folder is at every moment either the old run's or the new one's.
     pub fn commit(mut self) -> Result<PathBuf> {
         let mut old = None;
-        match inspect_target(&self.target, self.existing)? {
-            Target::EarlierRun => {
+        match inspect_target(&self.target, self.existing, self.over_journal)? {
+            Target::EarlierRun | Target::Journal => {
                 if self.existing == Existing::ReplaceRenderings {
                     self.keep_data_files()?;
                 }
@@ -210,12 +228,85 @@ enum Target {
     Empty,
     /// Only files gauntlet writes, and `existing` allows replacing them.
     EarlierRun,
+    /// Only a run journal (and a shard manifest), which the caller may replace.
+    Journal,
+}
+
+/// What an entry of an output folder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// A file of a finished run (results, report, plots, per-sample file).
+    Result,
+    /// A run journal (`journal/` holding only what gauntlet writes there) or `shard.json`.
+    Journal,
+    Foreign,
+}
+
+fn classify(entry: &fs_err::DirEntry) -> Entry {
+    let name = entry.file_name().to_string_lossy().into_owned();
+    let Ok(kind) = entry.file_type() else {
+        return Entry::Foreign;
+    };
+    if kind.is_file() && is_own_file_name(&name) {
+        Entry::Result
+    } else if (kind.is_file() && name == crate::journal::SHARD_MANIFEST)
+        || (kind.is_dir()
+            && name == crate::journal::JOURNAL_DIR
+            && crate::journal::is_own_journal(&entry.path()))
+    {
+        Entry::Journal
+    } else {
+        Entry::Foreign
+    }
+}
+
+/// Check a shard's output folder (written in place, journal then `shard.json`): absent, empty,
+/// or holding only an earlier attempt's journal.
+pub fn check_shard_folder(target: &Path) -> Result<()> {
+    let metadata = match std::fs::symlink_metadata(target) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot inspect `{}`", target.display()))
+        }
+        Ok(metadata) => metadata,
+    };
+    if !metadata.is_dir() {
+        bail!(
+            "the output folder `{}` exists and is not a folder; choose another --out",
+            target.display()
+        );
+    }
+    let mut foreign = Vec::new();
+    let mut results = false;
+    for entry in fs_err::read_dir(target)? {
+        let entry = entry?;
+        match classify(&entry) {
+            Entry::Journal => {}
+            Entry::Result => results = true,
+            Entry::Foreign => foreign.push(entry.file_name().to_string_lossy().into_owned()),
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        bail!(
+            "the output folder `{}` holds files gauntlet did not write ({}): choose a fresh --out              folder for the shard",
+            target.display(),
+            shorten(&foreign)
+        );
+    }
+    if results {
+        bail!(
+            "the output folder `{}` holds a whole run's results, not a shard; give each shard a              fresh --out folder",
+            target.display()
+        );
+    }
+    Ok(())
 }
 
 /// Describe the output folder, refusing one that cannot be written as asked and naming what is
 /// in the way. Called when staging begins and again at the commit, since the folder may have
 /// changed during the run.
-fn inspect_target(target: &Path, existing: Existing) -> Result<Target> {
+fn inspect_target(target: &Path, existing: Existing, over_journal: bool) -> Result<Target> {
     let metadata = match std::fs::symlink_metadata(target) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Absent),
         Err(error) => {
@@ -231,13 +322,14 @@ fn inspect_target(target: &Path, existing: Existing) -> Result<Target> {
     }
     let mut foreign = Vec::new();
     let mut any = false;
+    let mut results = false;
     for entry in fs_err::read_dir(target)? {
         let entry = entry?;
         any = true;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let is_file = entry.file_type().is_ok_and(|kind| kind.is_file());
-        if !(is_file && is_own_file_name(&name)) {
-            foreign.push(name);
+        match classify(&entry) {
+            Entry::Result => results = true,
+            Entry::Journal => {}
+            Entry::Foreign => foreign.push(entry.file_name().to_string_lossy().into_owned()),
         }
     }
     if !any {
@@ -251,6 +343,9 @@ fn inspect_target(target: &Path, existing: Existing) -> Result<Target> {
             target.display(),
             shorten(&foreign)
         );
+    }
+    if !results && over_journal {
+        return Ok(Target::Journal);
     }
     if existing == Existing::Refuse {
         bail!(

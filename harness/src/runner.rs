@@ -353,6 +353,11 @@ pub struct CleanByIndex {
 }
 
 impl CleanByIndex {
+    /// The clean outcomes of samples `start..start + outcomes.len()`.
+    pub fn new(start: usize, outcomes: Vec<CleanOutcome>) -> Self {
+        Self { start, outcomes }
+    }
+
     /// The clean outcome of global sample `index`, if the clean pass covered it.
     pub fn get(&self, index: usize) -> Option<&CleanOutcome> {
         self.outcomes.get(index.checked_sub(self.start)?)
@@ -452,9 +457,77 @@ pub fn attack_pass(
     Ok((records, kept))
 }
 
-/// Run the whole suite.
+/// Run the whole suite: every work unit of its plan, in one process
+/// ([`crate::work::run_units`]; `gauntlet run` adds the journal and `--shard` on top).
 pub fn run(suite: &Suite, loaded: &Loaded, progress: &Progress) -> Result<Evaluation> {
-    run_shard(suite, loaded, progress, 0..loaded.dataset.len())
+    crate::work::run_units(suite, loaded, progress)
+}
+
+/// Whether the model probes include the input-gradient pass: the vanishing-gradient check
+/// concerns gradient attacks (the suite's and the full-budget probe's); a model without input
+/// gradients runs none.
+pub(crate) fn gradient_probe(suite: &Suite, model: &dyn Model) -> bool {
+    model.capabilities().input_gradients
+        && (suite.sanity.full_budget
+            || suite
+                .attacks
+                .iter()
+                .any(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients))
+}
+
+/// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`): scans and
+/// trainings of the model as a whole, not per-sample passes, so one work unit
+/// ([`crate::shard::WorkUnit::WholeModel`]) and, in [`run_shard`], the shard that starts at
+/// sample 0.
+pub(crate) fn whole_model_sections(
+    suite: &Suite,
+    loaded: &Loaded,
+    progress: &Progress,
+) -> Result<crate::backdoor::BackdoorOutput> {
+    crate::backdoor::run(&crate::backdoor::BackdoorContext {
+        plan: &suite.backdoor,
+        model: loaded.model.as_ref(),
+        dataset: loaded.dataset.as_ref(),
+        device: &loaded.device,
+        seed: suite.seed,
+        batch_size: suite.batch_size,
+        progress,
+    })
+}
+
+/// Whether the suite has whole-model sections.
+pub(crate) fn has_whole_model_sections(suite: &Suite) -> bool {
+    !suite.backdoor.is_empty()
+}
+
+/// The plan of a run with these runs (`runs`: the executables' and any whole-model runs).
+pub(crate) fn run_plan(suite: &Suite, loaded: &Loaded, runs: Vec<PlannedRun>) -> RunPlan {
+    RunPlan {
+        plan_version: PLAN_VERSION,
+        gauntlet_version: env!("CARGO_PKG_VERSION").to_string(),
+        suite: gauntlet_reports::SuiteInfo {
+            name: suite.name.clone(),
+            path: suite.path.as_ref().map(|p| p.display().to_string()),
+        },
+        seed: suite.seed,
+        device: loaded.device_name.clone(),
+        model: loaded.model_info.clone(),
+        dataset: loaded.dataset_info.clone(),
+        class_names: loaded.class_names.clone(),
+        classes_in_dataset: loaded.classes_in_dataset,
+        runs,
+        gates: suite.gates.clone(),
+        fail_on_sanity: suite.fail_on_sanity,
+        kernel_path: kernel_path_info(loaded),
+        provenance: loaded.provenance.clone(),
+    }
+}
+
+/// The notice that the model did not run on the native CPU kernels, and why.
+pub(crate) fn kernel_path_notice(kernel_path: &KernelPathInfo) -> Option<String> {
+    kernel_path.reason.as_ref().map(|reason| {
+        format!("the model ran on candle's kernels, not gauntlet's native CPU path: {reason}")
+    })
 }
 
 /// Run the suite's plan on the samples of `shard` only (global indices): every run covers the
@@ -500,14 +573,7 @@ pub fn run_shard(
     let mut kept = None;
     let mut repeat_forward = None;
     let mut clean_gradients = None;
-    // The vanishing-gradient check concerns gradient attacks (the suite's and the full-budget
-    // probe's); a model without input gradients runs none.
-    let gradient_probe = model.capabilities().input_gradients
-        && (suite.sanity.full_budget
-            || suite
-                .attacks
-                .iter()
-                .any(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients));
+    let gradient_probe = gradient_probe(suite, model);
     for (position, executable) in executables.iter().enumerate() {
         let run_started = Instant::now();
         let id = RunId(u32::try_from(position).context("too many runs in one plan")?);
@@ -592,15 +658,7 @@ pub fn run_shard(
     let mut planned_runs: Vec<PlannedRun> = executables.into_iter().map(|e| e.planned).collect();
     let mut backdoor = crate::backdoor::BackdoorOutput::default();
     if shard.start == 0 {
-        backdoor = crate::backdoor::run(&crate::backdoor::BackdoorContext {
-            plan: &suite.backdoor,
-            model,
-            dataset,
-            device: &loaded.device,
-            seed: suite.seed,
-            batch_size: suite.batch_size,
-            progress,
-        })?;
+        backdoor = whole_model_sections(suite, loaded, progress)?;
     }
     for run in std::mem::take(&mut backdoor.runs) {
         let id = RunId(u32::try_from(planned_runs.len()).context("too many runs in one plan")?);
@@ -617,31 +675,8 @@ pub fn run_shard(
         planned_runs.push(run.planned);
     }
     notices.extend(std::mem::take(&mut backdoor.notices));
-    let kernel_path = kernel_path_info(loaded);
-    if let Some(reason) = &kernel_path.reason {
-        notices.push(format!(
-            "the model ran on candle's kernels, not gauntlet's native CPU path: {reason}"
-        ));
-    }
-    let plan = RunPlan {
-        plan_version: PLAN_VERSION,
-        gauntlet_version: env!("CARGO_PKG_VERSION").to_string(),
-        suite: gauntlet_reports::SuiteInfo {
-            name: suite.name.clone(),
-            path: suite.path.as_ref().map(|p| p.display().to_string()),
-        },
-        seed: suite.seed,
-        device: loaded.device_name.clone(),
-        model: loaded.model_info.clone(),
-        dataset: loaded.dataset_info.clone(),
-        class_names: loaded.class_names.clone(),
-        classes_in_dataset: loaded.classes_in_dataset,
-        runs: planned_runs,
-        gates: suite.gates.clone(),
-        fail_on_sanity: suite.fail_on_sanity,
-        kernel_path,
-        provenance: loaded.provenance.clone(),
-    };
+    let plan = run_plan(suite, loaded, planned_runs);
+    notices.extend(kernel_path_notice(&plan.kernel_path));
     let measurements = RunMeasurements {
         load_seconds: loaded.load_seconds,
         total_seconds: loaded.load_seconds + started.elapsed().as_secs_f64(),
@@ -681,7 +716,7 @@ fn kernel_path_info(loaded: &Loaded) -> KernelPathInfo {
 /// The run whose adversarial examples the gallery shows: the last bounded attack of the suite
 /// (usually the strongest) at its middle ε. (A minimal-norm attack's runs at each ε are not
 /// executed, so there is no batch to show.)
-fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
+pub(crate) fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
     if suite.report.examples == 0 {
         return None;
     }
@@ -709,7 +744,7 @@ fn gallery_choice(suite: &Suite, executables: &[Executable]) -> Option<usize> {
 /// Up to `wanted` examples from the kept (first) batch: broken ones first, then unbroken ones,
 /// as many as fit in the report's [`gauntlet_reports::MAX_GALLERY_VALUES`] (a notice says when
 /// fewer were kept for that reason).
-fn gallery_examples(
+pub(crate) fn gallery_examples(
     kept: &KeptBatch,
     clean: &CleanByIndex,
     label: &str,

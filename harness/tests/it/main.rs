@@ -4,6 +4,7 @@
 
 mod backdoor;
 mod bad_input;
+mod ci_examples;
 mod cli;
 mod common;
 mod hostile_files;
@@ -13,4 +14,5 @@ mod provenance;
 mod readable_text;
 mod records;
 mod sanity;
+mod shards;
 mod torchscript;
