@@ -129,7 +129,10 @@ struct FabRun {
 /// which moves an iterate that lands within rounding of the boundary, or of ε.
 const FAB_TOLERANCE: usize = 2;
 
+// Nine targets × 100 steps on 200 images at four budgets: minutes in a debug build, so run it
+// on demand (`cargo test -p gauntlet-attacks --release --test it fab_t -- --ignored`).
 #[test]
+#[ignore = "slow in debug builds; run with --release -- --ignored"]
 fn fab_t_agrees_with_the_reference() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autoattack/fab_t.json");
     let reference: FabReference =
@@ -145,7 +148,10 @@ fn fab_t_agrees_with_the_reference() {
     let batch = dataset.batch(0..reference.images, &Device::Cpu).unwrap();
     let (x, y) = (&batch.inputs, &batch.labels);
     let clean = correct(&model, x, y);
-    assert_eq!(clean.iter().filter(|&&c| c).count(), reference.clean_correct);
+    assert_eq!(
+        clean.iter().filter(|&&c| c).count(),
+        reference.clean_correct
+    );
     assert!(!reference.runs.is_empty());
     for run in &reference.runs {
         let params = format!(

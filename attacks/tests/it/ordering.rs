@@ -65,7 +65,10 @@ fn fgsm_pgd_apgd_standard_are_ordered_on_the_shipped_model() {
         assert!(count(&apgd) > 0, "ε = {epsilon}: nothing left to compare");
         assert!(count(&fgsm) >= count(&pgd), "ε = {epsilon}: FGSM < PGD");
         assert!(count(&pgd) >= count(&apgd), "ε = {epsilon}: PGD < APGD");
-        assert!(count(&apgd) >= count(&standard), "ε = {epsilon}: APGD < standard");
+        assert!(
+            count(&apgd) >= count(&standard),
+            "ε = {epsilon}: APGD < standard"
+        );
         for i in 0..IMAGES {
             assert!(
                 apgd[i] || !standard[i],
