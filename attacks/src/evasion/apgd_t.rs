@@ -134,7 +134,7 @@ pub struct ApgdTargeted {
 
 /// Per sample, the classes ranked `2..=targets + 1` by the clean logits (descending, ties to
 /// the lower class), as rows of `targets` classes.
-fn ranked_targets(logits: &[Vec<f32>], targets: usize) -> Vec<Vec<u32>> {
+pub(crate) fn ranked_targets(logits: &[Vec<f32>], targets: usize) -> Vec<Vec<u32>> {
     logits
         .iter()
         .map(|row| {

@@ -12,6 +12,7 @@ mod conformance;
 mod detector;
 mod docs;
 mod native_path;
+mod ordering;
 mod params;
 mod passes;
 mod square;
