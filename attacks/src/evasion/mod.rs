@@ -16,4 +16,4 @@ macro_rules! register_attacks {
     };
 }
 
-register_attacks! { fgsm, pgd, apgd, apgd_t, square, deepfool, cw_l2 }
+register_attacks! { fgsm, pgd, apgd, apgd_t, square, deepfool, cw_l2, hop_skip_jump }
