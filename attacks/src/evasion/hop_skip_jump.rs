@@ -57,7 +57,7 @@
 //!
 //! On a linear model the smallest L2 (L∞) perturbation that changes the class is the distance
 //! to the nearest half-space `z_k ≥ z_y`, `|z_k − z_y| / ‖w_k − w_y‖₂` (`‖·‖₁`); HopSkipJump
-//! converges to it within a few per cent. A model wrapper that refuses logits and gradients
+//! converges to it within 1 % (observed: 0.7 % L2, 0.07 % L∞). A model wrapper that refuses logits and gradients
 //! and counts queries shows the attack uses labels only and stays within its budget; the same
 //! seed gives the same result in any batch.
 //!
@@ -790,16 +790,17 @@ mod tests {
         HopSkipJump::from_table(&toml::from_str(params).unwrap(), f32::INFINITY).unwrap()
     }
 
-    // The relative gap to the closed form, per norm: L2 converges to within a fraction of a
-    // per cent on this 6-dimensional model; L∞ moves by sign steps and stops within a few.
+    // The relative gap to the closed form above which the test fails: 1 % for both norms.
+    // Observed with 25,000 queries (the default) on these 8 samples: L2 at most 0.70 % above,
+    // L∞ at most 0.07 % above; never below (the closed form is a lower bound).
     const TOLERANCE_L2: f64 = 0.01;
-    const TOLERANCE_LINF: f64 = 0.05;
+    const TOLERANCE_LINF: f64 = 0.01;
 
     #[test]
     fn converges_to_the_closed_form_minimal_perturbation_of_a_linear_model() {
         let (model, inputs, classes) = near_boundary();
         for (norm, tolerance) in [(Norm::L2, TOLERANCE_L2), (Norm::Linf, TOLERANCE_LINF)] {
-            let hsj = attack(&format!("norm = \"{norm}\"\nqueries = 5000"));
+            let hsj = attack(&format!("norm = \"{norm}\"\nqueries = 25000"));
             let adversarial = hsj
                 .perturb(&model, &inputs, &labels(&classes), &rng(classes.len()))
                 .unwrap();
@@ -807,9 +808,11 @@ mod tests {
             let found = crate::projection::perturbation_norms(&adversarial, &inputs, norm).unwrap();
             let expected = closed_form(&model, &inputs, &classes, norm);
             for i in 0..classes.len() {
+                eprintln!("{norm} sample {i}: found {}, closed form {}", found[i], expected[i]);
+            }
+            for i in 0..classes.len() {
                 assert_ne!(predicted[i], classes[i], "{norm}: sample {i} not broken");
                 let size = f64::from(found[i]);
-                eprintln!("{norm} sample {i}: found {size}, closed form {}", expected[i]);
                 assert!(
                     size >= expected[i] * (1.0 - 1e-5) && size <= expected[i] * (1.0 + tolerance),
                     "{norm}: sample {i}: ‖δ‖ = {size}, closed form {}",
