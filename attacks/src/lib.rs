@@ -107,6 +107,47 @@ pub trait Attack: Send + Sync {
         labels: &Tensor,
         randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError>;
+
+    /// [`Attack::perturb`] plus what the attack measured about each sample on the way
+    /// (queries spent, when it was broken), for the per-sample records. The adversarial
+    /// inputs are exactly `perturb`'s. The default reports nothing beyond them.
+    fn perturb_traced(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<Traced, AttackError> {
+        let adversarial = self.perturb(model, inputs, labels, randomness)?;
+        let samples = adversarial.dims().first().copied().unwrap_or(0);
+        Ok(Traced {
+            adversarial,
+            traces: vec![SampleTrace::default(); samples],
+        })
+    }
+}
+
+/// What [`Attack::perturb_traced`] returns: the adversarial inputs and one trace per sample.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub adversarial: Tensor,
+    /// One per sample, in batch order.
+    pub traces: Vec<SampleTrace>,
+}
+
+/// What an attack measured about one sample besides its adversarial input. `None` where the
+/// attack does not measure it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SampleTrace {
+    /// Model queries (images sent to the model for this sample): what a black-box attack's
+    /// cost is counted in.
+    pub queries: Option<u32>,
+    /// For an iterative attack, how far through its iterations (steps × restarts, counted in
+    /// the order they run, as a share in [0, 1]) it was when it first broke the sample: 0 on
+    /// the clean input or the first random start, 1 at the very last step. `None` for a
+    /// sample it did not break. Samples broken late mean more steps or restarts would likely
+    /// break more (the `attack_converged` sanity check).
+    pub broken_at: Option<f32>,
 }
 
 /// An attack's validated objective: which loss it follows, and whether toward a target.

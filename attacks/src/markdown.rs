@@ -48,6 +48,16 @@ const CROSS_CHECKS: &str = "
   53 vs 54 (gauntlet vs reference, images still correct of 200, 183 correct before).
 - `square`: no reference comparison yet; its schedule and window sizes are unit-tested against \
   the paper, and it is tested to break the shipped model within its query budget.
+- `hop_skip_jump`: no reference comparison yet. It follows the authors' algorithm and \
+  schedules (start by uniform noise and a blended binary search, binary search to the \
+  boundary at θ = γ/d^{3/2} or γ/d², `init_evals·√t` probes, geometric step search from \
+  dist/√t); on a linear model it converges to the closed-form smallest L2 perturbation within \
+  1 % in both L2 and L∞ (observed 0.7 % and 0.07 %), and a model that refuses logits and gradients and counts queries \
+  shows it uses labels only and never passes its budget (`src/evasion/hop_skip_jump.rs`). It \
+  is a minimal-norm attack: the algorithm has no ε, so one unbounded run gives each sample's \
+  smallest perturbation found within the query budget, and robust accuracy at every ε is read \
+  from it (as for `deepfool` and `cw_l2`); the fixed-ε form would spend the whole budget again \
+  at each ε for the same answer. Untargeted only.
 ";
 
 fn write_entry(out: &mut String, entry: &AttackEntry) {

@@ -113,6 +113,8 @@ fn records(plan: &RunPlan, samples: usize) -> Vec<SampleRecord> {
                         min_value: 0.0,
                         max_value: 1.0,
                         nan: false,
+                        queries: None,
+                        broken_at: None,
                     })
                 }
             };

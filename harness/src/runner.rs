@@ -395,14 +395,15 @@ pub fn attack_pass(
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let randomness = SampleRandomness::for_range(pass.seed, label, range.clone());
-        let adversarial = attack
-            .perturb(pass.model, &batch.inputs, &batch.labels, &randomness)
+        let traced = attack
+            .perturb_traced(pass.model, &batch.inputs, &batch.labels, &randomness)
             .with_context(|| {
                 format!(
                     "attack `{label}` at ε = {epsilon} failed on samples {}..{}",
                     range.start, range.end
                 )
             })?;
+        let (adversarial, traces) = (traced.adversarial, traced.traces);
         let (predictions, losses) = evaluate(pass.model, &adversarial, &batch.labels)?;
         let norms = perturbation_norms(&adversarial, &batch.inputs, norm)?;
         let linf = match norm {
@@ -432,6 +433,8 @@ pub fn attack_pass(
                     min_value,
                     max_value,
                     nan,
+                    queries: traces.get(offset).and_then(|t| t.queries),
+                    broken_at: traces.get(offset).and_then(|t| t.broken_at),
                 }),
             });
         }

@@ -133,4 +133,11 @@ pub struct EvasionOutcome {
     pub max_value: f32,
     /// Whether the adversarial input contains a NaN.
     pub nan: bool,
+    /// Model queries the attack spent on this sample, for attacks that count them (the
+    /// black-box ones); `None` otherwise and in files written before version 3.
+    pub queries: Option<u32>,
+    /// For attacks that report it (APGD, APGD-T): the share of the attack's iterations done
+    /// when it first broke this sample (`gauntlet_attacks::SampleTrace::broken_at`); `None`
+    /// for a sample it did not break, for other attacks and in files before version 3.
+    pub broken_at: Option<f32>,
 }

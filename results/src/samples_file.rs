@@ -46,7 +46,15 @@
 //! | `attack_prediction`, `attack_success` | u32?, bool? | `poisoning`, on attack inputs |
 //! | `score`, `poisoned` | f64?, bool? | `data_scan` (poisoned = ground truth) |
 //!
-//! Version-1 files (18 columns) still read.
+//! Version 3 appends two nullable columns that attacks report about their own work
+//! (`gauntlet_attacks::SampleTrace`): `queries` (u32?, the model queries a black-box attack
+//! spent on the sample: Square, HopSkipJump) and `broken_at` (f32?, for APGD and APGD-T the
+//! share of the attack's iterations, steps × restarts (× targets), done when the sample was
+//! first broken; null where unbroken). Both are null on rows of attacks that do not report
+//! them and on every non-evasion row.
+//!
+//! Version-1 files (18 columns) and version-2 files (31 columns) still read; their evasion
+//! records have no queries and no `broken_at`.
 //!
 //! A minimal-norm attack (DeepFool, CW-L2) has rows only for its one `minimal_norm_search` run
 //! (ε = +∞; `"unbounded"` in the plan's JSON): `perturbation_norm` is the smallest successful
@@ -86,7 +94,7 @@ pub const FILE_NAME: &str = "samples.parquet";
 pub const METADATA_KEY: &str = "gauntlet.run";
 
 /// Version of this file's columns and metadata.
-pub const SAMPLES_FILE_VERSION: u32 = 2;
+pub const SAMPLES_FILE_VERSION: u32 = 3;
 
 /// The oldest version this build reads (version 1 has no backdoor columns).
 pub const OLDEST_SAMPLES_FILE_VERSION: u32 = 1;
@@ -130,10 +138,12 @@ const SCHEMA: &str = "message gauntlet_samples {
   optional boolean attack_success;
   optional double score;
   optional boolean poisoned;
+  optional int32 queries (INTEGER(32,false));
+  optional float broken_at;
 }";
 
 /// The column names, in schema order; version 1 has the first [`V1_COLUMNS`].
-const COLUMNS: [&str; 31] = [
+const COLUMNS: [&str; 33] = [
     "run_id",
     "run",
     "purpose",
@@ -165,10 +175,15 @@ const COLUMNS: [&str; 31] = [
     "attack_success",
     "score",
     "poisoned",
+    "queries",
+    "broken_at",
 ];
 
 /// How many of [`COLUMNS`] a version-1 file has.
 const V1_COLUMNS: usize = 18;
+
+/// How many of [`COLUMNS`] a version-2 file has.
+const V2_COLUMNS: usize = 31;
 
 /// What can go wrong reading or writing the per-sample file; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -472,6 +487,14 @@ pub fn write(
         column!(DoubleType, &values, Some(&levels));
         let (values, levels) = nullable(backdoor.iter().map(|b| data(b).map(|d| d.poisoned)));
         column!(BoolType, &values, Some(&levels));
+        let (values, levels) = nullable(
+            evasion
+                .iter()
+                .map(|e| e.and_then(|e| e.queries).map(|q| q as i32)),
+        );
+        column!(Int32Type, &values, Some(&levels));
+        let (values, levels) = nullable(evasion.iter().map(|e| e.and_then(|e| e.broken_at)));
+        column!(FloatType, &values, Some(&levels));
         group.close().map_err(parquet_error)?;
     }
     writer.close().map_err(parquet_error)?;
@@ -561,10 +584,10 @@ pub fn read(
         .iter()
         .map(|c| c.name())
         .collect();
-    if names != COLUMNS && names != COLUMNS[..V1_COLUMNS] {
+    if names != COLUMNS && names != COLUMNS[..V2_COLUMNS] && names != COLUMNS[..V1_COLUMNS] {
         return Err(not_ours(format!(
-            "its columns are {names:?}, expected {COLUMNS:?} (or the first {V1_COLUMNS} of them, \
-             version 1)"
+            "its columns are {names:?}, expected {COLUMNS:?} (or the first {V2_COLUMNS} of them, \
+             version 2, or the first {V1_COLUMNS}, version 1)"
         )));
     }
     let metadata_json = file_metadata
@@ -633,6 +656,8 @@ pub fn read(
                 min_value: cell.float("min_value", 15)?,
                 max_value: cell.float("max_value", 16)?,
                 nan: cell.boolean("nan", 17)?,
+                queries: cell.optional_unsigned("queries", 31)?,
+                broken_at: cell.optional_float("broken_at", 32)?,
             }),
             RecordKind::TriggerScan => {
                 Outcome::Backdoor(BackdoorOutcome::TriggerScan(TriggerScanOutcome {
@@ -737,6 +762,30 @@ impl RowReader<'_> {
         match self.field(column, position)? {
             Field::Float(value) => Ok(*value),
             other => Err(self.bad(column, format!("expected a float, got {other}"))),
+        }
+    }
+
+    /// A cell of a column that older versions lack: `None` when the column is absent or null.
+    fn optional_unsigned(
+        &self,
+        column: &'static str,
+        position: usize,
+    ) -> Result<Option<u32>, SamplesFileError> {
+        match self.fields.get(position) {
+            None | Some(Field::Null) => Ok(None),
+            Some(_) => self.unsigned(column, position).map(Some),
+        }
+    }
+
+    /// As [`RowReader::optional_unsigned`], for a float.
+    fn optional_float(
+        &self,
+        column: &'static str,
+        position: usize,
+    ) -> Result<Option<f32>, SamplesFileError> {
+        match self.fields.get(position) {
+            None | Some(Field::Null) => Ok(None),
+            Some(_) => self.float(column, position).map(Some),
         }
     }
 

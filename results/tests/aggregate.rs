@@ -113,6 +113,8 @@ fn evasion(run: u32, epsilon: f32, robust: &[bool]) -> Vec<SampleRecord> {
                 min_value: 0.0,
                 max_value: 1.0,
                 nan: false,
+                queries: None,
+                broken_at: None,
             }),
         })
         .collect()
@@ -355,6 +357,8 @@ fn probes_feed_the_identity_and_full_budget_checks() {
                 min_value: 0.0,
                 max_value: 1.0,
                 nan: false,
+                queries: None,
+                broken_at: None,
             }),
         })
         .collect();
@@ -604,6 +608,8 @@ fn minimal_norm_case() -> MinimalNormCase {
             min_value: 0.0,
             max_value: 1.0,
             nan: false,
+            queries: None,
+            broken_at: None,
         };
         // The search: a misclassified sample is returned as is (norm 0).
         let search = match (correct[i], found[i]) {
@@ -856,5 +862,211 @@ fn the_model_probes_round_trip_through_the_samples_file() {
         aggregate(&plan, &measurements, &records)
             .unwrap()
             .sanity_checks
+    );
+}
+
+/// An APGD run whose records say when each sample was broken (`broken_at`), on the four
+/// samples of [`clean_records`] (0–2 correct, 3 wrong on the clean input).
+fn apgd_with_breaks(broken_at: [Option<f32>; 4]) -> (RunPlan, Vec<SampleRecord>) {
+    let plan = plan(
+        vec![run(
+            "apgd",
+            RunPurpose::Attack,
+            attack("apgd", AttackKind::Iterative, Norm::Linf, 0.1),
+        )],
+        Vec::new(),
+    );
+    let mut records = clean_records();
+    let robust: Vec<bool> = (0..4).map(|i| i < 3 && broken_at[i].is_none()).collect();
+    let mut attacked = evasion(1, 0.1, &robust);
+    for (record, at) in attacked.iter_mut().zip(broken_at) {
+        if let Outcome::Evasion(outcome) = &mut record.outcome {
+            outcome.broken_at = at;
+        }
+    }
+    records.extend(attacked);
+    (plan, records)
+}
+
+// A sample correct on the clean input that the attack broke only in the last fifth of its
+// iterations is evidence that more steps would break more: with 4 samples, one such sample
+// is 25% > 1%, a warning naming the run and the count. Breaks earlier, or of a sample that was
+// wrong already (the clean check counts as iteration 0, but a clean-wrong sample breaking
+// "late" must not count either), pass; without any `broken_at` there is no check.
+#[test]
+fn samples_broken_in_the_last_iterations_warn_that_the_attack_may_not_have_converged() {
+    let (plan, records) = apgd_with_breaks([None, Some(0.85), Some(0.2), Some(1.0)]);
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(check_status(&report, "attack_converged"), CheckStatus::Warn);
+    let detail = check_detail(&report, "attack_converged");
+    assert!(
+        detail.contains("attack may not have converged")
+            && detail.contains("`apgd` at linf ε = 0.1 broke 1 of 4 samples (25.0%)"),
+        "{detail}"
+    );
+
+    // Exactly at the boundary (0.8) is not late; the clean-wrong sample 3 is not counted.
+    let (plan, records) = apgd_with_breaks([Some(0.8), Some(0.0), None, Some(1.0)]);
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(check_status(&report, "attack_converged"), CheckStatus::Pass);
+
+    // No run records when samples were broken: no check.
+    let (plan, records) = apgd_with_breaks([None; 4]);
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert!(report
+        .sanity_checks
+        .iter()
+        .all(|c| c.name != "attack_converged"));
+}
+
+// The threshold is a share of the evaluated samples: 1 late break in 100 samples is exactly
+// 1% (not more), a pass; 2 is a warning.
+#[test]
+fn the_convergence_threshold_is_one_percent_of_the_evaluated_samples() {
+    for (late, expected) in [(1usize, CheckStatus::Pass), (2, CheckStatus::Warn)] {
+        let plan = plan(
+            vec![run(
+                "apgd",
+                RunPurpose::Attack,
+                attack("apgd", AttackKind::Iterative, Norm::Linf, 0.1),
+            )],
+            Vec::new(),
+        );
+        let mut records = Vec::new();
+        for i in 0..100u64 {
+            records.push(SampleRecord {
+                run: RunId(0),
+                index: i,
+                outcome: Outcome::Clean(CleanOutcome {
+                    label: 0,
+                    prediction: 0,
+                    loss: 0.5,
+                }),
+            });
+            // Every other sample broken early, the first `late` ones late.
+            let broken_at = if (i as usize) < late {
+                Some(0.95)
+            } else if i % 2 == 0 {
+                Some(0.3)
+            } else {
+                None
+            };
+            records.push(SampleRecord {
+                run: RunId(1),
+                index: i,
+                outcome: Outcome::Evasion(EvasionOutcome {
+                    prediction: if broken_at.is_some() { 1 } else { 0 },
+                    robust: broken_at.is_none(),
+                    loss: 1.0,
+                    norm: 0.1,
+                    linf: 0.1,
+                    min_value: 0.0,
+                    max_value: 1.0,
+                    nan: false,
+                    queries: None,
+                    broken_at,
+                }),
+            });
+        }
+        let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+        assert_eq!(
+            check_status(&report, "attack_converged"),
+            expected,
+            "{late} late"
+        );
+    }
+}
+
+// HopSkipJump is decision-based (labels only) and minimal-norm: its one unbounded search
+// feeds its runs at each ε, and those are compared with the white-box iterative attacks at
+// the same norm and ε. A sample it breaks within ε that APGD left correct warns of gradient
+// masking; its query counts survive the per-sample file and the derivation.
+#[test]
+fn a_decision_based_minimal_norm_attack_feeds_the_black_box_check() {
+    let hsj = |epsilon: f32| AttackRun {
+        needs: ModelAccess::Labels,
+        budget: BudgetSemantics::MinimalNorm,
+        objective: "untargeted cw_margin".to_string(),
+        ..attack("hop_skip_jump", AttackKind::MinimalNorm, Norm::L2, epsilon)
+    };
+    let plan = plan(
+        vec![
+            run(
+                "apgd_l2",
+                RunPurpose::Attack,
+                attack("apgd", AttackKind::Iterative, Norm::L2, 0.5),
+            ),
+            run("hsj", RunPurpose::Attack, hsj(0.5)),
+            run("hsj", RunPurpose::MinimalNormSearch, hsj(f32::INFINITY)),
+        ],
+        Vec::new(),
+    );
+    let search = |norms: [Option<f32>; 3]| -> Vec<SampleRecord> {
+        let labels = [0u32, 1, 2];
+        (0..4)
+            .map(|i| {
+                // Sample 3 is wrong on the clean input: returned as is after one query.
+                let found = if i < 3 { norms[i] } else { Some(0.0) };
+                SampleRecord {
+                    run: RunId(3),
+                    index: i as u64,
+                    outcome: Outcome::Evasion(EvasionOutcome {
+                        prediction: match (i, found) {
+                            (3, _) => 1,
+                            (_, Some(_)) => (labels[i] + 1) % 3,
+                            (_, None) => labels[i],
+                        },
+                        robust: i < 3 && found.is_none(),
+                        loss: 1.0,
+                        norm: found.unwrap_or(0.0),
+                        linf: found.unwrap_or(0.0) / 2.0,
+                        min_value: 0.0,
+                        max_value: 1.0,
+                        nan: false,
+                        queries: Some(if i == 3 { 1 } else { 900 + i as u32 }),
+                        broken_at: None,
+                    }),
+                }
+            })
+            .collect()
+    };
+    // APGD leaves samples 0 and 1 correct; HopSkipJump breaks sample 1 at 0.4 ≤ 0.5 and
+    // sample 0 only at 0.7 > 0.5.
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.5, &[true, true, false, false]));
+    records.extend(search([Some(0.7), Some(0.4), Some(0.1)]));
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(samples_file::FILE_NAME);
+    samples_file::write(&path, &plan, &RunMeasurements::default(), &records).unwrap();
+    let (plan, measurements, read) = samples_file::read(&path).unwrap();
+    assert_eq!(read, records);
+    let queries: Vec<Option<u32>> = read
+        .iter()
+        .filter(|r| r.run == RunId(3))
+        .map(|r| match r.outcome {
+            Outcome::Evasion(e) => e.queries,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queries, vec![Some(900), Some(901), Some(902), Some(1)]);
+    let report = aggregate(&plan, &measurements, &read).unwrap();
+    assert_eq!(
+        check_status(&report, "black_box_not_stronger_than_white_box"),
+        CheckStatus::Warn
+    );
+    let detail = check_detail(&report, "black_box_not_stronger_than_white_box");
+    assert!(
+        detail.contains("`hsj` broke 1 sample(s)") && detail.contains("`apgd_l2`"),
+        "{detail}"
+    );
+
+    // Breaking only what APGD broke, or beyond ε: a pass.
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.5, &[true, true, false, false]));
+    records.extend(search([Some(0.7), Some(0.6), Some(0.1)]));
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(
+        check_status(&report, "black_box_not_stronger_than_white_box"),
+        CheckStatus::Pass
     );
 }

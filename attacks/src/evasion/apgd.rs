@@ -275,6 +275,12 @@ pub(crate) struct Batch<'a> {
     pub done: Vec<bool>,
     /// Per sample: the best score of an unbroken result.
     pub best_score: Vec<f32>,
+    /// Iterations scheduled so far: the sum of `steps` over the runs started on this batch
+    /// (every restart and target counts in full, even when all its samples were broken early).
+    pub elapsed: u32,
+    /// Per sample: the iteration (counted over all runs, 0 for the clean input and the first
+    /// random start) at which it was broken; `None` while unbroken.
+    pub broken_at: Vec<Option<u32>>,
 }
 
 impl<'a> Batch<'a> {
@@ -288,11 +294,12 @@ impl<'a> Batch<'a> {
     ) -> Result<Self, AttackError> {
         let clean = inputs.flatten_all()?.to_vec1::<f32>()?;
         let predicted: Vec<u32> = model.predict(inputs)?.to_vec1()?;
-        let done = predicted
+        let done: Vec<bool> = predicted
             .iter()
             .enumerate()
             .map(|(position, &p)| goal.succeeded(position, p))
             .collect();
+        let broken_at = done.iter().map(|&d| d.then_some(0)).collect();
         Ok(Batch {
             model,
             result: clean.clone(),
@@ -301,11 +308,31 @@ impl<'a> Batch<'a> {
             randomness,
             done,
             best_score: vec![f32::NEG_INFINITY; predicted.len()],
+            elapsed: 0,
+            broken_at,
         })
     }
 
     fn per_sample(&self) -> usize {
         self.sample_dims.iter().product()
+    }
+
+    /// The results with each sample's trace: when it was broken, as a share of the
+    /// iterations scheduled ([`crate::SampleTrace::broken_at`]).
+    pub fn into_traced(self, device: &Device) -> Result<crate::Traced, AttackError> {
+        let total = self.elapsed.max(1) as f32;
+        let traces = self
+            .broken_at
+            .iter()
+            .map(|at| crate::SampleTrace {
+                queries: None,
+                broken_at: at.map(|at| (at as f32 / total).min(1.0)),
+            })
+            .collect();
+        Ok(crate::Traced {
+            adversarial: self.into_tensor(device)?,
+            traces,
+        })
     }
 
     /// The results as a tensor of the inputs' shape.
@@ -451,6 +478,8 @@ pub(crate) fn run(
 ) -> Result<(), AttackError> {
     let d = batch.per_sample();
     let epsilon = schedule.threat.epsilon;
+    let base = batch.elapsed;
+    batch.elapsed = batch.elapsed.saturating_add(schedule.steps);
     let mut active: Vec<usize> = (0..batch.done.len()).filter(|&p| !batch.done[p]).collect();
     if active.is_empty() {
         return Ok(());
@@ -499,7 +528,7 @@ pub(crate) fn run(
             best_at_last_check: scores[i],
         });
         if goal.succeeded(p, predicted[i]) {
-            finish_broken(batch, p, &x0[i * d..(i + 1) * d]);
+            finish_broken(batch, p, &x0[i * d..(i + 1) * d], base);
         }
     }
 
@@ -549,7 +578,7 @@ pub(crate) fn run(
         for (i, &p) in active.iter().enumerate() {
             let row = &next[i * d..(i + 1) * d];
             if goal.succeeded(p, predicted[i]) {
-                finish_broken(batch, p, row);
+                finish_broken(batch, p, row, base.saturating_add(iteration + 1));
                 continue;
             }
             let track = tracks[p].as_mut().ok_or_else(missing_track)?;
@@ -601,9 +630,10 @@ pub(crate) fn run(
     Ok(())
 }
 
-fn finish_broken(batch: &mut Batch<'_>, position: usize, point: &[f32]) {
+fn finish_broken(batch: &mut Batch<'_>, position: usize, point: &[f32], iteration: u32) {
     let d = batch.per_sample();
     batch.done[position] = true;
+    batch.broken_at[position] = Some(iteration);
     batch.result[position * d..(position + 1) * d].copy_from_slice(point);
 }
 
@@ -650,10 +680,26 @@ impl Attack for Apgd {
         labels: &Tensor,
         randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
+        Ok(self
+            .perturb_traced(model, inputs, labels, randomness)?
+            .adversarial)
+    }
+
+    /// Reports, per sample, when it was broken (`broken_at`).
+    fn perturb_traced(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<crate::Traced, AttackError> {
         let checked = check_batch(model, inputs, labels)?;
         check_randomness(&checked, randomness)?;
         if self.schedule.threat.epsilon == 0.0 || checked.is_empty() {
-            return Ok(inputs.clone());
+            return Ok(crate::Traced {
+                adversarial: inputs.clone(),
+                traces: vec![crate::SampleTrace::default(); checked.len()],
+            });
         }
         let attack_labels: Vec<u32> = self
             .objective
@@ -671,7 +717,7 @@ impl Attack for Apgd {
         for restart in 0..self.restarts {
             run(&mut batch, &self.schedule, &goal, Stream::Restart(restart), inputs.device())?;
         }
-        batch.into_tensor(inputs.device())
+        batch.into_traced(inputs.device())
     }
 }
 

@@ -183,10 +183,26 @@ impl Attack for ApgdTargeted {
         labels: &Tensor,
         randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
+        Ok(self
+            .perturb_traced(model, inputs, labels, randomness)?
+            .adversarial)
+    }
+
+    /// Reports, per sample, when it was broken (`broken_at`, over targets × restarts × steps).
+    fn perturb_traced(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<crate::Traced, AttackError> {
         let checked = check_batch(model, inputs, labels)?;
         check_randomness(&checked, randomness)?;
         if self.schedule.threat.epsilon == 0.0 || checked.is_empty() {
-            return Ok(inputs.clone());
+            return Ok(crate::Traced {
+                adversarial: inputs.clone(),
+                traces: vec![crate::SampleTrace::default(); checked.len()],
+            });
         }
         let classes = model.num_classes();
         let targets = (self.targets as usize).min(classes.saturating_sub(1));
@@ -214,7 +230,7 @@ impl Attack for ApgdTargeted {
                 apgd::run(&mut batch, &self.schedule, &goal, stream, inputs.device())?;
             }
         }
-        batch.into_tensor(inputs.device())
+        batch.into_traced(inputs.device())
     }
 }
 

@@ -16,4 +16,4 @@ macro_rules! register_attacks {
     };
 }
 
-register_attacks! { fgsm, pgd, apgd, apgd_t, square, deepfool, cw_l2, fab_t, standard }
+register_attacks! { fgsm, pgd, apgd, apgd_t, square, deepfool, cw_l2, fab_t, hop_skip_jump, standard }

@@ -591,6 +591,27 @@ impl Attack for Square {
             .perturb_with_queries(model, inputs, labels, randomness)?
             .0)
     }
+
+    /// Reports each sample's query count.
+    fn perturb_traced(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<crate::Traced, AttackError> {
+        let (adversarial, queries) = self.perturb_with_queries(model, inputs, labels, randomness)?;
+        Ok(crate::Traced {
+            adversarial,
+            traces: queries
+                .into_iter()
+                .map(|q| crate::SampleTrace {
+                    queries: Some(q),
+                    broken_at: None,
+                })
+                .collect(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod bad_input;
 mod ci_examples;
 mod cli;
 mod common;
+mod convergence;
 mod hostile_files;
 mod limits;
 mod minimal_norm;
