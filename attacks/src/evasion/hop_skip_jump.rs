@@ -375,7 +375,8 @@ impl HopSkipJump {
             Norm::Linf => (0.0, far_distance, (far_distance * theta).min(theta)),
         };
         let mut boundary = far.to_vec();
-        if !(threshold > 0.0) {
+        // NaN or a non-positive threshold: the bisection would never end.
+        if threshold.is_nan() || threshold <= 0.0 {
             return Ok(boundary);
         }
         while (high - low) / threshold > 1.0 {

@@ -59,7 +59,7 @@ fn robust_count(evaluation: &Evaluation, label: &str) -> usize {
         .iter()
         .find(|a| a.label == label)
         .unwrap_or_else(|| panic!("no attack `{label}`"));
-    result.robust_accuracy.successes as usize
+    result.robust_accuracy.successes
 }
 
 // Three APGD steps at ε = 0.05 stop while samples are still falling (the longer run breaks
