@@ -6,6 +6,7 @@ mod backdoor;
 mod bad_input;
 mod cli;
 mod common;
+mod detector;
 mod hostile_files;
 mod limits;
 mod minimal_norm;
