@@ -5,7 +5,7 @@ use gauntlet_models::testing::LinearModel;
 use gauntlet_models::Model;
 use rand::{Rng, SeedableRng};
 
-use crate::{Attack, AttackEntry, ChaCha8Rng};
+use crate::{Attack, AttackEntry, ChaCha8Rng, Norm};
 
 pub const FEATURES: usize = 6;
 
@@ -84,4 +84,57 @@ pub fn assert_close(actual: f64, expected: f64, relative: f64, what: &str) {
         (actual - expected).abs() <= relative * expected.abs().max(1e-12),
         "{what}: got {actual}, expected {expected} (relative tolerance {relative})"
     );
+}
+
+/// A three-class linear model whose inputs sit near its boundaries, away from the box (the
+/// nearest boundary at most ~0.1 away, the box at least 0.3), with eight inputs and the
+/// classes it predicts for them: the known-answer case of the minimal-norm attacks (see
+/// [`closed_form_minimal_norm`]).
+pub fn near_boundary() -> (LinearModel, Tensor, Vec<u32>) {
+    let model = LinearModel::new(
+        vec![
+            1.0, -0.5, 0.25, 2.0, -1.5, 0.75, //
+            -0.5, 1.5, -1.0, 0.5, 1.0, -0.25, //
+            0.3, 0.2, -0.1, 0.4, 0.1, 0.2,
+        ],
+        vec![0.4, 0.0, 0.0],
+        vec![FEATURES],
+        3,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let inputs = inputs_in_middle(8, 11);
+    let predictions: Vec<u32> = model.predict(&inputs).unwrap().to_vec1().unwrap();
+    (model, inputs, predictions)
+}
+
+/// The closed-form smallest perturbation that changes the class of a linear model, in `norm`,
+/// per sample: `min_{k≠y} |z_k − z_y| / ‖w_k − w_y‖_*`, the distance to the nearest half-space
+/// where another class wins. A lower bound on the true minimum, and equal to it where that
+/// half-space's nearest point is not claimed by a third class and lies inside the box.
+pub fn closed_form_minimal_norm(
+    model: &LinearModel,
+    inputs: &Tensor,
+    labels: &[u32],
+    norm: Norm,
+) -> Vec<f64> {
+    let rows = model.weight_rows();
+    let logits: Vec<Vec<f32>> = model.forward(inputs).unwrap().to_vec2().unwrap();
+    logits
+        .iter()
+        .zip(labels)
+        .map(|(z, &y)| {
+            let y = y as usize;
+            (0..rows.len())
+                .filter(|&k| k != y)
+                .map(|k| {
+                    let gap = (f64::from(z[k]) - f64::from(z[y])).abs();
+                    gap / match norm {
+                        Norm::L2 => l2_distance(&rows[k], &rows[y]),
+                        Norm::Linf => l1_distance(&rows[k], &rows[y]),
+                    }
+                })
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect()
 }

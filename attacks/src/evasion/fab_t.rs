@@ -826,60 +826,11 @@ mod tests {
         SampleRandomness::for_range(7, "test", 0..batch)
     }
 
-    /// The closed-form smallest perturbation that changes the class of a linear model, in
-    /// `norm`, per sample: `min_{k≠y} |z_k − z_y| / ‖w_k − w_y‖_*`.
-    fn closed_form(
-        model: &gauntlet_models::testing::LinearModel,
-        inputs: &Tensor,
-        label: &[u32],
-        norm: Norm,
-    ) -> Vec<f64> {
-        let rows = model.weight_rows();
-        let logits: Vec<Vec<f32>> = model.forward(inputs).unwrap().to_vec2().unwrap();
-        logits
-            .iter()
-            .zip(label)
-            .map(|(z, &y)| {
-                let y = y as usize;
-                (0..rows.len())
-                    .filter(|&k| k != y)
-                    .map(|k| {
-                        let gap = (f64::from(z[k]) - f64::from(z[y])).abs();
-                        let dual = match norm {
-                            Norm::L2 => l2_distance(&rows[k], &rows[y]),
-                            Norm::Linf => l1_distance(&rows[k], &rows[y]),
-                        };
-                        gap / dual
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect()
-    }
-
-    /// A three-class linear model whose inputs sit near its boundaries, away from the box.
-    fn near_boundary() -> (gauntlet_models::testing::LinearModel, Tensor, Vec<u32>) {
-        let model = gauntlet_models::testing::LinearModel::new(
-            vec![
-                1.0, -0.5, 0.25, 2.0, -1.5, 0.75, //
-                -0.5, 1.5, -1.0, 0.5, 1.0, -0.25, //
-                0.3, 0.2, -0.1, 0.4, 0.1, 0.2,
-            ],
-            vec![0.4, 0.0, 0.0],
-            vec![FEATURES],
-            3,
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
-        let inputs = inputs_in_middle(8, 11);
-        let predictions: Vec<u32> = model.predict(&inputs).unwrap().to_vec1().unwrap();
-        (model, inputs, predictions)
-    }
-
     #[test]
     fn finds_the_closed_form_minimal_perturbation_of_a_linear_model() {
         let (model, inputs, classes) = near_boundary();
         for norm in [Norm::L2, Norm::Linf] {
-            let expected = closed_form(&model, &inputs, &classes, norm);
+            let expected = closed_form_minimal_norm(&model, &inputs, &classes, norm);
             for (steps, slack) in [(1u32, 1.05), (100, 1.01)] {
                 let attack = build_attack(
                     &ENTRY,

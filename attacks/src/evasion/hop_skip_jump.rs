@@ -676,51 +676,6 @@ mod tests {
     use super::*;
     use crate::test_support::*;
 
-    /// A three-class linear model whose inputs sit near its boundaries, away from the box (the
-    /// nearest boundary is at most ~0.1 away, the box at least 0.3).
-    fn near_boundary() -> (LinearModel, Tensor, Vec<u32>) {
-        let model = LinearModel::new(
-            vec![
-                1.0, -0.5, 0.25, 2.0, -1.5, 0.75, //
-                -0.5, 1.5, -1.0, 0.5, 1.0, -0.25, //
-                0.3, 0.2, -0.1, 0.4, 0.1, 0.2,
-            ],
-            vec![0.4, 0.0, 0.0],
-            vec![FEATURES],
-            3,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let inputs = inputs_in_middle(8, 11);
-        let predictions: Vec<u32> = model.predict(&inputs).unwrap().to_vec1().unwrap();
-        (model, inputs, predictions)
-    }
-
-    /// `min_{k≠y} |z_k − z_y| / ‖w_k − w_y‖_*`: the distance to the nearest half-space where
-    /// another class wins, a lower bound on the smallest perturbation that changes the class,
-    /// and equal to it where that half-space's nearest point is not claimed by a third class.
-    fn closed_form(model: &LinearModel, inputs: &Tensor, labels: &[u32], norm: Norm) -> Vec<f64> {
-        let rows = model.weight_rows();
-        let logits: Vec<Vec<f32>> = model.forward(inputs).unwrap().to_vec2().unwrap();
-        logits
-            .iter()
-            .zip(labels)
-            .map(|(z, &y)| {
-                let y = y as usize;
-                (0..rows.len())
-                    .filter(|&k| k != y)
-                    .map(|k| {
-                        let gap = (f64::from(z[k]) - f64::from(z[y])).abs();
-                        gap / match norm {
-                            Norm::L2 => l2_distance(&rows[k], &rows[y]),
-                            Norm::Linf => l1_distance(&rows[k], &rows[y]),
-                        }
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            })
-            .collect()
-    }
-
     /// Answers top-1 labels only, counting every image; logits and gradients are refused.
     struct LabelsOnly {
         inner: LinearModel,
@@ -807,7 +762,7 @@ mod tests {
                 .unwrap();
             let predicted: Vec<u32> = model.predict(&adversarial).unwrap().to_vec1().unwrap();
             let found = crate::projection::perturbation_norms(&adversarial, &inputs, norm).unwrap();
-            let expected = closed_form(&model, &inputs, &classes, norm);
+            let expected = closed_form_minimal_norm(&model, &inputs, &classes, norm);
             for i in 0..classes.len() {
                 eprintln!("{norm} sample {i}: found {}, closed form {}", found[i], expected[i]);
             }
