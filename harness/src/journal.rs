@@ -618,11 +618,9 @@ pub fn journaled_units(dir: &Path) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_torn_last_line_is_cut_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(JOURNAL_FILE);
-        let identity = RunIdentity {
+    /// A run identity with a distinct value in every field.
+    fn identity() -> RunIdentity {
+        RunIdentity {
             gauntlet_version: "0".into(),
             suite: "s".into(),
             suite_sha256: "a".into(),
@@ -637,7 +635,14 @@ mod tests {
             unit_samples: 5,
             units: 4,
             units_sha256: "f".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let identity = identity();
         let header = serde_json::to_string(&Header {
             journal_version: JOURNAL_VERSION,
             identity,
@@ -666,22 +671,7 @@ mod tests {
 
     #[test]
     fn differences_name_the_field() {
-        let a = RunIdentity {
-            gauntlet_version: "0".into(),
-            suite: "s".into(),
-            suite_sha256: "a".into(),
-            seed: 1,
-            model_sha256: "b".into(),
-            model_spec_sha256: "c".into(),
-            dataset_sha256: "d".into(),
-            samples: 10,
-            device: "cpu".into(),
-            plan_sha256: "e".into(),
-            runs: 2,
-            unit_samples: 5,
-            units: 4,
-            units_sha256: "f".into(),
-        };
+        let a = identity();
         let b = RunIdentity {
             seed: 2,
             ..a.clone()
