@@ -6,11 +6,14 @@
 //! `batches.meta.txt`, beside the batches, lists the class names one per line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::in_memory::Pixels;
 use crate::read::read_maybe_gzip;
-use crate::{DatasetError, InMemoryDataset};
+use crate::stored::StoredFile;
+use crate::streamed::{Encoding, RecordFiles, Segment};
+use crate::{DatasetError, InMemoryDataset, StreamedDataset};
 
 /// Bytes per CIFAR-10 record: 1 label + 3 × 32 × 32 pixels.
 pub const CIFAR10_RECORD_BYTES: usize = 1 + CIFAR10_PIXELS;
@@ -57,6 +60,12 @@ pub fn load_cifar10(paths: &[PathBuf]) -> Result<InMemoryDataset, DatasetError> 
 
 /// Load one split of an extracted `cifar-10-batches-bin` directory.
 pub fn load_cifar10_dir(dir: &Path, split: CifarSplit) -> Result<InMemoryDataset, DatasetError> {
+    let (name, files) = split_files(dir, split)?;
+    load_files(name, &files)
+}
+
+/// The dataset name and the batch files of one split, every one of which must exist.
+fn split_files(dir: &Path, split: CifarSplit) -> Result<(String, Vec<PathBuf>)> {
     let (files, split_name): (Vec<PathBuf>, _) = match split {
         CifarSplit::Train => (
             (1..=5)
@@ -74,7 +83,7 @@ pub fn load_cifar10_dir(dir: &Path, split: CifarSplit) -> Result<InMemoryDataset
             what: format!("the CIFAR-10 {split_name} split needs it"),
         });
     }
-    load_files(format!("cifar10-{split_name}"), &files)
+    Ok((format!("cifar10-{split_name}"), files))
 }
 
 /// What a suite file's `path` means for format `cifar10`: a directory loads its test split
@@ -85,6 +94,90 @@ pub fn load_cifar10_path(path: &Path) -> Result<InMemoryDataset, DatasetError> {
     } else {
         load_cifar10(&[path.to_path_buf()])
     }
+}
+
+/// [`load_cifar10`] for streaming: the same checks (every label is read, in one pass over
+/// each file), after which batches read their records from the files ([`StreamedDataset`]).
+/// A gzipped batch file is decompressed once into a temporary file.
+pub fn open_cifar10(paths: &[PathBuf]) -> Result<StreamedDataset, DatasetError> {
+    let first = paths.first().ok_or(DatasetError::NoInputFiles {
+        what: "CIFAR-10 batches",
+    })?;
+    let name = match first.file_stem() {
+        Some(stem) => format!("cifar10/{}", stem.to_string_lossy()),
+        None => "cifar10".to_string(),
+    };
+    open_files(name, paths)
+}
+
+/// [`load_cifar10_dir`] for streaming.
+pub fn open_cifar10_dir(dir: &Path, split: CifarSplit) -> Result<StreamedDataset, DatasetError> {
+    let (name, files) = split_files(dir, split)?;
+    open_files(name, &files)
+}
+
+/// [`load_cifar10_path`] for streaming.
+pub fn open_cifar10_path(path: &Path) -> Result<StreamedDataset, DatasetError> {
+    if path.is_dir() {
+        open_cifar10_dir(path, CifarSplit::Test)
+    } else {
+        open_cifar10(&[path.to_path_buf()])
+    }
+}
+
+fn open_files(name: String, paths: &[PathBuf]) -> Result<StreamedDataset> {
+    let mut segments = Vec::with_capacity(paths.len());
+    let mut labels = Vec::new();
+    for path in paths {
+        let stored = StoredFile::open(path, &|_| None)?;
+        if stored.len() == 0 {
+            return Err(DatasetError::EmptyFile { path: path.clone() });
+        }
+        if stored.len() % CIFAR10_RECORD_BYTES as u64 != 0 {
+            return Err(DatasetError::CifarLength {
+                path: path.clone(),
+                len: stored.len(),
+                record_bytes: CIFAR10_RECORD_BYTES,
+            });
+        }
+        // At most the 4 GiB file limit over 3073 bytes, so it fits in usize.
+        let records = (stored.len() / CIFAR10_RECORD_BYTES as u64) as usize;
+        stored.scan_records(0, records, CIFAR10_RECORD_BYTES, &mut |first, bytes| {
+            for (k, record) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {
+                let label = record[0];
+                if usize::from(label) >= CIFAR10_CLASSES {
+                    return Err(DatasetError::LabelOutOfRange {
+                        origin: format!("`{}`", path.display()),
+                        index: first + k,
+                        label: i64::from(label),
+                        num_classes: CIFAR10_CLASSES,
+                    });
+                }
+                labels.push(u32::from(label));
+            }
+            Ok(())
+        })?;
+        segments.push(Segment {
+            file: Arc::new(stored),
+            offset: 0,
+            records,
+            record_len: CIFAR10_RECORD_BYTES,
+            skip: 1,
+        });
+    }
+    let class_names = class_names_beside(&paths[0])?;
+    let origin = format!("CIFAR-10 batches starting at `{}`", paths[0].display());
+    StreamedDataset::from_files(
+        &origin,
+        name,
+        [3, 32, 32],
+        class_names,
+        labels,
+        RecordFiles {
+            segments,
+            encoding: Encoding::U8,
+        },
+    )
 }
 
 fn load_files(name: String, paths: &[PathBuf]) -> Result<InMemoryDataset> {

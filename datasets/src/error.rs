@@ -39,6 +39,17 @@ pub enum DatasetError {
         expected: u64,
         actual: u64,
     },
+    /// A gzipped dataset file is decompressed into a temporary file (batches are read from
+    /// it); creating or writing that file failed, e.g. `$TMPDIR` is full.
+    #[error(
+        "cannot write the decompressed copy of `{path}` to a temporary file (in `$TMPDIR`); \
+         free space there, point TMPDIR elsewhere, or decompress the file beforehand"
+    )]
+    TempFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The file holds no data at all.
     #[error("`{path}` is empty")]
     EmptyFile { path: PathBuf },

@@ -8,11 +8,14 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::in_memory::{numeric_class_names, Pixels};
 use crate::read::{decompress_if_gzip, name_from_path, read_maybe_gzip};
-use crate::{Dataset, DatasetError, InMemoryDataset};
+use crate::stored::StoredFile;
+use crate::streamed::{Encoding, RecordFiles, Segment};
+use crate::{Dataset, DatasetError, InMemoryDataset, StreamedDataset};
 
 /// Magic number of an IDX file of u8 values in 3 dimensions (images).
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -110,9 +113,13 @@ fn read_u32_be(bytes: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Check the magic and the header; `header_len` is 4 + 4 × ndims.
+///
+/// `bytes` is the start of the file (at least the header when the file holds it) and `actual`
+/// the whole file's length.
 fn check_header(
     path: &Path,
     bytes: &[u8],
+    actual: u64,
     kind: &'static str,
     magic: u32,
     header_len: usize,
@@ -120,7 +127,7 @@ fn check_header(
     let truncated = |expected: u64| DatasetError::Truncated {
         path: path.to_path_buf(),
         expected,
-        actual: bytes.len() as u64,
+        actual,
     };
     let found = read_u32_be(bytes, 0).ok_or_else(|| truncated(header_len as u64))?;
     if found != magic {
@@ -143,7 +150,7 @@ fn check_header(
 
 /// The exact file length a header implies, refusing overflow, and compared with the actual
 /// length before anything is allocated (a forged header cannot make us allocate).
-fn check_length(path: &Path, bytes: &[u8], header_len: usize, dims: &[u64]) -> Result<usize> {
+fn check_length(path: &Path, actual: u64, header_len: usize, dims: &[u64]) -> Result<()> {
     let overflow = || DatasetError::DimensionOverflow {
         path: path.to_path_buf(),
         dims: dims.to_vec(),
@@ -153,7 +160,6 @@ fn check_length(path: &Path, bytes: &[u8], header_len: usize, dims: &[u64]) -> R
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or_else(overflow)?;
     let expected = values.checked_add(header_len as u64).ok_or_else(overflow)?;
-    let actual = bytes.len() as u64;
     if actual < expected {
         return Err(DatasetError::Truncated {
             path: path.to_path_buf(),
@@ -168,14 +174,25 @@ fn check_length(path: &Path, bytes: &[u8], header_len: usize, dims: &[u64]) -> R
             actual,
         });
     }
-    // Equal to a length we hold in memory, so it fits in usize.
-    Ok(bytes.len() - header_len)
+    Ok(())
 }
 
-fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<IdxImages<'a>> {
-    const HEADER: usize = 16;
-    let dims = check_header(path, bytes, "images", IDX_IMAGES_MAGIC, HEADER)?;
-    check_length(path, bytes, HEADER, &dims)?;
+/// Bytes of an images file's header.
+const IMAGES_HEADER: usize = 16;
+/// Bytes of a labels file's header.
+const LABELS_HEADER: usize = 8;
+
+/// `(count, rows, cols)` from an images file's start (`bytes`) and length (`actual`).
+fn images_header(path: &Path, bytes: &[u8], actual: u64) -> Result<(usize, usize, usize)> {
+    let dims = check_header(
+        path,
+        bytes,
+        actual,
+        "images",
+        IDX_IMAGES_MAGIC,
+        IMAGES_HEADER,
+    )?;
+    check_length(path, actual, IMAGES_HEADER, &dims)?;
     // check_length proved the product fits in the file, so each factor fits in usize.
     let [count, rows, cols] = [dims[0], dims[1], dims[2]].map(|d| d as usize);
     if rows == 0 || cols == 0 {
@@ -185,19 +202,94 @@ fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<IdxImages<'a>> {
             reason: "IDX images need at least one row and one column".into(),
         });
     }
+    Ok((count, rows, cols))
+}
+
+/// The length an images or labels file must have by the header at its start, if it has one;
+/// this bounds what a gzipped file is decompressed to.
+fn implied_length(bytes: &[u8], magic: u32, header_len: usize) -> Option<u64> {
+    if read_u32_be(bytes, 0)? != magic {
+        return None;
+    }
+    (4..header_len)
+        .step_by(4)
+        .try_fold(1u64, |acc, at| {
+            acc.checked_mul(u64::from(read_u32_be(bytes, at)?))
+        })?
+        .checked_add(header_len as u64)
+}
+
+fn parse_images<'a>(path: &Path, bytes: &'a [u8]) -> Result<IdxImages<'a>> {
+    let (count, rows, cols) = images_header(path, bytes, bytes.len() as u64)?;
     Ok(IdxImages {
         count,
         rows,
         cols,
-        pixels: &bytes[HEADER..],
+        pixels: &bytes[IMAGES_HEADER..],
     })
 }
 
 fn parse_labels<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
-    const HEADER: usize = 8;
-    let dims = check_header(path, bytes, "labels", IDX_LABELS_MAGIC, HEADER)?;
-    check_length(path, bytes, HEADER, &dims)?;
-    Ok(&bytes[HEADER..])
+    let dims = check_header(
+        path,
+        bytes,
+        bytes.len() as u64,
+        "labels",
+        IDX_LABELS_MAGIC,
+        LABELS_HEADER,
+    )?;
+    check_length(path, bytes.len() as u64, LABELS_HEADER, &dims)?;
+    Ok(&bytes[LABELS_HEADER..])
+}
+
+/// Open an images file and a labels file (each raw or gzipped) for streaming: the checks of
+/// [`load_idx`], after which batches read their pixels from the images file
+/// ([`StreamedDataset`]). A gzipped images file is decompressed once into a temporary file.
+pub fn open_idx(
+    images: &Path,
+    labels: &Path,
+    class_names: Option<Vec<String>>,
+) -> Result<StreamedDataset, DatasetError> {
+    let stored = StoredFile::open(images, &|prefix| {
+        implied_length(prefix, IDX_IMAGES_MAGIC, IMAGES_HEADER)
+    })?;
+    let label_bytes = read_maybe_gzip(labels)?;
+    let start = stored.prefix(IMAGES_HEADER)?;
+    let (count, rows, cols) = images_header(images, &start, stored.len())?;
+    let label_bytes = parse_labels(labels, &label_bytes)?;
+    if count != label_bytes.len() {
+        return Err(DatasetError::CountMismatch {
+            images: images.to_path_buf(),
+            labels: labels.to_path_buf(),
+            image_count: count,
+            label_count: label_bytes.len(),
+        });
+    }
+    let label_values: Vec<u32> = label_bytes.iter().map(|&l| u32::from(l)).collect();
+    let origin = format!("`{}`", labels.display());
+    let class_names = match class_names {
+        Some(names) => names,
+        None => numeric_class_names(&origin, &label_values)?,
+    };
+    let pixels = RecordFiles {
+        segments: vec![Segment {
+            file: Arc::new(stored),
+            offset: IMAGES_HEADER as u64,
+            records: count,
+            // rows * cols * count fits in the file (check_length), so this cannot overflow.
+            record_len: rows * cols,
+            skip: 0,
+        }],
+        encoding: Encoding::U8,
+    };
+    StreamedDataset::from_files(
+        &origin,
+        name_from_path(images),
+        [1, rows, cols],
+        class_names,
+        label_values,
+        pixels,
+    )
 }
 
 /// Encode a dataset as an IDX images file and an IDX labels file (uncompressed).

@@ -33,6 +33,14 @@ impl Pixels {
         }
     }
 
+    /// Every value as f32 in [0, 1] (the same scaling as [`Pixels::extend_f32`]).
+    pub(crate) fn to_f32(self) -> Vec<f32> {
+        match self {
+            Pixels::U8(v) => v.iter().map(|&b| f32::from(b) / 255.0).collect(),
+            Pixels::F32(v) => v,
+        }
+    }
+
     fn truncate(&mut self, len: usize) {
         match self {
             Pixels::U8(v) => v.truncate(len),
@@ -354,7 +362,17 @@ pub(crate) fn check_labels(origin: &str, labels: &[u32], num_classes: usize) -> 
 
 /// Every value finite and in [0, 1]; the first offender is reported.
 pub(crate) fn check_unit_interval(origin: &str, values: impl Iterator<Item = f64>) -> Result<()> {
+    check_unit_interval_at(origin, 0, values)
+}
+
+/// [`check_unit_interval`] for values that start at index `first` of `origin`'s values.
+pub(crate) fn check_unit_interval_at(
+    origin: &str,
+    first: usize,
+    values: impl Iterator<Item = f64>,
+) -> Result<()> {
     for (index, value) in values.enumerate() {
+        let index = first + index;
         if !value.is_finite() {
             return Err(DatasetError::NonFinitePixel {
                 origin: origin.to_string(),

@@ -28,10 +28,12 @@ mod image_folder;
 mod in_memory;
 mod npy;
 mod read;
+mod stored;
+mod streamed;
 
 pub use cifar::{
-    load_cifar10, load_cifar10_dir, load_cifar10_path, CifarSplit, CIFAR10_CLASS_NAMES,
-    CIFAR10_RECORD_BYTES,
+    load_cifar10, load_cifar10_dir, load_cifar10_path, open_cifar10, open_cifar10_dir,
+    open_cifar10_path, CifarSplit, CIFAR10_CLASS_NAMES, CIFAR10_RECORD_BYTES,
 };
 pub use embedded::{
     embedded, embedded_fashion_mnist_test, embedded_uci_digits, EMBEDDED_NAMES,
@@ -40,14 +42,16 @@ pub use embedded::{
 pub use error::DatasetError;
 pub use format::DatasetFormat;
 pub use idx::{
-    encode_idx, from_idx_bytes, load_idx, write_idx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
+    encode_idx, from_idx_bytes, load_idx, open_idx, write_idx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
 pub use image_folder::{load_image_folder, load_image_folder_limited, MAX_IMAGE_SIDE};
 pub use in_memory::InMemoryDataset;
 pub use npy::{
-    from_npy_bytes, load_npy, parse_npy_header, ByteOrder, NpyDtype, NpyHeader, NPY_MAGIC,
+    from_npy_bytes, load_npy, open_npy, parse_npy_header, ByteOrder, NpyDtype, NpyHeader,
+    MAX_NPY_HEADER_BYTES, NPY_MAGIC,
 };
 pub use read::{GZIP_MAGIC, MAX_DECOMPRESSED_BYTES};
+pub use streamed::StreamedDataset;
 
 /// A batch of samples: inputs `(n, C, H, W)` f32 in [0, 1] and labels `(n,)` u32.
 #[derive(Debug, Clone)]

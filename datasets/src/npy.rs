@@ -22,11 +22,14 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::in_memory::{numeric_class_names, Pixels};
 use crate::read::{decompress_if_gzip, name_from_path, read_maybe_gzip};
-use crate::{DatasetError, InMemoryDataset};
+use crate::stored::StoredFile;
+use crate::streamed::{Encoding, RecordFiles, Segment};
+use crate::{DatasetError, InMemoryDataset, StreamedDataset};
 
 /// The six bytes every NPY file starts with.
 pub const NPY_MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -469,38 +472,72 @@ fn parse_pair(
 
 /// Header, fortran check and exact payload length: everything common to both roles.
 fn checked_payload<'a>(path: &Path, bytes: &'a [u8]) -> Result<(NpyHeader, &'a [u8])> {
+    let header = checked_header(path, bytes, bytes.len() as u64)?;
+    let data = &bytes[header.data_offset..];
+    Ok((header, data))
+}
+
+/// [`checked_payload`] from the file's start (`bytes`, at least the header when the file
+/// holds it) and its whole length `actual`.
+fn checked_header(path: &Path, bytes: &[u8], actual: u64) -> Result<NpyHeader> {
     let header = parse_npy_header(path, bytes)?;
     if header.fortran_order {
         return Err(DatasetError::NpyFortranOrder {
             path: path.to_path_buf(),
         });
     }
-    let payload = header
+    let payload = payload_end(&header).ok_or_else(|| DatasetError::DimensionOverflow {
+        path: path.to_path_buf(),
+        dims: header.shape.iter().map(|&d| d as u64).collect(),
+    })?;
+    if actual < payload {
+        return Err(DatasetError::Truncated {
+            path: path.to_path_buf(),
+            expected: payload,
+            actual,
+        });
+    }
+    if actual > payload {
+        return Err(DatasetError::TrailingBytes {
+            path: path.to_path_buf(),
+            expected: payload,
+            actual,
+        });
+    }
+    Ok(header)
+}
+
+/// The file length a header implies: its data offset plus the payload.
+fn payload_end(header: &NpyHeader) -> Option<u64> {
+    header
         .element_count()
         .and_then(|n| n.checked_mul(header.dtype.item_size))
         .and_then(|n| n.checked_add(header.data_offset))
-        .ok_or_else(|| DatasetError::DimensionOverflow {
-            path: path.to_path_buf(),
-            dims: header.shape.iter().map(|&d| d as u64).collect(),
-        })?;
-    let actual = bytes.len() as u64;
-    if bytes.len() < payload {
-        return Err(DatasetError::Truncated {
-            path: path.to_path_buf(),
-            expected: payload as u64,
-            actual,
-        });
-    }
-    if bytes.len() > payload {
-        return Err(DatasetError::TrailingBytes {
-            path: path.to_path_buf(),
-            expected: payload as u64,
-            actual,
-        });
-    }
-    let data = &bytes[header.data_offset..];
-    Ok((header, data))
+        .map(|n| n as u64)
 }
+
+/// Where the values start, by the version and header-length fields alone (`None`: not an NPY
+/// file, or too short to say).
+fn declared_data_offset(bytes: &[u8]) -> Option<u64> {
+    if bytes.get(..6)? != NPY_MAGIC {
+        return None;
+    }
+    match bytes.get(6)? {
+        1 => {
+            let len = u16::from_le_bytes(bytes.get(8..10)?.try_into().ok()?);
+            Some(10 + u64::from(len))
+        }
+        2 | 3 => {
+            let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?);
+            Some(12 + u64::from(len))
+        }
+        _ => None,
+    }
+}
+
+/// The longest header [`open_npy`] reads (NumPy itself writes a few hundred bytes and by
+/// default reads at most 10,000): past it, the file is refused rather than its header held.
+pub const MAX_NPY_HEADER_BYTES: u64 = 1 << 20;
 
 fn is_big_endian(order: ByteOrder) -> bool {
     match order {
@@ -510,9 +547,8 @@ fn is_big_endian(order: ByteOrder) -> bool {
     }
 }
 
-/// `(N, [C, H, W], pixels)`.
-fn read_images(path: &Path, bytes: &[u8]) -> Result<(usize, [usize; 3], Pixels)> {
-    let (header, data) = checked_payload(path, bytes)?;
+/// `[C, H, W]` and how values are stored, from an images header.
+fn image_layout(path: &Path, header: &NpyHeader) -> Result<([usize; 3], Encoding)> {
     let origin = format!("`{}`", path.display());
     let invalid = |reason: &str| DatasetError::InvalidShape {
         origin: origin.clone(),
@@ -537,49 +573,120 @@ fn read_images(path: &Path, bytes: &[u8]) -> Result<(usize, [usize; 3], Pixels)>
     if shape.contains(&0) {
         return Err(invalid("C, H and W must be at least 1"));
     }
-    let big = is_big_endian(header.dtype.byte_order);
-    let unsupported = || DatasetError::NpyUnsupportedDtype {
-        path: path.to_path_buf(),
-        descr: header.dtype.descr.clone(),
-        role: "images",
-        reason: "images must be uint8 (scaled by 1/255) or float32/float64 in [0, 1]".into(),
+    let big_endian = is_big_endian(header.dtype.byte_order);
+    let encoding = match (header.dtype.kind, header.dtype.item_size) {
+        ('u', 1) => Encoding::U8,
+        ('f', 4) => Encoding::F32 { big_endian },
+        ('f', 8) => Encoding::F64 { big_endian },
+        _ => {
+            return Err(DatasetError::NpyUnsupportedDtype {
+                path: path.to_path_buf(),
+                descr: header.dtype.descr.clone(),
+                role: "images",
+                reason: "images must be uint8 (scaled by 1/255) or float32/float64 in [0, 1]"
+                    .into(),
+            })
+        }
     };
-    let pixels = match (header.dtype.kind, header.dtype.item_size) {
-        ('u', 1) => Pixels::U8(data.to_vec()),
-        ('f', 4) => {
-            let values: Vec<f32> = data
-                .chunks_exact(4)
-                .map(|b| {
-                    let b = [b[0], b[1], b[2], b[3]];
-                    if big {
-                        f32::from_be_bytes(b)
-                    } else {
-                        f32::from_le_bytes(b)
-                    }
-                })
-                .collect();
-            crate::in_memory::check_unit_interval(&origin, values.iter().map(|&v| f64::from(v)))?;
+    Ok((shape, encoding))
+}
+
+/// `(N, [C, H, W], pixels)`.
+fn read_images(path: &Path, bytes: &[u8]) -> Result<(usize, [usize; 3], Pixels)> {
+    let (header, data) = checked_payload(path, bytes)?;
+    let origin = format!("`{}`", path.display());
+    let (shape, encoding) = image_layout(path, &header)?;
+    let pixels = match encoding {
+        Encoding::U8 => Pixels::U8(data.to_vec()),
+        _ => {
+            let mut values = Vec::with_capacity(data.len() / encoding.item_size());
+            encoding.decode(&origin, 0, data, &mut values)?;
             Pixels::F32(values)
         }
-        ('f', 8) => {
-            let values: Vec<f64> = data
-                .chunks_exact(8)
-                .map(|b| {
-                    let b = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
-                    if big {
-                        f64::from_be_bytes(b)
-                    } else {
-                        f64::from_le_bytes(b)
-                    }
-                })
-                .collect();
-            // Checked in f64 so the error reports the stored value, not its f32 rounding.
-            crate::in_memory::check_unit_interval(&origin, values.iter().copied())?;
-            Pixels::F32(values.into_iter().map(|v| v as f32).collect())
-        }
-        _ => return Err(unsupported()),
     };
     Ok((header.shape[0], shape, pixels))
+}
+
+/// Open an images `.npy` and a labels `.npy` for streaming: the checks of [`load_npy`] (float
+/// images are checked value by value in one pass over the file), after which batches read
+/// their pixels from the images file ([`StreamedDataset`]). A gzipped images file is
+/// decompressed once into a temporary file. A header longer than [`MAX_NPY_HEADER_BYTES`] is
+/// refused.
+pub fn open_npy(
+    images: &Path,
+    labels: &Path,
+    class_names: Option<Vec<String>>,
+) -> Result<StreamedDataset, DatasetError> {
+    let stored = StoredFile::open(images, &|prefix| {
+        let header = parse_npy_header(images, prefix).ok()?;
+        payload_end(&header)
+    })?;
+    let label_bytes = read_maybe_gzip(labels)?;
+    let start = stored.prefix(12)?;
+    let header_end = declared_data_offset(&start)
+        .unwrap_or(start.len() as u64)
+        .min(stored.len());
+    if header_end > MAX_NPY_HEADER_BYTES {
+        return Err(DatasetError::NpyHeader {
+            path: images.to_path_buf(),
+            reason: format!(
+                "the header is {header_end} bytes long; at most {MAX_NPY_HEADER_BYTES} are read"
+            ),
+        });
+    }
+    // At most MAX_NPY_HEADER_BYTES, so it fits in usize.
+    let start = stored.prefix(header_end as usize)?;
+    let header = checked_header(images, &start, stored.len())?;
+    let (shape, encoding) = image_layout(images, &header)?;
+    let count = header.shape[0];
+    // The payload fits in the file (checked_header), so these products cannot overflow.
+    let values = shape.iter().product::<usize>();
+    let record_len = values * encoding.item_size();
+    if encoding != Encoding::U8 {
+        let origin = format!("`{}`", images.display());
+        let mut scratch = Vec::new();
+        stored.scan_records(
+            header.data_offset as u64,
+            count,
+            record_len,
+            &mut |first, bytes| {
+                scratch.clear();
+                encoding.decode(&origin, first * values, bytes, &mut scratch)
+            },
+        )?;
+    }
+    let label_values = read_labels(labels, &label_bytes)?;
+    if count != label_values.len() {
+        return Err(DatasetError::CountMismatch {
+            images: images.to_path_buf(),
+            labels: labels.to_path_buf(),
+            image_count: count,
+            label_count: label_values.len(),
+        });
+    }
+    let origin = format!("`{}`", labels.display());
+    let class_names = match class_names {
+        Some(names) => names,
+        None => numeric_class_names(&origin, &label_values)?,
+    };
+    let pixels = RecordFiles {
+        segments: vec![Segment {
+            file: Arc::new(stored),
+            offset: header.data_offset as u64,
+            records: count,
+            record_len,
+            skip: 0,
+        }],
+        encoding,
+    };
+    StreamedDataset::from_files(
+        &origin,
+        name_from_path(images),
+        shape,
+        class_names,
+        label_values,
+        pixels,
+    )
 }
 
 fn read_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u32>> {

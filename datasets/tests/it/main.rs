@@ -13,6 +13,7 @@ mod image_folder;
 mod in_memory;
 mod npy;
 mod props;
+mod streamed;
 
 use std::path::{Path, PathBuf};
 
