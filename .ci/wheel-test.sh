@@ -47,6 +47,8 @@ with zipfile.ZipFile(wheel) as z:
         fields.setdefault(key, []).append(value)
     script = f"gauntlet_robustness-{version}.data/scripts/gauntlet"
     mode = z.getinfo(script).external_attr >> 16
+    licence_file = f"{dist_info}/licenses/LICENSE"
+    licence_text = z.read(licence_file) if licence_file in names else None
 problems = []
 if fields.get("Name") != ["gauntlet-robustness"]:
     problems.append(f"Name {fields.get('Name')}")
@@ -60,12 +62,19 @@ if fields.get("Description-Content-Type", [""])[0].split(";")[0] != "text/markdo
     problems.append("the README is not the long description")
 if not mode & 0o111:
     problems.append(f"{script} is not executable (mode {oct(mode)})")
+# The licence's text: named in the metadata and carried, byte for byte the repository's file.
+if fields.get("License-File") != ["LICENSE"]:
+    problems.append(f"License-File {fields.get('License-File')}, expected ['LICENSE']")
+if licence_text is None:
+    problems.append(f"no {licence_file} in the wheel")
+elif licence_text != open("LICENSE", "rb").read():
+    problems.append(f"{licence_file} differs from the repository's LICENSE")
 others = [n for n in names if n != script and not n.startswith(dist_info + "/")]
 if others:
     problems.append(f"unexpected files in the wheel: {others}")
 if problems:
     sys.exit("wheel metadata: " + "; ".join(problems))
-print(f"ok: wheel metadata (gauntlet-robustness {version}, {licence}, one executable: {script})")
+print(f"ok: wheel metadata (gauntlet-robustness {version}, {licence} with its LICENSE text, one executable: {script})")
 PY
 
 # A fresh venv, as a user's: `pip install` puts `gauntlet` on its PATH.
