@@ -187,6 +187,128 @@ pub struct UnitEntry {
     pub file: String,
     /// SHA-256 of that file.
     pub sha256: String,
+    /// The unit's probe values that its file cannot hold: the file keeps its measurements as
+    /// JSON, which has no NaN or infinity (serde_json writes `null`, which does not read back
+    /// as a number), so they are written there as 0 and listed here, and [`read_unit`] puts
+    /// them back. A NaN probe (a model that gives non-finite logits or gradients) is a finding
+    /// the sanity checks report, so it must survive a resume or a merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_finite: Vec<NonFiniteValue>,
+}
+
+/// One non-finite value of a unit's probe measurements, by field and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonFiniteValue {
+    pub field: ProbeField,
+    pub index: usize,
+    pub value: NonFinite,
+}
+
+/// The float vectors of [`gauntlet_results::RunMeasurements`] that may hold non-finite values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeField {
+    /// `repeat_forward.logit_distance`.
+    RepeatForwardLogitDistance,
+    /// `clean_gradients.l1`.
+    CleanGradientsL1,
+}
+
+/// A float JSON cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NonFinite {
+    #[serde(rename = "nan")]
+    Nan,
+    #[serde(rename = "inf")]
+    Infinity,
+    #[serde(rename = "-inf")]
+    NegativeInfinity,
+}
+
+impl NonFinite {
+    fn of(value: f32) -> Option<Self> {
+        if value.is_nan() {
+            Some(NonFinite::Nan)
+        } else if value == f32::INFINITY {
+            Some(NonFinite::Infinity)
+        } else if value == f32::NEG_INFINITY {
+            Some(NonFinite::NegativeInfinity)
+        } else {
+            None
+        }
+    }
+
+    fn value(self) -> f32 {
+        match self {
+            NonFinite::Nan => f32::NAN,
+            NonFinite::Infinity => f32::INFINITY,
+            NonFinite::NegativeInfinity => f32::NEG_INFINITY,
+        }
+    }
+}
+
+fn probe_values(
+    measurements: &mut gauntlet_results::RunMeasurements,
+    field: ProbeField,
+) -> Option<&mut Vec<f32>> {
+    match field {
+        ProbeField::RepeatForwardLogitDistance => measurements
+            .repeat_forward
+            .as_mut()
+            .map(|p| &mut p.logit_distance),
+        ProbeField::CleanGradientsL1 => measurements.clean_gradients.as_mut().map(|p| &mut p.l1),
+    }
+}
+
+/// `measurements` with every non-finite probe value replaced by 0, and the list of them.
+fn split_non_finite(
+    measurements: &gauntlet_results::RunMeasurements,
+) -> (gauntlet_results::RunMeasurements, Vec<NonFiniteValue>) {
+    let mut finite = measurements.clone();
+    let mut listed = Vec::new();
+    for field in [
+        ProbeField::RepeatForwardLogitDistance,
+        ProbeField::CleanGradientsL1,
+    ] {
+        for (index, value) in probe_values(&mut finite, field)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(kind) = NonFinite::of(*value) {
+                listed.push(NonFiniteValue {
+                    field,
+                    index,
+                    value: kind,
+                });
+                *value = 0.0;
+            }
+        }
+    }
+    (finite, listed)
+}
+
+/// Put the listed non-finite values back; an index the file's measurements lack is an error.
+fn restore_non_finite(
+    path: &Path,
+    measurements: &mut gauntlet_results::RunMeasurements,
+    listed: &[NonFiniteValue],
+) -> Result<()> {
+    for item in listed {
+        let slot = probe_values(measurements, item.field)
+            .and_then(|values| values.get_mut(item.index))
+            .with_context(|| {
+                format!(
+                    "`{}` has no {:?} value {} for the non-finite value its listing names",
+                    path.display(),
+                    item.field,
+                    item.index
+                )
+            })?;
+        *slot = item.value.value();
+    }
+    Ok(())
 }
 
 /// A unit of the run, finished now or by an earlier attempt: its journal entry and output.
@@ -368,13 +490,15 @@ impl Journal {
         let path = self.out.join(JOURNAL_DIR).join(&relative);
         let mut plan = work.base_plan.clone();
         plan.runs.extend(output.extra_runs.iter().cloned());
-        gauntlet_results::samples_file::write(&path, &plan, &output.measurements, &output.records)
+        let (measurements, non_finite) = split_non_finite(&output.measurements);
+        gauntlet_results::samples_file::write(&path, &plan, &measurements, &output.records)
             .with_context(|| format!("cannot write the work unit file `{}`", path.display()))?;
         let entry = UnitEntry {
             unit: id,
             key: planned.unit.key(),
             file: relative,
             sha256: file_sha256(&path)?,
+            non_finite,
         };
         let mut line = serde_json::to_string(&entry)?;
         line.push('\n');
@@ -420,7 +544,8 @@ pub fn read_unit(
             entry.sha256
         );
     }
-    let (mut plan, measurements, records) = gauntlet_results::samples_file::read(&path)?;
+    let (mut plan, mut measurements, records) = gauntlet_results::samples_file::read(&path)?;
+    restore_non_finite(&path, &mut measurements, &entry.non_finite)?;
     if plan.runs.len() < identity.runs {
         bail!("`{}` has a plan of another run", path.display());
     }
@@ -654,6 +779,7 @@ mod tests {
             key: "run1[0..5)".into(),
             file: "units/unit-000003.parquet".into(),
             sha256: "00".into(),
+            non_finite: Vec::new(),
         };
         let line = serde_json::to_string(&entry).unwrap();
         let torn = &line[..line.len() / 2];
@@ -667,6 +793,63 @@ mod tests {
         std::fs::write(&path, format!("{header}\nnot json\n")).unwrap();
         let error = read_log(&path).unwrap_err();
         assert!(format!("{error:#}").contains("line 2"), "{error:#}");
+    }
+
+    /// A unit whose probes hold NaN and infinities reads back with them: the measurements go
+    /// through JSON (as in the unit file's metadata) with the values listed in the entry, and
+    /// the entry through the journal line's JSON. Without the listing they would not survive.
+    #[test]
+    fn non_finite_probe_values_survive_the_unit_file() {
+        let measurements = gauntlet_results::RunMeasurements {
+            repeat_forward: Some(gauntlet_results::RepeatForward {
+                start: 0,
+                logit_distance: vec![0.5, f32::NAN, 0.0, f32::INFINITY],
+                prediction: vec![1, 2, 3, 4],
+            }),
+            clean_gradients: Some(gauntlet_results::CleanGradients {
+                start: 0,
+                l1: vec![f32::NEG_INFINITY, 2.0, f32::NAN],
+            }),
+            ..gauntlet_results::RunMeasurements::default()
+        };
+        // What the file alone would do: serde_json writes NaN as null, which does not read back.
+        let plain = serde_json::to_string(&measurements).unwrap();
+        assert!(serde_json::from_str::<gauntlet_results::RunMeasurements>(&plain).is_err());
+
+        let (finite, non_finite) = split_non_finite(&measurements);
+        assert_eq!(non_finite.len(), 4);
+        let entry = UnitEntry {
+            unit: UnitId(0),
+            key: "run0[0..4)".into(),
+            file: "units/unit-000000.parquet".into(),
+            sha256: "00".into(),
+            non_finite,
+        };
+        let line = serde_json::to_string(&entry).unwrap();
+        assert!(line.contains(r#""value":"nan""#), "{line}");
+        let entry: UnitEntry = serde_json::from_str(&line).unwrap();
+        let mut read: gauntlet_results::RunMeasurements =
+            serde_json::from_str(&serde_json::to_string(&finite).unwrap()).unwrap();
+        restore_non_finite(Path::new("unit"), &mut read, &entry.non_finite).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (want, got) = (
+            measurements.repeat_forward.as_ref().unwrap(),
+            read.repeat_forward.as_ref().unwrap(),
+        );
+        assert_eq!(bits(&got.logit_distance), bits(&want.logit_distance));
+        assert_eq!(got.prediction, want.prediction);
+        assert_eq!(
+            bits(&read.clean_gradients.as_ref().unwrap().l1),
+            bits(&measurements.clean_gradients.as_ref().unwrap().l1)
+        );
+        // Finite measurements list nothing, and the entry's JSON stays as before.
+        let (_, none) = split_non_finite(&gauntlet_results::RunMeasurements::default());
+        assert!(none.is_empty());
+        // A listing that names a value the file lacks is refused, naming the file.
+        let mut short = gauntlet_results::RunMeasurements::default();
+        let error =
+            restore_non_finite(Path::new("unit-9"), &mut short, &entry.non_finite).unwrap_err();
+        assert!(format!("{error:#}").contains("unit-9"), "{error:#}");
     }
 
     #[test]
