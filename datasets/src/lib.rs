@@ -1,18 +1,22 @@
 //! Datasets for gauntlet: labelled images as f32 tensors in [0, 1].
 //!
-//! Every loader decodes its whole file up front into a [`InMemoryDataset`], validating
-//! magic numbers, sizes and labels, so that a truncated or malformed file is one clear error
-//! at load time and never a panic or a silently short dataset later.
+//! Every loader validates magic numbers, sizes and labels up front, so that a truncated or
+//! malformed file is one clear error at load time and never a panic or a silently short
+//! dataset later. The `load_*` loaders decode the whole file into an [`InMemoryDataset`]; the
+//! `open_*` ones do the same checks and return a [`StreamedDataset`], whose batches read their
+//! bytes from the file on demand (what `gauntlet run` uses, so a run's memory is bounded by the
+//! batch size, not the dataset's size). Both give bit-identical batches.
 //!
-//! | Format | Loader | Layout |
-//! |---|---|---|
-//! | IDX (MNIST, Fashion-MNIST) | [`load_idx`], [`from_idx_bytes`] | images + labels files |
-//! | CIFAR-10 binary | [`load_cifar10`], [`load_cifar10_dir`], [`load_cifar10_path`] | 3073-byte records |
-//! | image folder | [`load_image_folder`] | `root/<class>/*.{png,jpg}` |
-//! | NumPy | [`load_npy`], [`from_npy_bytes`] | images + labels `.npy` |
+//! | Format | Loader | Streaming | Layout |
+//! |---|---|---|---|
+//! | IDX (MNIST, Fashion-MNIST) | [`load_idx`], [`from_idx_bytes`] | [`open_idx`] | images + labels files |
+//! | CIFAR-10 binary | [`load_cifar10`], [`load_cifar10_dir`], [`load_cifar10_path`] | [`open_cifar10`], [`open_cifar10_dir`], [`open_cifar10_path`] | 3073-byte records |
+//! | image folder | [`load_image_folder`] | (in memory) | `root/<class>/*.{png,jpg}` |
+//! | NumPy | [`load_npy`], [`from_npy_bytes`] | [`open_npy`] | images + labels `.npy` |
 //!
 //! Any of the binary files may be gzipped; compression is detected from the magic bytes
-//! `1f 8b`, never from the file name. Two small real datasets ship inside the crate:
+//! `1f 8b`, never from the file name. A streamed gzipped file is decompressed once into an
+//! anonymous temporary file (a gzip stream cannot be seeked into). Two small real datasets ship inside the crate:
 //! [`embedded_fashion_mnist_test`] and [`embedded_uci_digits`].
 
 use std::ops::Range;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use gauntlet_datasets::{Dataset, DatasetFormat, InMemoryDataset};
+use gauntlet_datasets::{Dataset, DatasetFormat, InMemoryDataset, StreamedDataset};
 use gauntlet_models::describe::StoredFormat;
 use gauntlet_models::spec::ModelCost;
 use gauntlet_models::{Model, ModelSpec, Network};
@@ -254,6 +254,39 @@ pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Resul
     Ok(dataset)
 }
 
+/// Open the dataset a suite names for a run: IDX, CIFAR-10 and `.npy` files stream, each batch
+/// read from the file when it is needed (gauntlet-datasets' `StreamedDataset`); image folders
+/// and the embedded datasets are held in memory as [`load_dataset`] reads them. The checks,
+/// the samples and their order are those of [`load_dataset`].
+pub fn open_dataset(section: &DatasetSection, sources: &DatasetSources) -> Result<StreamedDataset> {
+    let names = section.class_names.clone();
+    let dataset = match (&sources.path, section.format) {
+        (Some(Source::File(path)), DatasetFormat::Cifar10) => {
+            gauntlet_datasets::open_cifar10_path(path)?
+        }
+        (Some(Source::Embedded(_)), _) | (_, DatasetFormat::ImageFolder) => {
+            StreamedDataset::from(load_dataset(section, sources)?)
+        }
+        (_, DatasetFormat::Idx) => gauntlet_datasets::open_idx(
+            &file_of(&sources.images, "images")?,
+            &file_of(&sources.labels, "labels")?,
+            names,
+        )?,
+        (_, DatasetFormat::Npy) => gauntlet_datasets::open_npy(
+            &file_of(&sources.images, "images")?,
+            &file_of(&sources.labels, "labels")?,
+            names,
+        )?,
+        (_, DatasetFormat::Cifar10) => {
+            gauntlet_datasets::open_cifar10_path(&file_of(&sources.path, "path")?)?
+        }
+    };
+    if dataset.is_empty() {
+        bail!("the dataset holds no samples");
+    }
+    Ok(dataset)
+}
+
 /// Load everything and check that model and data fit together.
 pub fn load(suite: &Suite) -> Result<Loaded> {
     let started = Instant::now();
@@ -281,8 +314,8 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
             );
         }
     }
-    let full = load_dataset(&suite.dataset, &suite.dataset_sources)?;
-    let present = |d: &InMemoryDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
+    let full = open_dataset(&suite.dataset, &suite.dataset_sources)?;
+    let present = |d: &StreamedDataset| d.class_counts().iter().filter(|&&n| n > 0).count();
     // An image folder was read only up to `limit`, but its loader refuses an empty class
     // folder, so every class it lists is present in the whole folder.
     let classes_in_dataset = match (&suite.dataset.format, &suite.dataset_sources.path) {
@@ -294,13 +327,14 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         None => full,
     };
     let classes_evaluated = present(&dataset);
-    // The data is in memory now; with it, the whole run must still fit the cap.
-    crate::budget::check_suite_memory(suite, &cost, dataset.len())
+    // The data is open now; with what of it is held in memory (nothing of a streamed file),
+    // the whole run must still fit the cap.
+    crate::budget::check_suite_memory(suite, &cost, dataset.samples_in_memory())
         .with_context(|| format!("refusing model spec `{}`", suite.model_spec.display()))?;
     let memory = cost.memory(
         gauntlet_models::spec::Usage::Evaluate,
         suite.batch_size,
-        dataset.len(),
+        dataset.samples_in_memory(),
     );
     let dataset_path = [&suite.dataset_sources.path, &suite.dataset_sources.images]
         .into_iter()
