@@ -34,7 +34,7 @@ impl Pixels {
     }
 
     /// Every value as f32 in [0, 1] (the same scaling as [`Pixels::extend_f32`]).
-    pub(crate) fn to_f32(self) -> Vec<f32> {
+    pub(crate) fn into_f32(self) -> Vec<f32> {
         match self {
             Pixels::U8(v) => v.iter().map(|&b| f32::from(b) / 255.0).collect(),
             Pixels::F32(v) => v,

@@ -337,7 +337,7 @@ impl StreamedDataset {
                     Pixels::F32(all)
                 }
                 // One encoding per dataset, so runs agree; keep both as f32 rather than fail.
-                (Some(all), run) => Pixels::F32([all.to_f32(), run.to_f32()].concat()),
+                (Some(all), run) => Pixels::F32([all.into_f32(), run.into_f32()].concat()),
             });
             at = end;
         }
@@ -434,7 +434,7 @@ impl Dataset for StreamedDataset {
             });
         }
         let n = range.end - range.start;
-        let inputs = files.pixels(range.clone())?.to_f32();
+        let inputs = files.pixels(range.clone())?.into_f32();
         let [c, h, w] = files.shape;
         let inputs = Tensor::from_vec(inputs, (n, c, h, w), device)?;
         let labels = Tensor::from_vec(files.labels[range].to_vec(), n, device)?;

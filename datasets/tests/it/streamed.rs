@@ -322,7 +322,7 @@ fn a_fifo_or_device_is_refused_by_name_without_blocking() {
             matches!(&error, DatasetError::File(gauntlet_files::FileError::NotRegular { path, .. }) if path == &fifo),
             "{error:?}"
         );
-        let error = open_cifar10(&[fifo.clone()]).unwrap_err();
+        let error = open_cifar10(std::slice::from_ref(&fifo)).unwrap_err();
         assert!(error.to_string().contains("FIFO"), "{error}");
     }
     let error = open_npy(Path::new("/dev/zero"), &labels, None).unwrap_err();
