@@ -261,9 +261,6 @@ pub fn load_dataset(section: &DatasetSection, sources: &DatasetSources) -> Resul
 pub fn open_dataset(section: &DatasetSection, sources: &DatasetSources) -> Result<StreamedDataset> {
     let names = section.class_names.clone();
     let dataset = match (&sources.path, section.format) {
-        (Some(Source::File(path)), DatasetFormat::Cifar10) => {
-            gauntlet_datasets::open_cifar10_path(path)?
-        }
         (Some(Source::Embedded(_)), _) | (_, DatasetFormat::ImageFolder) => {
             StreamedDataset::from(load_dataset(section, sources)?)
         }
