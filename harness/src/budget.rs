@@ -132,6 +132,36 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
         };
         runs.push((what, count, per_sample.times(count as u64)));
     }
+    // Each detector scores the clean inputs and every attack's outputs: at most one more
+    // forward pass per scored input; an adaptive attack steps like PGD, at each L∞ ε.
+    for detector in &suite.detectors.detectors {
+        let attack_runs = suite
+            .attacks
+            .iter()
+            .filter(|a| a.entry.budget == gauntlet_attacks::BudgetSemantics::Bounded)
+            .count() as u64;
+        runs.push((
+            format!(
+                "detector {}: scoring clean and attacked inputs",
+                detector.label
+            ),
+            samples,
+            Passes::forwards(1).times((1 + attack_runs) * samples as u64),
+        ));
+        if let Some(adaptive) = &detector.adaptive {
+            for epsilon in crate::detector::adaptive_epsilons(suite) {
+                let per_sample = Passes {
+                    forward: adaptive.passes_per_sample() / 2 + 2,
+                    backward: adaptive.passes_per_sample() / 2,
+                };
+                runs.push((
+                    format!("adaptive PGD vs {} at ε = {epsilon}", detector.label),
+                    samples,
+                    per_sample.times(samples as u64),
+                ));
+            }
+        }
+    }
     Ok(Work { runs })
 }
 

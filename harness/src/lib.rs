@@ -13,6 +13,7 @@ pub mod bom;
 pub mod budget;
 pub mod cli;
 pub mod commands;
+pub mod detector;
 pub mod device;
 pub mod inspect;
 pub mod journal;

@@ -153,6 +153,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                     &planned.params,
                 )),
                 backdoor: None,
+                detector: None,
             },
             attack: Some((planned.entry.build)(&planned.params, planned.epsilon)?),
             samples: 0..samples,
@@ -174,6 +175,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::MinimalNormSearch,
                 attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples,
@@ -196,6 +198,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::ZeroBudgetProbe,
                 attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(ZERO_BUDGET_PROBE_SAMPLES),
@@ -218,6 +221,7 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::FullBudgetProbe,
                 attack: Some(attack_run(entry, attack.as_ref(), &params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(suite.sanity.full_budget_samples),
@@ -234,25 +238,55 @@ pub struct Pass<'a> {
     pub batch_size: usize,
     pub seed: u64,
     pub progress: &'a Progress,
+    /// The suite's fitted guardrails: they score the clean inputs and every attack's outputs.
+    pub detectors: &'a [crate::detector::Fitted],
 }
 
-/// The clean pass over `samples`: one record per sample, and (when `keep_first_batch`) its
-/// first batch with the logits it gave, for the model probes of the sanity checks.
+/// Each fitted detector's records of a pass (outer: by detector, as in [`Pass::detectors`]).
+pub type DetectorRecords = Vec<Vec<(u64, gauntlet_results::DetectorOutcome)>>;
+
+/// The clean pass over `samples`: one record per sample, (when `keep_first_batch`) its first
+/// batch with the logits it gave, for the model probes of the sanity checks, and each fitted
+/// detector's scores of the clean inputs.
 pub fn clean_pass(
     pass: &Pass,
     run: RunId,
     samples: Range<usize>,
     keep_first_batch: bool,
-) -> Result<(Vec<SampleRecord>, Option<CleanBatch>)> {
+) -> Result<(Vec<SampleRecord>, Option<CleanBatch>, DetectorRecords)> {
     let device = pass.model.device();
     let mut records = Vec::with_capacity(samples.len());
     let mut kept = None;
+    let mut detector_records: DetectorRecords = vec![Vec::new(); pass.detectors.len()];
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let labels = to_u32s(&batch.labels)?;
         let logits = pass.model.forward(&batch.inputs)?;
         check_finite_logits(&logits, range.start)?;
         let (predictions, losses) = scores(&logits, &batch.labels)?;
+        if !pass.detectors.is_empty() {
+            let correct: Vec<bool> = labels
+                .iter()
+                .zip(&predictions)
+                .map(|(l, p)| l == p)
+                .collect();
+            let scored = crate::detector::score_batch(
+                pass.detectors,
+                pass.model,
+                &crate::detector::ScoredBatch {
+                    inputs: &batch.inputs,
+                    start: range.start,
+                    labels: &labels,
+                    predictions: &predictions,
+                    robust: &correct,
+                },
+                pass.batch_size,
+            )
+            .context("a detector cannot score the clean inputs")?;
+            for (all, batch_records) in detector_records.iter_mut().zip(scored) {
+                all.extend(batch_records);
+            }
+        }
         for (offset, ((&label, &prediction), &loss)) in
             labels.iter().zip(&predictions).zip(&losses).enumerate()
         {
@@ -275,7 +309,7 @@ pub fn clean_pass(
         }
         pass.progress.advance(1);
     }
-    Ok((records, kept))
+    Ok((records, kept, detector_records))
 }
 
 /// One batch of the clean pass and the logits the model gave on it.
@@ -377,7 +411,9 @@ pub struct KeptBatch {
 }
 
 /// One attack over `samples`: one record per sample. `clean` holds the clean outcome of every
-/// sample, by global index.
+/// sample, by global index. When `score_detectors`, each fitted detector of the pass also
+/// scores the adversarial inputs.
+#[allow(clippy::too_many_arguments)]
 pub fn attack_pass(
     pass: &Pass,
     run: RunId,
@@ -386,12 +422,15 @@ pub fn attack_pass(
     samples: Range<usize>,
     clean: &CleanByIndex,
     keep_first_batch: bool,
-) -> Result<(Vec<SampleRecord>, Option<KeptBatch>)> {
+    score_detectors: bool,
+) -> Result<(Vec<SampleRecord>, Option<KeptBatch>, DetectorRecords)> {
     let device = pass.model.device();
     let norm = attack.threat().norm;
     let epsilon = attack.threat().epsilon;
     let mut records = Vec::with_capacity(samples.len());
     let mut kept = None;
+    let detectors: &[crate::detector::Fitted] = if score_detectors { pass.detectors } else { &[] };
+    let mut detector_records: DetectorRecords = vec![Vec::new(); detectors.len()];
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let randomness = SampleRandomness::for_range(pass.seed, label, range.clone());
@@ -438,6 +477,31 @@ pub fn attack_pass(
                 }),
             });
         }
+        if !detectors.is_empty() {
+            let labels = to_u32s(&batch.labels)?;
+            let robust: Vec<bool> = records[first_record..]
+                .iter()
+                .map(|r| matches!(r.outcome, Outcome::Evasion(o) if o.robust))
+                .collect();
+            let scored = crate::detector::score_batch(
+                detectors,
+                pass.model,
+                &crate::detector::ScoredBatch {
+                    inputs: &adversarial,
+                    start: range.start,
+                    labels: &labels,
+                    predictions: &predictions,
+                    robust: &robust,
+                },
+                pass.batch_size,
+            )
+            .with_context(|| {
+                format!("a detector cannot score the outputs of attack `{label}` at ε = {epsilon}")
+            })?;
+            for (all, batch_records) in detector_records.iter_mut().zip(scored) {
+                all.extend(batch_records);
+            }
+        }
         if keep_first_batch && kept.is_none() {
             let broken = records[first_record..]
                 .iter()
@@ -457,7 +521,7 @@ pub fn attack_pass(
         }
         pass.progress.advance(1);
     }
-    Ok((records, kept))
+    Ok((records, kept, detector_records))
 }
 
 /// Run the whole suite: every work unit of its plan, in one process
@@ -561,13 +625,25 @@ pub fn run_shard(
         .map(|e| batch_ranges(e.samples.clone(), suite.batch_size).len())
         .sum();
     progress.set_length(batches as u64);
+    let fit_started = Instant::now();
+    let fitted = match &loaded.fit_data {
+        Some(fit_data) if !suite.detectors.is_empty() => {
+            progress.set_message("fitting detectors");
+            crate::detector::fit(&suite.detectors, fit_data, model, suite.batch_size)?
+        }
+        _ => Vec::new(),
+    };
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     let pass = Pass {
         model,
         dataset,
         batch_size: suite.batch_size,
         seed: suite.seed,
         progress,
+        detectors: &fitted,
     };
+    // Per fitted detector, the scored runs: (what was scored, the attack run, records, seconds).
+    let mut detector_runs: Vec<DetectorScoredRun> = Vec::new();
     let gallery = gallery_choice(suite, &executables);
 
     let mut records: Vec<SampleRecord> = Vec::new();
@@ -586,7 +662,7 @@ pub fn run_shard(
                 progress.set_message("clean accuracy");
                 // The model probes run on the first batch of the whole evaluation, so only in
                 // the shard that holds sample 0 (like the backdoor sections).
-                let (clean_records, first_batch) = clean_pass(
+                let (clean_records, first_batch, clean_scores) = clean_pass(
                     &pass,
                     id,
                     executable.samples.clone(),
@@ -615,6 +691,15 @@ pub fn run_shard(
                         .collect(),
                 };
                 records.extend(clean_records);
+                for (k, scores) in clean_scores.into_iter().enumerate() {
+                    detector_runs.push(DetectorScoredRun {
+                        detector: k,
+                        scored: gauntlet_results::detector::ScoredInputs::Clean,
+                        attack: None,
+                        records: scores,
+                        seconds: fit_seconds,
+                    });
+                }
             }
             Some(attack) => {
                 let label = &executable.planned.label;
@@ -623,7 +708,8 @@ pub fn run_shard(
                     RunPurpose::MinimalNormSearch => format!("{label} (minimal norm)"),
                     _ => format!("sanity: {label} ε={}", attack.threat().epsilon),
                 });
-                let (run_records, kept_batch) = attack_pass(
+                let scored = executable.planned.purpose == RunPurpose::Attack;
+                let (run_records, kept_batch, scores) = attack_pass(
                     &pass,
                     id,
                     label,
@@ -631,7 +717,20 @@ pub fn run_shard(
                     executable.samples.clone(),
                     &clean,
                     gallery == Some(position),
+                    scored,
                 )?;
+                for (k, scores) in scores.into_iter().enumerate() {
+                    detector_runs.push(DetectorScoredRun {
+                        detector: k,
+                        scored: gauntlet_results::detector::ScoredInputs::Attack {
+                            attack_label: label.clone(),
+                            adaptive: false,
+                        },
+                        attack: executable.planned.attack.clone(),
+                        records: scores,
+                        seconds: 0.0,
+                    });
+                }
                 if kept_batch.is_some() {
                     kept = kept_batch;
                 }
@@ -656,9 +755,64 @@ pub fn run_shard(
         )?,
         _ => Vec::new(),
     };
+    // The adaptive attacks: per detector that asks for one, at every ε of the suite's bounded
+    // L∞ attacks, on the shard's evaluated samples.
+    let clean_samples = executables.first().map_or(0..0, |e| e.samples.clone());
+    for (k, f) in fitted.iter().enumerate() {
+        let Some(settings) = f.adaptive else {
+            continue;
+        };
+        for epsilon in crate::detector::adaptive_epsilons(suite) {
+            progress.set_message(&format!("adaptive PGD vs {} ε={epsilon}", f.label));
+            let attack = gauntlet_attacks::detector::adaptive::AdaptivePgd {
+                epsilon,
+                ..settings
+            };
+            let (scores, seconds) = crate::detector::adaptive_pass(
+                f,
+                &attack,
+                model,
+                dataset,
+                clean_samples.clone(),
+                suite.seed,
+                suite.batch_size,
+                &|index| clean.get(index).map(CleanOutcome::correct),
+            )?;
+            detector_runs.push(DetectorScoredRun {
+                detector: k,
+                scored: gauntlet_results::detector::ScoredInputs::Attack {
+                    attack_label: gauntlet_attacks::detector::adaptive::NAME.to_string(),
+                    adaptive: true,
+                },
+                attack: Some(crate::detector::adaptive_attack_run(&attack, epsilon)),
+                records: scores,
+                seconds,
+            });
+        }
+    }
+    // The detector runs come right after the plan's own runs, in the same order in every
+    // shard (the backdoor runs, which only the first shard has, follow).
+    let mut planned_runs: Vec<PlannedRun> = executables.into_iter().map(|e| e.planned).collect();
+    for run in detector_runs {
+        let id = RunId(u32::try_from(planned_runs.len()).context("too many runs in one plan")?);
+        planned_runs.push(crate::detector::planned_run(
+            &fitted[run.detector],
+            run.scored,
+            run.attack,
+        ));
+        records.extend(
+            run.records
+                .into_iter()
+                .map(|(index, outcome)| SampleRecord {
+                    run: id,
+                    index,
+                    outcome: Outcome::Detector(outcome),
+                }),
+        );
+        run_seconds.push(run.seconds);
+    }
     // The backdoor sections: whole-model scans and trainings, not per-sample passes over the
     // shard, so they run in the shard that starts at sample 0 (the whole run when unsharded).
-    let mut planned_runs: Vec<PlannedRun> = executables.into_iter().map(|e| e.planned).collect();
     let mut backdoor = crate::backdoor::BackdoorOutput::default();
     if shard.start == 0 {
         backdoor = whole_model_sections(suite, loaded, progress)?;
@@ -696,6 +850,16 @@ pub fn run_shard(
         measurements,
         records,
     })
+}
+
+/// One detector's scores of one run's inputs, before it gets its place in the plan.
+struct DetectorScoredRun {
+    /// Position in the fitted detectors.
+    detector: usize,
+    scored: gauntlet_results::detector::ScoredInputs,
+    attack: Option<AttackRun>,
+    records: Vec<(u64, gauntlet_results::DetectorOutcome)>,
+    seconds: f64,
 }
 
 /// Which kernels ran the model, and why not the native ones.

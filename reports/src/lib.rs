@@ -12,6 +12,7 @@
 
 pub mod backdoor;
 mod csv;
+pub mod detector;
 mod error;
 mod html;
 mod json;

@@ -22,6 +22,7 @@ use gauntlet_models::{FeatureName, Model};
 
 use crate::{AttackError, ParameterDoc};
 
+pub mod adaptive;
 pub mod metrics;
 
 /// Declare each detector module and list its `ENTRY` in [`DETECTORS`], in the order given.
@@ -212,6 +213,13 @@ pub trait Detector: Send + Sync {
     /// above this (the z-score validator's threshold). The reported detection rates use
     /// thresholds fixed by a false-positive rate on clean data instead ([`metrics`]).
     fn rule_threshold(&self) -> Option<f64> {
+        None
+    }
+    /// The inputs the detector's own rule accepts, when they form a box: per feature
+    /// `(lo, hi)`. This is what an adaptive attack projects into ([`adaptive`]); `None` for a
+    /// detector whose accept region is not a box of inputs (an output monitor, the z-score
+    /// validator's `share_over_threshold` rule). An error when the detector is not fitted.
+    fn accept_box(&self) -> Option<Result<Vec<(f64, f64)>, AttackError>> {
         None
     }
 }

@@ -8,6 +8,7 @@ mod ci_examples;
 mod cli;
 mod common;
 mod convergence;
+mod detector;
 mod hostile_files;
 mod limits;
 mod minimal_norm;

@@ -1,0 +1,268 @@
+//! `[[detector]]` sections through the real binary: guardrails fitted on the bundled
+//! Fashion-MNIST images past `dataset.limit`, scored against FGSM, PGD and an adaptive PGD that
+//! knows the z-score validator; the per-sample file rebuilding the same results; and bad
+//! input (a NaN threshold, fitting data of another shape, nothing to fit on) named with exit 2.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{gauntlet, stderr, stdout};
+
+fn write_suite(dir: &Path, limit: usize, body: &str) -> PathBuf {
+    let text = format!(
+        "version = 1\nname = \"guardrail test\"\nseed = 3\nbatch_size = 64\n\
+         [model]\nspec = \"embedded:fashion-mnist-small-cnn\"\n\
+         weights = \"embedded:fashion-mnist-small-cnn\"\n\
+         [dataset]\nformat = \"idx\"\npath = \"embedded:fashion-mnist-test-1k\"\nlimit = {limit}\n\
+         [sanity]\nfull_budget = false\n\n{body}\n[report]\nexamples = 0\n"
+    );
+    let path = dir.join("suite.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+const ATTACKS: &str = r#"
+[[attack]]
+name = "fgsm"
+epsilons = [0.1]
+
+[[attack]]
+name = "pgd"
+epsilons = [0.1]
+steps = 5
+"#;
+
+/// The end-to-end known answers: the z-score validator separates FGSM's and PGD's noise from
+/// clean images (the measurement in docs/guardrails.md: AUC 0.99), the adaptive PGD's outputs
+/// are all accepted by the validator's own rule, the gap is called out, and the per-sample
+/// file rebuilds the same figures.
+#[test]
+fn detectors_are_fitted_scored_and_evaded_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{ATTACKS}\n[[detector]]\nname = \"zscore\"\nfit_samples = 400\nadaptive = true\n\
+         adaptive_steps = 5\n\n[[detector]]\nname = \"confidence\"\nlabel = \"softmax\"\n\n\
+         [gate]\nmin_prediction_psi = {{ \"pgd@0.1\" = 0.0 }}\n\
+         min_prediction_kl = {{ \"fgsm@0.1\" = 1000.0 }}\n"
+    );
+    let suite = write_suite(dir.path(), 150, &body);
+    let check = gauntlet(dir.path(), &["check", suite.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(
+        stdout(&check)
+            .contains("detector zscore (zscore, looks at inputs; fitted on the first 400"),
+        "{}",
+        stdout(&check)
+    );
+    let run = gauntlet(
+        dir.path(),
+        &["run", suite.to_str().unwrap(), "--out", "out", "-q"],
+    );
+    // The KL gate asks for an impossible drift: exit 1, and only that gate fails.
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let out = dir.path().join("out");
+    let results = json(&out.join("results.json"));
+    let gates = results["gates"].as_array().unwrap();
+    let verdict = |name: &str| {
+        gates
+            .iter()
+            .find(|g| g["gate"] == name)
+            .unwrap_or_else(|| panic!("no gate {name} in {gates:?}"))
+    };
+    assert_eq!(verdict("min_prediction_psi[pgd@0.1]")["passed"], true);
+    assert_eq!(verdict("min_prediction_kl[fgsm@0.1]")["passed"], false);
+    assert!(
+        stdout(&run).contains("FAIL min_prediction_kl[fgsm@0.1]"),
+        "{}",
+        stdout(&run)
+    );
+    // The drift is recomputed here from the reported class counts: PSI of the ½-smoothed
+    // distributions, the gate's number.
+    let drift = results["output_drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 2);
+    let pgd = drift.iter().find(|d| d["attack"] == "pgd").unwrap();
+    let smooth = |key: &str| -> Vec<f64> {
+        let counts: Vec<f64> = pgd[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_f64().unwrap())
+            .collect();
+        let total: f64 = counts.iter().sum::<f64>() + 0.5 * counts.len() as f64;
+        counts.iter().map(|c| (c + 0.5) / total).collect()
+    };
+    let (c, a) = (smooth("clean_counts"), smooth("attacked_counts"));
+    let psi: f64 = a.iter().zip(&c).map(|(a, c)| (a - c) * (a / c).ln()).sum();
+    assert!((pgd["psi"].as_f64().unwrap() - psi).abs() < 1e-9, "{pgd}");
+    assert_eq!(verdict("min_prediction_psi[pgd@0.1]")["actual"], pgd["psi"]);
+    // The confidence detector's scores give the histograms, 150 inputs each.
+    let histogram = &pgd["confidence"];
+    for key in ["clean", "attacked"] {
+        let total: u64 = histogram[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 150, "{histogram}");
+    }
+    let detectors = results["detectors"].as_array().unwrap();
+    assert_eq!(detectors.len(), 2);
+    let zscore = &detectors[0];
+    assert_eq!(zscore["fit_samples"], 400);
+    assert_eq!(zscore["clean_samples"], 150);
+    let rows = zscore["rows"].as_array().unwrap();
+    let attacks: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["attack"].as_str().unwrap(),
+                r["adaptive"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attacks,
+        [("fgsm", false), ("pgd", false), ("adaptive_pgd", true)]
+    );
+    for row in &rows[..2] {
+        assert!(row["auc"].as_f64().unwrap() > 0.9, "{row}");
+        assert!(row["successful"].as_u64().unwrap() > 20, "{row}");
+    }
+    // The known answer: the validator's own rule accepts every adaptive output.
+    let adaptive = &rows[2];
+    let rule = &adaptive["rule_detection"];
+    if !rule.is_null() {
+        assert_eq!(rule["successes"], 0, "{adaptive}");
+    }
+    // With the guardrail, robust accuracy is never below the model's own.
+    for row in rows {
+        for point in row["at_fpr"].as_array().unwrap() {
+            assert!(
+                point["robust_with_guardrail"]["value"].as_f64().unwrap()
+                    >= row["robust_accuracy"]["value"].as_f64().unwrap()
+            );
+        }
+    }
+    assert!(
+        stdout(&run).contains("zscore vs pgd@0.1: AUC"),
+        "{}",
+        stdout(&run)
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"guardrails\">"));
+    assert!(out.join("detector_roc_01_zscore.png").is_file());
+    // The per-sample file has every detector score and rebuilds the same results.
+    let rebuilt = dir.path().join("rebuilt");
+    let report = gauntlet(
+        dir.path(),
+        &[
+            "report",
+            out.join("samples.parquet").to_str().unwrap(),
+            "--out",
+            rebuilt.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert_eq!(
+        json(&rebuilt.join("results.json"))["detectors"],
+        results["detectors"]
+    );
+    // Deterministic with a seed.
+    let again = gauntlet(
+        dir.path(),
+        &["run", suite.to_str().unwrap(), "--out", "again", "-q"],
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    let again = json(&dir.path().join("again/results.json"));
+    for (a, b) in results["detectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again["detectors"].as_array().unwrap())
+    {
+        assert_eq!(a["rows"], b["rows"]);
+    }
+}
+
+fn assert_exit_2(output: &std::process::Output, needles: &[&str]) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    }
+}
+
+#[test]
+fn bad_detector_sections_are_named_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, limit, needles) in [
+        (
+            "[[detector]]\nname = \"zscore\"\nthreshold = nan\n",
+            100,
+            &["suite.toml", "detector `zscore`", "`threshold`", "NaN"][..],
+        ),
+        (
+            "[[detector]]\nname = \"zscore\"\n\
+             fit_dataset = { format = \"idx\", path = \"embedded:uci-digits\" }\n",
+            100,
+            &[
+                "suite.toml",
+                "detector `zscore`",
+                "`fit_dataset`",
+                "[1, 8, 8]",
+                "[1, 28, 28]",
+            ][..],
+        ),
+        (
+            "[[detector]]\nname = \"entropy\"\n",
+            1000,
+            &[
+                "suite.toml",
+                "detector `entropy`",
+                "`fit_dataset`",
+                "`dataset.limit`",
+            ][..],
+        ),
+        (
+            "[[detector]]\nname = \"entropy\"\nadaptive = true\n",
+            100,
+            &["suite.toml", "detector `entropy`", "`adaptive = true`"][..],
+        ),
+        (
+            "[[detector]]\nname = \"no_such\"\n",
+            100,
+            &["suite.toml", "unknown detector `no_such`", "zscore"][..],
+        ),
+        (
+            "[[detector]]\nname = \"zscore\"\nfit_samples = 0\n",
+            100,
+            &["suite.toml", "`fit_samples`"][..],
+        ),
+        (
+            "[gate]\nmin_prediction_psi = { \"nope@0.1\" = 0.1 }\n",
+            100,
+            &["suite.toml", "min_prediction_psi.\"nope@0.1\"", "pgd@0.1"][..],
+        ),
+        (
+            "[gate]\nmin_prediction_kl = { \"pgd@0.1\" = nan }\n",
+            100,
+            &["suite.toml", "min_prediction_kl.\"pgd@0.1\"", "NaN"][..],
+        ),
+    ] {
+        let suite = write_suite(dir.path(), limit, &format!("{ATTACKS}\n{body}"));
+        let path = suite.to_str().unwrap();
+        for args in [
+            &["check", path][..],
+            &["run", path, "-q", "--out", "out"][..],
+        ] {
+            assert_exit_2(&gauntlet(dir.path(), args), needles);
+        }
+    }
+}
