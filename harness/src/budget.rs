@@ -109,7 +109,9 @@ impl Work {
 /// its attack declares plus the forward pass that scores its output.
 pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
     let mut runs = Vec::new();
-    for run in crate::runner::plan_runs(suite, samples)? {
+    // The detectors' runs are counted below, from the suite (they exist in the plan only once
+    // the detectors are fitted).
+    for run in crate::runner::plan_runs(suite, samples, &[])? {
         if run.derived {
             // Read from the attack's unbounded run, which is counted.
             continue;

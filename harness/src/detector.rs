@@ -267,6 +267,8 @@ pub struct Fitted {
     pub detector: Box<dyn Detector>,
     pub run: DetectorRun,
     pub adaptive: Option<AdaptivePgd>,
+    /// Seconds the fitting took (its forward passes included).
+    pub fit_seconds: f64,
 }
 
 /// Fit every detector on its data, `batch_size` samples per model pass.
@@ -278,6 +280,7 @@ pub fn fit(
 ) -> Result<Vec<Fitted>> {
     let mut fitted = Vec::new();
     for (d, (dataset, source)) in plan.detectors.iter().zip(&fit_data.data) {
+        let started = Instant::now();
         let at = || format!("detector `{}`: fitting on {source}", d.label);
         let batch = dataset
             .batch(0..dataset.len(), model.device())
@@ -307,6 +310,7 @@ pub fn fit(
             },
             detector,
             adaptive: d.adaptive,
+            fit_seconds: started.elapsed().as_secs_f64(),
         });
     }
     Ok(fitted)
@@ -404,25 +408,24 @@ pub fn adaptive_attack_run(attack: &AdaptivePgd, epsilon: f32) -> AttackRun {
     }
 }
 
-/// One adaptive run: the attack at `epsilon` against `fitted`'s detector on `samples` of
-/// `dataset`, and the detector's records of its outputs.
-#[allow(clippy::too_many_arguments)]
+/// One adaptive unit: the attack at its ε against `fitted`'s detector on `samples` of the
+/// pass's dataset, and the detector's records of its outputs. `clean_correct` says whether a
+/// sample (global index) is classified correctly when clean.
 pub fn adaptive_pass(
     fitted: &Fitted,
     attack: &AdaptivePgd,
-    model: &dyn Model,
-    dataset: &dyn Dataset,
+    pass: &crate::runner::Pass,
     samples: std::ops::Range<usize>,
-    seed: u64,
-    batch_size: usize,
     clean_correct: &dyn Fn(usize) -> Option<bool>,
-) -> Result<(Vec<(u64, DetectorOutcome)>, f64)> {
-    let started = Instant::now();
+) -> Result<Vec<(u64, DetectorOutcome)>> {
+    let model = pass.model;
     let mut records = Vec::new();
+    // Keyed like every run's randomness, by (seed, label, sample): the same sample gets the
+    // same random start in every shard and at every batch size.
     let purpose = format!("{}/{}", adaptive::NAME, fitted.label);
-    for range in crate::runner::batch_ranges(samples, batch_size) {
-        let batch = dataset.batch(range.clone(), model.device())?;
-        let randomness = SampleRandomness::for_range(seed, &purpose, range.clone());
+    for range in crate::runner::batch_ranges(samples, pass.batch_size) {
+        let batch = pass.dataset.batch(range.clone(), model.device())?;
+        let randomness = SampleRandomness::for_range(pass.seed, &purpose, range.clone());
         let adversarial = attack
             .perturb(
                 model,
@@ -459,11 +462,12 @@ pub fn adaptive_pass(
                 predictions: &predictions,
                 robust: &robust,
             },
-            batch_size,
+            pass.batch_size,
         )?;
         records.extend(scored.into_iter().flatten());
+        pass.progress.advance(1);
     }
-    Ok((records, started.elapsed().as_secs_f64()))
+    Ok(records)
 }
 
 /// The distinct ε > 0 of the suite's bounded L∞ attacks, ascending: where adaptive PGD runs.
