@@ -307,3 +307,35 @@ fn bad_detector_sections_are_named_with_exit_2() {
         }
     }
 }
+
+/// Guardrail runs go through work units like every other run: two shard processes (units of
+/// 40 samples, so the detector scores and the adaptive PGD are split across them) merge into
+/// exactly the unsharded results and per-sample records.
+#[test]
+fn guardrail_runs_shard_and_merge_into_the_unsharded_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[[attack]]\nname = \"fgsm\"\nepsilons = [0.1]\n\n[[detector]]\nname = \"zscore\"\n\
+                fit_samples = 200\nadaptive = true\nadaptive_steps = 3\n\n[[detector]]\n\
+                name = \"entropy\"\n";
+    let suite = write_suite(dir.path(), 120, body);
+    let suite = suite.to_str().unwrap();
+    let run = |out: &str, shard: Option<&str>| {
+        let mut args = vec!["run", suite, "--unit-samples", "40", "--out", out, "-q"];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        let output = gauntlet(dir.path(), &args);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    };
+    run("whole", None);
+    run("shard-0", Some("0/2"));
+    run("shard-1", Some("1/2"));
+    let merged = gauntlet(
+        dir.path(),
+        &["merge", "shard-0", "shard-1", "--out", "merged"],
+    );
+    assert_eq!(merged.status.code(), Some(0), "{}", stderr(&merged));
+    let whole = json(&dir.path().join("whole/results.json"));
+    assert_eq!(whole["detectors"].as_array().unwrap().len(), 2);
+    crate::shards::assert_same_results(&dir.path().join("whole"), &dir.path().join("merged"));
+}
