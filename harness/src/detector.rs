@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
-use gauntlet_attacks::detector::adaptive::{self, AdaptivePgd};
+use gauntlet_attacks::detector::adaptive::{self, AdaptivePgd, Evasion};
 use gauntlet_attacks::detector::{find_detector, observe, Detector, DetectorEntry, DETECTORS};
 use gauntlet_attacks::{AttackKind, BudgetSemantics, ModelAccess, Norm, SampleRandomness};
 use gauntlet_datasets::{Dataset, InMemoryDataset};
@@ -110,22 +110,24 @@ impl DetectorPlan {
                 None => None,
             };
             let adaptive = if section.adaptive {
-                // The accept box exists only once fitted; whether the detector has one at all
-                // is known from an unfitted instance.
-                if !has_accept_box(detector.as_ref()) {
-                    bail!(
-                        "{at}: `adaptive = true`, but adaptive PGD knows only detectors whose \
-                         own rule accepts a box of inputs (the z-score validator with \
-                         `aggregation = \"max_abs\"`); `{}` has none",
+                // Whether (and how) adaptive PGD can evade the detector is known from an
+                // unfitted instance.
+                let evasion = Evasion::of(detector.as_ref()).with_context(|| {
+                    format!(
+                        "{at}: `adaptive = true`, but adaptive PGD knows no way around `{}`: it \
+                         projects into the accept box of `zscore` (with `aggregation = \
+                         \"max_abs\"`) and seeks confident misclassifications against \
+                         `confidence` and `entropy`",
                         entry.name
-                    );
-                }
+                    )
+                })?;
                 Some(
                     AdaptivePgd::new(
                         0.0,
                         section.adaptive_steps.unwrap_or(20),
                         section.adaptive_step_size,
                         true,
+                        evasion,
                     )
                     .with_context(|| at.clone())?,
                 )
@@ -195,12 +197,6 @@ impl DetectorPlan {
         }
         Ok(())
     }
-}
-
-/// Whether `detector`'s rule accepts a box of inputs: the z-score validator with `max_abs`
-/// answers `Some` (an error, being unfitted), every other detector `None`.
-fn has_accept_box(detector: &dyn Detector) -> bool {
-    detector.accept_box().is_some()
 }
 
 /// The clean data each detector is fitted on, loaded once per run.
@@ -403,7 +399,7 @@ pub fn adaptive_attack_run(attack: &AdaptivePgd, epsilon: f32) -> AttackRun {
         budget: BudgetSemantics::Bounded,
         norm: Norm::Linf,
         epsilon,
-        objective: "untargeted cross_entropy, projected into the detector's accept box".to_string(),
+        objective: attack.evasion.objective().to_string(),
         params,
     }
 }

@@ -1,7 +1,7 @@
-//! Adaptive PGD: an L∞ PGD that knows the guardrail in front of the model and stays inside
-//! the region the guardrail's own rule accepts, so that what it produces is never rejected.
+//! Adaptive PGD: an L∞ PGD that knows the guardrail in front of the model and evades it, in
+//! one of two ways ([`Evasion`]), chosen by what the detector looks at.
 //!
-//! ## What it does
+//! ## Into the accept box (the z-score input validator)
 //!
 //! Untargeted cross-entropy PGD (Madry et al. 2018) whose projection at every step is onto
 //! the intersection of three boxes per feature: the L∞ ε-ball around the clean input, the
@@ -17,6 +17,19 @@
 //! feature of a sample, no input within ε of it passes the validator; that sample gets the
 //! plain PGD step (ε-ball ∩ pixel range), and the validator rejects it whatever it is.
 //!
+//! ## A confident misclassification (the confidence and entropy output monitors)
+//!
+//! Both monitors score the softmax: `1 − max_k p_k`, and the entropy `−Σ p_k log p_k`. Both
+//! fall as the softmax concentrates on one class, so the attacker's objective is a
+//! misclassification the model is sure of. The attack descends the targeted cross-entropy
+//! `−log p_t` toward `t`, the clean input's most likely wrong class (APGD-T's first target):
+//! once `p_t` is the largest probability, `−log p_t` is a monotone function of the
+//! confidence score, and driving `p_t` to 1 drives the entropy to 0, so this loss is the
+//! detector's score and the misclassification objective at once, differentiable through the
+//! model's own input gradients. After every step the detector scores the iterate; each sample
+//! keeps the misclassified iterate with the lowest detector score seen (the last iterate when
+//! none was misclassified). The projection is onto the ε-ball ∩ `[0, 1]`.
+//!
 //! ## Parameters
 //!
 //! `steps` (default 20), `step_size` (default `2.5 · ε / steps`), `random_start` (default
@@ -28,19 +41,57 @@
 //! lies within ε of its input and in `[0, 1]` (`attacks/tests/it/detector.rs`, and the unit
 //! test below on a linear model).
 //!
-//! Differentiable detectors (confidence, entropy, Mahalanobis) would add the detector's score
-//! to the loss; `Model` exposes input gradients of its fixed losses only, so that variant is
-//! not here yet (docs/guardrails.md).
+//! Against the confidence monitor on a linear model, every output the attack misclassifies
+//! scores below the clean input's score, and below what untargeted PGD of the same budget
+//! leaves (the unit test below).
+//!
+//! Mahalanobis distance on penultimate features has no evasion here: it would need input
+//! gradients of a feature-space loss, and `Model` exposes input gradients of its output losses
+//! only (docs/guardrails.md).
 
 use candle_core::{DType, Tensor};
 use gauntlet_models::{Loss, Model};
 use rand::Rng;
 
-use super::Detector;
+use super::{observe, Detector};
 use crate::{AttackError, SampleRandomness, Stream};
 
 /// The registry-like name reports give the adaptive attack.
 pub const NAME: &str = "adaptive_pgd";
+
+/// How the adaptive attack evades a detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evasion {
+    /// Project every step into the detector's accept box ([`Detector::accept_box`]).
+    AcceptBox,
+    /// Descend the targeted cross-entropy toward the runner-up class and keep the
+    /// misclassified iterate the detector scores lowest ([`Detector::falls_with_confidence`]).
+    ConfidentMisclassification,
+}
+
+impl Evasion {
+    /// How adaptive PGD evades `detector` (fitted or not); `None` when it knows no way.
+    pub fn of(detector: &dyn Detector) -> Option<Self> {
+        if detector.accept_box().is_some() {
+            Some(Self::AcceptBox)
+        } else if detector.falls_with_confidence() {
+            Some(Self::ConfidentMisclassification)
+        } else {
+            None
+        }
+    }
+
+    /// The attack's objective, in words (the plan's `objective`).
+    pub fn objective(self) -> &'static str {
+        match self {
+            Self::AcceptBox => "untargeted cross_entropy, projected into the detector's accept box",
+            Self::ConfidentMisclassification => {
+                "targeted cross_entropy toward the runner-up class; the misclassified iterate \
+                 the detector scores lowest"
+            }
+        }
+    }
+}
 
 /// The attack's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +101,7 @@ pub struct AdaptivePgd {
     /// `None`: `2.5 · ε / steps`.
     pub step_size: Option<f32>,
     pub random_start: bool,
+    pub evasion: Evasion,
 }
 
 impl AdaptivePgd {
@@ -59,6 +111,7 @@ impl AdaptivePgd {
         steps: u32,
         step_size: Option<f32>,
         random_start: bool,
+        evasion: Evasion,
     ) -> Result<Self, AttackError> {
         if !(epsilon.is_finite() && epsilon >= 0.0) {
             return Err(AttackError::invalid_parameter(
@@ -85,6 +138,7 @@ impl AdaptivePgd {
             steps,
             step_size,
             random_start,
+            evasion,
         })
     }
 
@@ -94,9 +148,14 @@ impl AdaptivePgd {
             .unwrap_or(2.5 * self.epsilon / self.steps as f32)
     }
 
-    /// Model passes per sample: one forward and one backward per step.
+    /// Model passes per sample: one forward and one backward per step; a confident
+    /// misclassification also scores every iterate (one forward for the predictions, one for
+    /// the detector's observations) and finds the target (one forward).
     pub fn passes_per_sample(&self) -> u64 {
-        2 * u64::from(self.steps)
+        match self.evasion {
+            Evasion::AcceptBox => 2 * u64::from(self.steps),
+            Evasion::ConfidentMisclassification => 4 * u64::from(self.steps) + 1,
+        }
     }
 
     /// Attack `inputs` (values in `[0, 1]`) against `model` behind the fitted `detector`.
@@ -110,16 +169,45 @@ impl AdaptivePgd {
         labels: &Tensor,
         randomness: &SampleRandomness,
     ) -> Result<Tensor, AttackError> {
-        let accept = detector.accept_box().ok_or_else(|| {
-            AttackError::invalid_parameter(
+        let batch = inputs.dim(0)?;
+        if randomness.len() != batch {
+            return Err(AttackError::ShapeMismatch {
+                what: "per-sample generators vs the batch",
+                expected: vec![batch],
+                actual: vec![randomness.len()],
+            });
+        }
+        match Evasion::of(detector) {
+            Some(Evasion::AcceptBox) => {
+                self.into_accept_box(model, detector, inputs, labels, randomness)
+            }
+            Some(Evasion::ConfidentMisclassification) => {
+                self.confident_misclassification(model, detector, inputs, labels, randomness)
+            }
+            None => Err(AttackError::invalid_parameter(
                 "adaptive",
                 format!(
-                    "detector `{}` has no accept box to project into; adaptive PGD knows only \
-                     the z-score validator with aggregation `max_abs`",
+                    "adaptive PGD knows no way around detector `{}`: it projects into the \
+                     accept box of the z-score validator (`aggregation = \"max_abs\"`) and \
+                     seeks confident misclassifications against the confidence and entropy \
+                     monitors",
                     detector.name()
                 ),
-            )
-        })??;
+            )),
+        }
+    }
+
+    fn into_accept_box(
+        &self,
+        model: &dyn Model,
+        detector: &dyn Detector,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<Tensor, AttackError> {
+        let accept = detector
+            .accept_box()
+            .ok_or(AttackError::invalid_parameter("adaptive", "no accept box"))??;
         let shape = inputs.shape().clone();
         let batch = inputs.dim(0)?;
         let clean: Vec<Vec<f32>> = inputs.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2()?;
@@ -129,13 +217,6 @@ impl AdaptivePgd {
                 what: "features of the attacked inputs vs the detector's accept box",
                 expected: vec![accept.len()],
                 actual: vec![width],
-            });
-        }
-        if randomness.len() != batch {
-            return Err(AttackError::ShapeMismatch {
-                what: "per-sample generators vs the batch",
-                expected: vec![batch],
-                actual: vec![randomness.len()],
             });
         }
         if self.epsilon == 0.0 || batch == 0 {
@@ -170,23 +251,7 @@ impl AdaptivePgd {
             })
             .collect();
         let mut current: Vec<Vec<f32>> = if self.random_start {
-            boxes
-                .iter()
-                .enumerate()
-                .map(|(i, bounds)| {
-                    let mut rng = randomness.generator(i, Stream::Restart(0));
-                    bounds
-                        .iter()
-                        .map(|&(lo, hi)| {
-                            if lo < hi {
-                                rng.random_range(lo..=hi)
-                            } else {
-                                lo
-                            }
-                        })
-                        .collect()
-                })
-                .collect()
+            random_start(&boxes, randomness)
         } else {
             clean
                 .iter()
@@ -220,6 +285,136 @@ impl AdaptivePgd {
         let flat: Vec<f32> = current.into_iter().flatten().collect();
         Ok(Tensor::from_vec(flat, shape, inputs.device())?.to_dtype(inputs.dtype())?)
     }
+
+    fn confident_misclassification(
+        &self,
+        model: &dyn Model,
+        detector: &dyn Detector,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<Tensor, AttackError> {
+        let shape = inputs.shape().clone();
+        let batch = inputs.dim(0)?;
+        if self.epsilon == 0.0 || batch == 0 {
+            return Ok(inputs.clone());
+        }
+        let device = inputs.device();
+        let clean: Vec<Vec<f32>> = inputs.flatten_from(1)?.to_dtype(DType::F32)?.to_vec2()?;
+        let truth: Vec<u32> = labels.to_dtype(DType::U32)?.to_vec1()?;
+        // The target: the most likely wrong class on the clean input.
+        let logits: Vec<Vec<f32>> = model.forward(inputs)?.to_dtype(DType::F32)?.to_vec2()?;
+        let targets: Vec<u32> = logits
+            .iter()
+            .zip(&truth)
+            .map(|(row, &label)| {
+                row.iter()
+                    .enumerate()
+                    .filter(|&(class, _)| class as u32 != label)
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(label, |(class, _)| class as u32)
+            })
+            .collect();
+        let targets = Tensor::new(targets.as_slice(), device)?;
+        let epsilon = f64::from(self.epsilon);
+        let boxes: Vec<Vec<(f32, f32)>> = clean
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&c| {
+                        let c = f64::from(c);
+                        (
+                            f32_at_least((c - epsilon).max(0.0)),
+                            f32_at_most((c + epsilon).min(1.0)),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut current: Vec<Vec<f32>> = if self.random_start {
+            random_start(&boxes, randomness)
+        } else {
+            clean
+                .iter()
+                .zip(&boxes)
+                .map(|(row, bounds)| clamp_row(row, bounds))
+                .collect()
+        };
+        // Per sample, the misclassified iterate the detector scores lowest so far.
+        let mut best: Vec<Option<(f64, Vec<f32>)>> = vec![None; batch];
+        let step = self.step();
+        let needs = detector.needs();
+        for _ in 0..self.steps {
+            let x = Tensor::from_vec(
+                current.iter().flatten().copied().collect::<Vec<f32>>(),
+                shape.clone(),
+                device,
+            )?;
+            let gradient: Vec<Vec<f32>> = model
+                .loss_and_input_gradient(&x, &targets, Loss::CrossEntropy)?
+                .gradient
+                .flatten_from(1)?
+                .to_dtype(DType::F32)?
+                .to_vec2()?;
+            // Descend: toward the target.
+            for ((row, g), bounds) in current.iter_mut().zip(&gradient).zip(&boxes) {
+                for ((v, &g), &(lo, hi)) in row.iter_mut().zip(g).zip(bounds) {
+                    let moved = if g > 0.0 {
+                        *v - step
+                    } else if g < 0.0 {
+                        *v + step
+                    } else {
+                        *v
+                    };
+                    *v = moved.clamp(lo, hi);
+                }
+            }
+            let x = Tensor::from_vec(
+                current.iter().flatten().copied().collect::<Vec<f32>>(),
+                shape.clone(),
+                device,
+            )?;
+            let predictions: Vec<u32> = model
+                .forward(&x)?
+                .argmax(1)?
+                .to_dtype(DType::U32)?
+                .to_vec1()?;
+            let scores = detector.score(&observe(model, &x, None, needs, batch)?)?;
+            for (i, kept) in best.iter_mut().enumerate() {
+                let better = kept.as_ref().is_none_or(|(score, _)| scores[i] < *score);
+                if predictions[i] != truth[i] && better {
+                    *kept = Some((scores[i], current[i].clone()));
+                }
+            }
+        }
+        let flat: Vec<f32> = best
+            .into_iter()
+            .zip(current)
+            .flat_map(|(kept, last)| kept.map_or(last, |(_, row)| row))
+            .collect();
+        Ok(Tensor::from_vec(flat, shape, device)?.to_dtype(inputs.dtype())?)
+    }
+}
+
+/// A uniform start inside each sample's box, from the sample's [`Stream::Restart`]`(0)`.
+fn random_start(boxes: &[Vec<(f32, f32)>], randomness: &SampleRandomness) -> Vec<Vec<f32>> {
+    boxes
+        .iter()
+        .enumerate()
+        .map(|(i, bounds)| {
+            let mut rng = randomness.generator(i, Stream::Restart(0));
+            bounds
+                .iter()
+                .map(|&(lo, hi)| {
+                    if lo < hi {
+                        rng.random_range(lo..=hi)
+                    } else {
+                        lo
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn clamp_row(row: &[f32], bounds: &[(f32, f32)]) -> Vec<f32> {
@@ -296,7 +491,7 @@ mod tests {
         let labels = Tensor::new(&[0u32, 1, 2, 0, 1, 2, 0, 1], &Device::Cpu).unwrap();
         let randomness = SampleRandomness::for_range(7, "adaptive", 0..8);
         let epsilon = 0.3;
-        let attack = AdaptivePgd::new(epsilon, 10, None, true).unwrap();
+        let attack = AdaptivePgd::new(epsilon, 10, None, true, Evasion::AcceptBox).unwrap();
         let adversarial = attack
             .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
             .unwrap();
@@ -333,24 +528,110 @@ mod tests {
         assert!(plain_score.iter().all(|&s| s > threshold));
     }
 
+    /// Two classes: `p_t = σ(d(x))` with `d = (w_t − w_y)·x + b_t − b_y` linear, so the most
+    /// confident misclassification within the ε-ball ∩ `[0, 1]` is the box corner that
+    /// maximises `d` (each feature at its upper end where `w_t − w_y > 0`, else its lower
+    /// end), and its confidence score `1 − σ(d_max)` is the least any input in the box gets.
+    /// Signed steps of total length 2.5·ε reach that corner from any start, so the attack's
+    /// output is the corner exactly, against the confidence and the entropy monitor alike.
     #[test]
-    fn a_detector_without_an_accept_box_is_refused_by_name() {
-        let detector = (find_detector("entropy").unwrap().build)(&toml::Table::new()).unwrap();
+    fn against_softmax_monitors_the_output_is_the_closed_form_most_confident_misclassification() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let features = 8;
+        let weight: Vec<f32> = (0..2 * features)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let bias = vec![0.3f32, -0.3];
+        let model = LinearModel::new(
+            weight.clone(),
+            bias.clone(),
+            vec![features],
+            2,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let n = 16;
+        let pixels: Vec<f32> = (0..n * features)
+            .map(|_| rng.random_range(0.0f32..1.0))
+            .collect();
+        let inputs = Tensor::from_vec(pixels.clone(), (n, features), &Device::Cpu).unwrap();
+        let truth: Vec<u32> = model
+            .forward(&inputs)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let labels = Tensor::new(truth.as_slice(), &Device::Cpu).unwrap();
+        let randomness = SampleRandomness::for_range(9, "adaptive", 0..n);
+        let epsilon = 0.25f32;
+        let attack =
+            AdaptivePgd::new(epsilon, 10, None, true, Evasion::ConfidentMisclassification).unwrap();
+        let row = |class: u32| &weight[class as usize * features..(class as usize + 1) * features];
+        let mut outputs = Vec::new();
+        for name in ["confidence", "entropy"] {
+            let detector = (find_detector(name).unwrap().build)(&toml::Table::new()).unwrap();
+            assert_eq!(
+                Evasion::of(detector.as_ref()),
+                Some(Evasion::ConfidentMisclassification)
+            );
+            let adversarial = attack
+                .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
+                .unwrap();
+            let values: Vec<Vec<f32>> = adversarial.to_vec2().unwrap();
+            let scores = detector
+                .score(&observe(&model, &adversarial, None, detector.needs(), n).unwrap())
+                .unwrap();
+            let mut misclassified = 0;
+            for (i, output) in values.iter().enumerate() {
+                let (y, t) = (truth[i], 1 - truth[i]);
+                let direction: Vec<f64> = row(t)
+                    .iter()
+                    .zip(row(y))
+                    .map(|(a, b)| f64::from(*a) - f64::from(*b))
+                    .collect();
+                let clean = &pixels[i * features..(i + 1) * features];
+                let mut d_max = f64::from(bias[t as usize]) - f64::from(bias[y as usize]);
+                for ((&v, &c), &w) in output.iter().zip(clean).zip(&direction) {
+                    let lo = f32_at_least((f64::from(c) - f64::from(epsilon)).max(0.0));
+                    let hi = f32_at_most((f64::from(c) + f64::from(epsilon)).min(1.0));
+                    let corner = if w > 0.0 { hi } else { lo };
+                    assert_eq!(v, corner, "{name}: sample {i}");
+                    d_max += w * f64::from(corner);
+                }
+                if d_max > 0.0 {
+                    misclassified += 1;
+                    if name == "confidence" {
+                        let least = 1.0 - 1.0 / (1.0 + (-d_max).exp());
+                        assert!((scores[i] - least).abs() < 1e-5, "{} vs {least}", scores[i]);
+                    }
+                }
+            }
+            assert!(misclassified > 0, "{name}: ε too small for the test");
+            outputs.push(values);
+        }
+        assert_eq!(outputs[0], outputs[1]);
+    }
+
+    #[test]
+    fn a_detector_it_knows_no_way_around_is_refused_by_name() {
+        let detector = (find_detector("mahalanobis").unwrap().build)(&toml::Table::new()).unwrap();
+        assert_eq!(Evasion::of(detector.as_ref()), None);
         let model =
             LinearModel::new(vec![0.0; 2 * 4], vec![0.0; 2], vec![4], 2, &Device::Cpu).unwrap();
         let inputs = Tensor::zeros((1, 4), DType::F32, &Device::Cpu).unwrap();
         let labels = Tensor::new(&[0u32], &Device::Cpu).unwrap();
         let randomness = SampleRandomness::for_range(0, "adaptive", 0..1);
-        let error = AdaptivePgd::new(0.1, 1, None, false)
+        let error = AdaptivePgd::new(0.1, 1, None, false, Evasion::AcceptBox)
             .unwrap()
             .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("entropy") && error.contains("accept box"),
+            error.contains("mahalanobis") && error.contains("knows no way"),
             "{error}"
         );
-        assert!(AdaptivePgd::new(0.1, 0, None, false).is_err());
-        assert!(AdaptivePgd::new(f32::NAN, 1, None, false).is_err());
+        assert!(AdaptivePgd::new(0.1, 0, None, false, Evasion::AcceptBox).is_err());
+        assert!(AdaptivePgd::new(f32::NAN, 1, None, false, Evasion::AcceptBox).is_err());
     }
 }

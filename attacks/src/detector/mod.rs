@@ -222,6 +222,12 @@ pub trait Detector: Send + Sync {
     fn accept_box(&self) -> Option<Result<Vec<(f64, f64)>, AttackError>> {
         None
     }
+    /// Whether the score falls as the model's softmax concentrates on its top class (the
+    /// confidence and entropy monitors): an adaptive attack then evades it with a confident
+    /// misclassification ([`adaptive`]).
+    fn falls_with_confidence(&self) -> bool {
+        false
+    }
 }
 
 /// One registry entry: how to build a detector from a suite table.

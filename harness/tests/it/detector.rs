@@ -47,7 +47,8 @@ fn detectors_are_fitted_scored_and_evaded_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         "{ATTACKS}\n[[detector]]\nname = \"zscore\"\nfit_samples = 400\nadaptive = true\n\
-         adaptive_steps = 5\n\n[[detector]]\nname = \"confidence\"\nlabel = \"softmax\"\n\n\
+         adaptive_steps = 5\n\n[[detector]]\nname = \"confidence\"\nlabel = \"softmax\"\n\
+         adaptive = true\nadaptive_steps = 5\n\n\
          [gate]\nmin_prediction_psi = {{ \"pgd@0.1\" = 0.0 }}\n\
          min_prediction_kl = {{ \"fgsm@0.1\" = 1000.0 }}\n"
     );
@@ -179,6 +180,20 @@ fn detectors_are_fitted_scored_and_evaded_end_to_end() {
         }
     }
     assert!(accepted_and_broken > 0, "{:?}", rows[2]);
+    // Against the confidence monitor, the adaptive attack's confident misclassifications
+    // are harder to tell from clean inputs than PGD's outputs: a lower AUC, and no more
+    // detected at 5% false positives.
+    let softmax = detectors[1]["rows"].as_array().unwrap();
+    let row = |attack: &str| softmax.iter().find(|r| r["attack"] == attack).unwrap();
+    let detected =
+        |row: &serde_json::Value| row["at_fpr"][1]["detection"]["value"].as_f64().unwrap();
+    let (pgd, adaptive) = (row("pgd"), row("adaptive_pgd"));
+    assert_eq!(adaptive["adaptive"], true);
+    assert!(
+        adaptive["auc"].as_f64() < pgd["auc"].as_f64(),
+        "{adaptive} vs {pgd}"
+    );
+    assert!(detected(adaptive) <= detected(pgd), "{adaptive} vs {pgd}");
     // With the guardrail, robust accuracy is never below the model's own.
     for row in rows {
         for point in row["at_fpr"].as_array().unwrap() {
@@ -272,9 +287,15 @@ fn bad_detector_sections_are_named_with_exit_2() {
             ][..],
         ),
         (
-            "[[detector]]\nname = \"entropy\"\nadaptive = true\n",
+            "[[detector]]\nname = \"zscore\"\naggregation = \"share_over_threshold\"\n\
+             adaptive = true\n",
             100,
-            &["suite.toml", "detector `entropy`", "`adaptive = true`"][..],
+            &[
+                "suite.toml",
+                "detector `zscore`",
+                "`adaptive = true`",
+                "knows no way",
+            ][..],
         ),
         (
             "[[detector]]\nname = \"no_such\"\n",
