@@ -24,6 +24,7 @@ use crate::{AttackError, ParameterDoc};
 
 pub mod adaptive;
 pub mod metrics;
+pub mod probing;
 
 /// Declare each detector module and list its `ENTRY` in [`DETECTORS`], in the order given.
 macro_rules! register_detectors {
