@@ -423,6 +423,8 @@ pub struct BackdoorOutput {
     pub images: BackdoorImages,
     pub poisoned_indices: Vec<PoisonedIndices>,
     pub notices: Vec<String>,
+    /// The `[probing]` simulation, which runs in the same whole-model unit.
+    pub probing: Option<gauntlet_reports::probing::ProbingReport>,
 }
 
 /// What the backdoor runs share.

@@ -152,9 +152,12 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
         ));
         if let Some(adaptive) = &detector.adaptive {
             for epsilon in crate::detector::adaptive_epsilons(suite) {
+                // One backward per step; the rest of its passes are forwards, plus the
+                // prediction and the detector's score of its output.
+                let backward = u64::from(adaptive.steps);
                 let per_sample = Passes {
-                    forward: adaptive.passes_per_sample() / 2 + 2,
-                    backward: adaptive.passes_per_sample() / 2,
+                    forward: adaptive.passes_per_sample() - backward + 2,
+                    backward,
                 };
                 runs.push((
                     format!("adaptive PGD vs {} at ε = {epsilon}", detector.label),
@@ -163,6 +166,18 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
                 ));
             }
         }
+    }
+    // The probing sessions: the black-box attack on one sample each, plus its clean check.
+    if let Some(probing) = &suite.probing {
+        let sessions = probing.section.sessions.min(samples);
+        runs.push((
+            format!(
+                "probing: `{}` at ε = {}, one sample per session",
+                probing.entry.name, probing.section.epsilon
+            ),
+            sessions,
+            (probing.attack.passes_per_sample() + Passes::forwards(1)).times(sessions as u64),
+        ));
     }
     Ok(Work { runs })
 }

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod load;
 pub mod merge;
 pub mod output;
+pub mod probing;
 pub mod progress;
 pub mod provenance;
 pub mod runner;

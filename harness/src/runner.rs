@@ -649,15 +649,16 @@ pub(crate) fn gradient_probe(suite: &Suite, model: &dyn Model) -> bool {
                 .any(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients))
 }
 
-/// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`): scans and
-/// trainings of the model as a whole, not per-sample passes, so one work unit
+/// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`,
+/// `[probing]`): scans, trainings and query streams of the model as a whole, not per-sample
+/// passes, so one work unit
 /// ([`crate::shard::WorkUnit::WholeModel`], the last unit of the plan).
 pub(crate) fn whole_model_sections(
     suite: &Suite,
     loaded: &Loaded,
     progress: &Progress,
 ) -> Result<crate::backdoor::BackdoorOutput> {
-    crate::backdoor::run(&crate::backdoor::BackdoorContext {
+    let mut output = crate::backdoor::run(&crate::backdoor::BackdoorContext {
         plan: &suite.backdoor,
         model: loaded.model.as_ref(),
         dataset: loaded.dataset.as_ref(),
@@ -665,12 +666,22 @@ pub(crate) fn whole_model_sections(
         seed: suite.seed,
         batch_size: suite.batch_size,
         progress,
-    })
+    })?;
+    if let Some(probing) = &suite.probing {
+        output.probing = Some(crate::probing::run(
+            probing,
+            loaded.model.as_ref(),
+            loaded.dataset.as_ref(),
+            suite.seed,
+            progress,
+        )?);
+    }
+    Ok(output)
 }
 
 /// Whether the suite has whole-model sections.
 pub(crate) fn has_whole_model_sections(suite: &Suite) -> bool {
-    !suite.backdoor.is_empty()
+    !suite.backdoor.is_empty() || suite.probing.is_some()
 }
 
 /// The plan of a run with these runs (`runs`: the executables' and any whole-model runs).

@@ -65,6 +65,9 @@ pub struct SuiteSpec {
     /// the attacks.
     #[serde(rename = "detector", default)]
     pub detectors: Vec<crate::detector::DetectorSection>,
+    /// A black-box attacker's query stream against a query-similarity monitor
+    /// (`crate::probing`).
+    pub probing: Option<crate::probing::ProbingSection>,
 }
 
 fn default_device() -> String {
@@ -338,6 +341,7 @@ pub struct Suite {
     pub backdoor: crate::backdoor::BackdoorPlan,
     /// The `[[detector]]` sections, validated.
     pub detectors: crate::detector::DetectorPlan,
+    pub probing: Option<crate::probing::PlannedProbing>,
 }
 
 /// The dataset's files, resolved.
@@ -479,6 +483,11 @@ impl Suite {
         )?;
         let detectors =
             crate::detector::DetectorPlan::validate(&spec.detectors, base, resolve_dataset)?;
+        let probing = spec
+            .probing
+            .as_ref()
+            .map(crate::probing::PlannedProbing::validate)
+            .transpose()?;
         let mut gates = plan_gates(&spec.gate, &attacks)?;
         match (spec.gate.max_anomaly_index, backdoor.scans_model_under_test()) {
             (Some(threshold), true) if threshold.is_finite() && threshold >= 0.0 => {
@@ -534,6 +543,7 @@ impl Suite {
             sanity: spec.sanity,
             backdoor,
             detectors,
+            probing,
         })
     }
 
@@ -595,6 +605,9 @@ impl Suite {
         }
         out.push_str(&self.backdoor.describe());
         out.push_str(&self.detectors.describe());
+        if let Some(probing) = &self.probing {
+            out.push_str(&probing.describe());
+        }
         for gate in &self.gates {
             let relation = match gate {
                 Gate::MaxAnomalyIndex { .. } => "≤",

@@ -100,6 +100,10 @@ pub fn render(report: &RunReport) -> String {
         lines.push(String::new());
         lines.extend(crate::detector::summary_lines(report));
     }
+    if let Some(probing) = &report.probing {
+        lines.push(String::new());
+        lines.push(probing.headline());
+    }
     if let Some(baseline) = &report.baseline {
         lines.push(String::new());
         lines.push(format!("against the baseline {}:", baseline.path));

@@ -376,6 +376,7 @@ impl<'a> Work<'a> {
             backdoor_images: output.images,
             poisoned_indices: output.poisoned_indices,
             notices: output.notices,
+            probing: output.probing,
             ..RunMeasurements::default()
         };
         let mut extra_runs = Vec::new();
@@ -461,6 +462,7 @@ pub fn assemble(
         measurements.poisoned_indices.extend(m.poisoned_indices);
         measurements.repeat_forward = measurements.repeat_forward.or(m.repeat_forward);
         measurements.clean_gradients = measurements.clean_gradients.or(m.clean_gradients);
+        measurements.probing = measurements.probing.or(m.probing);
         records.extend(output.records);
     }
     // Run order; a sort that keeps each run's records in unit order (chunks ascending).

@@ -80,6 +80,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.gallery(report, &tiles);
     page.backdoor(report, &backdoor_plots);
     page.detectors(report, &roc_plots, &confidence_plots);
+    page.probing(report);
     page.attack_parameters(report);
     page.timings(report);
     page.footer(report);
@@ -401,6 +402,9 @@ impl Page {
         }
         if !report.detectors.is_empty() || !report.output_drift.is_empty() {
             self.push("<a href=\"#guardrails\">guardrails</a>");
+        }
+        if report.probing.is_some() {
+            self.push("<a href=\"#probing\">probing</a>");
         }
         self.push("</nav>\n");
     }

@@ -20,6 +20,7 @@ mod junit;
 mod markdown;
 mod numbers;
 mod plots;
+pub mod probing;
 pub mod schema;
 mod validate;
 

@@ -75,6 +75,10 @@ pub struct RunReport {
     /// has a `[[detector]]` or a drift gate).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_drift: Vec<crate::detector::DriftResult>,
+    /// A simulated black-box attacker's query stream against the query-similarity monitor
+    /// (absent unless the suite has a `[probing]` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<crate::probing::ProbingReport>,
     /// Every figure compared with an earlier run's (`gauntlet run --baseline`); absent when no
     /// baseline was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]

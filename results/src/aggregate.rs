@@ -390,6 +390,7 @@ pub fn aggregate(
         backdoor: crate::backdoor::aggregate(plan, measurements, records),
         detectors: crate::detector::aggregate(plan, measurements, records)?,
         output_drift: crate::drift::aggregate(plan, &aligned, records),
+        probing: measurements.probing.clone(),
         baseline: None,
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);

@@ -232,6 +232,9 @@ pub struct RunMeasurements {
     /// vanishing-gradient check (absent when the suite runs no gradient attack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_gradients: Option<CleanGradients>,
+    /// The probing simulation (`[probing]`), from the whole-model unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<gauntlet_reports::probing::ProbingReport>,
 }
 
 /// The model run a second time on the clean inputs of samples `start..start + n` (the first

@@ -330,14 +330,16 @@ fn bad_detector_sections_are_named_with_exit_2() {
 }
 
 /// Guardrail runs go through work units like every other run: two shard processes (units of
-/// 40 samples, so the detector scores and the adaptive PGD are split across them) merge into
-/// exactly the unsharded results and per-sample records.
+/// 40 samples, so the detector scores and the adaptive PGD are split across them; the probing
+/// sessions in the whole-model unit) merge into exactly the unsharded results and per-sample
+/// records.
 #[test]
 fn guardrail_runs_shard_and_merge_into_the_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
     let body = "[[attack]]\nname = \"fgsm\"\nepsilons = [0.1]\n\n[[detector]]\nname = \"zscore\"\n\
                 fit_samples = 200\nadaptive = true\nadaptive_steps = 3\n\n[[detector]]\n\
-                name = \"entropy\"\n";
+                name = \"entropy\"\n\n[probing]\nattack = \"square\"\nepsilon = 0.1\nsessions = 3\n\
+                queries = 60\n";
     let suite = write_suite(dir.path(), 120, body);
     let suite = suite.to_str().unwrap();
     let run = |out: &str, shard: Option<&str>| {
@@ -358,5 +360,6 @@ fn guardrail_runs_shard_and_merge_into_the_unsharded_run() {
     assert_eq!(merged.status.code(), Some(0), "{}", stderr(&merged));
     let whole = json(&dir.path().join("whole/results.json"));
     assert_eq!(whole["detectors"].as_array().unwrap().len(), 2);
+    assert_eq!(whole["probing"]["sessions"].as_array().unwrap().len(), 3);
     crate::shards::assert_same_results(&dir.path().join("whole"), &dir.path().join("merged"));
 }

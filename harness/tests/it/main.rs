@@ -12,6 +12,7 @@ mod detector;
 mod hostile_files;
 mod limits;
 mod minimal_norm;
+mod probing;
 mod provenance;
 mod readable_text;
 mod records;

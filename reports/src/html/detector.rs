@@ -8,6 +8,49 @@ use crate::plots::NamedPng;
 use crate::schema::RunReport;
 
 impl Page {
+    /// The probing simulation: its headline and one row per attacker session.
+    pub(super) fn probing(&mut self, report: &RunReport) {
+        let Some(probing) = &report.probing else {
+            return;
+        };
+        self.push("<section id=\"probing\">\n<h2>Probing</h2>\n");
+        self.push(&format!(
+            "<p class=\"note\">A black-box attacker queries the model with near-duplicates of \
+             one image. Per session (one correctly classified sample, attacked alone), a \
+             query-similarity monitor scores each query by its mean L2 distance to the {} \
+             nearest of the session's last {} queries, and flags it below {} — the threshold \
+             at which {} of a benign stream of {} distinct clean inputs is flagged.</p>\n",
+            probing.k,
+            probing.window,
+            significant(probing.threshold, 4),
+            percent(probing.achieved_fpr),
+            probing.benign_queries
+        ));
+        self.push(&format!("<p>{}.</p>\n", esc(&probing.headline())));
+        self.push(
+            "<table>\n<thead><tr><th class=\"num\">Sample</th><th class=\"num\">Queries</th>\
+             <th class=\"num\">Succeeded at</th><th class=\"num\">Flagged at</th>\
+             <th>Caught in time</th></tr></thead>\n<tbody>\n",
+        );
+        let at = |q: Option<u32>| q.map_or("–".to_string(), |q| q.to_string());
+        for session in &probing.sessions {
+            self.push(&format!(
+                "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td>{}</td></tr>\n",
+                session.index,
+                session.queries,
+                at(session.succeeded_at),
+                at(session.detected_at),
+                if session.caught_in_time() {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ));
+        }
+        self.push("</tbody>\n</table>\n</section>\n");
+    }
+
     pub(super) fn detectors(
         &mut self,
         report: &RunReport,

@@ -342,6 +342,7 @@ pub fn report() -> RunReport {
         backdoor: None,
         detectors: Vec::new(),
         output_drift: Vec::new(),
+        probing: None,
         baseline: None,
     }
 }
