@@ -179,7 +179,7 @@ impl AdaptivePgd {
         }
         match Evasion::of(detector) {
             Some(Evasion::AcceptBox) => {
-                self.into_accept_box(model, detector, inputs, labels, randomness)
+                self.project_into_accept_box(model, detector, inputs, labels, randomness)
             }
             Some(Evasion::ConfidentMisclassification) => {
                 self.confident_misclassification(model, detector, inputs, labels, randomness)
@@ -197,7 +197,7 @@ impl AdaptivePgd {
         }
     }
 
-    fn into_accept_box(
+    fn project_into_accept_box(
         &self,
         model: &dyn Model,
         detector: &dyn Detector,
