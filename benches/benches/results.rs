@@ -36,6 +36,7 @@ fn plan(samples: usize) -> RunPlan {
                     params: serde_json::Map::new(),
                 }),
                 backdoor: None,
+                detector: None,
             });
         }
     }

@@ -423,6 +423,8 @@ pub struct BackdoorOutput {
     pub images: BackdoorImages,
     pub poisoned_indices: Vec<PoisonedIndices>,
     pub notices: Vec<String>,
+    /// The `[probing]` simulation, which runs in the same whole-model unit.
+    pub probing: Option<gauntlet_reports::probing::ProbingReport>,
 }
 
 /// What the backdoor runs share.
@@ -615,6 +617,7 @@ fn run_scan(
             purpose: RunPurpose::Backdoor,
             attack: None,
             backdoor: Some(run),
+            detector: None,
         },
         records,
         seconds: started.elapsed().as_secs_f64(),
@@ -862,6 +865,7 @@ fn run_poisoning(
                         poisoned: point.poisoned.len(),
                         params: params.clone(),
                     }),
+                    detector: None,
                 },
                 records,
                 seconds: train_seconds,
@@ -938,6 +942,7 @@ fn run_poisoning(
                                 rate: point.rate,
                                 seed: point.seed,
                             }),
+                            detector: None,
                         },
                         records,
                         seconds: started.elapsed().as_secs_f64(),

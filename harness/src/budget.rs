@@ -109,7 +109,9 @@ impl Work {
 /// its attack declares plus the forward pass that scores its output.
 pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
     let mut runs = Vec::new();
-    for run in crate::runner::plan_runs(suite, samples)? {
+    // The detectors' runs are counted below, from the suite (they exist in the plan only once
+    // the detectors are fitted).
+    for run in crate::runner::plan_runs(suite, samples, &[])? {
         if run.derived {
             // Read from the attack's unbounded run, which is counted.
             continue;
@@ -131,6 +133,51 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
             (Some(attack), _) => format!("sanity probe {label} at ε = {}", attack.threat().epsilon),
         };
         runs.push((what, count, per_sample.times(count as u64)));
+    }
+    // Each detector scores the clean inputs and every attack's outputs: at most one more
+    // forward pass per scored input; an adaptive attack steps like PGD, at each L∞ ε.
+    for detector in &suite.detectors.detectors {
+        let attack_runs = suite
+            .attacks
+            .iter()
+            .filter(|a| a.entry.budget == gauntlet_attacks::BudgetSemantics::Bounded)
+            .count() as u64;
+        runs.push((
+            format!(
+                "detector {}: scoring clean and attacked inputs",
+                detector.label
+            ),
+            samples,
+            Passes::forwards(1).times((1 + attack_runs) * samples as u64),
+        ));
+        if let Some(adaptive) = &detector.adaptive {
+            for epsilon in crate::detector::adaptive_epsilons(suite) {
+                // One backward per step; the rest of its passes are forwards, plus the
+                // prediction and the detector's score of its output.
+                let backward = u64::from(adaptive.steps);
+                let per_sample = Passes {
+                    forward: adaptive.passes_per_sample() - backward + 2,
+                    backward,
+                };
+                runs.push((
+                    format!("adaptive PGD vs {} at ε = {epsilon}", detector.label),
+                    samples,
+                    per_sample.times(samples as u64),
+                ));
+            }
+        }
+    }
+    // The probing sessions: the black-box attack on one sample each, plus its clean check.
+    if let Some(probing) = &suite.probing {
+        let sessions = probing.section.sessions.min(samples);
+        runs.push((
+            format!(
+                "probing: `{}` at ε = {}, one sample per session",
+                probing.entry.name, probing.section.epsilon
+            ),
+            sessions,
+            (probing.attack.passes_per_sample() + Passes::forwards(1)).times(sessions as u64),
+        ));
     }
     Ok(Work { runs })
 }

@@ -64,7 +64,7 @@ pub enum Command {
     /// Re-render reports from a results.json, or rebuild everything from a per-sample file
     #[command(after_help = EXIT_CODES)]
     Report {
-        /// A results.json written by `gauntlet run` (schema 1 to 3), or its per-sample file
+        /// A results.json written by `gauntlet run` (schema 1 to 5), or its per-sample file
         /// (samples.parquet), whose records are aggregated again
         results: PathBuf,
         /// Output folder

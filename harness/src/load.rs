@@ -43,6 +43,8 @@ pub struct Loaded {
     pub load_seconds: f64,
     /// The run's peak-memory estimate (docs/limits.md), within the suite's `max_memory_mib`.
     pub memory: gauntlet_models::spec::MemoryEstimate,
+    /// The clean data each `[[detector]]` is fitted on (`None` when the suite has none).
+    pub fit_data: Option<crate::detector::FitData>,
 }
 
 /// Lowercase hex SHA-256.
@@ -319,6 +321,29 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         (DatasetFormat::ImageFolder, Some(Source::File(_))) => full.class_names().len(),
         _ => present(&full),
     };
+    // The detectors' fitting data: a `fit_dataset`, or the samples past `dataset.limit`,
+    // which the run does not evaluate.
+    let fit_data = if suite.detectors.is_empty() {
+        None
+    } else {
+        suite
+            .detectors
+            .check_model(model.as_ref(), &model_info.path)?;
+        let rest = match suite.dataset.limit {
+            Some(limit) if limit < full.len() => {
+                let indices: Vec<usize> = (limit..full.len()).collect();
+                Some(full.subset(&indices)?)
+            }
+            _ => None,
+        };
+        Some(
+            crate::detector::load_fit_data(&suite.detectors, rest.as_ref(), model.input_shape())
+                .with_context(|| match &suite.path {
+                    Some(path) => format!("invalid suite file `{}`", path.display()),
+                    None => "the embedded default suite".to_string(),
+                })?,
+        )
+    };
     let dataset = match suite.dataset.limit {
         Some(limit) => full.limit(limit),
         None => full,
@@ -395,5 +420,6 @@ pub fn load(suite: &Suite) -> Result<Loaded> {
         provenance: Some(provenance),
         load_seconds: started.elapsed().as_secs_f64(),
         memory,
+        fit_data,
     })
 }

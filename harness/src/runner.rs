@@ -11,7 +11,6 @@
 //! [0, 250) and [250, 500) separately gives exactly the records of [0, 500).
 
 use std::ops::Range;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor};
@@ -62,8 +61,31 @@ pub(crate) struct Executable {
     /// The samples it covers (global indices).
     pub(crate) samples: Range<usize>,
     /// A minimal-norm attack's run at one ε: not executed, its records are derived from the
-    /// attack's one unbounded run by the aggregation.
+    /// attack's one unbounded run by the aggregation. Also a detector's scores of another
+    /// run's inputs: their records come from that run's units.
     pub(crate) derived: bool,
+    /// What a guardrail run does (`None` for every other run).
+    pub(crate) detector: Option<DetectorTask>,
+}
+
+impl Executable {
+    /// The clean pass: no attack, no detector.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.attack.is_none() && self.detector.is_none()
+    }
+}
+
+/// A [`RunPurpose::Detector`] run of the plan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DetectorTask {
+    /// Fitted detector `detector` scores the inputs of run `source` (the clean pass, or an
+    /// attack's adversarial inputs), inside that run's units.
+    Scores { detector: usize, source: RunId },
+    /// An adaptive PGD against fitted detector `detector`, with units of its own.
+    Adaptive {
+        detector: usize,
+        attack: gauntlet_attacks::detector::adaptive::AdaptivePgd,
+    },
 }
 
 /// The batches of the evaluated samples within `range`.
@@ -130,14 +152,19 @@ fn attack_run(entry: &AttackEntry, attack: &dyn Attack, params: &toml::Table) ->
 
 /// The plan of a suite: the clean pass, every attack at every ε, the one unbounded run of each
 /// minimal-norm attack label (its runs at each ε are planned, for the report, but derived from
-/// it rather than executed), the ε = 0 probe of each bounded attack label, and the full-budget
-/// probe.
-pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>> {
+/// it rather than executed), the ε = 0 probe of each bounded attack label, the full-budget
+/// probe, and the runs of the `fitted` guardrail detectors ([`plan_detector_runs`]).
+pub(crate) fn plan_runs(
+    suite: &Suite,
+    samples: usize,
+    fitted: &[crate::detector::Fitted],
+) -> Result<Vec<Executable>> {
     let mut runs = vec![Executable {
         planned: PlannedRun::clean(),
         attack: None,
         samples: 0..samples,
         derived: false,
+        detector: None,
     }];
     let minimal_norm = |planned: &&crate::suite::PlannedAttack| {
         planned.entry.budget == BudgetSemantics::MinimalNorm
@@ -153,10 +180,12 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                     &planned.params,
                 )),
                 backdoor: None,
+                detector: None,
             },
             attack: Some((planned.entry.build)(&planned.params, planned.epsilon)?),
             samples: 0..samples,
             derived: minimal_norm(&planned),
+            detector: None,
         });
     }
     // One unbounded run per minimal-norm attack label: every ε of the suite is read from it.
@@ -174,10 +203,12 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::MinimalNormSearch,
                 attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples,
             derived: false,
+            detector: None,
         });
     }
     // The ε = 0 probe of each bounded attack label. A minimal-norm attack's outputs at ε are
@@ -196,10 +227,12 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::ZeroBudgetProbe,
                 attack: Some(attack_run(planned.entry, attack.as_ref(), &planned.params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(ZERO_BUDGET_PROBE_SAMPLES),
             derived: false,
+            detector: None,
         });
     }
     if suite.sanity.full_budget {
@@ -218,13 +251,91 @@ pub(crate) fn plan_runs(suite: &Suite, samples: usize) -> Result<Vec<Executable>
                 purpose: RunPurpose::FullBudgetProbe,
                 attack: Some(attack_run(entry, attack.as_ref(), &params)),
                 backdoor: None,
+                detector: None,
             },
             attack: Some(attack),
             samples: 0..samples.min(suite.sanity.full_budget_samples),
             derived: false,
+            detector: None,
         });
     }
+    plan_detector_runs(suite, fitted, &mut runs)?;
     Ok(runs)
+}
+
+/// The guardrail runs, after every other run of the plan: per fitted detector, its scores of
+/// the clean inputs, of each executed attack@ε's adversarial inputs (probes and minimal-norm
+/// searches are not scored), and, with `adaptive`, one adaptive PGD run per ε of the suite's
+/// bounded L∞ attacks.
+fn plan_detector_runs(
+    suite: &Suite,
+    fitted: &[crate::detector::Fitted],
+    runs: &mut Vec<Executable>,
+) -> Result<()> {
+    use gauntlet_results::detector::ScoredInputs;
+    let scored: Vec<(RunId, Range<usize>, ScoredInputs, Option<AttackRun>)> = runs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_clean() || (e.planned.purpose == RunPurpose::Attack && !e.derived))
+        .map(|(position, e)| {
+            let scored = if e.is_clean() {
+                ScoredInputs::Clean
+            } else {
+                ScoredInputs::Attack {
+                    attack_label: e.planned.label.clone(),
+                    adaptive: false,
+                }
+            };
+            Ok((
+                RunId(u32::try_from(position).context("too many runs in one plan")?),
+                e.samples.clone(),
+                scored,
+                e.planned.attack.clone(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let samples = runs.first().map_or(0..0, |clean| clean.samples.clone());
+    for (k, f) in fitted.iter().enumerate() {
+        for (source, range, what, attack) in &scored {
+            runs.push(Executable {
+                planned: crate::detector::planned_run(f, what.clone(), attack.clone()),
+                attack: None,
+                samples: range.clone(),
+                derived: true,
+                detector: Some(DetectorTask::Scores {
+                    detector: k,
+                    source: *source,
+                }),
+            });
+        }
+        let Some(settings) = f.adaptive else {
+            continue;
+        };
+        for epsilon in crate::detector::adaptive_epsilons(suite) {
+            let attack = gauntlet_attacks::detector::adaptive::AdaptivePgd {
+                epsilon,
+                ..settings
+            };
+            runs.push(Executable {
+                planned: crate::detector::planned_run(
+                    f,
+                    ScoredInputs::Attack {
+                        attack_label: gauntlet_attacks::detector::adaptive::NAME.to_string(),
+                        adaptive: true,
+                    },
+                    Some(crate::detector::adaptive_attack_run(&attack, epsilon)),
+                ),
+                attack: None,
+                samples: samples.clone(),
+                derived: false,
+                detector: Some(DetectorTask::Adaptive {
+                    detector: k,
+                    attack,
+                }),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What every pass over the data shares.
@@ -234,25 +345,55 @@ pub struct Pass<'a> {
     pub batch_size: usize,
     pub seed: u64,
     pub progress: &'a Progress,
+    /// The suite's fitted guardrails: they score the clean inputs and every attack's outputs.
+    pub detectors: &'a [crate::detector::Fitted],
 }
 
-/// The clean pass over `samples`: one record per sample, and (when `keep_first_batch`) its
-/// first batch with the logits it gave, for the model probes of the sanity checks.
+/// Each fitted detector's records of a pass (outer: by detector, as in [`Pass::detectors`]).
+pub type DetectorRecords = Vec<Vec<(u64, gauntlet_results::DetectorOutcome)>>;
+
+/// The clean pass over `samples`: one record per sample, (when `keep_first_batch`) its first
+/// batch with the logits it gave, for the model probes of the sanity checks, and each fitted
+/// detector's scores of the clean inputs.
 pub fn clean_pass(
     pass: &Pass,
     run: RunId,
     samples: Range<usize>,
     keep_first_batch: bool,
-) -> Result<(Vec<SampleRecord>, Option<CleanBatch>)> {
+) -> Result<(Vec<SampleRecord>, Option<CleanBatch>, DetectorRecords)> {
     let device = pass.model.device();
     let mut records = Vec::with_capacity(samples.len());
     let mut kept = None;
+    let mut detector_records: DetectorRecords = vec![Vec::new(); pass.detectors.len()];
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let labels = to_u32s(&batch.labels)?;
         let logits = pass.model.forward(&batch.inputs)?;
         check_finite_logits(&logits, range.start)?;
         let (predictions, losses) = scores(&logits, &batch.labels)?;
+        if !pass.detectors.is_empty() {
+            let correct: Vec<bool> = labels
+                .iter()
+                .zip(&predictions)
+                .map(|(l, p)| l == p)
+                .collect();
+            let scored = crate::detector::score_batch(
+                pass.detectors,
+                pass.model,
+                &crate::detector::ScoredBatch {
+                    inputs: &batch.inputs,
+                    start: range.start,
+                    labels: &labels,
+                    predictions: &predictions,
+                    robust: &correct,
+                },
+                pass.batch_size,
+            )
+            .context("a detector cannot score the clean inputs")?;
+            for (all, batch_records) in detector_records.iter_mut().zip(scored) {
+                all.extend(batch_records);
+            }
+        }
         for (offset, ((&label, &prediction), &loss)) in
             labels.iter().zip(&predictions).zip(&losses).enumerate()
         {
@@ -275,7 +416,7 @@ pub fn clean_pass(
         }
         pass.progress.advance(1);
     }
-    Ok((records, kept))
+    Ok((records, kept, detector_records))
 }
 
 /// One batch of the clean pass and the logits the model gave on it.
@@ -377,7 +518,9 @@ pub struct KeptBatch {
 }
 
 /// One attack over `samples`: one record per sample. `clean` holds the clean outcome of every
-/// sample, by global index.
+/// sample, by global index. When `score_detectors`, each fitted detector of the pass also
+/// scores the adversarial inputs.
+#[allow(clippy::too_many_arguments)]
 pub fn attack_pass(
     pass: &Pass,
     run: RunId,
@@ -386,12 +529,15 @@ pub fn attack_pass(
     samples: Range<usize>,
     clean: &CleanByIndex,
     keep_first_batch: bool,
-) -> Result<(Vec<SampleRecord>, Option<KeptBatch>)> {
+    score_detectors: bool,
+) -> Result<(Vec<SampleRecord>, Option<KeptBatch>, DetectorRecords)> {
     let device = pass.model.device();
     let norm = attack.threat().norm;
     let epsilon = attack.threat().epsilon;
     let mut records = Vec::with_capacity(samples.len());
     let mut kept = None;
+    let detectors: &[crate::detector::Fitted] = if score_detectors { pass.detectors } else { &[] };
+    let mut detector_records: DetectorRecords = vec![Vec::new(); detectors.len()];
     for range in batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), device)?;
         let randomness = SampleRandomness::for_range(pass.seed, label, range.clone());
@@ -438,6 +584,31 @@ pub fn attack_pass(
                 }),
             });
         }
+        if !detectors.is_empty() {
+            let labels = to_u32s(&batch.labels)?;
+            let robust: Vec<bool> = records[first_record..]
+                .iter()
+                .map(|r| matches!(r.outcome, Outcome::Evasion(o) if o.robust))
+                .collect();
+            let scored = crate::detector::score_batch(
+                detectors,
+                pass.model,
+                &crate::detector::ScoredBatch {
+                    inputs: &adversarial,
+                    start: range.start,
+                    labels: &labels,
+                    predictions: &predictions,
+                    robust: &robust,
+                },
+                pass.batch_size,
+            )
+            .with_context(|| {
+                format!("a detector cannot score the outputs of attack `{label}` at ε = {epsilon}")
+            })?;
+            for (all, batch_records) in detector_records.iter_mut().zip(scored) {
+                all.extend(batch_records);
+            }
+        }
         if keep_first_batch && kept.is_none() {
             let broken = records[first_record..]
                 .iter()
@@ -457,7 +628,7 @@ pub fn attack_pass(
         }
         pass.progress.advance(1);
     }
-    Ok((records, kept))
+    Ok((records, kept, detector_records))
 }
 
 /// Run the whole suite: every work unit of its plan, in one process
@@ -478,16 +649,16 @@ pub(crate) fn gradient_probe(suite: &Suite, model: &dyn Model) -> bool {
                 .any(|a| a.entry.needs == gauntlet_attacks::ModelAccess::InputGradients))
 }
 
-/// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`): scans and
-/// trainings of the model as a whole, not per-sample passes, so one work unit
-/// ([`crate::shard::WorkUnit::WholeModel`]) and, in [`run_shard`], the shard that starts at
-/// sample 0.
+/// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`,
+/// `[probing]`): scans, trainings and query streams of the model as a whole, not per-sample
+/// passes, so one work unit
+/// ([`crate::shard::WorkUnit::WholeModel`], the last unit of the plan).
 pub(crate) fn whole_model_sections(
     suite: &Suite,
     loaded: &Loaded,
     progress: &Progress,
 ) -> Result<crate::backdoor::BackdoorOutput> {
-    crate::backdoor::run(&crate::backdoor::BackdoorContext {
+    let mut output = crate::backdoor::run(&crate::backdoor::BackdoorContext {
         plan: &suite.backdoor,
         model: loaded.model.as_ref(),
         dataset: loaded.dataset.as_ref(),
@@ -495,12 +666,22 @@ pub(crate) fn whole_model_sections(
         seed: suite.seed,
         batch_size: suite.batch_size,
         progress,
-    })
+    })?;
+    if let Some(probing) = &suite.probing {
+        output.probing = Some(crate::probing::run(
+            probing,
+            loaded.model.as_ref(),
+            loaded.dataset.as_ref(),
+            suite.seed,
+            progress,
+        )?);
+    }
+    Ok(output)
 }
 
 /// Whether the suite has whole-model sections.
 pub(crate) fn has_whole_model_sections(suite: &Suite) -> bool {
-    !suite.backdoor.is_empty()
+    !suite.backdoor.is_empty() || suite.probing.is_some()
 }
 
 /// The plan of a run with these runs (`runs`: the executables' and any whole-model runs).
@@ -530,171 +711,6 @@ pub(crate) fn run_plan(suite: &Suite, loaded: &Loaded, runs: Vec<PlannedRun>) ->
 pub(crate) fn kernel_path_notice(kernel_path: &KernelPathInfo) -> Option<String> {
     kernel_path.reason.as_ref().map(|reason| {
         format!("the model ran on candle's kernels, not gauntlet's native CPU path: {reason}")
-    })
-}
-
-/// Run the suite's plan on the samples of `shard` only (global indices): every run covers the
-/// part of its samples inside the shard. The plan is the same for every shard, and because
-/// randomness is per sample, the records of shards that partition the data concatenate to
-/// exactly the records of one whole run.
-pub fn run_shard(
-    suite: &Suite,
-    loaded: &Loaded,
-    progress: &Progress,
-    shard: Range<usize>,
-) -> Result<Evaluation> {
-    let started = Instant::now();
-    let model: &dyn Model = loaded.model.as_ref();
-    let dataset: &dyn Dataset = loaded.dataset.as_ref();
-    let samples = dataset.len();
-    let mut executables = plan_runs(suite, samples)?;
-    for executable in &mut executables {
-        let range = &executable.samples;
-        executable.samples = range.start.max(shard.start)..range.end.min(shard.end);
-        if executable.samples.start > executable.samples.end {
-            executable.samples = executable.samples.start..executable.samples.start;
-        }
-    }
-    let batches: usize = executables
-        .iter()
-        .filter(|e| !e.derived)
-        .map(|e| batch_ranges(e.samples.clone(), suite.batch_size).len())
-        .sum();
-    progress.set_length(batches as u64);
-    let pass = Pass {
-        model,
-        dataset,
-        batch_size: suite.batch_size,
-        seed: suite.seed,
-        progress,
-    };
-    let gallery = gallery_choice(suite, &executables);
-
-    let mut records: Vec<SampleRecord> = Vec::new();
-    let mut run_seconds = Vec::with_capacity(executables.len());
-    let mut clean = CleanByIndex::default();
-    let mut kept = None;
-    let mut repeat_forward = None;
-    let mut clean_gradients = None;
-    let gradient_probe = gradient_probe(suite, model);
-    for (position, executable) in executables.iter().enumerate() {
-        let run_started = Instant::now();
-        let id = RunId(u32::try_from(position).context("too many runs in one plan")?);
-        match &executable.attack {
-            Some(_) if executable.derived => {}
-            None => {
-                progress.set_message("clean accuracy");
-                // The model probes run on the first batch of the whole evaluation, so only in
-                // the shard that holds sample 0 (like the backdoor sections).
-                let (clean_records, first_batch) = clean_pass(
-                    &pass,
-                    id,
-                    executable.samples.clone(),
-                    executable.samples.start == 0,
-                )
-                .with_context(|| {
-                    format!(
-                        "model `{}` cannot be evaluated on the clean data",
-                        loaded.model_info.path
-                    )
-                })?;
-                if let Some(first) = &first_batch {
-                    progress.set_message("sanity: model probes");
-                    let (repeat, gradients) = model_probes(model, first, gradient_probe)?;
-                    repeat_forward = Some(repeat);
-                    clean_gradients = gradients;
-                }
-                clean = CleanByIndex {
-                    start: executable.samples.start,
-                    outcomes: clean_records
-                        .iter()
-                        .filter_map(|r| match r.outcome {
-                            Outcome::Clean(c) => Some(c),
-                            _ => None,
-                        })
-                        .collect(),
-                };
-                records.extend(clean_records);
-            }
-            Some(attack) => {
-                let label = &executable.planned.label;
-                progress.set_message(&match executable.planned.purpose {
-                    RunPurpose::Attack => format!("{label} ε={}", attack.threat().epsilon),
-                    RunPurpose::MinimalNormSearch => format!("{label} (minimal norm)"),
-                    _ => format!("sanity: {label} ε={}", attack.threat().epsilon),
-                });
-                let (run_records, kept_batch) = attack_pass(
-                    &pass,
-                    id,
-                    label,
-                    attack.as_ref(),
-                    executable.samples.clone(),
-                    &clean,
-                    gallery == Some(position),
-                )?;
-                if kept_batch.is_some() {
-                    kept = kept_batch;
-                }
-                records.extend(run_records);
-            }
-        }
-        run_seconds.push(run_started.elapsed().as_secs_f64());
-    }
-
-    let mut notices = Vec::new();
-    let examples = match (&kept, gallery) {
-        (Some(kept), Some(position)) => gallery_examples(
-            kept,
-            &clean,
-            &executables[position].planned.label,
-            executables[position]
-                .attack
-                .as_ref()
-                .map_or(0.0, |a| a.threat().epsilon),
-            suite.report.examples,
-            &mut notices,
-        )?,
-        _ => Vec::new(),
-    };
-    // The backdoor sections: whole-model scans and trainings, not per-sample passes over the
-    // shard, so they run in the shard that starts at sample 0 (the whole run when unsharded).
-    let mut planned_runs: Vec<PlannedRun> = executables.into_iter().map(|e| e.planned).collect();
-    let mut backdoor = crate::backdoor::BackdoorOutput::default();
-    if shard.start == 0 {
-        backdoor = whole_model_sections(suite, loaded, progress)?;
-    }
-    for run in std::mem::take(&mut backdoor.runs) {
-        let id = RunId(u32::try_from(planned_runs.len()).context("too many runs in one plan")?);
-        records.extend(
-            run.records
-                .into_iter()
-                .map(|(index, outcome)| SampleRecord {
-                    run: id,
-                    index,
-                    outcome: Outcome::Backdoor(outcome),
-                }),
-        );
-        run_seconds.push(run.seconds);
-        planned_runs.push(run.planned);
-    }
-    notices.extend(std::mem::take(&mut backdoor.notices));
-    let plan = run_plan(suite, loaded, planned_runs);
-    notices.extend(kernel_path_notice(&plan.kernel_path));
-    let measurements = RunMeasurements {
-        load_seconds: loaded.load_seconds,
-        total_seconds: loaded.load_seconds + started.elapsed().as_secs_f64(),
-        run_seconds,
-        examples,
-        notices,
-        backdoor_images: backdoor.images,
-        poisoned_indices: backdoor.poisoned_indices,
-        repeat_forward,
-        clean_gradients,
-    };
-    Ok(Evaluation {
-        plan,
-        measurements,
-        records,
     })
 }
 

@@ -61,6 +61,13 @@ pub struct SuiteSpec {
     pub trigger_scans: Vec<crate::backdoor::TriggerScanSection>,
     #[serde(rename = "data_scan", default)]
     pub data_scans: Vec<crate::backdoor::DataScanSection>,
+    /// Guardrails (`crate::detector`): input validators and output monitors scored against
+    /// the attacks.
+    #[serde(rename = "detector", default)]
+    pub detectors: Vec<crate::detector::DetectorSection>,
+    /// A black-box attacker's query stream against a query-similarity monitor
+    /// (`crate::probing`).
+    pub probing: Option<crate::probing::ProbingSection>,
 }
 
 fn default_device() -> String {
@@ -165,6 +172,13 @@ pub struct GateSection {
     /// Fail the run when a trigger scan of the model under test flags a class with an anomaly
     /// index above this; 2.0 (the Neural Cleanse paper's threshold) when such a scan exists.
     pub max_anomaly_index: Option<f64>,
+    /// Output monitoring (docs/guardrails.md): `"label@epsilon" = threshold`, the smallest
+    /// drift of the predicted-class distribution from clean to attacked inputs a monitor must
+    /// see — the population stability index, or `KL(attacked ‖ clean)` in nats.
+    #[serde(default)]
+    pub min_prediction_psi: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub min_prediction_kl: BTreeMap<String, f64>,
     /// Relative gates against `--baseline` (crate::baseline): the largest allowed drop of the
     /// clean accuracy, of robust accuracy (a number for every attack@ε, or a `"label@ε"`
     /// table) and of the worst case (a number, or a `"norm@ε"` table).
@@ -325,6 +339,9 @@ pub struct Suite {
     pub sanity: SanitySection,
     /// The `[[poisoning]]`, `[[trigger_scan]]` and `[[data_scan]]` sections, validated.
     pub backdoor: crate::backdoor::BackdoorPlan,
+    /// The `[[detector]]` sections, validated.
+    pub detectors: crate::detector::DetectorPlan,
+    pub probing: Option<crate::probing::PlannedProbing>,
 }
 
 /// The dataset's files, resolved.
@@ -464,6 +481,13 @@ impl Suite {
             &spec.data_scans,
             model_access(&spec.model),
         )?;
+        let detectors =
+            crate::detector::DetectorPlan::validate(&spec.detectors, base, resolve_dataset)?;
+        let probing = spec
+            .probing
+            .as_ref()
+            .map(crate::probing::PlannedProbing::validate)
+            .transpose()?;
         let mut gates = plan_gates(&spec.gate, &attacks)?;
         match (spec.gate.max_anomaly_index, backdoor.scans_model_under_test()) {
             (Some(threshold), true) if threshold.is_finite() && threshold >= 0.0 => {
@@ -518,6 +542,8 @@ impl Suite {
             report: spec.report,
             sanity: spec.sanity,
             backdoor,
+            detectors,
+            probing,
         })
     }
 
@@ -578,6 +604,10 @@ impl Suite {
             ));
         }
         out.push_str(&self.backdoor.describe());
+        out.push_str(&self.detectors.describe());
+        if let Some(probing) = &self.probing {
+            out.push_str(&probing.describe());
+        }
         for gate in &self.gates {
             let relation = match gate {
                 Gate::MaxAnomalyIndex { .. } => "≤",
@@ -755,6 +785,46 @@ fn plan_gates(section: &GateSection, attacks: &[PlannedAttack]) -> Result<Vec<Ga
             epsilon,
             threshold,
         });
+    }
+    for (name, measure, table) in [
+        (
+            "min_prediction_psi",
+            gauntlet_results::DriftMeasure::Psi,
+            &section.min_prediction_psi,
+        ),
+        (
+            "min_prediction_kl",
+            gauntlet_results::DriftMeasure::Kl,
+            &section.min_prediction_kl,
+        ),
+    ] {
+        for (key, &threshold) in table {
+            if !(threshold.is_finite() && threshold >= 0.0) {
+                bail!(
+                    "gate `{name}.\"{key}\"`: threshold must be a finite number ≥ 0, got {threshold}"
+                );
+            }
+            let (label, epsilon) = parse_gate_key(key)?;
+            if !attacks
+                .iter()
+                .any(|a| a.label == label && a.epsilon == epsilon)
+            {
+                let available: Vec<String> = attacks
+                    .iter()
+                    .map(|a| format!("{}@{}", a.label, a.epsilon))
+                    .collect();
+                bail!(
+                    "gate `{name}.\"{key}\"` names no attack of this suite; available: {}",
+                    available.join(", ")
+                );
+            }
+            gates.push(Gate::MinPredictionDrift {
+                label,
+                epsilon,
+                measure,
+                threshold,
+            });
+        }
     }
     Ok(gates)
 }

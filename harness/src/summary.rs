@@ -79,6 +79,10 @@ pub fn render(report: &RunReport) -> String {
                     "{status} {} = {:.2} (at most {:.2})",
                     gate.gate, gate.actual, gate.threshold
                 ),
+                (GateBound::AtLeastValue, None) => format!(
+                    "{status} {} = {:.3} (at least {:.3})",
+                    gate.gate, gate.actual, gate.threshold
+                ),
                 (GateBound::AtMost, None) => format!(
                     "{status} {} = {:.2} points (at most {:.2} points)",
                     gate.gate,
@@ -91,6 +95,14 @@ pub fn render(report: &RunReport) -> String {
     if let Some(backdoor) = &report.backdoor {
         lines.push(String::new());
         lines.extend(crate::backdoor::summary_lines(backdoor));
+    }
+    if !report.detectors.is_empty() {
+        lines.push(String::new());
+        lines.extend(crate::detector::summary_lines(report));
+    }
+    if let Some(probing) = &report.probing {
+        lines.push(String::new());
+        lines.push(probing.headline());
     }
     if let Some(baseline) = &report.baseline {
         lines.push(String::new());

@@ -17,11 +17,12 @@ use gauntlet_results::{
     CleanOutcome, Outcome, PlannedRun, RunId, RunMeasurements, RunPlan, SampleRecord,
 };
 
+use crate::detector::Fitted;
 use crate::load::Loaded;
 use crate::progress::Progress;
 use crate::runner::{
     attack_pass, batch_ranges, clean_pass, gallery_choice, gallery_examples, model_probes,
-    CleanByIndex, Evaluation, Executable, Pass,
+    CleanByIndex, DetectorRecords, DetectorTask, Evaluation, Executable, Pass,
 };
 use crate::shard::{UnitId, WorkPlan, WorkUnit, DEFAULT_UNIT_SAMPLES};
 use crate::suite::Suite;
@@ -60,13 +61,36 @@ pub struct Work<'a> {
     /// Clean outcomes by chunk start, from the clean units run or read so far: an attack unit
     /// needs its samples' clean outcomes (robust = correct before and after).
     clean: BTreeMap<u64, CleanByIndex>,
+    /// The suite's guardrail detectors, fitted in this process (fitting is deterministic, so
+    /// every shard and every resumed attempt fits the same detectors: the plan digest, which
+    /// holds each fitted detector's description, checks it).
+    fitted: Vec<Fitted>,
+    /// By run position: the (fitted detector, detector run) pairs that score that run's
+    /// inputs, in detector order.
+    scored_by: Vec<Vec<(usize, RunId)>>,
 }
 
 impl<'a> Work<'a> {
     /// Plan `suite` over the loaded data, cut into units of `unit_samples` samples.
     pub fn new(suite: &'a Suite, loaded: &'a Loaded, unit_samples: usize) -> Result<Self> {
         let samples = loaded.dataset.len();
-        let executables = crate::runner::plan_runs(suite, samples)?;
+        let fitted = match &loaded.fit_data {
+            Some(fit_data) if !suite.detectors.is_empty() => crate::detector::fit(
+                &suite.detectors,
+                fit_data,
+                loaded.model.as_ref(),
+                suite.batch_size,
+            )?,
+            _ => Vec::new(),
+        };
+        let executables = crate::runner::plan_runs(suite, samples, &fitted)?;
+        let mut scored_by = vec![Vec::new(); executables.len()];
+        for (position, executable) in executables.iter().enumerate() {
+            if let Some(DetectorTask::Scores { detector, source }) = executable.detector {
+                let run = RunId(u32::try_from(position).context("too many runs in one plan")?);
+                scored_by[source.position()].push((detector, run));
+            }
+        }
         let units = WorkPlan::new(
             &executables,
             crate::runner::has_whole_model_sections(suite),
@@ -87,6 +111,8 @@ impl<'a> Work<'a> {
             units,
             base_plan,
             clean: BTreeMap::new(),
+            fitted,
+            scored_by,
         })
     }
 
@@ -109,7 +135,7 @@ impl<'a> Work<'a> {
         let Some(WorkUnit::Samples { run, start, .. }) = self.units.get(id).map(|u| &u.unit) else {
             return;
         };
-        if self.executables[run.position()].attack.is_some() {
+        if !self.executables[run.position()].is_clean() {
             return;
         }
         let outcomes: Vec<CleanOutcome> = output
@@ -139,22 +165,54 @@ impl<'a> Work<'a> {
             }
             WorkUnit::WholeModel => self.whole_model_unit(progress)?,
         };
-        if let WorkUnit::Samples { run, .. } = unit {
-            output.measurements.run_seconds = vec![0.0; self.base_plan.runs.len()];
-            output.measurements.run_seconds[run.position()] = started.elapsed().as_secs_f64();
+        if let WorkUnit::Samples { run, start, .. } = unit {
+            let seconds = &mut output.measurements.run_seconds;
+            *seconds = vec![0.0; self.base_plan.runs.len()];
+            seconds[run.position()] = started.elapsed().as_secs_f64();
+            // A detector's fitting counts once, with its scores of the first clean chunk.
+            if start == 0 && self.executables[run.position()].is_clean() {
+                for &(detector, scores) in &self.scored_by[run.position()] {
+                    seconds[scores.position()] += self.fitted[detector].fit_seconds;
+                }
+            }
         }
         self.remember(id, &output);
         Ok(output)
     }
 
-    fn pass<'p>(&'p self, progress: &'p Progress) -> Pass<'p> {
+    /// The pass of a unit; `score` when the fitted detectors score its inputs.
+    fn pass<'p>(&'p self, progress: &'p Progress, score: bool) -> Pass<'p> {
         Pass {
             model: self.loaded.model.as_ref(),
             dataset: self.loaded.dataset.as_ref(),
             batch_size: self.suite.batch_size,
             seed: self.suite.seed,
             progress,
+            detectors: if score { &self.fitted } else { &[] },
         }
+    }
+
+    /// The detectors' scores of run `source`'s inputs, as records of their detector runs.
+    fn detector_records(
+        &self,
+        source: RunId,
+        scores: DetectorRecords,
+    ) -> Result<Vec<SampleRecord>> {
+        let mut records = Vec::new();
+        for (detector, scores) in scores.into_iter().enumerate() {
+            let Some(&(_, run)) = self.scored_by[source.position()]
+                .iter()
+                .find(|(k, _)| *k == detector)
+            else {
+                bail!("detector #{detector} scored run #{}, which the plan does not score (a bug in this build)", source.position());
+            };
+            records.extend(scores.into_iter().map(|(index, outcome)| SampleRecord {
+                run,
+                index,
+                outcome: Outcome::Detector(outcome),
+            }));
+        }
+        Ok(records)
     }
 
     fn samples_unit(
@@ -164,16 +222,23 @@ impl<'a> Work<'a> {
         progress: &Progress,
     ) -> Result<UnitOutput> {
         let mut measurements = RunMeasurements::default();
-        if self.executables[run.position()].attack.is_none() {
+        if let Some(DetectorTask::Adaptive { detector, attack }) =
+            self.executables[run.position()].detector
+        {
+            return self.adaptive_unit(run, detector, attack, samples, progress);
+        }
+        let score = !self.scored_by[run.position()].is_empty();
+        if self.executables[run.position()].is_clean() {
             progress.set_message("clean accuracy");
             // The model probes run on the first batch of the whole evaluation.
-            let (records, first_batch) = clean_pass(
-                &self.pass(progress),
+            let (mut records, first_batch, scores) = clean_pass(
+                &self.pass(progress, score),
                 run,
                 samples.clone(),
                 samples.start == 0,
             )
             .with_context(|| self.clean_failure())?;
+            records.extend(self.detector_records(run, scores)?);
             if let Some(first) = &first_batch {
                 progress.set_message("sanity: model probes");
                 let (repeat, gradients) =
@@ -205,15 +270,17 @@ impl<'a> Work<'a> {
         // The gallery shows the first batch of its run.
         let keep =
             self.gallery == Some(run.position()) && samples.start == executable.samples.start;
-        let (records, kept) = attack_pass(
-            &self.pass(progress),
+        let (mut records, kept, scores) = attack_pass(
+            &self.pass(progress, score),
             run,
             label,
             attack,
             samples,
             clean,
             keep,
+            score,
         )?;
+        records.extend(self.detector_records(run, scores)?);
         if let Some(kept) = &kept {
             measurements.examples = gallery_examples(
                 kept,
@@ -241,8 +308,9 @@ impl<'a> Work<'a> {
         let key = start as u64;
         if !self.clean.contains_key(&key) {
             let end = (start + size).min(self.loaded.dataset.len());
-            let (records, _) = clean_pass(&self.pass(progress), RunId(0), start..end, false)
-                .with_context(|| self.clean_failure())?;
+            let (records, _, _) =
+                clean_pass(&self.pass(progress, false), RunId(0), start..end, false)
+                    .with_context(|| self.clean_failure())?;
             let outcomes = records
                 .iter()
                 .filter_map(|r| match r.outcome {
@@ -253,6 +321,44 @@ impl<'a> Work<'a> {
             self.clean.insert(key, CleanByIndex::new(start, outcomes));
         }
         Ok(key)
+    }
+
+    /// An adaptive PGD unit: the attack against fitted detector `detector` on `samples`, and
+    /// the detector's records of its outputs (robust = correct before and after).
+    fn adaptive_unit(
+        &mut self,
+        run: RunId,
+        detector: usize,
+        attack: gauntlet_attacks::detector::adaptive::AdaptivePgd,
+        samples: std::ops::Range<usize>,
+        progress: &Progress,
+    ) -> Result<UnitOutput> {
+        let chunk = self.clean_chunk(samples.start, progress)?;
+        let fitted = &self.fitted[detector];
+        progress.set_message(&format!(
+            "adaptive PGD vs {} ε={}",
+            fitted.label, attack.epsilon
+        ));
+        let clean = &self.clean[&chunk];
+        let scores = crate::detector::adaptive_pass(
+            fitted,
+            &attack,
+            &self.pass(progress, false),
+            samples,
+            &|index| clean.get(index).map(CleanOutcome::correct),
+        )?;
+        Ok(UnitOutput {
+            extra_runs: Vec::new(),
+            measurements: RunMeasurements::default(),
+            records: scores
+                .into_iter()
+                .map(|(index, outcome)| SampleRecord {
+                    run,
+                    index,
+                    outcome: Outcome::Detector(outcome),
+                })
+                .collect(),
+        })
     }
 
     fn clean_failure(&self) -> String {
@@ -270,6 +376,7 @@ impl<'a> Work<'a> {
             backdoor_images: output.images,
             poisoned_indices: output.poisoned_indices,
             notices: output.notices,
+            probing: output.probing,
             ..RunMeasurements::default()
         };
         let mut extra_runs = Vec::new();
@@ -355,6 +462,7 @@ pub fn assemble(
         measurements.poisoned_indices.extend(m.poisoned_indices);
         measurements.repeat_forward = measurements.repeat_forward.or(m.repeat_forward);
         measurements.clean_gradients = measurements.clean_gradients.or(m.clean_gradients);
+        measurements.probing = measurements.probing.or(m.probing);
         records.extend(output.records);
     }
     // Run order; a sort that keeps each run's records in unit order (chunks ascending).

@@ -9,7 +9,7 @@ mod backdoor;
 
 /// The CSV header, in column order: the evasion columns, then the backdoor ones
 /// (`model` … `recall`, documented in `csv/backdoor.rs`), which evasion rows leave empty.
-pub const CSV_COLUMNS: [&str; 36] = [
+pub const CSV_COLUMNS: [&str; 43] = [
     "kind",
     "label",
     "attack",
@@ -46,6 +46,13 @@ pub const CSV_COLUMNS: [&str; 36] = [
     "recall",
     "quantile",
     "minimal_norm",
+    "adaptive",
+    "auc",
+    "target_fpr",
+    "threshold",
+    "robust_with_guardrail",
+    "psi",
+    "kl",
 ];
 
 /// How many of [`CSV_COLUMNS`] the evasion rows fill.
@@ -93,12 +100,83 @@ pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
     for row in backdoor::rows(report, &CSV_COLUMNS) {
         writer.write_record(row)?;
     }
+    for row in detector_rows(report) {
+        writer.write_record(row)?;
+    }
     let bytes = writer
         .into_inner()
         .map_err(|error| ::csv::Error::from(error.into_error()))?;
     // Every cell came from a `String`, so the bytes are UTF-8; the lossy conversion never
     // replaces anything.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The `detector` rows: one per (detector, attack@ε, target false-positive rate), then one
+/// `output_drift` row per attack@ε (`psi`, `kl`; `label` = `attack` = the attack's label). `label` is
+/// the detector's label, `attack` the attack's; `robust_accuracy` and its interval are without
+/// the guardrail, `robust_with_guardrail` with it at `threshold` (the score threshold the target
+/// rate gives on clean inputs; `false_rejection_rate` is the clean rate achieved),
+/// `detection_rate` the share of the successful adversarial inputs flagged, `correct`/`total`
+/// those counts, `auc` the ROC AUC (empty when the attack broke nothing).
+fn detector_rows(report: &RunReport) -> Vec<Vec<String>> {
+    let column = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name);
+    let mut rows = Vec::new();
+    for detector in &report.detectors {
+        for row in &detector.rows {
+            for point in &row.at_fpr {
+                let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+                let mut set = |name: &str, value: String| {
+                    if let Some(at) = column(name) {
+                        cells[at] = value;
+                    }
+                };
+                set("kind", "detector".to_owned());
+                set("label", text_cell(&detector.label));
+                set("attack", text_cell(&row.attack));
+                set("norm", text_cell(&row.norm));
+                set("epsilon", row.epsilon.to_string());
+                set("robust_accuracy", row.robust_accuracy.value.to_string());
+                set("ci95_low", row.robust_accuracy.ci95_low.to_string());
+                set("ci95_high", row.robust_accuracy.ci95_high.to_string());
+                if let Some(detection) = &point.detection {
+                    set("detection_rate", detection.value.to_string());
+                    set("correct", detection.successes.to_string());
+                    set("total", detection.total.to_string());
+                }
+                set(
+                    "false_rejection_rate",
+                    point.false_positive_rate.to_string(),
+                );
+                set("seconds", detector.seconds.to_string());
+                set("adaptive", row.adaptive.to_string());
+                set("auc", row.auc.map(|a| a.to_string()).unwrap_or_default());
+                set("target_fpr", point.target_fpr.to_string());
+                set("threshold", point.threshold.to_string());
+                set(
+                    "robust_with_guardrail",
+                    point.robust_with_guardrail.value.to_string(),
+                );
+                rows.push(cells);
+            }
+        }
+    }
+    for drift in &report.output_drift {
+        let mut cells = vec![String::new(); CSV_COLUMNS.len()];
+        let mut set = |name: &str, value: String| {
+            if let Some(at) = column(name) {
+                cells[at] = value;
+            }
+        };
+        set("kind", "output_drift".to_owned());
+        set("label", text_cell(&drift.attack));
+        set("attack", text_cell(&drift.attack));
+        set("norm", text_cell(&drift.norm));
+        set("epsilon", drift.epsilon.to_string());
+        set("psi", drift.psi.to_string());
+        set("kl", drift.kl.to_string());
+        rows.push(cells);
+    }
+    rows
 }
 
 /// A text cell as written to the CSV: prefixed with `'` when a spreadsheet would otherwise read

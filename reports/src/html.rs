@@ -10,6 +10,7 @@
 use std::path::Path;
 
 mod backdoor;
+mod detector;
 
 use base64::Engine as _;
 
@@ -61,6 +62,8 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     let per_class_plot = plots::per_class_plot(report)?;
     let tiles = plots::example_tiles(report)?;
     let backdoor_plots = plots::backdoor::backdoor_plots(report)?;
+    let roc_plots = plots::detector::roc_plots(report)?;
+    let confidence_plots = plots::detector::confidence_plots(report)?;
 
     let mut page = Page::default();
     page.head(report);
@@ -76,6 +79,8 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     page.per_class(report, per_class_plot.as_ref());
     page.gallery(report, &tiles);
     page.backdoor(report, &backdoor_plots);
+    page.detectors(report, &roc_plots, &confidence_plots);
+    page.probing(report);
     page.attack_parameters(report);
     page.timings(report);
     page.footer(report);
@@ -84,6 +89,8 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
     all_plots.extend(per_class_plot);
     all_plots.extend(tiles.into_iter().map(|tile| tile.png));
     all_plots.extend(backdoor_plots.into_all());
+    all_plots.extend(roc_plots.into_iter().map(|(_, png)| png));
+    all_plots.extend(confidence_plots.into_iter().map(|(_, png)| png));
     Ok(Rendered {
         html: page.out,
         plots: all_plots,
@@ -392,6 +399,12 @@ impl Page {
         );
         if report.backdoor.is_some() {
             self.push("<a href=\"#backdoor\">backdoor</a>");
+        }
+        if !report.detectors.is_empty() || !report.output_drift.is_empty() {
+            self.push("<a href=\"#guardrails\">guardrails</a>");
+        }
+        if report.probing.is_some() {
+            self.push("<a href=\"#probing\">probing</a>");
         }
         self.push("</nav>\n");
     }

@@ -12,6 +12,7 @@
 
 pub mod backdoor;
 mod csv;
+pub mod detector;
 mod error;
 mod html;
 mod json;
@@ -19,6 +20,7 @@ mod junit;
 mod markdown;
 mod numbers;
 mod plots;
+pub mod probing;
 pub mod schema;
 mod validate;
 

@@ -147,6 +147,9 @@ pub fn render_markdown(report: &RunReport) -> String {
     if let Some(baseline) = &report.baseline {
         baseline_section(&mut out, baseline);
     }
+    if let Some(probing) = &report.probing {
+        let _ = writeln!(out, "\n### Probing\n\n{}.", md(&probing.headline()));
+    }
     for notice in &report.notices {
         let _ = writeln!(out, "\n> {}", md(notice));
     }

@@ -16,6 +16,7 @@ use plotters::style::{register_font, FontStyle};
 use plotters_backend::{BackendCoord, DrawingErrorKind};
 
 pub(crate) mod backdoor;
+pub(crate) mod detector;
 
 use crate::error::ReportError;
 use crate::numbers::{percent, significant};
@@ -39,6 +40,12 @@ pub fn render_plots(report: &RunReport) -> Result<Vec<NamedPng>, ReportError> {
     plots.extend(per_class_plot(report)?);
     plots.extend(example_tiles(report)?.into_iter().map(|tile| tile.png));
     plots.extend(backdoor::backdoor_plots(report)?.into_all());
+    plots.extend(detector::roc_plots(report)?.into_iter().map(|(_, png)| png));
+    plots.extend(
+        detector::confidence_plots(report)?
+            .into_iter()
+            .map(|(_, png)| png),
+    );
     Ok(plots)
 }
 

@@ -4,7 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the results schema written into every `results.json`.
 ///
-/// Version 4 (this one) adds `minimal_norm`: each minimal-norm attack's one unbounded run
+/// Version 5 (this one) adds `detectors`: each guardrail of the suite's `[[detector]]`
+/// sections, scored on the clean inputs and on every attack@ε's adversarial inputs (detection at
+/// fixed clean false-positive rates, ROC AUC and curve, robust accuracy with the guardrail),
+/// non-adaptive and adaptive (`crate::detector`).
+/// Version 4 added `minimal_norm`: each minimal-norm attack's one unbounded run
 /// (quantiles of the smallest successful perturbation). Its robust accuracy at each ε of the
 /// suite is an ordinary `attacks` entry (kind `minimal_norm`), derived from that one run.
 /// Version 3 added `backdoor` (trigger scans, STRIP, poisoning sweeps, data-level
@@ -12,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// declared `kind`, `needs` and validated `objective`; every figure in it is an aggregate of
 /// the per-sample records (`samples.parquet`). Version-1 and -2 files still read and render:
 /// the added keys are optional.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The oldest results schema this build still reads and renders.
 pub const OLDEST_READABLE_SCHEMA_VERSION: u32 = 1;
@@ -62,6 +66,19 @@ pub struct RunReport {
     /// suite has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backdoor: Option<crate::backdoor::BackdoorReport>,
+    /// The guardrails of the suite's `[[detector]]` sections (schema 5; absent when the suite
+    /// has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<crate::detector::DetectorResult>,
+    /// Output monitoring: per attack@ε, the drift of the predicted-class distribution from
+    /// clean to attacked inputs, and confidence histograms (schema 5; absent unless the suite
+    /// has a `[[detector]]` or a drift gate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_drift: Vec<crate::detector::DriftResult>,
+    /// A simulated black-box attacker's query stream against the query-similarity monitor
+    /// (absent unless the suite has a `[probing]` section).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<crate::probing::ProbingReport>,
     /// Every figure compared with an earlier run's (`gauntlet run --baseline`); absent when no
     /// baseline was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -400,6 +417,9 @@ pub enum GateBound {
     /// `actual ≤ threshold` passes, both plain numbers rather than fractions: the largest
     /// anomaly index a trigger scan may find.
     AtMostIndex,
+    /// `actual ≥ threshold` passes, both plain numbers rather than fractions: the smallest
+    /// drift of the predicted classes under attack an output monitor must see (schema 5).
+    AtLeastValue,
 }
 
 impl GateBound {
@@ -437,6 +457,13 @@ impl GateVerdict {
                 self.threshold,
                 self.actual - self.threshold
             ),
+            GateBound::AtLeastValue => format!(
+                "gate failed: {} = {:.3} < {:.3} (short by {:.3})",
+                self.gate,
+                self.actual,
+                self.threshold,
+                self.threshold - self.actual
+            ),
         }
     }
 
@@ -455,6 +482,9 @@ impl GateVerdict {
             ),
             GateBound::AtMostIndex => {
                 format!("{:.2} (threshold ≤ {:.2})", self.actual, self.threshold)
+            }
+            GateBound::AtLeastValue => {
+                format!("{:.3} (threshold ≥ {:.3})", self.actual, self.threshold)
             }
         }
     }

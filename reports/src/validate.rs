@@ -92,6 +92,11 @@ impl RunReport {
         if let Some(backdoor) = &self.backdoor {
             crate::backdoor::validate(backdoor)?;
         }
+        crate::detector::validate(&self.detectors)?;
+        crate::detector::validate_drift(&self.output_drift)?;
+        if let Some(probing) = &self.probing {
+            probing.validate()?;
+        }
         let t = &self.timings;
         non_negative("timings.load_seconds", t.load_seconds)?;
         non_negative("timings.clean_seconds", t.clean_seconds)?;

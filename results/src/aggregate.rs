@@ -62,6 +62,14 @@ impl<'a> Aligned<'a> {
                         found: record.outcome.kind().as_str(),
                     })
                 }
+                (RunPurpose::Detector, _) if planned.detector.is_some() => RecordKind::Detector,
+                (RunPurpose::Detector, _) => {
+                    return Err(AggregateError::WrongKind {
+                        run: planned.label.clone(),
+                        expected: "a detector run description in the plan",
+                        found: record.outcome.kind().as_str(),
+                    })
+                }
                 _ => RecordKind::Evasion,
             };
             if record.outcome.kind() != expected {
@@ -94,7 +102,7 @@ impl<'a> Aligned<'a> {
             .runs
             .iter()
             .map(|run| match run.purpose {
-                RunPurpose::Clean | RunPurpose::Backdoor => Vec::new(),
+                RunPurpose::Clean | RunPurpose::Backdoor | RunPurpose::Detector => Vec::new(),
                 _ => vec![None; indices.len()],
             })
             .collect();
@@ -380,6 +388,9 @@ pub fn aggregate(
         notices: measurements.notices.clone(),
         samples_file: None,
         backdoor: crate::backdoor::aggregate(plan, measurements, records),
+        detectors: crate::detector::aggregate(plan, measurements, records)?,
+        output_drift: crate::drift::aggregate(plan, &aligned, records),
+        probing: measurements.probing.clone(),
         baseline: None,
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);

@@ -488,6 +488,7 @@ mod tests {
             purpose: RunPurpose::Backdoor,
             attack: None,
             backdoor: Some(run),
+            detector: None,
         }
     }
 

@@ -28,6 +28,19 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                         .as_ref()
                         .map_or(0.0, crate::backdoor::largest_flagged_index),
                 ),
+                Gate::MinPredictionDrift {
+                    label,
+                    epsilon,
+                    measure,
+                    ..
+                } => report
+                    .output_drift
+                    .iter()
+                    .find(|d| &d.attack == label && d.epsilon == epsilon_value(*epsilon))
+                    .map(|d| match measure {
+                        crate::plan::DriftMeasure::Psi => d.psi,
+                        crate::plan::DriftMeasure::Kl => d.kl,
+                    }),
             };
             // A gate whose number is missing cannot pass: the suite validation makes this
             // unreachable, but a silent pass would be the worst outcome.
@@ -43,6 +56,7 @@ pub fn evaluate(gates: &[Gate], report: &RunReport) -> Vec<GateVerdict> {
                 passed,
                 bound: match gate {
                     Gate::MaxAnomalyIndex { .. } => GateBound::AtMostIndex,
+                    Gate::MinPredictionDrift { .. } => GateBound::AtLeastValue,
                     _ => GateBound::AtLeast,
                 },
                 detail: None,

@@ -15,6 +15,8 @@
 pub mod aggregate;
 pub mod backdoor;
 pub mod baseline;
+pub mod detector;
+pub mod drift;
 pub mod gate;
 pub mod metrics;
 pub mod plan;
@@ -24,10 +26,12 @@ pub mod sanity;
 
 pub use aggregate::{aggregate, Aligned};
 pub use plan::{
-    AttackRun, CleanGradients, Gate, PlannedRun, RepeatForward, RunMeasurements, RunPlan,
-    RunPurpose, MAX_ANOMALY_INDEX_GATE, PLAN_VERSION,
+    AttackRun, CleanGradients, DriftMeasure, Gate, PlannedRun, RepeatForward, RunMeasurements,
+    RunPlan, RunPurpose, MAX_ANOMALY_INDEX_GATE, PLAN_VERSION,
 };
-pub use records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+pub use records::{
+    CleanOutcome, DetectorOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord,
+};
 
 /// Records that do not fit the plan they claim to belong to.
 #[derive(Debug, thiserror::Error)]

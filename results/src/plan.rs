@@ -36,6 +36,10 @@ pub enum RunPurpose {
     /// [`RunPurpose::Attack`] runs at the suite's ε's have no records of their own: the
     /// aggregation derives them from this run ([`crate::Aligned::new`]).
     MinimalNormSearch,
+    /// A guardrail detector's scores of one run's inputs (the clean ones, or an attack's
+    /// adversarial ones); what it is is the run's `detector`
+    /// ([`crate::detector::DetectorRun`]).
+    Detector,
 }
 
 /// One run of the plan.
@@ -50,6 +54,9 @@ pub struct PlannedRun {
     /// What a [`RunPurpose::Backdoor`] run is (absent in plans written before backdoor runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backdoor: Option<crate::backdoor::BackdoorRun>,
+    /// What a [`RunPurpose::Detector`] run is (absent in plans written before detector runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<crate::detector::DetectorRun>,
 }
 
 impl PlannedRun {
@@ -60,6 +67,7 @@ impl PlannedRun {
             purpose: RunPurpose::Clean,
             attack: None,
             backdoor: None,
+            detector: None,
         }
     }
 }
@@ -110,6 +118,34 @@ pub enum Gate {
     MaxAnomalyIndex {
         threshold: f64,
     },
+    /// An output monitor must see the attack: the drift of the predicted-class distribution
+    /// from the clean inputs to attack `label` at `epsilon` is at least `threshold` (a plain
+    /// number: the population stability index, or the KL divergence in nats).
+    MinPredictionDrift {
+        label: String,
+        epsilon: f32,
+        measure: DriftMeasure,
+        threshold: f64,
+    },
+}
+
+/// How a drift of the predicted classes is measured (`crate::drift`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftMeasure {
+    /// The population stability index.
+    Psi,
+    /// `KL(attacked ‖ clean)`, in nats.
+    Kl,
+}
+
+impl DriftMeasure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMeasure::Psi => "psi",
+            DriftMeasure::Kl => "kl",
+        }
+    }
 }
 
 impl Gate {
@@ -124,6 +160,12 @@ impl Gate {
                 format!("min_worst_case_accuracy[{norm}@{epsilon}]")
             }
             Gate::MaxAnomalyIndex { .. } => MAX_ANOMALY_INDEX_GATE.to_string(),
+            Gate::MinPredictionDrift {
+                label,
+                epsilon,
+                measure,
+                ..
+            } => format!("min_prediction_{}[{label}@{epsilon}]", measure.as_str()),
         }
     }
 
@@ -132,7 +174,8 @@ impl Gate {
             Gate::CleanAccuracy { threshold }
             | Gate::RobustAccuracy { threshold, .. }
             | Gate::WorstCaseAccuracy { threshold, .. }
-            | Gate::MaxAnomalyIndex { threshold } => *threshold,
+            | Gate::MaxAnomalyIndex { threshold }
+            | Gate::MinPredictionDrift { threshold, .. } => *threshold,
         }
     }
 }
@@ -189,6 +232,9 @@ pub struct RunMeasurements {
     /// vanishing-gradient check (absent when the suite runs no gradient attack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_gradients: Option<CleanGradients>,
+    /// The probing simulation (`[probing]`), from the whole-model unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probing: Option<gauntlet_reports::probing::ProbingReport>,
 }
 
 /// The model run a second time on the clean inputs of samples `start..start + n` (the first

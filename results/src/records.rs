@@ -38,6 +38,9 @@ pub enum Outcome {
     Evasion(EvasionOutcome),
     /// A trigger scan, STRIP, poisoning or data-scan measurement (`crate::backdoor`).
     Backdoor(crate::backdoor::BackdoorOutcome),
+    /// A guardrail's score of one input: clean, or an attack's adversarial input
+    /// (`crate::detector`).
+    Detector(DetectorOutcome),
 }
 
 impl Outcome {
@@ -47,6 +50,7 @@ impl Outcome {
             Outcome::Clean(_) => RecordKind::Clean,
             Outcome::Evasion(_) => RecordKind::Evasion,
             Outcome::Backdoor(backdoor) => backdoor.kind(),
+            Outcome::Detector(_) => RecordKind::Detector,
         }
     }
 
@@ -56,6 +60,7 @@ impl Outcome {
             Outcome::Clean(clean) => clean.prediction,
             Outcome::Evasion(evasion) => evasion.prediction,
             Outcome::Backdoor(backdoor) => backdoor.prediction(),
+            Outcome::Detector(detector) => detector.prediction,
         }
     }
 }
@@ -70,6 +75,7 @@ pub enum RecordKind {
     Strip,
     Poisoning,
     DataScan,
+    Detector,
 }
 
 impl RecordKind {
@@ -82,6 +88,7 @@ impl RecordKind {
             RecordKind::Strip => "strip",
             RecordKind::Poisoning => "poisoning",
             RecordKind::DataScan => "data_scan",
+            RecordKind::Detector => "detector",
         }
     }
 
@@ -94,6 +101,7 @@ impl RecordKind {
             "strip" => Some(RecordKind::Strip),
             "poisoning" => Some(RecordKind::Poisoning),
             "data_scan" => Some(RecordKind::DataScan),
+            "detector" => Some(RecordKind::Detector),
             _ => None,
         }
     }
@@ -140,4 +148,22 @@ pub struct EvasionOutcome {
     /// when it first broke this sample (`gauntlet_attacks::SampleTrace::broken_at`); `None`
     /// for a sample it did not break, for other attacks and in files before version 3.
     pub broken_at: Option<f32>,
+}
+
+/// A guardrail detector's score of one input of one scored run (`crate::detector`): the clean
+/// input, or an attack's adversarial input at one ε.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectorOutcome {
+    /// The true label.
+    pub label: u32,
+    /// The model's prediction on the scored input.
+    pub prediction: u32,
+    /// For a clean input: classified correctly. For an adversarial input: correct before and
+    /// after the attack (AutoAttack's convention, as [`EvasionOutcome::robust`]).
+    pub robust: bool,
+    /// The detector's score, higher = more suspicious.
+    pub score: f64,
+    /// Whether the detector's own rule rejects the input, when it has a rule (the z-score
+    /// validator's `max |z| > threshold`).
+    pub rule_rejected: Option<bool>,
 }

@@ -53,8 +53,16 @@
 //! first broken; null where unbroken). Both are null on rows of attacks that do not report
 //! them and on every non-evasion row.
 //!
-//! Version-1 files (18 columns) and version-2 files (31 columns) still read; their evasion
-//! records have no queries and no `broken_at`.
+//! Version 4 adds the guardrail records (`crate::detector`; kind `detector`, purpose
+//! `detector`), with no new column: `run` is the detector's label, `attack`, `norm` and
+//! `epsilon` the attack whose adversarial inputs were scored (null for the clean inputs),
+//! `label` the true label, `prediction` the model's prediction on the scored input, `robust`
+//! correct (clean) or correct before and after the attack (adversarial), `score` the
+//! detector's score and `flagged` whether the detector's own rule rejects the input (null
+//! when it has no rule).
+//!
+//! Version-1 files (18 columns), version-2 files (31 columns) and version-3 files still read;
+//! version 1 and 2 evasion records have no queries and no `broken_at`.
 //!
 //! A minimal-norm attack (DeepFool, CW-L2) has rows only for its one `minimal_norm_search` run
 //! (ε = +∞; `"unbounded"` in the plan's JSON): `perturbation_norm` is the smallest successful
@@ -85,7 +93,9 @@ use crate::backdoor::{
     TriggerScanOutcome,
 };
 use crate::plan::{RunMeasurements, RunPlan, RunPurpose};
-use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+use crate::records::{
+    CleanOutcome, DetectorOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord,
+};
 
 /// The file's name beside `results.json`.
 pub const FILE_NAME: &str = "samples.parquet";
@@ -94,7 +104,7 @@ pub const FILE_NAME: &str = "samples.parquet";
 pub const METADATA_KEY: &str = "gauntlet.run";
 
 /// Version of this file's columns and metadata.
-pub const SAMPLES_FILE_VERSION: u32 = 3;
+pub const SAMPLES_FILE_VERSION: u32 = 4;
 
 /// The oldest version this build reads (version 1 has no backdoor columns).
 pub const OLDEST_SAMPLES_FILE_VERSION: u32 = 1;
@@ -238,6 +248,7 @@ fn purpose_name(purpose: RunPurpose) -> &'static str {
         RunPurpose::FullBudgetProbe => "full_budget_probe",
         RunPurpose::Backdoor => "backdoor",
         RunPurpose::MinimalNormSearch => "minimal_norm_search",
+        RunPurpose::Detector => "detector",
     }
 }
 
@@ -271,7 +282,7 @@ pub fn write(
         .iter()
         .filter_map(|r| match r.outcome {
             Outcome::Clean(clean) => Some((r.index, clean.label)),
-            Outcome::Evasion(_) | Outcome::Backdoor(_) => None,
+            Outcome::Evasion(_) | Outcome::Backdoor(_) | Outcome::Detector(_) => None,
         })
         .collect();
     let mut by_run: Vec<Vec<&SampleRecord>> = vec![Vec::new(); plan.runs.len()];
@@ -336,7 +347,7 @@ pub fn write(
             .iter()
             .map(|r| match &r.outcome {
                 Outcome::Evasion(e) => Some(e),
-                Outcome::Clean(_) | Outcome::Backdoor(_) => None,
+                Outcome::Clean(_) | Outcome::Backdoor(_) | Outcome::Detector(_) => None,
             })
             .collect();
         let optional_f32 =
@@ -386,6 +397,7 @@ pub fn write(
                 Outcome::Clean(c) => c.label as i32,
                 Outcome::Evasion(_) => labels.get(&r.index).copied().unwrap_or(u32::MAX) as i32,
                 Outcome::Backdoor(b) => backdoor_label(&b) as i32,
+                Outcome::Detector(d) => d.label as i32,
             })
             .collect();
         column!(Int32Type, &labels_column, None);
@@ -394,15 +406,19 @@ pub fn write(
         let (correct, correct_levels) = nullable(rows.iter().map(|r| match r.outcome {
             Outcome::Clean(c) => Some(c.correct()),
             Outcome::Backdoor(BackdoorOutcome::Poisoning(p)) => Some(p.clean_correct()),
-            Outcome::Evasion(_) | Outcome::Backdoor(_) => None,
+            Outcome::Evasion(_) | Outcome::Backdoor(_) | Outcome::Detector(_) => None,
         }));
         column!(BoolType, &correct, Some(&correct_levels));
-        let (robust, robust_levels) = nullable(evasion.iter().map(|e| e.map(|e| e.robust)));
+        let (robust, robust_levels) = nullable(rows.iter().map(|r| match r.outcome {
+            Outcome::Evasion(e) => Some(e.robust),
+            Outcome::Detector(d) => Some(d.robust),
+            _ => None,
+        }));
         column!(BoolType, &robust, Some(&robust_levels));
         let (losses, loss_levels) = nullable(rows.iter().map(|r| match r.outcome {
             Outcome::Clean(c) => Some(c.loss),
             Outcome::Evasion(e) => Some(e.loss),
-            Outcome::Backdoor(_) => None,
+            Outcome::Backdoor(_) | Outcome::Detector(_) => None,
         }));
         column!(FloatType, &losses, Some(&loss_levels));
         for get in [
@@ -439,11 +455,18 @@ pub fn write(
             let (values, levels) = scan(get);
             column!(DoubleType, &values, Some(&levels));
         }
-        let (values, levels) = nullable(backdoor.iter().map(|b| match b {
+        let detector: Vec<Option<DetectorOutcome>> = rows
+            .iter()
+            .map(|r| match r.outcome {
+                Outcome::Detector(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        let (values, levels) = nullable(backdoor.iter().zip(&detector).map(|(b, d)| match b {
             Some(BackdoorOutcome::TriggerScan(t)) => Some(t.flagged),
             Some(BackdoorOutcome::Strip(s)) => Some(s.flagged),
             Some(BackdoorOutcome::DataScan(d)) => Some(d.flagged),
-            _ => None,
+            _ => d.and_then(|d| d.rule_rejected),
         }));
         column!(BoolType, &values, Some(&levels));
         let strip = |b: &Option<BackdoorOutcome>| match b {
@@ -483,7 +506,12 @@ pub fn write(
             Some(BackdoorOutcome::DataScan(d)) => Some(*d),
             _ => None,
         };
-        let (values, levels) = nullable(backdoor.iter().map(|b| data(b).map(|d| d.score)));
+        let (values, levels) = nullable(
+            backdoor
+                .iter()
+                .zip(&detector)
+                .map(|(b, d)| data(b).map(|b| b.score).or(d.map(|d| d.score))),
+        );
         column!(DoubleType, &values, Some(&levels));
         let (values, levels) = nullable(backdoor.iter().map(|b| data(b).map(|d| d.poisoned)));
         column!(BoolType, &values, Some(&levels));
@@ -704,6 +732,16 @@ pub fn read(
                 flagged: cell.boolean("flagged", 22)?,
                 poisoned: cell.boolean("poisoned", 30)?,
             })),
+            RecordKind::Detector => Outcome::Detector(DetectorOutcome {
+                label,
+                prediction,
+                robust: cell.boolean("robust", 11)?,
+                score: cell.double("score", 29)?,
+                rule_rejected: match cell.field("flagged", 22)? {
+                    Field::Null => None,
+                    _ => Some(cell.boolean("flagged", 22)?),
+                },
+            }),
         };
         records.push(SampleRecord {
             run,

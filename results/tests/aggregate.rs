@@ -28,6 +28,7 @@ fn run(label: &str, purpose: RunPurpose, attack: AttackRun) -> PlannedRun {
         purpose,
         attack: Some(attack),
         backdoor: None,
+        detector: None,
     }
 }
 
@@ -1069,4 +1070,163 @@ fn a_decision_based_minimal_norm_attack_feeds_the_black_box_check() {
         check_status(&report, "black_box_not_stronger_than_white_box"),
         CheckStatus::Pass
     );
+}
+/// A detector run of the plan: `label` scoring the clean inputs, or the attack `pgd` at 0.1.
+fn detector_run(label: &str, attacked: bool, rule_threshold: Option<f64>) -> PlannedRun {
+    use gauntlet_results::detector::{DetectorRun, ScoredInputs};
+    PlannedRun {
+        label: label.to_string(),
+        purpose: RunPurpose::Detector,
+        attack: attacked.then(|| attack("pgd", AttackKind::Iterative, Norm::Linf, 0.1)),
+        backdoor: None,
+        detector: Some(DetectorRun {
+            detector: "zscore".to_string(),
+            needs: "inputs".to_string(),
+            fit_samples: 10,
+            fit_source: "test".to_string(),
+            rule_threshold,
+            params: serde_json::Map::new(),
+            scored: if attacked {
+                ScoredInputs::Attack {
+                    attack_label: "pgd".to_string(),
+                    adaptive: false,
+                }
+            } else {
+                ScoredInputs::Clean
+            },
+        }),
+    }
+}
+
+fn scores(run: u32, robust: &[bool], scores: &[f64], rule: Option<f64>) -> Vec<SampleRecord> {
+    let labels = [0u32, 1, 2, 0];
+    scores
+        .iter()
+        .zip(robust)
+        .enumerate()
+        .map(|(index, (&score, &robust))| SampleRecord {
+            run: RunId(run),
+            index: index as u64,
+            outcome: Outcome::Detector(gauntlet_results::DetectorOutcome {
+                label: labels[index],
+                prediction: if robust { labels[index] } else { 9 },
+                robust,
+                score,
+                rule_rejected: rule.map(|t| score > t),
+            }),
+        })
+        .collect()
+}
+
+/// Clean: samples 0–2 right, 3 wrong. PGD breaks samples 0 and 1; sample 2 stays robust.
+/// The detector scores the clean inputs 0.1 … 0.4 and the adversarial ones
+/// (0.9, 0.35, 0.05, 0.5); a constant detector scores everything 1.
+fn detector_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
+    let plan = plan(
+        vec![
+            run(
+                "pgd",
+                RunPurpose::Attack,
+                attack("pgd", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+            detector_run("zscore", false, Some(0.45)),
+            detector_run("zscore", true, Some(0.45)),
+            detector_run("constant", false, None),
+            detector_run("constant", true, None),
+        ],
+        Vec::new(),
+    );
+    let clean_correct = [true, true, true, false];
+    let attacked_robust = [false, false, true, false];
+    let mut records = clean_records();
+    records.extend(evasion(1, 0.1, &attacked_robust));
+    records.extend(scores(2, &clean_correct, &[0.1, 0.2, 0.3, 0.4], Some(0.45)));
+    records.extend(scores(
+        3,
+        &attacked_robust,
+        &[0.9, 0.35, 0.05, 0.5],
+        Some(0.45),
+    ));
+    records.extend(scores(4, &clean_correct, &[1.0; 4], None));
+    records.extend(scores(5, &attacked_robust, &[1.0; 4], None));
+    (plan, records)
+}
+
+#[test]
+fn detector_figures_are_counted_from_the_records() {
+    let (plan, records) = detector_plan_and_records();
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert_eq!(report.detectors.len(), 2);
+    let zscore = &report.detectors[0];
+    assert_eq!((zscore.label.as_str(), zscore.clean_samples), ("zscore", 4));
+    assert_eq!(zscore.rule_threshold, Some(0.45));
+    assert_eq!(zscore.rule_false_positive.unwrap().successes, 0);
+    assert_eq!(zscore.rows.len(), 1);
+    let row = &zscore.rows[0];
+    assert_eq!(
+        (row.attack.as_str(), row.epsilon, row.adaptive),
+        ("pgd", 0.1, false)
+    );
+    // Successful: samples 0 and 1 (sample 3 was wrong when clean). 0.9 beats all four clean
+    // scores, 0.35 three of them: U = 7 of 8 pairs.
+    assert_eq!(row.successful, 2);
+    assert_eq!(row.auc, Some(0.875));
+    assert_eq!(row.robust_accuracy.successes, 1);
+    // Four clean scores allow no false positive at 1% or 5%: the threshold is the largest.
+    for point in &row.at_fpr {
+        assert_eq!((point.threshold, point.false_positive_rate), (0.4, 0.0));
+        let detection = point.detection.unwrap();
+        assert_eq!((detection.successes, detection.total), (1, 2));
+        // Defended: 0 (flagged), 2 (robust), 3 (flagged); sample 1 gets through.
+        let defended = point.robust_with_guardrail;
+        assert_eq!((defended.successes, defended.total), (3, 4));
+    }
+    let rule = row.rule_detection.unwrap();
+    assert_eq!((rule.successes, rule.total), (1, 2));
+    assert_eq!(
+        row.roc,
+        vec![
+            [0.0, 0.0],
+            [0.0, 0.5],
+            [0.25, 0.5],
+            [0.25, 1.0],
+            [0.5, 1.0],
+            [0.75, 1.0],
+            [1.0, 1.0]
+        ]
+    );
+    // A constant detector separates nothing: AUC exactly ½, nothing flagged, the guardrail
+    // adds nothing to robust accuracy.
+    let constant = &report.detectors[1];
+    assert_eq!(constant.rows[0].auc, Some(0.5));
+    assert!(constant.rule_false_positive.is_none());
+    for point in &constant.rows[0].at_fpr {
+        assert_eq!(point.detection.unwrap().successes, 0);
+        assert_eq!(point.robust_with_guardrail.successes, 1);
+    }
+    assert_eq!(constant.rows[0].roc, vec![[0.0, 0.0], [1.0, 1.0]]);
+}
+
+#[test]
+fn detector_records_survive_the_per_sample_file() {
+    let (plan, records) = detector_plan_and_records();
+    let measurements = RunMeasurements::default();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(samples_file::FILE_NAME);
+    samples_file::write(&path, &plan, &measurements, &records).unwrap();
+    let (read_plan, read_measurements, read_records) = samples_file::read(&path).unwrap();
+    assert_eq!(read_plan, plan);
+    assert_eq!(read_records, records);
+    assert_eq!(
+        aggregate(&read_plan, &read_measurements, &read_records).unwrap(),
+        aggregate(&plan, &measurements, &records).unwrap()
+    );
+}
+
+#[test]
+fn a_detector_record_in_a_run_without_a_detector_description_is_refused() {
+    let (mut plan, records) = detector_plan_and_records();
+    plan.runs[2].detector = None;
+    let error = aggregate(&plan, &RunMeasurements::default(), &records).unwrap_err();
+    assert!(matches!(error, AggregateError::WrongKind { .. }), "{error}");
 }

@@ -59,6 +59,10 @@ impl Detector for Confidence {
     fn score(&self, batch: &Observations) -> Result<Vec<f64>, AttackError> {
         score_logits(ENTRY.name, batch, score_one)
     }
+
+    fn falls_with_confidence(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

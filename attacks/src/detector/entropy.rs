@@ -66,6 +66,10 @@ impl Detector for Entropy {
     fn score(&self, batch: &Observations) -> Result<Vec<f64>, AttackError> {
         score_logits(ENTRY.name, batch, score_one)
     }
+
+    fn falls_with_confidence(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

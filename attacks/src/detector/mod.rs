@@ -22,7 +22,9 @@ use gauntlet_models::{FeatureName, Model};
 
 use crate::{AttackError, ParameterDoc};
 
+pub mod adaptive;
 pub mod metrics;
+pub mod probing;
 
 /// Declare each detector module and list its `ENTRY` in [`DETECTORS`], in the order given.
 macro_rules! register_detectors {
@@ -213,6 +215,19 @@ pub trait Detector: Send + Sync {
     /// thresholds fixed by a false-positive rate on clean data instead ([`metrics`]).
     fn rule_threshold(&self) -> Option<f64> {
         None
+    }
+    /// The inputs the detector's own rule accepts, when they form a box: per feature
+    /// `(lo, hi)`. This is what an adaptive attack projects into ([`adaptive`]); `None` for a
+    /// detector whose accept region is not a box of inputs (an output monitor, the z-score
+    /// validator's `share_over_threshold` rule). An error when the detector is not fitted.
+    fn accept_box(&self) -> Option<Result<Vec<(f64, f64)>, AttackError>> {
+        None
+    }
+    /// Whether the score falls as the model's softmax concentrates on its top class (the
+    /// confidence and entropy monitors): an adaptive attack then evades it with a confident
+    /// misclassification ([`adaptive`]).
+    fn falls_with_confidence(&self) -> bool {
+        false
     }
 }
 

@@ -273,6 +273,10 @@ impl Detector for ZScore {
             Aggregation::ShareOverThreshold => self.params.max_share,
         })
     }
+
+    fn accept_box(&self) -> Option<Result<Vec<(f64, f64)>, AttackError>> {
+        (self.params.aggregation == Aggregation::MaxAbs).then(|| self.accept_region())
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ fn embedded_default_suite_writes_json_csv_and_html() {
     let out = dir.path().join("gauntlet-out");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["schema_version"], 4);
+    assert_eq!(json["schema_version"], 5);
     assert_eq!(json["dataset"]["samples"], 24);
     assert_eq!(json["samples_file"], "samples.parquet");
     assert_eq!(json["kernel_path"]["path"], "native");

@@ -3,33 +3,55 @@
 
 use gauntlet::load::load;
 use gauntlet::progress::Progress;
-use gauntlet::runner::{run, run_shard, Evaluation};
+use gauntlet::runner::{run, Evaluation};
+use gauntlet::shard::WorkUnit;
 use gauntlet::suite::{Overrides, Suite};
+use gauntlet::work::Work;
+use gauntlet_results::SampleRecord;
 
-fn evaluate(batch_size: usize, shard: Option<std::ops::Range<usize>>) -> Evaluation {
+fn suite(batch_size: usize) -> Suite {
     let overrides = Overrides {
         batch_size: Some(batch_size),
         limit: Some(300),
         ..Overrides::default()
     };
-    let suite = Suite::embedded_default(&overrides).unwrap();
+    Suite::embedded_default(&overrides).unwrap()
+}
+
+fn evaluate(batch_size: usize) -> Evaluation {
+    let suite = suite(batch_size);
     let loaded = load(&suite).unwrap();
-    match shard {
-        None => run(&suite, &loaded, &Progress::hidden()).unwrap(),
-        Some(shard) => run_shard(&suite, &loaded, &Progress::hidden(), shard).unwrap(),
-    }
+    run(&suite, &loaded, &Progress::hidden()).unwrap()
+}
+
+/// The records of the units of 130-sample chunks whose samples start in `samples`, run by a
+/// fresh `Work` (as a separate shard process would).
+fn records_of_chunks(batch_size: usize, samples: std::ops::Range<u64>) -> Vec<SampleRecord> {
+    let suite = suite(batch_size);
+    let loaded = load(&suite).unwrap();
+    let mut work = Work::new(&suite, &loaded, 130).unwrap();
+    let ids: Vec<_> = work
+        .units
+        .units
+        .iter()
+        .filter(|u| matches!(u.unit, WorkUnit::Samples { start, .. } if samples.contains(&start)))
+        .map(|u| u.id)
+        .collect();
+    ids.into_iter()
+        .flat_map(|id| work.execute(id, &Progress::hidden()).unwrap().records)
+        .collect()
 }
 
 #[test]
 fn batch_sizes_1_7_and_128_give_bit_identical_records() {
-    let reference = evaluate(128, None);
+    let reference = evaluate(128);
     assert!(
         reference.records.len() > 300 * 5,
         "{}",
         reference.records.len()
     );
     for batch_size in [1, 7] {
-        let other = evaluate(batch_size, None);
+        let other = evaluate(batch_size);
         assert_eq!(other.plan, reference.plan, "batch size {batch_size}");
         assert!(
             other.records == reference.records,
@@ -47,13 +69,12 @@ fn batch_sizes_1_7_and_128_give_bit_identical_records() {
 
 #[test]
 fn shards_concatenate_to_the_whole_run() {
-    let whole = evaluate(64, None);
-    let mut first = evaluate(64, Some(0..130));
-    let second = evaluate(64, Some(130..300));
-    assert_eq!(first.plan, whole.plan);
-    first.records.extend(second.records);
-    let key = |r: &gauntlet_results::SampleRecord| (r.run, r.index);
-    let mut merged = first.records.clone();
+    let whole = evaluate(64);
+    // Chunk 0 in one process, chunks 130 and 260 in another, which has to recompute the
+    // clean outcomes its attack units need.
+    let mut merged = records_of_chunks(64, 0..130);
+    merged.extend(records_of_chunks(64, 130..300));
+    let key = |r: &SampleRecord| (r.run, r.index);
     merged.sort_by_key(key);
     let mut expected = whole.records.clone();
     expected.sort_by_key(key);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{Device, Tensor};
 use gauntlet::load::load;
 use gauntlet::progress::Progress;
-use gauntlet::runner::{run, run_shard, Evaluation};
+use gauntlet::runner::{run, Evaluation};
 use gauntlet::suite::{Overrides, Suite};
 use gauntlet_models::{Model, ModelError};
 use gauntlet_reports::{CheckStatus, SanityCheck};
@@ -204,8 +204,22 @@ fn saturated_softmax_warns_of_vanishing_gradients() {
 fn model_probes_run_only_in_the_shard_that_holds_sample_0() {
     let suite = suite(96);
     let loaded = load(&suite).unwrap();
-    let first = run_shard(&suite, &loaded, &Progress::hidden(), 0..40).unwrap();
-    let second = run_shard(&suite, &loaded, &Progress::hidden(), 40..96).unwrap();
+    // Units of 40 samples: the clean units of chunks 0 and 40.
+    let mut work = gauntlet::work::Work::new(&suite, &loaded, 40).unwrap();
+    let clean_unit = |start: u64| {
+        work.units
+            .units
+            .iter()
+            .find(|u| {
+                matches!(u.unit, gauntlet::shard::WorkUnit::Samples { run, start: s, .. }
+                    if run.position() == 0 && s == start)
+            })
+            .unwrap()
+            .id
+    };
+    let (first, second) = (clean_unit(0), clean_unit(40));
+    let first = work.execute(first, &Progress::hidden()).unwrap();
+    let second = work.execute(second, &Progress::hidden()).unwrap();
     let repeat = first.measurements.repeat_forward.as_ref().unwrap();
     assert_eq!((repeat.start, repeat.logit_distance.len()), (0, 40));
     assert!(second.measurements.repeat_forward.is_none());

@@ -45,7 +45,8 @@ fn spawn(dir: &Path, args: &[String], env: Option<(&str, &str)>) -> Child {
     command.spawn().expect("the gauntlet binary starts")
 }
 
-/// `results.json` without what measures time (`timings`, each attack's `seconds`): everything
+/// `results.json` without what measures time (`timings`, each attack's, minimal-norm run's and
+/// detector's `seconds`): everything
 /// else must be identical between runs.
 fn results_without_timings(out: &Path) -> serde_json::Map<String, serde_json::Value> {
     let text = std::fs::read_to_string(out.join("results.json")).unwrap();
@@ -58,19 +59,18 @@ fn results_without_timings(out: &Path) -> serde_json::Map<String, serde_json::Va
     for attack in object["attacks"].as_array_mut().unwrap() {
         attack.as_object_mut().unwrap().remove("seconds");
     }
-    if let Some(minimal) = object
-        .get_mut("minimal_norm")
-        .and_then(|m| m.as_array_mut())
-    {
-        for run in minimal {
-            run.as_object_mut().unwrap().remove("seconds");
+    for section in ["minimal_norm", "detectors"] {
+        if let Some(runs) = object.get_mut(section).and_then(|m| m.as_array_mut()) {
+            for run in runs {
+                run.as_object_mut().unwrap().remove("seconds");
+            }
         }
     }
     object.clone()
 }
 
 /// Every field of `results.json` but the timings is the same, and so is every per-sample record.
-fn assert_same_results(expected: &Path, actual: &Path) {
+pub(crate) fn assert_same_results(expected: &Path, actual: &Path) {
     let want = results_without_timings(expected);
     let got = results_without_timings(actual);
     assert_eq!(

@@ -36,7 +36,8 @@ fn header_is_the_documented_snake_case_columns() {
          success_rate,mean_loss,perturbation_mean,perturbation_median,perturbation_max,\
          max_linf,seconds,model,class,rate,seed,anomaly_index,mask_l1,flip_rate,mask_iou,\
          flagged,clean_accuracy,attack_success_rate,attack_ci95_low,attack_ci95_high,\
-         false_rejection_rate,detection_rate,precision,recall,quantile,minimal_norm"
+         false_rejection_rate,detection_rate,precision,recall,quantile,minimal_norm,\
+         adaptive,auc,target_fpr,threshold,robust_with_guardrail,psi,kl"
     );
 }
 

@@ -340,6 +340,9 @@ pub fn report() -> RunReport {
         notices: vec!["the model ran on candle's kernels: <i>GELU</i>".to_owned()],
         samples_file: Some("samples.parquet".to_owned()),
         backdoor: None,
+        detectors: Vec::new(),
+        output_drift: Vec::new(),
+        probing: None,
         baseline: None,
     }
 }

@@ -6,6 +6,7 @@
 mod chromium;
 mod ci_outputs;
 mod csv_file;
+mod detector;
 mod fixture;
 mod html_page;
 mod json_file;
