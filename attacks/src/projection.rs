@@ -140,6 +140,66 @@ impl FeasibleSet {
         })
     }
 
+    /// The L∞ set around `x_clean` further limited to the box `[lower, upper]` (flattened like
+    /// `x_clean`): per element `[max(x − ε, 0, lower), min(x + ε, 1, upper)]`. A sample for
+    /// which that is empty in some element keeps its plain ε-ball ∩ [0, 1]: no input within ε
+    /// of it lies in the box. What an adaptive attack projects into when a detector accepts a
+    /// box of inputs.
+    pub fn within_box(
+        x_clean: &Tensor,
+        threat: ThreatModel,
+        lower: &[f32],
+        upper: &[f32],
+    ) -> Result<Self, AttackError> {
+        check_epsilon(threat.epsilon)?;
+        if threat.norm != Norm::Linf {
+            return Err(AttackError::invalid_parameter(
+                "norm",
+                "a box of accepted inputs limits an L∞ ball only",
+            ));
+        }
+        if x_clean.dtype() != DType::F32 {
+            return Err(AttackError::InputDtype {
+                dtype: x_clean.dtype(),
+            });
+        }
+        let clean = x_clean.flatten_all()?.to_vec1::<f32>()?;
+        let n = clean.len();
+        if lower.len() != n || upper.len() != n {
+            return Err(AttackError::ShapeMismatch {
+                what: "box bounds vs the clean inputs",
+                expected: vec![n],
+                actual: vec![lower.len().min(upper.len())],
+            });
+        }
+        let batch = x_clean.dim(0)?.max(1);
+        let d = n / batch;
+        let mut packed = linf_bounds_on_host(&clean, threat.epsilon);
+        for row in 0..batch {
+            let span = row * d..(row + 1) * d;
+            let tightened: Vec<(f32, f32)> = span
+                .clone()
+                .map(|i| (packed[i].max(lower[i]), packed[n + i].min(upper[i])))
+                .collect();
+            if tightened.iter().all(|(lo, hi)| lo <= hi) {
+                for (i, (lo, hi)) in span.zip(tightened) {
+                    packed[i] = lo;
+                    packed[n + i] = hi;
+                }
+            }
+        }
+        packed.extend_from_slice(&clean);
+        let packed = Tensor::from_vec(packed, (3, n), x_clean.device())?;
+        let row = |i: usize| packed.narrow(0, i, 1)?.reshape(x_clean.shape());
+        let linf_bounds = Some((row(0)?, row(1)?));
+        Ok(FeasibleSet {
+            clean: x_clean.clone(),
+            threat,
+            linf_bounds,
+            packed: x_clean.device().is_cpu().then_some(packed),
+        })
+    }
+
     /// The threat model this set belongs to.
     pub fn threat(&self) -> ThreatModel {
         self.threat
@@ -460,6 +520,51 @@ mod tests {
 
     fn tensor(values: &[f32], batch: usize) -> Tensor {
         Tensor::from_slice(values, (batch, values.len() / batch), &Device::Cpu).unwrap()
+    }
+
+    // Sample 0's ball [0.4, 0.6] × [0.1, 0.3] meets the box [0.5, 1] × [0, 0.2] in
+    // [0.5, 0.6] × [0.1, 0.2]; sample 1's ball [0.8, 1] × [0.8, 1] misses the box's second
+    // interval [0, 0.2], so it keeps its whole ball.
+    #[test]
+    fn a_box_tightens_each_ball_it_meets_and_leaves_the_others() {
+        let clean = tensor(&[0.5, 0.2, 0.9, 0.9], 2);
+        let threat = ThreatModel {
+            norm: Norm::Linf,
+            epsilon: 0.1,
+        };
+        let set =
+            FeasibleSet::within_box(&clean, threat, &[0.5, 0.0, 0.5, 0.0], &[1.0, 0.2, 1.0, 0.2])
+                .unwrap();
+        let far = tensor(&[0.0, 1.0, 0.0, 0.0], 2);
+        let projected: Vec<f32> = set
+            .project(&far)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let expected = [0.5f32, 0.2, 0.8, 0.8];
+        for (p, e) in projected.iter().zip(expected) {
+            assert!((p - e).abs() < 1e-6, "{projected:?}");
+        }
+        let near = tensor(&[1.0, -1.0, 2.0, 2.0], 2);
+        let projected: Vec<f32> = set
+            .project(&near)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let expected = [0.6f32, 0.1, 1.0, 1.0];
+        for (p, e) in projected.iter().zip(expected) {
+            assert!((p - e).abs() < 1e-6, "{projected:?}");
+        }
+        let l2 = ThreatModel {
+            norm: Norm::L2,
+            epsilon: 0.1,
+        };
+        assert!(FeasibleSet::within_box(&clean, l2, &[0.0; 4], &[1.0; 4]).is_err());
+        assert!(FeasibleSet::within_box(&clean, threat, &[0.0; 3], &[1.0; 4]).is_err());
     }
 
     fn values(t: &Tensor) -> Vec<f32> {

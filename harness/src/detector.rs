@@ -45,7 +45,10 @@ pub struct DetectorSection {
     /// suite's bounded L∞ attacks.
     #[serde(default)]
     pub adaptive: bool,
-    /// The adaptive PGD's steps and step size (default 20 and 2.5·ε/steps).
+    /// How the adaptive attack steps: `"pgd"` (default) or `"apgd"` (APGD-CE's schedule;
+    /// against the z-score validator's accept box only).
+    pub adaptive_attack: Option<String>,
+    /// The adaptive attack's steps and (PGD only) step size (default 20 and 2.5·ε/steps).
     pub adaptive_steps: Option<u32>,
     pub adaptive_step_size: Option<f32>,
     #[serde(flatten)]
@@ -121,19 +124,30 @@ impl DetectorPlan {
                         entry.name
                     )
                 })?;
-                Some(
-                    AdaptivePgd::new(
-                        0.0,
-                        section.adaptive_steps.unwrap_or(20),
-                        section.adaptive_step_size,
-                        true,
-                        evasion,
-                    )
-                    .with_context(|| at.clone())?,
+                let attack = AdaptivePgd::new(
+                    0.0,
+                    section.adaptive_steps.unwrap_or(20),
+                    section.adaptive_step_size,
+                    true,
+                    evasion,
                 )
+                .with_context(|| at.clone())?;
+                Some(match section.adaptive_attack.as_deref() {
+                    None | Some("pgd") => attack,
+                    Some("apgd") => attack.with_apgd().with_context(|| at.clone())?,
+                    Some(other) => bail!(
+                        "{at}: `adaptive_attack` must be \"pgd\" or \"apgd\", got \"{other}\""
+                    ),
+                })
             } else {
-                if section.adaptive_steps.is_some() || section.adaptive_step_size.is_some() {
-                    bail!("{at}: `adaptive_steps` and `adaptive_step_size` need `adaptive = true`");
+                if section.adaptive_steps.is_some()
+                    || section.adaptive_step_size.is_some()
+                    || section.adaptive_attack.is_some()
+                {
+                    bail!(
+                        "{at}: `adaptive_attack`, `adaptive_steps` and `adaptive_step_size` need \
+                         `adaptive = true`"
+                    );
                 }
                 None
             };
@@ -171,7 +185,7 @@ impl DetectorPlan {
                     "the dataset past `dataset.limit`"
                 },
                 match &d.adaptive {
-                    Some(a) => format!(", adaptive PGD with {} steps", a.steps),
+                    Some(a) => format!(", {} with {} steps", a.name(), a.steps),
                     None => String::new(),
                 }
             ));
@@ -390,10 +404,12 @@ pub fn planned_run(fitted: &Fitted, scored: ScoredInputs, attack: Option<AttackR
 pub fn adaptive_attack_run(attack: &AdaptivePgd, epsilon: f32) -> AttackRun {
     let mut params = serde_json::Map::new();
     params.insert("steps".into(), attack.steps.into());
-    params.insert("step_size".into(), f64::from(attack.step()).into());
+    if attack.optimizer == adaptive::Optimizer::Pgd {
+        params.insert("step_size".into(), f64::from(attack.step()).into());
+    }
     params.insert("random_start".into(), attack.random_start.into());
     AttackRun {
-        name: adaptive::NAME.to_string(),
+        name: attack.name().to_string(),
         kind: AttackKind::Iterative,
         needs: ModelAccess::InputGradients,
         budget: BudgetSemantics::Bounded,
@@ -418,7 +434,7 @@ pub fn adaptive_pass(
     let mut records = Vec::new();
     // Keyed like every run's randomness, by (seed, label, sample): the same sample gets the
     // same random start in every shard and at every batch size.
-    let purpose = format!("{}/{}", adaptive::NAME, fitted.label);
+    let purpose = format!("{}/{}", attack.name(), fitted.label);
     for range in crate::runner::batch_ranges(samples, pass.batch_size) {
         let batch = pass.dataset.batch(range.clone(), model.device())?;
         let randomness = SampleRandomness::for_range(pass.seed, &purpose, range.clone());

@@ -320,7 +320,7 @@ fn plan_detector_runs(
                 planned: crate::detector::planned_run(
                     f,
                     ScoredInputs::Attack {
-                        attack_label: gauntlet_attacks::detector::adaptive::NAME.to_string(),
+                        attack_label: attack.name().to_string(),
                         adaptive: true,
                     },
                     Some(crate::detector::adaptive_attack_run(&attack, epsilon)),

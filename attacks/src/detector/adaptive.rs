@@ -93,15 +93,29 @@ impl Evasion {
     }
 }
 
+/// How the attack steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Signed steps of a fixed size (Madry et al.).
+    Pgd,
+    /// APGD-CE's schedule (Croce & Hein 2020: step halving at checkpoints, momentum 0.75),
+    /// projecting into the accept box at every step; against [`Evasion::AcceptBox`] only.
+    Apgd,
+}
+
+/// The name reports give the adaptive APGD.
+pub const APGD_NAME: &str = "adaptive_apgd";
+
 /// The attack's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdaptivePgd {
     pub epsilon: f32,
     pub steps: u32,
-    /// `None`: `2.5 · ε / steps`.
+    /// `None`: `2.5 · ε / steps` (PGD only; APGD has its own schedule).
     pub step_size: Option<f32>,
     pub random_start: bool,
     pub evasion: Evasion,
+    pub optimizer: Optimizer,
 }
 
 impl AdaptivePgd {
@@ -139,7 +153,39 @@ impl AdaptivePgd {
             step_size,
             random_start,
             evasion,
+            optimizer: Optimizer::Pgd,
         })
+    }
+
+    /// The same attack stepping with APGD's schedule: refused against a detector evaded by a
+    /// confident misclassification (APGD stops at the first misclassification, where that
+    /// evasion keeps looking for a more confident one) and with a fixed `step_size`.
+    pub fn with_apgd(self) -> Result<Self, AttackError> {
+        if self.evasion != Evasion::AcceptBox {
+            return Err(AttackError::invalid_parameter(
+                "adaptive_attack",
+                "`apgd` projects into an accept box (the z-score validator with `max_abs`); \
+                 against the confidence and entropy monitors use `pgd`",
+            ));
+        }
+        if self.step_size.is_some() {
+            return Err(AttackError::invalid_parameter(
+                "adaptive_step_size",
+                "APGD sets its own step sizes; leave `adaptive_step_size` out",
+            ));
+        }
+        Ok(Self {
+            optimizer: Optimizer::Apgd,
+            ..self
+        })
+    }
+
+    /// The name reports give the attack.
+    pub fn name(&self) -> &'static str {
+        match self.optimizer {
+            Optimizer::Pgd => NAME,
+            Optimizer::Apgd => APGD_NAME,
+        }
     }
 
     /// The step size in use.
@@ -156,6 +202,47 @@ impl AdaptivePgd {
             Evasion::AcceptBox => 2 * u64::from(self.steps),
             Evasion::ConfidentMisclassification => 4 * u64::from(self.steps) + 1,
         }
+    }
+
+    /// APGD-CE inside the accept box: one run from a random start (stream `Restart(0)`).
+    fn apgd_into_accept_box(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+        boxes: &[Vec<(f32, f32)>],
+    ) -> Result<Tensor, AttackError> {
+        use crate::evasion::apgd;
+        let truth: Vec<u32> = labels.to_dtype(DType::U32)?.to_vec1()?;
+        let goal = apgd::Goal {
+            loss: Loss::CrossEntropy,
+            ascent: 1.0,
+            loss_labels: &truth,
+            true_labels: &truth,
+            success_targets: None,
+        };
+        let inputs = inputs.to_dtype(DType::F32)?;
+        let mut batch = apgd::Batch::new(model, &inputs, randomness, &goal)?;
+        let (lower, upper) = boxes.iter().flatten().copied().unzip();
+        batch.accept_box = Some((lower, upper));
+        let schedule = apgd::ApgdSchedule {
+            threat: crate::ThreatModel {
+                norm: crate::Norm::Linf,
+                epsilon: self.epsilon,
+            },
+            steps: self.steps,
+            rho: 0.75,
+            momentum: 0.75,
+        };
+        apgd::run(
+            &mut batch,
+            &schedule,
+            &goal,
+            Stream::Restart(0),
+            inputs.device(),
+        )?;
+        batch.into_tensor(inputs.device())
     }
 
     /// Attack `inputs` (values in `[0, 1]`) against `model` behind the fitted `detector`.
@@ -250,6 +337,11 @@ impl AdaptivePgd {
                 })
             })
             .collect();
+        if self.optimizer == Optimizer::Apgd {
+            return Ok(self
+                .apgd_into_accept_box(model, inputs, labels, randomness, &boxes)?
+                .to_dtype(inputs.dtype())?);
+        }
         let mut current: Vec<Vec<f32>> = if self.random_start {
             random_start(&boxes, randomness)
         } else {
@@ -491,30 +583,48 @@ mod tests {
         let labels = Tensor::new(&[0u32, 1, 2, 0, 1, 2, 0, 1], &Device::Cpu).unwrap();
         let randomness = SampleRandomness::for_range(7, "adaptive", 0..8);
         let epsilon = 0.3;
-        let attack = AdaptivePgd::new(epsilon, 10, None, true, Evasion::AcceptBox).unwrap();
-        let adversarial = attack
-            .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
-            .unwrap();
-        let values: Vec<f32> = adversarial.flatten_all().unwrap().to_vec1().unwrap();
-        let observed = Observations {
-            inputs: Some(Matrix::from_tensor("inputs", &adversarial).unwrap()),
-            ..Observations::default()
-        };
+        let pgd = AdaptivePgd::new(epsilon, 10, None, true, Evasion::AcceptBox).unwrap();
         let threshold = detector.rule_threshold().unwrap();
-        for score in detector.score(&observed).unwrap() {
-            assert!(score <= threshold, "{score} > {threshold}");
+        // PGD's signed steps and APGD's schedule both stay inside the box.
+        for attack in [pgd, pgd.with_apgd().unwrap()] {
+            let adversarial = attack
+                .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
+                .unwrap();
+            let values: Vec<f32> = adversarial.flatten_all().unwrap().to_vec1().unwrap();
+            let observed = Observations {
+                inputs: Some(Matrix::from_tensor("inputs", &adversarial).unwrap()),
+                ..Observations::default()
+            };
+            for score in detector.score(&observed).unwrap() {
+                assert!(
+                    score <= threshold,
+                    "{}: {score} > {threshold}",
+                    attack.name()
+                );
+            }
+            for (v, c) in values.iter().zip(&pixels) {
+                assert!((v - c).abs() <= epsilon && (0.0..=1.0).contains(v));
+            }
+            // The attack moved the inputs (the box is not a single point) and is
+            // deterministic.
+            assert!(values.iter().zip(&pixels).any(|(v, c)| v != c));
+            let again = attack
+                .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
+                .unwrap();
+            assert_eq!(
+                again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                values
+            );
         }
-        for (v, c) in values.iter().zip(&pixels) {
-            assert!((v - c).abs() <= epsilon && (0.0..=1.0).contains(v));
-        }
-        // The attack moved the inputs (the box is not a single point) and is deterministic.
-        assert!(values.iter().zip(&pixels).any(|(v, c)| v != c));
-        let again = attack
-            .perturb(&model, detector.as_ref(), &inputs, &labels, &randomness)
-            .unwrap();
-        assert_eq!(
-            again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            values
+        // APGD refuses what it cannot do.
+        let confident =
+            AdaptivePgd::new(0.1, 5, None, true, Evasion::ConfidentMisclassification).unwrap();
+        assert!(confident.with_apgd().is_err());
+        assert!(
+            AdaptivePgd::new(0.1, 5, Some(0.01), true, Evasion::AcceptBox)
+                .unwrap()
+                .with_apgd()
+                .is_err()
         );
         // A plain PGD step of the same size would leave the accept box: the projection is
         // what keeps the outputs accepted.

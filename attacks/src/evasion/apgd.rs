@@ -281,6 +281,9 @@ pub(crate) struct Batch<'a> {
     /// Per sample: the iteration (counted over all runs, 0 for the clean input and the first
     /// random start) at which it was broken; `None` while unbroken.
     pub broken_at: Vec<Option<u32>>,
+    /// A box of inputs (flattened like `clean`: lower, upper) the L∞ ball is limited to, for
+    /// an adaptive attack against a detector that accepts a box (`FeasibleSet::within_box`).
+    pub accept_box: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl<'a> Batch<'a> {
@@ -310,7 +313,32 @@ impl<'a> Batch<'a> {
             best_score: vec![f32::NEG_INFINITY; predicted.len()],
             elapsed: 0,
             broken_at,
+            accept_box: None,
         })
+    }
+
+    /// The feasible set of the samples `positions`: the threat's ball, limited to the accept
+    /// box when there is one.
+    fn feasible(
+        &self,
+        positions: &[usize],
+        threat: ThreatModel,
+        device: &Device,
+    ) -> Result<FeasibleSet, AttackError> {
+        let clean = self.rows(&self.clean, positions, device)?;
+        match &self.accept_box {
+            None => FeasibleSet::new(&clean, threat),
+            Some((lower, upper)) => {
+                let d = self.per_sample();
+                let pick = |values: &[f32]| -> Vec<f32> {
+                    positions
+                        .iter()
+                        .flat_map(|&p| values[p * d..(p + 1) * d].iter().copied())
+                        .collect()
+                };
+                FeasibleSet::within_box(&clean, threat, &pick(lower), &pick(upper))
+            }
+        }
     }
 
     fn per_sample(&self) -> usize {
@@ -490,7 +518,7 @@ pub(crate) fn run(
         .windows(2)
         .map(|w| w[1] - w[0])
         .collect::<Vec<_>>();
-    let mut feasible = FeasibleSet::new(&batch.rows(&batch.clean, &active, device)?, schedule.threat)?;
+    let mut feasible = batch.feasible(&active, schedule.threat, device)?;
 
     // The random starts.
     let mut starts = Vec::with_capacity(active.len() * d);
@@ -539,7 +567,7 @@ pub(crate) fn run(
         }
         if still.len() != active.len() {
             active = still;
-            feasible = FeasibleSet::new(&batch.rows(&batch.clean, &active, device)?, schedule.threat)?;
+            feasible = batch.feasible(&active, schedule.threat, device)?;
         }
         let alpha = if iteration == 0 { 1.0 } else { schedule.momentum };
         // z = P(x + η·s(g)).

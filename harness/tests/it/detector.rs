@@ -298,6 +298,11 @@ fn bad_detector_sections_are_named_with_exit_2() {
             ][..],
         ),
         (
+            "[[detector]]\nname = \"confidence\"\nadaptive = true\nadaptive_attack = \"apgd\"\n",
+            100,
+            &["suite.toml", "detector `confidence`", "`adaptive_attack`"][..],
+        ),
+        (
             "[[detector]]\nname = \"no_such\"\n",
             100,
             &["suite.toml", "unknown detector `no_such`", "zscore"][..],
@@ -330,14 +335,15 @@ fn bad_detector_sections_are_named_with_exit_2() {
 }
 
 /// Guardrail runs go through work units like every other run: two shard processes (units of
-/// 40 samples, so the detector scores and the adaptive PGD are split across them; the probing
+/// 40 samples, so the detector scores and the adaptive APGD are split across them; the probing
 /// sessions in the whole-model unit) merge into exactly the unsharded results and per-sample
 /// records.
 #[test]
 fn guardrail_runs_shard_and_merge_into_the_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
     let body = "[[attack]]\nname = \"fgsm\"\nepsilons = [0.1]\n\n[[detector]]\nname = \"zscore\"\n\
-                fit_samples = 200\nadaptive = true\nadaptive_steps = 3\n\n[[detector]]\n\
+                fit_samples = 200\nadaptive = true\nadaptive_attack = \"apgd\"\n\
+                adaptive_steps = 5\n\n[[detector]]\n\
                 name = \"entropy\"\n\n[probing]\nattack = \"square\"\nepsilon = 0.1\nsessions = 3\n\
                 queries = 60\n";
     let suite = write_suite(dir.path(), 120, body);
@@ -361,5 +367,10 @@ fn guardrail_runs_shard_and_merge_into_the_unsharded_run() {
     let whole = json(&dir.path().join("whole/results.json"));
     assert_eq!(whole["detectors"].as_array().unwrap().len(), 2);
     assert_eq!(whole["probing"]["sessions"].as_array().unwrap().len(), 3);
+    let zscore_rows = whole["detectors"][0]["rows"].as_array().unwrap();
+    assert!(
+        zscore_rows.iter().any(|r| r["attack"] == "adaptive_apgd"),
+        "{zscore_rows:?}"
+    );
     crate::shards::assert_same_results(&dir.path().join("whole"), &dir.path().join("merged"));
 }
