@@ -115,6 +115,7 @@ fn evasion(run: u32, epsilon: f32, robust: &[bool]) -> Vec<SampleRecord> {
                 nan: false,
                 queries: None,
                 broken_at: None,
+                broken_by: None,
             }),
         })
         .collect()
@@ -359,6 +360,7 @@ fn probes_feed_the_identity_and_full_budget_checks() {
                 nan: false,
                 queries: None,
                 broken_at: None,
+                broken_by: None,
             }),
         })
         .collect();
@@ -610,6 +612,7 @@ fn minimal_norm_case() -> MinimalNormCase {
             nan: false,
             queries: None,
             broken_at: None,
+            broken_by: None,
         };
         // The search: a misclassified sample is returned as is (norm 0).
         let search = match (correct[i], found[i]) {
@@ -965,6 +968,7 @@ fn the_convergence_threshold_is_one_percent_of_the_evaluated_samples() {
                     nan: false,
                     queries: None,
                     broken_at,
+                    broken_by: None,
                 }),
             });
         }
@@ -1025,6 +1029,7 @@ fn a_decision_based_minimal_norm_attack_feeds_the_black_box_check() {
                         nan: false,
                         queries: Some(if i == 3 { 1 } else { 900 + i as u32 }),
                         broken_at: None,
+                        broken_by: None,
                     }),
                 }
             })
