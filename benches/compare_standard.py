@@ -31,7 +31,8 @@ def main():
     images, epsilon, data = int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
     batch = int(sys.argv[4]) if len(sys.argv) > 4 else 250
     torch.set_num_threads(int(__import__("os").environ.get("THREADS", "2")))
-    logging.basicConfig(level=logging.INFO, format="reference log: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="reference log: %(message)s")
+    logging.getLogger("auto-attack").setLevel(logging.DEBUG)
     net = small_cnn()
     net.load_state_dict(load_file(ASSETS / "fashion-mnist-small-cnn.safetensors"), strict=True)
     model = Normalised(net, [0.2860], [0.3530]).eval()
@@ -39,7 +40,7 @@ def main():
     y = read_idx_gz(data / "t10k-labels-idx1-ubyte.gz")[:images].long()
     attack = AutoAttack(model, norm="Linf", eps=epsilon, version="standard", seed=0, device="cpu")
     start = time.perf_counter()
-    adv = attack.run_standard_evaluation(x, y, batch_size=batch)
+    adv, _ = attack.run_standard_evaluation(x, y, batch_size=batch)
     seconds = time.perf_counter() - start
     with torch.no_grad():
         clean = model(x).argmax(1) == y
