@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use gauntlet_attacks::evasion::standard::{self, Member};
 use gauntlet_attacks::{BudgetSemantics, Norm};
 use gauntlet_reports::{
-    AttackResult, CleanResult, MemberCredit, MinimalNormResult, NormQuantile, RunReport,
-    SuiteInfo, Timings, WorstCaseResult, MINIMAL_NORM_QUANTILES, SCHEMA_VERSION,
+    AttackResult, CleanResult, MemberCredit, MinimalNormResult, NormQuantile, RunReport, SuiteInfo,
+    Timings, WorstCaseResult, MINIMAL_NORM_QUANTILES, SCHEMA_VERSION,
 };
 
 use crate::metrics::{

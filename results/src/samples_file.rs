@@ -92,8 +92,8 @@ use crate::backdoor::{
     TriggerScanOutcome,
 };
 use crate::plan::{RunMeasurements, RunPlan, RunPurpose};
-use gauntlet_attacks::evasion::standard::Member;
 use crate::records::{CleanOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord};
+use gauntlet_attacks::evasion::standard::Member;
 
 /// The file's name beside `results.json`.
 pub const FILE_NAME: &str = "samples.parquet";
@@ -508,11 +508,10 @@ pub fn write(
         column!(Int32Type, &values, Some(&levels));
         let (values, levels) = nullable(evasion.iter().map(|e| e.and_then(|e| e.broken_at)));
         column!(FloatType, &values, Some(&levels));
-        let (values, levels) = nullable(
-            evasion
-                .iter()
-                .map(|e| e.and_then(|e| e.broken_by).map(|member| text(member.name()))),
-        );
+        let (values, levels) = nullable(evasion.iter().map(|e| {
+            e.and_then(|e| e.broken_by)
+                .map(|member| text(member.name()))
+        }));
         column!(ByteArrayType, &values, Some(&levels));
         group.close().map_err(parquet_error)?;
     }
@@ -827,7 +826,10 @@ impl RowReader<'_> {
                     let names: Vec<&str> = Member::ALL.iter().map(|m| m.name()).collect();
                     self.bad(
                         column,
-                        format!("`{name}` is not a member of `standard` ({})", names.join(", ")),
+                        format!(
+                            "`{name}` is not a member of `standard` ({})",
+                            names.join(", ")
+                        ),
                     )
                 })
             }

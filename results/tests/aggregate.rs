@@ -1220,9 +1220,9 @@ fn standard_member_credit_round_trips_and_is_counted_per_run() {
     let member_rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("member,")).collect();
     assert_eq!(member_rows.len(), 8, "{csv}");
     assert!(
-        member_rows
-            .iter()
-            .any(|row| row.starts_with("member,standard,apgd_t,linf,0.3,,,,1,3,0.3333333333333333,")),
+        member_rows.iter().any(
+            |row| row.starts_with("member,standard,apgd_t,linf,0.3,,,,1,3,0.3333333333333333,")
+        ),
         "{member_rows:?}"
     );
 }
