@@ -47,6 +47,17 @@ crosscheck-autoattack:
     /tmp/aavenv/bin/python benches/crosscheck_autoattack.py
     cargo test -p gauntlet-attacks --test it autoattack -- --nocapture
 
+# gauntlet's FAB-T against the reference's (attacks/tests/fixtures/autoattack/fab_t.json, made by
+# benches/crosscheck_fab.py): the ignored test, in release (minutes; far longer in debug).
+crosscheck-fab:
+    cargo test --release -p gauntlet-attacks --test it fab_t_agrees_with_the_reference -- --ignored --nocapture
+
+# gauntlet's `standard` against AutoAttack's standard version (pyautoattack) on the shipped model:
+# robust accuracy, wall time and their ratio (needs the venv of crosscheck-autoattack; about
+# half an hour for 1,000 images on 2 cores); see benches/README.md.
+compare-standard:
+    bash benches/compare_standard.sh
+
 # TorchScript through libtorch (`--features torch`): PyTorch 2.13.0 from PyPI in a venv (about
 # 4.7 GB), then the feature's tests in target/torch; see docs/models.md.
 torch-test:

@@ -148,6 +148,10 @@ pub struct SampleTrace {
     /// sample it did not break. Samples broken late mean more steps or restarts would likely
     /// break more (the `attack_converged` sanity check).
     pub broken_at: Option<f32>,
+    /// For the `standard` ensemble: the member that broke the sample (the first to, since each
+    /// later member runs only on what the earlier ones left). `None` for a sample no member
+    /// broke or that was misclassified already, and for every other attack.
+    pub broken_by: Option<evasion::standard::Member>,
 }
 
 /// An attack's validated objective: which loss it follows, and whether toward a target.

@@ -116,6 +116,7 @@ fn records(plan: &RunPlan, samples: usize) -> Vec<SampleRecord> {
                         nan: false,
                         queries: None,
                         broken_at: None,
+                        broken_by: None,
                     })
                 }
             };

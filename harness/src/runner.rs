@@ -581,6 +581,7 @@ pub fn attack_pass(
                     nan,
                     queries: traces.get(offset).and_then(|t| t.queries),
                     broken_at: traces.get(offset).and_then(|t| t.broken_at),
+                    broken_by: traces.get(offset).and_then(|t| t.broken_by),
                 }),
             });
         }

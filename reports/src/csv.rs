@@ -64,6 +64,9 @@ const EVASION_COLUMNS: usize = 17;
 /// adds one row per quantile of its smallest successful perturbation (`kind = minimal_norm`,
 /// `quantile` = the level, `minimal_norm` = the norm there; `correct`/`total` = the broken
 /// and the correctly classified samples, `perturbation_mean`/`_median` over the broken ones).
+/// A `standard` ensemble run adds one row per member at each ε (`kind = member`, `label` =
+/// the run's label, `attack` = the member, `correct` = the samples that member broke, `total`
+/// = the correctly classified samples, `success_rate` = their ratio).
 ///
 /// Cells that do not apply to a row (the success rate of the clean row, the perturbation of a
 /// worst case) are empty, which pandas reads as NaN. Numbers use Rust's shortest round-trip
@@ -95,6 +98,9 @@ pub fn csv_string(report: &RunReport) -> Result<String, ::csv::Error> {
         writer.write_record(row)?;
     }
     for row in minimal_norm_rows(report) {
+        writer.write_record(row)?;
+    }
+    for row in member_rows(report) {
         writer.write_record(row)?;
     }
     for row in backdoor::rows(report, &CSV_COLUMNS) {
@@ -187,6 +193,38 @@ pub fn text_cell(text: &str) -> String {
     } else {
         text.to_owned()
     }
+}
+
+/// The `member` rows: one per member of each ensemble run (`standard`) at each ε.
+fn member_rows(report: &RunReport) -> Vec<Vec<String>> {
+    let column = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name);
+    let mut rows = Vec::new();
+    for attack in &report.attacks {
+        let total = attack.success_rate.total;
+        for credit in &attack.broken_by {
+            let mut row = vec![String::new(); CSV_COLUMNS.len()];
+            let mut set = |name: &str, cell: String| {
+                if let Some(at) = column(name) {
+                    row[at] = cell;
+                }
+            };
+            set("kind", "member".to_owned());
+            set("label", text_cell(&attack.label));
+            set("attack", text_cell(&credit.member));
+            set("norm", text_cell(&attack.norm));
+            set("epsilon", attack.epsilon.to_string());
+            set("correct", credit.broken.to_string());
+            set("total", total.to_string());
+            if total > 0 {
+                set(
+                    "success_rate",
+                    (credit.broken as f64 / total as f64).to_string(),
+                );
+            }
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// The `minimal_norm` rows: one per quantile (one with empty quantile cells when nothing was

@@ -18,7 +18,8 @@ use crate::error::ReportError;
 use crate::numbers::{ci_plus_minus, ci_range, percent, seconds, significant};
 use crate::plots::{self, NamedPng};
 use crate::schema::{
-    AdversarialExample, CheckStatus, GateVerdict, Proportion, RunReport, MINIMAL_NORM_QUANTILES,
+    AdversarialExample, AttackResult, CheckStatus, GateVerdict, Proportion, RunReport,
+    MINIMAL_NORM_QUANTILES,
 };
 
 /// Escapes the five characters with meaning in HTML text and attribute values.
@@ -493,7 +494,62 @@ impl Page {
             );
         }
         self.minimal_norm(report);
+        self.member_credit(report);
         self.push("</section>\n");
+    }
+
+    /// For each ensemble run (`standard`) at each ε: how many inputs each member broke. Each
+    /// member runs only on the inputs the earlier ones left, so a row adds up to the inputs
+    /// the ensemble broke.
+    fn member_credit(&mut self, report: &RunReport) {
+        let runs: Vec<&AttackResult> = report
+            .attacks
+            .iter()
+            .filter(|a| !a.broken_by.is_empty())
+            .collect();
+        if runs.is_empty() {
+            return;
+        }
+        let mut members: Vec<&str> = Vec::new();
+        for credit in runs.iter().flat_map(|a| &a.broken_by) {
+            if !members.contains(&credit.member.as_str()) {
+                members.push(&credit.member);
+            }
+        }
+        self.push(
+            "<h3>Ensemble members</h3>\n<p class=\"note\">Inputs each member of the ensemble \
+             broke, in the order they run; each member runs only on the inputs every earlier \
+             one failed to break, so a row adds up to the inputs the ensemble broke.</p>\n",
+        );
+        self.push(
+            "<table class=\"compact\">\n<thead><tr><th>Attack</th><th>Norm</th>\
+             <th class=\"num\">ε</th>",
+        );
+        for member in &members {
+            self.push(&format!("<th class=\"num\">{}</th>", esc(member)));
+        }
+        self.push("<th class=\"num\">Broken</th></tr></thead>\n<tbody>\n");
+        for attack in runs {
+            self.push(&format!(
+                "<tr><td><strong>{}</strong></td><td>{}</td><td class=\"num\">{}</td>",
+                esc(&attack.label),
+                esc(&attack.norm),
+                significant(attack.epsilon, 4)
+            ));
+            for member in &members {
+                let broken = attack
+                    .broken_by
+                    .iter()
+                    .find(|c| c.member == *member)
+                    .map_or_else(|| "–".to_string(), |c| c.broken.to_string());
+                self.push(&format!("<td class=\"num\">{broken}</td>"));
+            }
+            self.push(&format!(
+                "<td class=\"num\">{}</td></tr>\n",
+                attack.broken_by.iter().map(|c| c.broken).sum::<usize>()
+            ));
+        }
+        self.push("</tbody>\n</table>\n");
     }
 
     /// The minimal-norm attacks' unbounded runs: quantiles of the smallest successful

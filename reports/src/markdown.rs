@@ -98,6 +98,23 @@ pub fn render_markdown(report: &RunReport) -> String {
         );
     }
 
+    for attack in report.attacks.iter().filter(|a| !a.broken_by.is_empty()) {
+        let credits: Vec<String> = attack
+            .broken_by
+            .iter()
+            .map(|c| format!("{} {}", code(&c.member), c.broken))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nBroken by each member of {} at ε = {} (each runs only on what the earlier ones \
+             left): {}; {} in all.",
+            code(&attack.label),
+            attack.epsilon,
+            credits.join(", "),
+            attack.broken_by.iter().map(|c| c.broken).sum::<usize>()
+        );
+    }
+
     if !report.gates.is_empty() {
         out.push_str("\n### Gates\n\n| | gate | actual |\n|---|---|---|\n");
         for gate in &report.gates {

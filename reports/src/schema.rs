@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Version 5 (this one) adds `detectors`: each guardrail of the suite's `[[detector]]`
 /// sections, scored on the clean inputs and on every attack@ε's adversarial inputs (detection at
 /// fixed clean false-positive rates, ROC AUC and curve, robust accuracy with the guardrail),
-/// non-adaptive and adaptive (`crate::detector`).
+/// non-adaptive and adaptive (`crate::detector`), `output_drift` and `probing`; and
+/// `broken_by` in the `attacks` entries of the `standard` ensemble: how many samples each
+/// member broke at that ε.
 /// Version 4 added `minimal_norm`: each minimal-norm attack's one unbounded run
 /// (quantiles of the smallest successful perturbation). Its robust accuracy at each ε of the
 /// suite is an ordinary `attacks` entry (kind `minimal_norm`), derived from that one run.
@@ -318,6 +320,23 @@ pub struct AttackResult {
     pub perturbation: PerturbationStats,
     pub per_class: Vec<ClassAccuracy>,
     pub seconds: f64,
+    /// For the `standard` ensemble: how many samples each member broke, in the order the
+    /// members run (each later member runs only on the samples the earlier ones left, so the
+    /// counts add up to the samples the ensemble broke). Empty for every other attack, and
+    /// for a `standard` run whose records do not say (per-sample files before version 4)
+    /// (schema 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_by: Vec<MemberCredit>,
+}
+
+/// One member of an ensemble and the samples it broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberCredit {
+    /// The member's name: `apgd_ce`, `apgd_t`, `fab_t` or `square`.
+    pub member: String,
+    /// Samples correct when clean that this member was the first to break.
+    pub broken: usize,
 }
 
 /// A minimal-norm attack's (DeepFool, CW-L2) one unbounded run: how large the smallest

@@ -45,6 +45,18 @@ impl RunReport {
             perturbation(&at("perturbation"), &attack.perturbation)?;
             per_class(&at("per_class"), &attack.per_class)?;
             non_negative(&at("seconds"), attack.seconds)?;
+            // Each member is credited only with what it broke first, so the credits partition
+            // the samples the ensemble broke.
+            let credited: usize = attack.broken_by.iter().map(|c| c.broken).sum();
+            if !attack.broken_by.is_empty() && credited != attack.success_rate.successes {
+                return Err(invalid(
+                    &at("broken_by"),
+                    format!(
+                        "credits {credited} broken samples to its members, but the attack broke {}",
+                        attack.success_rate.successes
+                    ),
+                ));
+            }
         }
         for (i, worst) in self.worst_case.iter().enumerate() {
             let at = |field: &str| format!("worst_case[{i}].{field}");

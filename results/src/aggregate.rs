@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
+use gauntlet_attacks::evasion::standard::{self, Member};
 use gauntlet_attacks::{BudgetSemantics, Norm};
 use gauntlet_reports::{
-    AttackResult, CleanResult, MinimalNormResult, NormQuantile, RunReport, SuiteInfo, Timings,
-    WorstCaseResult, MINIMAL_NORM_QUANTILES, SCHEMA_VERSION,
+    AttackResult, CleanResult, MemberCredit, MinimalNormResult, NormQuantile, RunReport, SuiteInfo,
+    Timings, WorstCaseResult, MINIMAL_NORM_QUANTILES, SCHEMA_VERSION,
 };
 
 use crate::metrics::{
@@ -342,6 +343,7 @@ pub fn aggregate(
                 perturbation: perturbation_stats(&norms, max_linf),
                 per_class: per_class(&labels, &robust, class_names),
                 seconds: seconds(run.position),
+                broken_by: member_credit(&run, broken),
             }
         })
         .collect();
@@ -395,6 +397,27 @@ pub fn aggregate(
     };
     report.gates = crate::gate::evaluate(&plan.gates, &report);
     Ok(report)
+}
+
+/// For a `standard` run: how many samples each member broke, every member listed in the
+/// order they run. Empty for other attacks, and for a `standard` run that broke samples but
+/// whose records credit none of them (read from a per-sample file before version 4), so an
+/// old file never shows made-up zeros.
+fn member_credit(run: &AttackRunView, broken: usize) -> Vec<MemberCredit> {
+    if run.attack.name != standard::ENTRY.name {
+        return Vec::new();
+    }
+    let credited: Vec<Member> = run.covered().filter_map(|o| o.broken_by).collect();
+    if credited.is_empty() && broken > 0 {
+        return Vec::new();
+    }
+    Member::ALL
+        .iter()
+        .map(|&member| MemberCredit {
+            member: member.name().to_string(),
+            broken: credited.iter().filter(|&&m| m == member).count(),
+        })
+        .collect()
 }
 
 /// The sizes of the smallest successful perturbations of a minimal-norm attack's unbounded run:

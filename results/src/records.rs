@@ -148,6 +148,9 @@ pub struct EvasionOutcome {
     /// when it first broke this sample (`gauntlet_attacks::SampleTrace::broken_at`); `None`
     /// for a sample it did not break, for other attacks and in files before version 3.
     pub broken_at: Option<f32>,
+    /// For the `standard` ensemble: the member that broke this sample
+    /// (`gauntlet_attacks::SampleTrace::broken_by`); `None` otherwise and before version 4.
+    pub broken_by: Option<gauntlet_attacks::evasion::standard::Member>,
 }
 
 /// A guardrail detector's score of one input of one scored run (`crate::detector`): the clean

@@ -53,16 +53,21 @@
 //! first broken; null where unbroken). Both are null on rows of attacks that do not report
 //! them and on every non-evasion row.
 //!
-//! Version 4 adds the guardrail records (`crate::detector`; kind `detector`, purpose
-//! `detector`), with no new column: `run` is the detector's label, `attack`, `norm` and
-//! `epsilon` the attack whose adversarial inputs were scored (null for the clean inputs),
-//! `label` the true label, `prediction` the model's prediction on the scored input, `robust`
-//! correct (clean) or correct before and after the attack (adversarial), `score` the
-//! detector's score and `flagged` whether the detector's own rule rejects the input (null
-//! when it has no rule).
+//! Version 4 appends one nullable column, `broken_by` (string?): on the rows of a `standard`
+//! run, the member that broke the sample (`apgd_ce`, `apgd_t`, `fab_t` or `square`; each later
+//! member runs only on what the earlier ones left, so this is the first member that broke it),
+//! null for a sample no member broke or that was misclassified already, and on every row of
+//! other attacks and of other kinds (`gauntlet_attacks::SampleTrace::broken_by`). It also adds
+//! the guardrail records (`crate::detector`; kind `detector`, purpose `detector`): `run` is the
+//! detector's label, `attack`, `norm` and `epsilon` the attack whose adversarial inputs were
+//! scored (null for the clean inputs), `label` the true label, `prediction` the model's
+//! prediction on the scored input, `robust` correct (clean) or correct before and after the
+//! attack (adversarial), `score` the detector's score and `flagged` whether the detector's own
+//! rule rejects the input (null when it has no rule).
 //!
-//! Version-1 files (18 columns), version-2 files (31 columns) and version-3 files still read;
-//! version 1 and 2 evasion records have no queries and no `broken_at`.
+//! Version-1 files (18 columns), version-2 files (31 columns) and version-3 files (33
+//! columns) still read; their evasion records have no `broken_by` (and before version 3 no
+//! queries and no `broken_at`).
 //!
 //! A minimal-norm attack (DeepFool, CW-L2) has rows only for its one `minimal_norm_search` run
 //! (ε = +∞; `"unbounded"` in the plan's JSON): `perturbation_norm` is the smallest successful
@@ -96,6 +101,7 @@ use crate::plan::{RunMeasurements, RunPlan, RunPurpose};
 use crate::records::{
     CleanOutcome, DetectorOutcome, EvasionOutcome, Outcome, RecordKind, RunId, SampleRecord,
 };
+use gauntlet_attacks::evasion::standard::Member;
 
 /// The file's name beside `results.json`.
 pub const FILE_NAME: &str = "samples.parquet";
@@ -150,10 +156,11 @@ const SCHEMA: &str = "message gauntlet_samples {
   optional boolean poisoned;
   optional int32 queries (INTEGER(32,false));
   optional float broken_at;
+  optional binary broken_by (STRING);
 }";
 
 /// The column names, in schema order; version 1 has the first [`V1_COLUMNS`].
-const COLUMNS: [&str; 33] = [
+const COLUMNS: [&str; 34] = [
     "run_id",
     "run",
     "purpose",
@@ -187,6 +194,7 @@ const COLUMNS: [&str; 33] = [
     "poisoned",
     "queries",
     "broken_at",
+    "broken_by",
 ];
 
 /// How many of [`COLUMNS`] a version-1 file has.
@@ -194,6 +202,9 @@ const V1_COLUMNS: usize = 18;
 
 /// How many of [`COLUMNS`] a version-2 file has.
 const V2_COLUMNS: usize = 31;
+
+/// How many of [`COLUMNS`] a version-3 file has.
+const V3_COLUMNS: usize = 33;
 
 /// What can go wrong reading or writing the per-sample file; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -523,6 +534,11 @@ pub fn write(
         column!(Int32Type, &values, Some(&levels));
         let (values, levels) = nullable(evasion.iter().map(|e| e.and_then(|e| e.broken_at)));
         column!(FloatType, &values, Some(&levels));
+        let (values, levels) = nullable(evasion.iter().map(|e| {
+            e.and_then(|e| e.broken_by)
+                .map(|member| text(member.name()))
+        }));
+        column!(ByteArrayType, &values, Some(&levels));
         group.close().map_err(parquet_error)?;
     }
     writer.close().map_err(parquet_error)?;
@@ -612,10 +628,13 @@ pub fn read(
         .iter()
         .map(|c| c.name())
         .collect();
-    if names != COLUMNS && names != COLUMNS[..V2_COLUMNS] && names != COLUMNS[..V1_COLUMNS] {
+    if ![COLUMNS.len(), V3_COLUMNS, V2_COLUMNS, V1_COLUMNS]
+        .iter()
+        .any(|&count| names == COLUMNS[..count])
+    {
         return Err(not_ours(format!(
-            "its columns are {names:?}, expected {COLUMNS:?} (or the first {V2_COLUMNS} of them, \
-             version 2, or the first {V1_COLUMNS}, version 1)"
+            "its columns are {names:?}, expected {COLUMNS:?} (or the first {V3_COLUMNS} of them, \
+             version 3, the first {V2_COLUMNS}, version 2, or the first {V1_COLUMNS}, version 1)"
         )));
     }
     let metadata_json = file_metadata
@@ -686,6 +705,7 @@ pub fn read(
                 nan: cell.boolean("nan", 17)?,
                 queries: cell.optional_unsigned("queries", 31)?,
                 broken_at: cell.optional_float("broken_at", 32)?,
+                broken_by: cell.optional_member("broken_by", 33)?,
             }),
             RecordKind::TriggerScan => {
                 Outcome::Backdoor(BackdoorOutcome::TriggerScan(TriggerScanOutcome {
@@ -824,6 +844,31 @@ impl RowReader<'_> {
         match self.fields.get(position) {
             None | Some(Field::Null) => Ok(None),
             Some(_) => self.float(column, position).map(Some),
+        }
+    }
+
+    /// A `standard` member's name, in a column that older versions lack: `None` when the
+    /// column is absent or null, an error naming the row when it names no member.
+    fn optional_member(
+        &self,
+        column: &'static str,
+        position: usize,
+    ) -> Result<Option<Member>, SamplesFileError> {
+        match self.fields.get(position) {
+            None | Some(Field::Null) => Ok(None),
+            Some(_) => {
+                let name = self.text(column, position)?;
+                Member::from_name(&name).map(Some).ok_or_else(|| {
+                    let names: Vec<&str> = Member::ALL.iter().map(|m| m.name()).collect();
+                    self.bad(
+                        column,
+                        format!(
+                            "`{name}` is not a member of `standard` ({})",
+                            names.join(", ")
+                        ),
+                    )
+                })
+            }
         }
     }
 

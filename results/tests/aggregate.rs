@@ -116,6 +116,7 @@ fn evasion(run: u32, epsilon: f32, robust: &[bool]) -> Vec<SampleRecord> {
                 nan: false,
                 queries: None,
                 broken_at: None,
+                broken_by: None,
             }),
         })
         .collect()
@@ -360,6 +361,7 @@ fn probes_feed_the_identity_and_full_budget_checks() {
                 nan: false,
                 queries: None,
                 broken_at: None,
+                broken_by: None,
             }),
         })
         .collect();
@@ -611,6 +613,7 @@ fn minimal_norm_case() -> MinimalNormCase {
             nan: false,
             queries: None,
             broken_at: None,
+            broken_by: None,
         };
         // The search: a misclassified sample is returned as is (norm 0).
         let search = match (correct[i], found[i]) {
@@ -966,6 +969,7 @@ fn the_convergence_threshold_is_one_percent_of_the_evaluated_samples() {
                     nan: false,
                     queries: None,
                     broken_at,
+                    broken_by: None,
                 }),
             });
         }
@@ -1026,6 +1030,7 @@ fn a_decision_based_minimal_norm_attack_feeds_the_black_box_check() {
                         nan: false,
                         queries: Some(if i == 3 { 1 } else { 900 + i as u32 }),
                         broken_at: None,
+                        broken_by: None,
                     }),
                 }
             })
@@ -1124,6 +1129,24 @@ fn scores(run: u32, robust: &[bool], scores: &[f64], rule: Option<f64>) -> Vec<S
 fn detector_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
     let plan = plan(
         vec![
+            run(
+
+/// A `standard` run at two ε and a PGD run, with the member that broke each sample recorded
+/// as the ensemble records it: only on samples correct when clean and broken after.
+fn standard_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
+    use gauntlet_attacks::evasion::standard::Member;
+    let plan = plan(
+        vec![
+            run(
+                "standard",
+                RunPurpose::Attack,
+                attack("standard", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+            run(
+                "standard",
+                RunPurpose::Attack,
+                attack("standard", AttackKind::Iterative, Norm::Linf, 0.3),
+            ),
             run(
                 "pgd",
                 RunPurpose::Attack,
@@ -1229,4 +1252,169 @@ fn a_detector_record_in_a_run_without_a_detector_description_is_refused() {
     plan.runs[2].detector = None;
     let error = aggregate(&plan, &RunMeasurements::default(), &records).unwrap_err();
     assert!(matches!(error, AggregateError::WrongKind { .. }), "{error}");
+        ],
+        Vec::new(),
+    );
+    let credited = |run: u32, epsilon: f32, robust: &[bool], by: [Option<Member>; 4]| {
+        let mut records = evasion(run, epsilon, robust);
+        for (record, member) in records.iter_mut().zip(by) {
+            if let Outcome::Evasion(outcome) = &mut record.outcome {
+                outcome.broken_by = member;
+            }
+        }
+        records
+    };
+    let mut records = clean_records();
+    // Sample 3 is wrong when clean: no member is credited with it.
+    records.extend(credited(
+        1,
+        0.1,
+        &[true, false, false, false],
+        [None, Some(Member::ApgdCe), Some(Member::Square), None],
+    ));
+    records.extend(credited(
+        2,
+        0.3,
+        &[false, false, false, false],
+        [
+            Some(Member::ApgdT),
+            Some(Member::ApgdCe),
+            Some(Member::ApgdCe),
+            None,
+        ],
+    ));
+    records.extend(evasion(3, 0.1, &[true, false, true, false]));
+    (plan, records)
+}
+
+// The member column survives the per-sample file, and results.json counts, per `standard` run
+// at each ε, the samples each member broke: the same counts as tallying the records by hand,
+// adding up to the samples the run broke; other attacks get no counts.
+#[test]
+fn standard_member_credit_round_trips_and_is_counted_per_run() {
+    use gauntlet_attacks::evasion::standard::Member;
+    let (plan, records) = standard_plan_and_records();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(samples_file::FILE_NAME);
+    samples_file::write(&path, &plan, &RunMeasurements::default(), &records).unwrap();
+    let (read_plan, measurements, read) = samples_file::read(&path).unwrap();
+    assert_eq!(read, records);
+    let members_of = |run: u32| -> Vec<Option<Member>> {
+        read.iter()
+            .filter(|r| r.run == RunId(run))
+            .map(|r| match r.outcome {
+                Outcome::Evasion(e) => e.broken_by,
+                _ => panic!("not an evasion record"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        members_of(2),
+        vec![
+            Some(Member::ApgdT),
+            Some(Member::ApgdCe),
+            Some(Member::ApgdCe),
+            None
+        ]
+    );
+    assert!(members_of(3).iter().all(Option::is_none));
+
+    let report = aggregate(&read_plan, &measurements, &read).unwrap();
+    let counts = |epsilon: f64| -> Vec<(String, usize)> {
+        let result = report
+            .attacks
+            .iter()
+            .find(|a| a.attack == "standard" && a.epsilon == epsilon)
+            .unwrap();
+        let counted: Vec<(String, usize)> = result
+            .broken_by
+            .iter()
+            .map(|c| (c.member.clone(), c.broken))
+            .collect();
+        let total: usize = counted.iter().map(|(_, n)| n).sum();
+        assert_eq!(total, result.success_rate.successes, "ε = {epsilon}");
+        counted
+    };
+    let by_hand = |run: u32| -> Vec<(String, usize)> {
+        Member::ALL
+            .iter()
+            .map(|&m| {
+                let n = members_of(run).iter().filter(|&&b| b == Some(m)).count();
+                (m.name().to_string(), n)
+            })
+            .collect()
+    };
+    let named = |pairs: [(&str, usize); 4]| -> Vec<(String, usize)> {
+        pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        counts(0.1),
+        named([("apgd_ce", 1), ("apgd_t", 0), ("fab_t", 0), ("square", 1)])
+    );
+    assert_eq!(counts(0.1), by_hand(1));
+    assert_eq!(
+        counts(0.3),
+        named([("apgd_ce", 2), ("apgd_t", 1), ("fab_t", 0), ("square", 0)])
+    );
+    assert_eq!(counts(0.3), by_hand(2));
+    let pgd = report.attacks.iter().find(|a| a.attack == "pgd").unwrap();
+    assert!(pgd.broken_by.is_empty());
+
+    // The summary, the page and the CSV show the counts.
+    let markdown = gauntlet_reports::render_markdown(&report);
+    assert!(
+        markdown.contains(
+            "at ε = 0.3 (each runs only on what the earlier ones left): <code>apgd\\_ce</code> 2, \
+             <code>apgd\\_t</code> 1, <code>fab\\_t</code> 0, <code>square</code> 0; 3 in all."
+        ),
+        "{markdown}"
+    );
+    let html = gauntlet_reports::render_html(&report).unwrap();
+    assert!(html.contains("Ensemble members"), "no member table");
+    let csv = gauntlet_reports::csv_string(&report).unwrap();
+    let member_rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("member,")).collect();
+    assert_eq!(member_rows.len(), 8, "{csv}");
+    assert!(
+        member_rows.iter().any(
+            |row| row.starts_with("member,standard,apgd_t,linf,0.3,,,,1,3,0.3333333333333333,")
+        ),
+        "{member_rows:?}"
+    );
+}
+
+// A `standard` run whose records credit no member although it broke samples (read from a
+// per-sample file before version 4) gets no counts rather than made-up zeros; one that broke
+// nothing gets zeros.
+#[test]
+fn standard_runs_without_member_records_get_no_counts() {
+    let (plan, mut records) = standard_plan_and_records();
+    for record in &mut records {
+        if let Outcome::Evasion(outcome) = &mut record.outcome {
+            outcome.broken_by = None;
+        }
+    }
+    let report = aggregate(&plan, &RunMeasurements::default(), &records).unwrap();
+    assert!(report.attacks.iter().all(|a| a.broken_by.is_empty()));
+
+    let unbroken: Vec<SampleRecord> = records
+        .into_iter()
+        .map(|mut record| {
+            if let Outcome::Evasion(outcome) = &mut record.outcome {
+                if record.run != RunId(0) && record.index < 3 {
+                    outcome.robust = true;
+                    outcome.prediction = [0, 1, 2][record.index as usize];
+                }
+            }
+            record
+        })
+        .collect();
+    let report = aggregate(&plan, &RunMeasurements::default(), &unbroken).unwrap();
+    let standard = report
+        .attacks
+        .iter()
+        .find(|a| a.attack == "standard")
+        .unwrap();
+    assert_eq!(standard.success_rate.successes, 0);
+    assert_eq!(standard.broken_by.len(), 4);
+    assert!(standard.broken_by.iter().all(|c| c.broken == 0));
 }

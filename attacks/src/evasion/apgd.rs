@@ -355,6 +355,7 @@ impl<'a> Batch<'a> {
             .map(|at| crate::SampleTrace {
                 queries: None,
                 broken_at: at.map(|at| (at as f32 / total).min(1.0)),
+                broken_by: None,
             })
             .collect();
         Ok(crate::Traced {

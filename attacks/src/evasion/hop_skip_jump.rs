@@ -660,6 +660,7 @@ impl Attack for HopSkipJump {
                 .map(|q| SampleTrace {
                     queries: Some(q),
                     broken_at: None,
+                    broken_by: None,
                 })
                 .collect(),
         })

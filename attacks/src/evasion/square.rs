@@ -608,6 +608,7 @@ impl Attack for Square {
                 .map(|q| crate::SampleTrace {
                     queries: Some(q),
                     broken_at: None,
+                    broken_by: None,
                 })
                 .collect(),
         })

@@ -15,7 +15,9 @@
 //! broke it; a sample no member broke (or misclassified already) gets its clean input back,
 //! as in AutoAttack. So the ensemble's per-sample success is the union of its members', and in
 //! particular a superset of `apgd`'s with the same steps and seed.
-//! [`Standard::perturb_with_members`] also says which member broke each sample.
+//! [`Standard::perturb_with_members`] also says which member broke each sample, and
+//! [`Attack::perturb_traced`] reports it as [`SampleTrace::broken_by`], which the runner
+//! records per sample (`broken_by` in `samples.parquet`) and `results.json` counts per member.
 //!
 //! ## Threat model
 //!
@@ -57,7 +59,7 @@ use crate::objective::{check_batch, check_randomness};
 use crate::params::{self, check_epsilon, parse_params};
 use crate::{
     Attack, AttackEntry, AttackError, AttackKind, AttackObjective, BudgetSemantics, ModelAccess,
-    Norm, ParameterDoc, Passes, SampleRandomness, ThreatModel,
+    Norm, ParameterDoc, Passes, SampleRandomness, SampleTrace, ThreatModel, Traced,
 };
 
 /// The registry entry.
@@ -144,6 +146,11 @@ impl Member {
             Member::FabT => "fab_t",
             Member::Square => "square",
         }
+    }
+
+    /// The member named `name` (as [`Member::name`] spells it), for reading records back.
+    pub fn from_name(name: &str) -> Option<Member> {
+        Member::ALL.into_iter().find(|member| member.name() == name)
     }
 
     /// The registry entry the member is built from, and its parameters under the ensemble's.
@@ -315,6 +322,29 @@ impl Attack for Standard {
         Ok(self
             .perturb_with_members(model, inputs, labels, randomness)?
             .0)
+    }
+
+    /// [`Standard::perturb_with_members`], with the breaking member as each sample's
+    /// [`SampleTrace::broken_by`] (the per-sample records' `broken_by`).
+    fn perturb_traced(
+        &self,
+        model: &dyn Model,
+        inputs: &Tensor,
+        labels: &Tensor,
+        randomness: &SampleRandomness,
+    ) -> Result<Traced, AttackError> {
+        let (adversarial, members) =
+            self.perturb_with_members(model, inputs, labels, randomness)?;
+        Ok(Traced {
+            adversarial,
+            traces: members
+                .into_iter()
+                .map(|broken_by| SampleTrace {
+                    broken_by,
+                    ..SampleTrace::default()
+                })
+                .collect(),
+        })
     }
 }
 

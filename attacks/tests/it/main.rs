@@ -16,6 +16,7 @@ mod ordering;
 mod params;
 mod passes;
 mod square;
+mod standard_credit;
 mod support;
 mod torchattacks;
 mod trained;

@@ -109,6 +109,7 @@ fn attack_result(
         },
         per_class: per_class(&counts),
         seconds,
+        broken_by: Vec::new(),
     };
     (result, counts)
 }

@@ -304,3 +304,16 @@ fn a_schema_3_file_still_reads() {
     expected.schema_version = 3;
     assert_eq!(report, expected);
 }
+
+/// A schema-4 file (before the `standard` ensemble's per-member counts) still reads: it is the
+/// code fixture, which has no `standard` run.
+#[test]
+fn a_schema_4_file_still_reads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_report_v4.json");
+    let report = read_json(&path).unwrap();
+    assert_eq!(report.schema_version, 4);
+    let mut expected = fixture::report();
+    expected.schema_version = 4;
+    assert_eq!(report, expected);
+}

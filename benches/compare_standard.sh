@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# gauntlet's `standard` ensemble against the AutoAttack reference (`pyautoattack` 0.2.0,
+# `AutoAttack(version='standard')`), back to back on this machine: the shipped Fashion-MNIST
+# small CNN, the first $IMAGES Fashion-MNIST test images, L∞ at $EPSILON, the reference's
+# settings on both sides (100 steps, nine targets for APGD-T and FAB-T, 5,000 Square queries,
+# each member only on what the earlier ones left). Prints robust accuracy and wall time of
+# each, and the time ratio reference / gauntlet (above 1: gauntlet is faster).
+#
+#   bash benches/compare_standard.sh                       # 1,000 images, ε = 0.03
+#   IMAGES=200 EPSILON=0.01 bash benches/compare_standard.sh
+#
+# Needs a venv with torch, safetensors and pyautoattack ($AA_VENV, default /tmp/aavenv:
+# `python3 -m venv /tmp/aavenv && /tmp/aavenv/bin/pip install torch safetensors numpy
+# pyautoattack`) and the Fashion-MNIST test IDX files in $DATA (default
+# /usr/share/datasets/fashion-mnist; the bundled datasets/data/fashion-mnist-test-1k has the
+# same first 1,000 images). Both sides use the machine's cores ($THREADS, default nproc).
+# gauntlet's time is the whole `gauntlet run` process (model and data loading, clean pass,
+# reports) and, separately, its attack time from results.json; the reference's is
+# `run_standard_evaluation` alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+images=${IMAGES:-1000}
+epsilon=${EPSILON:-0.03}
+data=${DATA:-/usr/share/datasets/fashion-mnist}
+venv=${AA_VENV:-/tmp/aavenv}
+threads=${THREADS:-$(nproc)}
+batch=${BATCH:-250}
+export THREADS=$threads RAYON_NUM_THREADS=$threads
+
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
+echo "standard, L∞ ε = $epsilon, $images images, batch $batch, $threads threads"
+cargo build --release --quiet -p gauntlet
+target=${CARGO_TARGET_DIR:-target}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root=$(pwd)
+cat >"$work/suite.toml" <<TOML
+version = 1
+name = "standard vs AutoAttack reference"
+seed = 0
+device = "cpu"
+batch_size = $batch
+
+[model]
+spec = "$root/models/assets/fashion-mnist-small-cnn.toml"
+weights = "$root/models/assets/fashion-mnist-small-cnn.safetensors"
+
+[dataset]
+format = "idx"
+images = "$data/t10k-images-idx3-ubyte.gz"
+labels = "$data/t10k-labels-idx1-ubyte.gz"
+limit = $images
+
+[[attack]]
+name = "standard"
+epsilons = [$epsilon]
+
+[report]
+formats = ["json"]
+out = "$work/out"
+TOML
+
+start=$(date +%s.%N)
+"$target/release/gauntlet" run "$work/suite.toml" >"$work/gauntlet.log" 2>&1 || {
+    status=$?
+    # Exit 1 is a failed gate or sanity check: the numbers are still there.
+    [ "$status" -eq 1 ] || { cat "$work/gauntlet.log"; exit "$status"; }
+}
+end=$(date +%s.%N)
+gauntlet_seconds=$(echo "$end - $start" | bc)
+
+"$venv/bin/python" benches/compare_standard.py "$images" "$epsilon" "$data" "$batch" \
+    2>"$work/reference.log" | tee "$work/reference.out"
+grep -E "robust accuracy|initial accuracy" "$work/reference.log" | sed 's/^/  /' || true
+
+python3 - "$work/out/results.json" "$gauntlet_seconds" "$work/reference.out" <<'PY'
+import json
+import re
+import sys
+
+results = json.load(open(sys.argv[1]))
+wall = float(sys.argv[2])
+run = results["attacks"][0]
+robust = run["robust_accuracy"]
+credit = ", ".join(f"{c['member']} {c['broken']}" for c in run.get("broken_by", []))
+reference = open(sys.argv[3]).read()
+ref = dict(re.findall(r"(\w+)=([\d.]+)", reference.splitlines()[-1]))
+ref_seconds = float(ref["seconds"])
+ref_robust = int(ref["robust"])
+images = int(ref["images"])
+print()
+print("| | robust | robust accuracy | seconds |")
+print("|---|---:|---:|---:|")
+print(f"| gauntlet `standard` (whole run) | {robust['successes']} | {robust['value']:.3f} | {wall:.1f} |")
+print(f"| gauntlet `standard` (attack only) | | | {run['seconds']:.1f} |")
+print(f"| pyautoattack `AutoAttack(version='standard')` | {ref_robust} | {ref_robust / images:.3f} | {ref_seconds:.1f} |")
+print()
+print(f"gauntlet: clean {results['clean']['accuracy']['successes']}/{images}; broken by member: {credit}")
+print(f"time ratio reference / gauntlet: {ref_seconds / wall:.2f} (whole run), "
+      f"{ref_seconds / run['seconds']:.2f} (attack only)")
+PY
