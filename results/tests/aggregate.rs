@@ -1076,6 +1076,7 @@ fn a_decision_based_minimal_norm_attack_feeds_the_black_box_check() {
         CheckStatus::Pass
     );
 }
+
 /// A detector run of the plan: `label` scoring the clean inputs, or the attack `pgd` at 0.1.
 fn detector_run(label: &str, attacked: bool, rule_threshold: Option<f64>) -> PlannedRun {
     use gauntlet_results::detector::{DetectorRun, ScoredInputs};
@@ -1129,24 +1130,6 @@ fn scores(run: u32, robust: &[bool], scores: &[f64], rule: Option<f64>) -> Vec<S
 fn detector_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
     let plan = plan(
         vec![
-            run(
-
-/// A `standard` run at two ε and a PGD run, with the member that broke each sample recorded
-/// as the ensemble records it: only on samples correct when clean and broken after.
-fn standard_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
-    use gauntlet_attacks::evasion::standard::Member;
-    let plan = plan(
-        vec![
-            run(
-                "standard",
-                RunPurpose::Attack,
-                attack("standard", AttackKind::Iterative, Norm::Linf, 0.1),
-            ),
-            run(
-                "standard",
-                RunPurpose::Attack,
-                attack("standard", AttackKind::Iterative, Norm::Linf, 0.3),
-            ),
             run(
                 "pgd",
                 RunPurpose::Attack,
@@ -1252,6 +1235,29 @@ fn a_detector_record_in_a_run_without_a_detector_description_is_refused() {
     plan.runs[2].detector = None;
     let error = aggregate(&plan, &RunMeasurements::default(), &records).unwrap_err();
     assert!(matches!(error, AggregateError::WrongKind { .. }), "{error}");
+}
+
+/// A `standard` run at two ε and a PGD run, with the member that broke each sample recorded
+/// as the ensemble records it: only on samples correct when clean and broken after.
+fn standard_plan_and_records() -> (RunPlan, Vec<SampleRecord>) {
+    use gauntlet_attacks::evasion::standard::Member;
+    let plan = plan(
+        vec![
+            run(
+                "standard",
+                RunPurpose::Attack,
+                attack("standard", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
+            run(
+                "standard",
+                RunPurpose::Attack,
+                attack("standard", AttackKind::Iterative, Norm::Linf, 0.3),
+            ),
+            run(
+                "pgd",
+                RunPurpose::Attack,
+                attack("pgd", AttackKind::Iterative, Norm::Linf, 0.1),
+            ),
         ],
         Vec::new(),
     );
