@@ -53,7 +53,7 @@ use candle_core::{DType, Tensor};
 use gauntlet_models::{Loss, Model};
 use rand::Rng;
 
-use super::{observe, Detector};
+use super::{observe, Detector, DetectorNeeds, Observations};
 use crate::{AttackError, SampleRandomness, Stream};
 
 /// The registry-like name reports give the adaptive attack.
@@ -195,12 +195,12 @@ impl AdaptivePgd {
     }
 
     /// Model passes per sample: one forward and one backward per step; a confident
-    /// misclassification also scores every iterate (one forward for the predictions, one for
-    /// the detector's observations) and finds the target (one forward).
+    /// misclassification also observes every iterate (one forward, whose logits give both the
+    /// prediction and the detector's score) and finds the target (one forward).
     pub fn passes_per_sample(&self) -> u64 {
         match self.evasion {
             Evasion::AcceptBox => 2 * u64::from(self.steps),
-            Evasion::ConfidentMisclassification => 4 * u64::from(self.steps) + 1,
+            Evasion::ConfidentMisclassification => 3 * u64::from(self.steps) + 1,
         }
     }
 
@@ -314,13 +314,7 @@ impl AdaptivePgd {
         let boxes: Vec<Vec<(f32, f32)>> = clean
             .iter()
             .map(|row| {
-                let ball: Vec<(f64, f64)> = row
-                    .iter()
-                    .map(|&c| {
-                        let c = f64::from(c);
-                        ((c - epsilon).max(0.0), (c + epsilon).min(1.0))
-                    })
-                    .collect();
+                let ball: Vec<(f64, f64)> = row.iter().map(|&c| ball(c, epsilon)).collect();
                 let inside: Option<Vec<(f32, f32)>> = ball
                     .iter()
                     .zip(&accept)
@@ -342,40 +336,32 @@ impl AdaptivePgd {
                 .apgd_into_accept_box(model, inputs, labels, randomness, &boxes)?
                 .to_dtype(inputs.dtype())?);
         }
-        let mut current: Vec<Vec<f32>> = if self.random_start {
-            random_start(&boxes, randomness)
+        let mut current = self.starting_points(&clean, &boxes, randomness);
+        for _ in 0..self.steps {
+            let gradient = cross_entropy_gradient(model, &current, &shape, labels)?;
+            // Ascend: away from the true label.
+            signed_step(&mut current, &gradient, &boxes, self.step());
+        }
+        Ok(rows_tensor(&current, &shape, inputs.device())?.to_dtype(inputs.dtype())?)
+    }
+
+    /// Where a run starts: uniform in each sample's box with `random_start`, else the clean
+    /// rows clamped into their boxes.
+    fn starting_points(
+        &self,
+        clean: &[Vec<f32>],
+        boxes: &[Vec<(f32, f32)>],
+        randomness: &SampleRandomness,
+    ) -> Vec<Vec<f32>> {
+        if self.random_start {
+            random_start(boxes, randomness)
         } else {
             clean
                 .iter()
-                .zip(&boxes)
+                .zip(boxes)
                 .map(|(row, bounds)| clamp_row(row, bounds))
                 .collect()
-        };
-        let step = self.step();
-        for _ in 0..self.steps {
-            let flat: Vec<f32> = current.iter().flatten().copied().collect();
-            let x = Tensor::from_vec(flat, shape.clone(), inputs.device())?;
-            let gradient: Vec<Vec<f32>> = model
-                .loss_and_input_gradient(&x, labels, Loss::CrossEntropy)?
-                .gradient
-                .flatten_from(1)?
-                .to_dtype(DType::F32)?
-                .to_vec2()?;
-            for ((row, g), bounds) in current.iter_mut().zip(&gradient).zip(&boxes) {
-                for ((v, &g), &(lo, hi)) in row.iter_mut().zip(g).zip(bounds) {
-                    let moved = if g > 0.0 {
-                        *v + step
-                    } else if g < 0.0 {
-                        *v - step
-                    } else {
-                        *v
-                    };
-                    *v = moved.clamp(lo, hi);
-                }
-            }
         }
-        let flat: Vec<f32> = current.into_iter().flatten().collect();
-        Ok(Tensor::from_vec(flat, shape, inputs.device())?.to_dtype(inputs.dtype())?)
     }
 
     fn confident_misclassification(
@@ -414,78 +400,112 @@ impl AdaptivePgd {
             .map(|row| {
                 row.iter()
                     .map(|&c| {
-                        let c = f64::from(c);
-                        (
-                            f32_at_least((c - epsilon).max(0.0)),
-                            f32_at_most((c + epsilon).min(1.0)),
-                        )
+                        let (lo, hi) = ball(c, epsilon);
+                        (f32_at_least(lo), f32_at_most(hi))
                     })
                     .collect()
             })
             .collect();
-        let mut current: Vec<Vec<f32>> = if self.random_start {
-            random_start(&boxes, randomness)
-        } else {
-            clean
-                .iter()
-                .zip(&boxes)
-                .map(|(row, bounds)| clamp_row(row, bounds))
-                .collect()
-        };
+        let mut current = self.starting_points(&clean, &boxes, randomness);
         // Per sample, the misclassified iterate the detector scores lowest so far.
         let mut best: Vec<Option<(f64, Vec<f32>)>> = vec![None; batch];
-        let step = self.step();
-        let needs = detector.needs();
+        // The observations always hold the logits the predictions are read from.
+        let needs = DetectorNeeds {
+            logits: true,
+            ..detector.needs()
+        };
         for _ in 0..self.steps {
-            let x = Tensor::from_vec(
-                current.iter().flatten().copied().collect::<Vec<f32>>(),
-                shape.clone(),
-                device,
-            )?;
-            let gradient: Vec<Vec<f32>> = model
-                .loss_and_input_gradient(&x, &targets, Loss::CrossEntropy)?
-                .gradient
-                .flatten_from(1)?
-                .to_dtype(DType::F32)?
-                .to_vec2()?;
+            let gradient = cross_entropy_gradient(model, &current, &shape, &targets)?;
             // Descend: toward the target.
-            for ((row, g), bounds) in current.iter_mut().zip(&gradient).zip(&boxes) {
-                for ((v, &g), &(lo, hi)) in row.iter_mut().zip(g).zip(bounds) {
-                    let moved = if g > 0.0 {
-                        *v - step
-                    } else if g < 0.0 {
-                        *v + step
-                    } else {
-                        *v
-                    };
-                    *v = moved.clamp(lo, hi);
-                }
-            }
-            let x = Tensor::from_vec(
-                current.iter().flatten().copied().collect::<Vec<f32>>(),
-                shape.clone(),
-                device,
-            )?;
-            let predictions: Vec<u32> = model
-                .forward(&x)?
-                .argmax(1)?
-                .to_dtype(DType::U32)?
-                .to_vec1()?;
-            let scores = detector.score(&observe(model, &x, None, needs, batch)?)?;
+            signed_step(&mut current, &gradient, &boxes, -self.step());
+            let x = rows_tensor(&current, &shape, device)?;
+            let observations = observe(model, &x, None, needs, batch)?;
+            let logits = Observations::require(&observations.logits, detector.name(), "logits")?;
+            let predictions: Vec<usize> = logits.iter_rows().map(first_largest).collect();
+            let scores = detector.score(&observations)?;
             for (i, kept) in best.iter_mut().enumerate() {
                 let better = kept.as_ref().is_none_or(|(score, _)| scores[i] < *score);
-                if predictions[i] != truth[i] && better {
+                if predictions[i] != truth[i] as usize && better {
                     *kept = Some((scores[i], current[i].clone()));
                 }
             }
         }
-        let flat: Vec<f32> = best
+        let kept: Vec<Vec<f32>> = best
             .into_iter()
             .zip(current)
-            .flat_map(|(kept, last)| kept.map_or(last, |(_, row)| row))
+            .map(|(kept, last)| kept.map_or(last, |(_, row)| row))
             .collect();
-        Ok(Tensor::from_vec(flat, shape, device)?.to_dtype(inputs.dtype())?)
+        Ok(rows_tensor(&kept, &shape, device)?.to_dtype(inputs.dtype())?)
     }
+}
+
+/// The ε-ball ∩ `[0, 1]` around feature value `c`, in f64.
+fn ball(c: f32, epsilon: f64) -> (f64, f64) {
+    let c = f64::from(c);
+    ((c - epsilon).max(0.0), (c + epsilon).min(1.0))
+}
+
+/// Per-sample rows as a tensor of `shape`.
+fn rows_tensor(
+    rows: &[Vec<f32>],
+    shape: &candle_core::Shape,
+    device: &candle_core::Device,
+) -> Result<Tensor, AttackError> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(flat, shape.clone(), device)?)
+}
+
+/// Per sample, the input gradient of the cross-entropy against `labels` at the rows
+/// `current`.
+fn cross_entropy_gradient(
+    model: &dyn Model,
+    current: &[Vec<f32>],
+    shape: &candle_core::Shape,
+    labels: &Tensor,
+) -> Result<Vec<Vec<f32>>, AttackError> {
+    let x = rows_tensor(current, shape, labels.device())?;
+    Ok(model
+        .loss_and_input_gradient(&x, labels, Loss::CrossEntropy)?
+        .gradient
+        .flatten_from(1)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?)
+}
+
+/// Move every feature by `step` in the direction of its gradient's sign (none where the
+/// gradient is 0; a negative `step` descends), then clamp it into its box.
+fn signed_step(
+    current: &mut [Vec<f32>],
+    gradient: &[Vec<f32>],
+    boxes: &[Vec<(f32, f32)>],
+    step: f32,
+) {
+    for ((row, g), bounds) in current.iter_mut().zip(gradient).zip(boxes) {
+        for ((v, &g), &(lo, hi)) in row.iter_mut().zip(g).zip(bounds) {
+            let moved = if g > 0.0 {
+                *v + step
+            } else if g < 0.0 {
+                *v - step
+            } else {
+                *v
+            };
+            *v = moved.clamp(lo, hi);
+        }
+    }
+}
+
+/// The index of the largest value, the first one on ties.
+fn first_largest(row: &[f64]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(best, top), (i, &v)| {
+            if v > top {
+                (i, v)
+            } else {
+                (best, top)
+            }
+        })
+        .0
 }
 
 /// A uniform start inside each sample's box, from the sample's [`Stream::Restart`]`(0)`.
