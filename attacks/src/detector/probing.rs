@@ -47,9 +47,11 @@ impl QuerySimilarity {
 
     /// A new client's session: an empty history.
     pub fn session(&self) -> Session {
+        // The history grows with the queries sent, never to `window` up front: a suite may
+        // ask for an absurd window.
         Session {
             settings: *self,
-            history: VecDeque::with_capacity(self.window),
+            history: VecDeque::new(),
         }
     }
 
@@ -247,6 +249,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`window`"));
+        // An absurd window allocates nothing up front.
+        let mut huge = QuerySimilarity::new(1, 1 << 62).unwrap().session();
+        assert_eq!(huge.observe(&[0.0]).unwrap(), None);
+        assert_eq!(huge.observe(&[2.0]).unwrap(), Some(2.0));
         let monitor = QuerySimilarity::new(1, 4).unwrap();
         let mut session = monitor.session();
         session.observe(&[0.0, 1.0]).unwrap();
