@@ -1,7 +1,7 @@
 //! One function per subcommand. Results go to stdout and `--out`; progress and errors to stderr.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gauntlet_datasets::{Dataset, DatasetFormat};
@@ -16,9 +16,10 @@ use crate::cli::{
 use crate::device::{open_device, parse_device};
 use crate::journal::{Journal, OnMismatch, RunIdentity, ShardManifest, ShardTimings};
 use crate::load::load_dataset;
+use crate::matrix::SuiteFile;
 use crate::output::{Existing, Staging};
 use crate::progress::Progress;
-use crate::shard::{UnitId, JOB_COMPLETION_INDEX};
+use crate::shard::{ShardSpec, UnitId, JOB_COMPLETION_INDEX};
 use crate::suite::{DatasetSection, DatasetSources, Overrides, Source, Suite};
 use crate::work::Work;
 
@@ -115,31 +116,150 @@ pub(crate) fn stdout_line(text: &str) -> Result<()> {
 }
 
 fn run(args: RunArgs) -> Result<Outcome> {
-    let replace_default = args.suite.is_none() && args.out.is_none();
     let overrides = Overrides {
         seed: args.seed,
-        device: args.device,
+        device: args.device.clone(),
         limit: args.limit,
         batch_size: args.batch_size,
-        out: args.out,
-        formats: args.format,
+        out: args.out.clone(),
+        formats: args.format.clone(),
         allow_unverified: args.allow_unverified,
         candle_kernels: args.candle_kernels,
     };
     let suite = match &args.suite {
-        Some(path) => Suite::from_file(path, &overrides)?,
-        None => Suite::embedded_default(&overrides)?,
+        Some(path) => SuiteFile::read(path, &overrides)?,
+        None => SuiteFile::Single(Box::new(Suite::embedded_default(&overrides)?)),
     };
+    match suite {
+        SuiteFile::Single(suite) => run_single(&suite, &args),
+        SuiteFile::Matrix(matrix) => crate::matrix_run::run(&matrix, &args),
+    }
+}
+
+/// The shard `--shard` asks for, with `auto/N` read from `$JOB_COMPLETION_INDEX`.
+pub(crate) fn shard_of(args: &RunArgs) -> Result<Option<ShardSpec>> {
+    Ok(args
+        .shard
+        .map(|arg| arg.resolve(std::env::var(JOB_COMPLETION_INDEX).ok().as_deref()))
+        .transpose()?)
+}
+
+/// A suite's work units run (or read back from the journal): what a shard manifest or the
+/// assembled results are made of.
+pub(crate) struct Executed {
+    pub identity: RunIdentity,
+    pub outputs: Vec<crate::journal::FinishedUnit>,
+    /// Units read from the journal rather than run now.
+    pub skipped: usize,
+    /// Units in the whole plan.
+    pub plan_units: usize,
+    pub base_plan: gauntlet_results::RunPlan,
+    pub load_seconds: f64,
+}
+
+impl Executed {
+    /// A shard's manifest (`shard.json`).
+    pub fn manifest(self, suite: &Suite, spec: ShardSpec) -> ShardManifest {
+        let unit_seconds = self.outputs.iter().map(|(_, _, o)| o.seconds()).sum();
+        ShardManifest {
+            shard_manifest_version: crate::journal::SHARD_MANIFEST_VERSION,
+            identity: self.identity,
+            shard: spec,
+            relative_gates: suite.relative_gates.clone(),
+            formats: suite.report.formats.clone(),
+            units: self
+                .outputs
+                .into_iter()
+                .map(|(_, entry, _)| entry)
+                .collect(),
+            timings: ShardTimings {
+                load_seconds: self.load_seconds,
+                unit_seconds,
+            },
+        }
+    }
+
+    /// A whole run's records and measurements, assembled from its units.
+    pub fn evaluation(self) -> Result<crate::runner::Evaluation> {
+        crate::work::assemble(
+            &self.base_plan,
+            self.plan_units,
+            self.load_seconds,
+            self.outputs.into_iter().map(|(id, _, output)| (id, output)),
+        )
+    }
+}
+
+/// Load a suite's model and data, check the caps, open the journal in `journal_out` and run
+/// the units of `shard` (every unit without one) that the journal does not already hold.
+pub(crate) fn execute(
+    suite: &Suite,
+    journal_out: &Path,
+    shard: Option<ShardSpec>,
+    args: &RunArgs,
+    on_mismatch: OnMismatch,
+    progress: &Progress,
+) -> Result<Executed> {
+    progress.set_message("loading model and data");
+    let loaded = crate::load::load(suite)?;
+    let work = crate::budget::planned_work(suite, loaded.dataset.len())?;
+    crate::budget::check_work(suite, &work)?;
+    let mut work = Work::new(suite, &loaded, args.unit_samples)?;
+    let identity = RunIdentity::new(suite, &loaded, &work)?;
+    let mut journal = Journal::open(
+        journal_out,
+        &identity,
+        shard,
+        &work,
+        args.restart,
+        on_mismatch,
+    )?;
+    for note in std::mem::take(&mut journal.notes) {
+        progress.report(
+            &format!("notice: {note}"),
+            "notice",
+            serde_json::json!({ "message": note }),
+        );
+    }
+    let ids: Vec<UnitId> = match shard {
+        Some(spec) => work.units.shard(spec),
+        None => work.units.units.iter().map(|u| u.id).collect(),
+    };
+    if !journal.finished.is_empty() {
+        let finished = ids
+            .iter()
+            .filter(|id| journal.finished.contains_key(id))
+            .count();
+        progress.report(
+            &format!(
+                "resuming from the journal in `{}`: {finished} of {} work units already finished",
+                journal_out.display(),
+                ids.len()
+            ),
+            "resumed",
+            serde_json::json!({ "finished_units": finished, "units": ids.len() }),
+        );
+    }
+    let (outputs, skipped) = journal.run(&mut work, &ids, progress)?;
+    Ok(Executed {
+        identity,
+        outputs,
+        skipped,
+        plan_units: work.units.units.len(),
+        base_plan: work.base_plan.clone(),
+        load_seconds: loaded.load_seconds,
+    })
+}
+
+fn run_single(suite: &Suite, args: &RunArgs) -> Result<Outcome> {
+    let replace_default = args.suite.is_none() && args.out.is_none();
     // Refuse an output folder that would be refused at the end before any work is done, and
     // read the baseline now rather than after an hour of attacks. The embedded default into
     // its default folder is the README's first command, which a new user runs again and
     // again: there an earlier run (only ever a whole folder gauntlet wrote) is replaced as
     // with `--overwrite`. A named suite or `--out` keeps the refusal.
     let out_dir = PathBuf::from(&suite.report.out);
-    let shard = args
-        .shard
-        .map(|arg| arg.resolve(std::env::var(JOB_COMPLETION_INDEX).ok().as_deref()))
-        .transpose()?;
+    let shard = shard_of(args)?;
     let baseline = match shard {
         // Gates, relative ones too, are evaluated on the merged results.
         Some(_) if args.baseline.is_some() => bail!(
@@ -178,72 +298,21 @@ fn run(args: RunArgs) -> Result<Outcome> {
             "shard": shard.map(|s| s.to_string()),
         }),
     );
-    progress.set_message("loading model and data");
-    let loaded = crate::load::load(&suite)?;
-    let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
-    crate::budget::check_work(&suite, &work)?;
-    let mut work = Work::new(&suite, &loaded, args.unit_samples)?;
-    let identity = RunIdentity::new(&suite, &loaded, &work)?;
-    let mut journal = Journal::open(
-        &out_dir,
-        &identity,
-        shard,
-        &work,
-        args.restart,
-        if replace_default {
-            OnMismatch::Discard
-        } else {
-            OnMismatch::Refuse
-        },
-    )?;
-    for note in std::mem::take(&mut journal.notes) {
-        progress.report(
-            &format!("notice: {note}"),
-            "notice",
-            serde_json::json!({ "message": note }),
-        );
-    }
-    let ids: Vec<UnitId> = match shard {
-        Some(spec) => work.units.shard(spec),
-        None => work.units.units.iter().map(|u| u.id).collect(),
+    let on_mismatch = if replace_default {
+        OnMismatch::Discard
+    } else {
+        OnMismatch::Refuse
     };
-    if !journal.finished.is_empty() {
-        let finished = ids
-            .iter()
-            .filter(|id| journal.finished.contains_key(id))
-            .count();
-        progress.report(
-            &format!(
-                "resuming from the journal in `{}`: {finished} of {} work units already finished",
-                out_dir.display(),
-                ids.len()
-            ),
-            "resumed",
-            serde_json::json!({ "finished_units": finished, "units": ids.len() }),
-        );
-    }
-    let (outputs, skipped) = journal.run(&mut work, &ids, &progress)?;
+    let executed = execute(suite, &out_dir, shard, args, on_mismatch, &progress)?;
     progress.finish();
     if let Some(spec) = shard {
-        let unit_seconds = outputs.iter().map(|(_, _, o)| o.seconds()).sum();
-        let manifest = ShardManifest {
-            shard_manifest_version: crate::journal::SHARD_MANIFEST_VERSION,
-            identity,
-            shard: spec,
-            relative_gates: suite.relative_gates.clone(),
-            formats: suite.report.formats.clone(),
-            units: outputs.into_iter().map(|(_, entry, _)| entry).collect(),
-            timings: ShardTimings {
-                load_seconds: loaded.load_seconds,
-                unit_seconds,
-            },
-        };
+        let (skipped, plan_units) = (executed.skipped, executed.plan_units);
+        let manifest = executed.manifest(suite, spec);
         let path = manifest.write(&out_dir)?;
         stdout_line(&format!(
-            "shard {spec}: {} of the plan's {} work units ({} run now, {skipped} from the \
+            "shard {spec}: {} of the plan's {plan_units} work units ({} run now, {skipped} from the \
              journal); join the shards with `gauntlet merge`",
             manifest.units.len(),
-            work.units.units.len(),
             manifest.units.len() - skipped
         ))?;
         stdout_line(&format!("wrote {}", path.display()))?;
@@ -260,12 +329,7 @@ fn run(args: RunArgs) -> Result<Outcome> {
         );
         return Ok(Outcome::Passed);
     }
-    let evaluation = crate::work::assemble(
-        &work.base_plan,
-        work.units.units.len(),
-        loaded.load_seconds,
-        outputs.into_iter().map(|(id, _, output)| (id, output)),
-    )?;
+    let evaluation = executed.evaluation()?;
     let staging = staging.context("a whole run has a staging folder (a bug in this build)")?;
     publish(
         &evaluation,
@@ -302,18 +366,18 @@ pub(crate) fn read_baseline_for(
     }
 }
 
-/// Everything after the records, shared by `run` and `merge`: aggregate, compare with the
-/// baseline, write the per-sample file and the reports into the staging folder, commit it,
-/// print the summary and the verdict.
-pub(crate) fn publish(
+/// A run's records written into `dir` (a staging folder, or a matrix cell's folder inside
+/// one): aggregate, compare with the baseline, write the per-sample file and the reports. The
+/// report and every path written.
+pub(crate) fn write_run(
     evaluation: &crate::runner::Evaluation,
-    staging: Staging,
+    dir: &Path,
+    shown_dir: &Path,
     formats: &[gauntlet_reports::OutputFormat],
     relative_gates: &[gauntlet_results::baseline::RelativeGate],
-    baseline: Option<(RunReport, PathBuf)>,
+    baseline: Option<(&RunReport, &Path)>,
     progress: &Progress,
-) -> Result<Outcome> {
-    let out_dir = staging.target().to_path_buf();
+) -> Result<(RunReport, Vec<PathBuf>)> {
     for notice in &evaluation.measurements.notices {
         progress.report(
             &format!("notice: {notice}"),
@@ -322,12 +386,11 @@ pub(crate) fn publish(
         );
     }
     let mut report = evaluation.report()?;
-    if let Some((baseline, path)) = &baseline {
+    if let Some((baseline, path)) = baseline {
         crate::baseline::apply(&mut report, baseline, path, relative_gates);
     }
-    let samples_path = staging
-        .path()
-        .join(gauntlet_results::samples_file::FILE_NAME);
+    fs_err::create_dir_all(dir)?;
+    let samples_path = dir.join(gauntlet_results::samples_file::FILE_NAME);
     gauntlet_results::samples_file::write(
         &samples_path,
         &evaluation.plan,
@@ -337,23 +400,47 @@ pub(crate) fn publish(
     .with_context(|| {
         format!(
             "cannot write the per-sample file `{}`",
-            staging.final_path(&samples_path).display()
+            shown_dir
+                .join(gauntlet_results::samples_file::FILE_NAME)
+                .display()
         )
     })?;
     report.samples_file = Some(gauntlet_results::samples_file::FILE_NAME.to_string());
     let mut written = vec![samples_path];
     if !evaluation.measurements.poisoned_indices.is_empty() {
-        let path = staging
-            .path()
-            .join(gauntlet_results::backdoor::GROUND_TRUTH_FILE_NAME);
+        let path = dir.join(gauntlet_results::backdoor::GROUND_TRUTH_FILE_NAME);
         let json = serde_json::to_string_pretty(&evaluation.measurements.poisoned_indices)?;
         crate::output::write_file_atomically(&path, json.as_bytes())?;
         written.push(path);
     }
     written.extend(
-        gauntlet_reports::write_all(&report, staging.path(), formats)
-            .with_context(|| format!("cannot write reports to `{}`", out_dir.display()))?,
+        gauntlet_reports::write_all(&report, dir, formats)
+            .with_context(|| format!("cannot write reports to `{}`", shown_dir.display()))?,
     );
+    Ok((report, written))
+}
+
+/// Everything after the records, shared by `run` and `merge`: [`write_run`] into the staging
+/// folder, commit it, print the summary and the verdict.
+pub(crate) fn publish(
+    evaluation: &crate::runner::Evaluation,
+    staging: Staging,
+    formats: &[gauntlet_reports::OutputFormat],
+    relative_gates: &[gauntlet_results::baseline::RelativeGate],
+    baseline: Option<(RunReport, PathBuf)>,
+    progress: &Progress,
+) -> Result<Outcome> {
+    let (report, written) = write_run(
+        evaluation,
+        staging.path(),
+        staging.target(),
+        formats,
+        relative_gates,
+        baseline
+            .as_ref()
+            .map(|(report, path)| (report, path.as_path())),
+        progress,
+    )?;
     let written: Vec<PathBuf> = written
         .iter()
         .map(|path| staging.final_path(path))
@@ -381,9 +468,22 @@ pub(crate) fn publish(
 
 /// Print one line (or JSON event) per failure to stderr and decide the outcome.
 pub(crate) fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
+    verdict_for(report, fail_on_sanity, log, "")
+}
+
+/// [`verdict`], each line starting with `prefix` (a matrix cell's name).
+pub(crate) fn verdict_for(
+    report: &RunReport,
+    fail_on_sanity: bool,
+    log: &Progress,
+    prefix: &str,
+) -> Outcome {
     let mut failed = false;
     for gate in report.gates.iter().filter(|g| !g.passed) {
-        let message = gauntlet_results::gate::failure_message(gate, report);
+        let message = format!(
+            "{prefix}{}",
+            gauntlet_results::gate::failure_message(gate, report)
+        );
         log.report(
             &message,
             "gate_failed",
@@ -401,14 +501,17 @@ pub(crate) fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) 
         match check.status {
             CheckStatus::Fail => {
                 log.report(
-                    &format!("sanity check failed: {}: {}", check.name, check.detail),
+                    &format!(
+                        "{prefix}sanity check failed: {}: {}",
+                        check.name, check.detail
+                    ),
                     "sanity_check_failed",
                     fields,
                 );
                 failed |= fail_on_sanity;
             }
             CheckStatus::Warn => log.report(
-                &format!("warning: {}: {}", check.name, check.detail),
+                &format!("{prefix}warning: {}: {}", check.name, check.detail),
                 "warning",
                 fields,
             ),
@@ -427,7 +530,19 @@ fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
         allow_unverified,
         ..Overrides::default()
     };
-    let suite = Suite::from_file(path, &overrides)?;
+    match SuiteFile::read(path, &overrides)? {
+        SuiteFile::Single(suite) => {
+            check_suite(&suite, path)?;
+            stdout_line("ok: the suite is valid")?;
+            Ok(Outcome::Passed)
+        }
+        SuiteFile::Matrix(matrix) => crate::matrix_run::check(&matrix, path),
+    }
+}
+
+/// `check` of one suite (or one matrix cell): files present, then what `run` does before its
+/// first batch, and the plan printed.
+pub(crate) fn check_suite(suite: &Suite, path: &Path) -> Result<()> {
     let sources = [
         ("model.spec", Some(&suite.model_spec)),
         ("model.weights", Some(&suite.model_weights)),
@@ -453,9 +568,9 @@ fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
     }
     // Exactly what `run` does before its first batch: provenance, spec, weights and data
     // through the same loader, the memory cap, the work cap.
-    let loaded = crate::load::load(&suite)?;
-    let work = crate::budget::planned_work(&suite, loaded.dataset.len())?;
-    crate::budget::check_work(&suite, &work)?;
+    let loaded = crate::load::load(suite)?;
+    let work = crate::budget::planned_work(suite, loaded.dataset.len())?;
+    crate::budget::check_work(suite, &work)?;
     // What depends on the data's shape (a trigger that does not fit, a target class that does
     // not exist) is checked against the loaded model's input shape and classes.
     suite
@@ -472,8 +587,7 @@ fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
         work.describe().trim_end(),
         suite.limits.max_passes
     ))?;
-    stdout_line("ok: the suite is valid")?;
-    Ok(Outcome::Passed)
+    Ok(())
 }
 
 /// Re-render a run's reports: from its `results.json`, or — when `input` is a per-sample file —
@@ -498,7 +612,11 @@ fn report(
             .map(|name| name.to_string_lossy().into_owned());
         report
     } else {
-        gauntlet_reports::read_json(input)?
+        let bytes = gauntlet_files::read_bounded(input, gauntlet_files::limits::RESULTS_JSON)?;
+        if gauntlet_reports::matrix::is_matrix_json(&bytes) {
+            return report_matrix(input, &bytes, out, formats, overwrite, baseline);
+        }
+        gauntlet_reports::parse_json(&bytes, input)?
     };
     let mut report = report;
     if let Some(path) = baseline {
@@ -522,6 +640,36 @@ fn report(
         .iter()
         .map(|path| staging.final_path(path))
         .collect();
+    staging.commit()?;
+    for path in &written {
+        stdout_line(&format!("wrote {}", path.display()))?;
+    }
+    Ok(Outcome::Passed)
+}
+
+/// `gauntlet report` of a matrix run's `results.json`: the matrix's own renderings again (each
+/// cell's folder re-renders from its own `results.json`).
+fn report_matrix(
+    input: &Path,
+    bytes: &[u8],
+    out: &Path,
+    formats: &[gauntlet_reports::OutputFormat],
+    overwrite: bool,
+    baseline: Option<&Path>,
+) -> Result<Outcome> {
+    if baseline.is_some() {
+        bail!(
+            "`{}` is a matrix run's results: compare it with a baseline by running the suite \
+             with --baseline, or re-render one cell (`{}/ID/results.json`) with --baseline",
+            input.display(),
+            gauntlet_reports::matrix::CELLS_DIR
+        );
+    }
+    let matrix = gauntlet_reports::matrix::parse_matrix_json(bytes, input)?;
+    let staging = Staging::begin(out, existing_policy(overwrite, Existing::ReplaceRenderings))?;
+    let written = gauntlet_reports::matrix::write_matrix(&matrix, staging.path(), formats)
+        .with_context(|| format!("cannot write reports to `{}`", out.display()))?;
+    let written: Vec<PathBuf> = written.iter().map(|p| staging.final_path(p)).collect();
     staging.commit()?;
     for path in &written {
         stdout_line(&format!("wrote {}", path.display()))?;

@@ -18,6 +18,8 @@ pub mod device;
 pub mod inspect;
 pub mod journal;
 pub mod load;
+pub mod matrix;
+pub mod matrix_run;
 pub mod merge;
 pub mod output;
 pub mod probing;

@@ -159,8 +159,15 @@ fn read_manifest(dir: &Path) -> Result<ShardManifest> {
     ShardManifest::read(dir)
 }
 
-/// The `merge` command.
+/// The `merge` command: one run's shards, or a matrix run's (`matrix.json` in the folders).
 pub fn merge(args: MergeArgs) -> Result<Outcome> {
+    if args
+        .shards
+        .iter()
+        .any(|dir| dir.join(crate::matrix_run::MATRIX_SHARD_MANIFEST).exists())
+    {
+        return crate::matrix_run::merge(&args);
+    }
     let shards = check_shards(&args.shards)?;
     let first = &shards[0].1;
     let baseline = read_baseline_for(
@@ -182,12 +189,27 @@ pub fn merge(args: MergeArgs) -> Result<Outcome> {
             "out": args.out.display().to_string(),
         }),
     );
-    let identity = first.identity.clone();
+    let evaluation = merged_evaluation(&shards)?;
+    publish(
+        &evaluation,
+        staging,
+        &formats,
+        &first.relative_gates,
+        baseline,
+        &progress,
+    )
+}
+
+/// The records and measurements of checked shards ([`check_shards`]), assembled as one run's.
+pub(crate) fn merged_evaluation(
+    shards: &[(PathBuf, ShardManifest)],
+) -> Result<crate::runner::Evaluation> {
+    let identity = &shards.first().context("no shard folders given")?.1.identity;
     let mut outputs = Vec::with_capacity(identity.units);
     let mut base_plan = None;
-    for (dir, manifest) in &shards {
+    for (dir, manifest) in shards {
         for entry in &manifest.units {
-            let (plan, output) = read_unit(&dir.join(JOURNAL_DIR), entry, &entry.key, &identity)
+            let (plan, output) = read_unit(&dir.join(JOURNAL_DIR), entry, &entry.key, identity)
                 .with_context(|| format!("cannot read shard `{}`", dir.display()))?;
             if entry.unit == UnitId(0) {
                 base_plan = Some(plan);
@@ -197,13 +219,5 @@ pub fn merge(args: MergeArgs) -> Result<Outcome> {
     }
     let base_plan = base_plan.context("no shard holds work unit #0")?;
     let load_seconds = shards.iter().map(|(_, m)| m.timings.load_seconds).sum();
-    let evaluation = crate::work::assemble(&base_plan, identity.units, load_seconds, outputs)?;
-    publish(
-        &evaluation,
-        staging,
-        &formats,
-        &first.relative_gates,
-        baseline,
-        &progress,
-    )
+    crate::work::assemble(&base_plan, identity.units, load_seconds, outputs)
 }

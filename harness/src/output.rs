@@ -249,7 +249,11 @@ fn classify(entry: &fs_err::DirEntry) -> Entry {
     };
     if kind.is_file() && is_own_file_name(&name) {
         Entry::Result
-    } else if (kind.is_file() && name == crate::journal::SHARD_MANIFEST)
+    } else if kind.is_dir() && name == gauntlet_reports::matrix::CELLS_DIR {
+        classify_cells(&entry.path())
+    } else if (kind.is_file()
+        && (name == crate::journal::SHARD_MANIFEST
+            || name == crate::matrix_run::MATRIX_SHARD_MANIFEST))
         || (kind.is_dir()
             && name == crate::journal::JOURNAL_DIR
             && crate::journal::is_own_journal(&entry.path()))
@@ -258,6 +262,34 @@ fn classify(entry: &fs_err::DirEntry) -> Entry {
     } else {
         Entry::Foreign
     }
+}
+
+/// A matrix run's `cells/` folder: one folder per cell, each holding only what a run's output
+/// folder may hold. A result if any cell holds one, a journal if they hold only journals.
+fn classify_cells(dir: &Path) -> Entry {
+    let Ok(cells) = fs_err::read_dir(dir) else {
+        return Entry::Foreign;
+    };
+    let mut kind = Entry::Journal;
+    for cell in cells {
+        let Ok(cell) = cell else {
+            return Entry::Foreign;
+        };
+        if !cell.file_type().is_ok_and(|t| t.is_dir()) {
+            return Entry::Foreign;
+        }
+        let Ok(entries) = fs_err::read_dir(cell.path()) else {
+            return Entry::Foreign;
+        };
+        for entry in entries {
+            match entry.map(|e| classify(&e)) {
+                Ok(Entry::Journal) => {}
+                Ok(Entry::Result) => kind = Entry::Result,
+                Ok(Entry::Foreign) | Err(_) => return Entry::Foreign,
+            }
+        }
+    }
+    kind
 }
 
 /// Check a shard's output folder (written in place, journal then `shard.json`): absent, empty,

@@ -370,8 +370,28 @@ impl Suite {
     pub fn from_file(path: &Path, overrides: &Overrides) -> Result<Self> {
         let text = gauntlet_files::read_to_string_bounded(path, gauntlet_files::limits::SUITE)?;
         let base = path.parent().unwrap_or(Path::new("."));
+        if toml::from_str::<toml::Table>(&text).is_ok_and(|table| crate::matrix::is_matrix(&table))
+        {
+            bail!(
+                "`{}` is a matrix suite (several models or datasets): `gauntlet run` and \
+                 `gauntlet check` take it; this command takes a suite with one `[model]` and one \
+                 `[dataset]`",
+                path.display()
+            );
+        }
         Self::from_toml(&text, Some(path), base, overrides)
             .with_context(|| format!("invalid suite file `{}`", path.display()))
+    }
+
+    /// Validate a suite given as a TOML table: one cell of a matrix suite (`crate::matrix`).
+    pub(crate) fn from_table(
+        table: toml::Table,
+        path: Option<&Path>,
+        base: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self> {
+        let spec: SuiteSpec = toml::Value::Table(table).try_into()?;
+        Self::validate(spec, path, base, overrides)
     }
 
     /// The embedded default suite.

@@ -103,7 +103,7 @@ pub(crate) fn render(report: &RunReport) -> Result<Rendered, ReportError> {
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'none'; \
      style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 :root { --ink:#1f2328; --muted:#59636e; --line:#d1d9e0; --soft:#f6f8fa;
   --pass:#1a7f37; --pass-bg:#dafbe1; --warn:#9a6700; --warn-bg:#fff8c5;
   --fail:#cf222e; --fail-bg:#ffebe9; }
@@ -170,7 +170,7 @@ fn esc(text: &str) -> String {
     escape_html(text)
 }
 
-fn data_uri(png: &[u8]) -> String {
+pub(crate) fn data_uri(png: &[u8]) -> String {
     format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(png)

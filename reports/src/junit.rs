@@ -16,7 +16,7 @@ use crate::schema::{CheckStatus, RunReport};
 /// File name of the JUnit results inside an output folder.
 pub const JUNIT_FILE_NAME: &str = "junit.xml";
 
-struct Case {
+pub(crate) struct Case {
     name: String,
     failure: Option<(&'static str, String)>,
     output: Option<String>,
@@ -24,7 +24,25 @@ struct Case {
 
 /// The JUnit XML document for a report. A pure function of the report.
 pub fn render_junit(report: &RunReport) -> String {
-    let suite = &report.suite.name;
+    let suites = suites(report);
+    let (tests, failures) = counts(&suites);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{}\">",
+        attr(&format!("gauntlet {}", report.suite.name)),
+        seconds(report.timings.total_seconds)
+    );
+    write_suites(&mut out, report, &report.suite.name, &suites, 0);
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// A run's test suites: its gates, then its sanity checks.
+pub(crate) struct Suites(Vec<(&'static str, Vec<Case>)>);
+
+/// The gates and the sanity checks of a report as test cases.
+pub(crate) fn suites(report: &RunReport) -> Suites {
     let gates: Vec<Case> = report
         .gates
         .iter()
@@ -58,35 +76,45 @@ pub fn render_junit(report: &RunReport) -> String {
             },
         })
         .collect();
-    let suites = [("gates", gates), ("sanity_checks", checks)];
-    let tests: usize = suites.iter().map(|(_, cases)| cases.len()).sum();
-    let failures: usize = suites
+    Suites(vec![("gates", gates), ("sanity_checks", checks)])
+}
+
+/// Test cases and failures over `suites`.
+pub(crate) fn counts(suites: &Suites) -> (usize, usize) {
+    let tests = suites.0.iter().map(|(_, cases)| cases.len()).sum();
+    let failures = suites
+        .0
         .iter()
         .map(|(_, cases)| cases.iter().filter(|c| c.failure.is_some()).count())
         .sum();
+    (tests, failures)
+}
 
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{}\">",
-        attr(&format!("gauntlet {suite}")),
-        seconds(report.timings.total_seconds)
-    );
-    for (id, (kind, cases)) in suites.iter().enumerate() {
+/// Write `suites` as `<testsuite>` elements named `{name}.{kind}`, numbered from `first_id`;
+/// the number of elements written.
+pub(crate) fn write_suites(
+    out: &mut String,
+    report: &RunReport,
+    name: &str,
+    suites: &Suites,
+    first_id: usize,
+) -> usize {
+    for (id, (kind, cases)) in suites.0.iter().enumerate() {
         let failed = cases.iter().filter(|c| c.failure.is_some()).count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\" \
-             time=\"0\" id=\"{id}\" package=\"gauntlet\">",
-            attr(&format!("{suite}.{kind}")),
-            cases.len()
+             time=\"0\" id=\"{}\" package=\"gauntlet\">",
+            attr(&format!("{name}.{kind}")),
+            cases.len(),
+            first_id + id
         );
-        properties(&mut out, report);
+        properties(out, report);
         for case in cases {
             let _ = write!(
                 out,
                 "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
-                attr(&format!("gauntlet.{suite}.{kind}")),
+                attr(&format!("gauntlet.{name}.{kind}")),
                 attr(&case.name)
             );
             if case.failure.is_none() && case.output.is_none() {
@@ -109,8 +137,7 @@ pub fn render_junit(report: &RunReport) -> String {
         }
         out.push_str("  </testsuite>\n");
     }
-    out.push_str("</testsuites>\n");
-    out
+    suites.0.len()
 }
 
 fn properties(out: &mut String, report: &RunReport) {
@@ -139,7 +166,7 @@ fn properties(out: &mut String, report: &RunReport) {
 }
 
 /// Seconds as the schema's `SUREFIRE_TIME` wants them: plain decimal, at most three places.
-fn seconds(value: f64) -> String {
+pub(crate) fn seconds(value: f64) -> String {
     if value.is_finite() && value > 0.0 {
         format!("{value:.3}")
     } else {
@@ -167,7 +194,7 @@ fn text(value: &str) -> String {
 
 /// [`text`] for an attribute value: quotes escaped too, and line breaks as character
 /// references so a parser's attribute normalisation keeps them.
-fn attr(value: &str) -> String {
+pub(crate) fn attr(value: &str) -> String {
     text(value)
         .replace('"', "&quot;")
         .replace('\'', "&apos;")

@@ -270,7 +270,7 @@ fn short_hash(hash: &str) -> &str {
 /// Text for a Markdown table cell or paragraph: HTML's `&`, `<`, `>` as entities (no HTML
 /// reaches the page), Markdown's punctuation backslash-escaped (no emphasis, link, image or
 /// column break), line breaks as spaces.
-fn md(value: &str) -> String {
+pub(crate) fn md(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -291,7 +291,7 @@ fn md(value: &str) -> String {
 
 /// A code span. Inside one, backslash escapes do not work, so the text goes through [`md`]
 /// inside `<code>` instead: the same look, with nothing left to interpret.
-fn code(value: &str) -> String {
+pub(crate) fn code(value: &str) -> String {
     format!("<code>{}</code>", md(value))
 }
 

@@ -403,7 +403,69 @@ fn accuracy_plot(report: &RunReport, norm: &str) -> Result<NamedPng, ReportError
         curve.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     worst.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let title = format!("Robust accuracy vs ε ({norm})");
+    let file_name = format!("robust_accuracy_{}.png", file_stem(norm));
+    accuracy_chart(norm, title, file_name, &curves, &worst, Some(clean))
+}
 
+/// The worst case over every attack against ε, one line per cell of a matrix run (each from its
+/// own clean accuracy at ε = 0), one chart per norm: the models side by side.
+pub(crate) fn matrix_accuracy_plots(
+    matrix: &crate::matrix::MatrixReport,
+) -> Result<Vec<NamedPng>, ReportError> {
+    let mut norms: Vec<String> = Vec::new();
+    for cell in &matrix.cells {
+        for worst in &cell.report.worst_case {
+            if !norms.contains(&worst.norm) {
+                norms.push(worst.norm.clone());
+            }
+        }
+    }
+    norms
+        .iter()
+        .map(|norm| {
+            let curves: Vec<Curve> = matrix
+                .cells
+                .iter()
+                .filter(|cell| cell.report.worst_case.iter().any(|w| &w.norm == norm))
+                .map(|cell| {
+                    let mut points: Vec<(f64, Proportion)> = cell
+                        .report
+                        .worst_case
+                        .iter()
+                        .filter(|w| &w.norm == norm)
+                        .map(|w| (w.epsilon, w.robust_accuracy))
+                        .collect();
+                    points.push((0.0, cell.report.clean.accuracy));
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    Curve {
+                        name: cell.id.clone(),
+                        points,
+                    }
+                })
+                .collect();
+            accuracy_chart(
+                norm,
+                format!("Worst case vs ε across models ({norm})"),
+                format!("matrix_worst_case_{}.png", file_stem(norm)),
+                &curves,
+                &[],
+                None,
+            )
+        })
+        .collect()
+}
+
+/// The accuracy-vs-ε chart: `curves` (each starting at ε = 0), the dashed `worst` case when
+/// there is one, and the `clean` point when all curves share it.
+fn accuracy_chart(
+    norm: &str,
+    title: String,
+    file_name: String,
+    curves: &[Curve],
+    worst: &[(f64, Proportion)],
+    clean: Option<Proportion>,
+) -> Result<NamedPng, ReportError> {
     let max_eps = curves
         .iter()
         .flat_map(|c| c.points.iter())
@@ -413,8 +475,6 @@ fn accuracy_plot(report: &RunReport, norm: &str) -> Result<NamedPng, ReportError
     let x_max = if max_eps > 0.0 { max_eps * 1.06 } else { 1.0 };
     let x_min = -x_max * 0.03;
     let cap = x_max * 0.008;
-    let title = format!("Robust accuracy vs ε ({norm})");
-    let file_name = format!("robust_accuracy_{}.png", file_stem(norm));
 
     let mut legend: Vec<(LegendKey, String)> = curves
         .iter()
@@ -430,10 +490,12 @@ fn accuracy_plot(report: &RunReport, norm: &str) -> Result<NamedPng, ReportError
     if !worst.is_empty() {
         legend.push((LegendKey::Dashed, "worst case".to_owned()));
     }
-    legend.push((
-        LegendKey::Clean,
-        format!("clean ({})", percent(clean.value)),
-    ));
+    if let Some(clean) = clean {
+        legend.push((
+            LegendKey::Clean,
+            format!("clean ({})", percent(clean.value)),
+        ));
+    }
 
     let png = render_png(&file_name, (900, 460), None, |root| {
         root.fill(&WHITE)?;
@@ -494,26 +556,30 @@ fn accuracy_plot(report: &RunReport, norm: &str) -> Result<NamedPng, ReportError
                 curve.points.iter().map(|(eps, p)| (*eps, p.value)),
                 color.stroke_width(2),
             ))?;
-            chart.draw_series(curve.points.iter().skip(1).map(|(eps, p)| Marker {
-                at: (*eps, p.value),
-                shape,
-                radius: 4,
-                style: color.filled(),
-            }))?;
+            chart.draw_series(curve.points.iter().skip(usize::from(clean.is_some())).map(
+                |(eps, p)| Marker {
+                    at: (*eps, p.value),
+                    shape,
+                    radius: 4,
+                    style: color.filled(),
+                },
+            ))?;
         }
 
         // The clean point last, on top of every line that starts there.
-        chart.draw_series(std::iter::once(error_bar(
-            0.0,
-            &clean,
-            cap * 1.4,
-            INK.stroke_width(1),
-        )))?;
-        chart.draw_series(std::iter::once(
-            EmptyElement::at((0.0, clean.value))
-                + Circle::new((0, 0), 6, WHITE.filled())
-                + Circle::new((0, 0), 6, INK.stroke_width(2)),
-        ))?;
+        if let Some(clean) = clean {
+            chart.draw_series(std::iter::once(error_bar(
+                0.0,
+                &clean,
+                cap * 1.4,
+                INK.stroke_width(1),
+            )))?;
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((0.0, clean.value))
+                    + Circle::new((0, 0), 6, WHITE.filled())
+                    + Circle::new((0, 0), 6, INK.stroke_width(2)),
+            ))?;
+        }
 
         draw_legend(&legend_area, &legend)?;
         Ok(())

@@ -317,7 +317,39 @@ pub enum DropTarget {
     EveryWorstCase,
 }
 
+/// The relative gates' verdicts when there is no baseline to compare with at all (a matrix
+/// baseline that lacks this cell): every gate fails, saying `why`, as a gate whose figure the
+/// baseline lacks does.
+pub fn unmeasurable(gates: &[RelativeGate], now: &RunReport, why: &str) -> Vec<GateVerdict> {
+    gates
+        .iter()
+        .flat_map(|gate| {
+            gate.keys(now).into_iter().map(move |key| GateVerdict {
+                gate: gate.verdict_name(&key),
+                threshold: gate.max_drop,
+                actual: 0.0,
+                passed: false,
+                bound: GateBound::AtMost,
+                detail: Some(why.to_owned()),
+            })
+        })
+        .collect()
+}
+
 impl RelativeGate {
+    /// The verdict's name for the comparison row `key`: `max_robust_accuracy_drop[pgd@0.1]`.
+    fn verdict_name(&self, key: &str) -> String {
+        match self.target {
+            DropTarget::Clean => self.prefix().to_owned(),
+            DropTarget::WorstCase { .. } | DropTarget::EveryWorstCase => format!(
+                "{}[{}]",
+                self.prefix(),
+                key.trim_start_matches("worst_case[").trim_end_matches(']')
+            ),
+            _ => format!("{}[{key}]", self.prefix()),
+        }
+    }
+
     /// `max_robust_accuracy_drop` and friends, as written in the suite.
     fn prefix(&self) -> &'static str {
         match self.target {
@@ -376,15 +408,7 @@ pub fn evaluate_relative(
     let mut verdicts = Vec::new();
     for gate in gates {
         for key in gate.keys(now) {
-            let name = match gate.target {
-                DropTarget::Clean => gate.prefix().to_owned(),
-                DropTarget::WorstCase { .. } | DropTarget::EveryWorstCase => format!(
-                    "{}[{}]",
-                    gate.prefix(),
-                    key.trim_start_matches("worst_case[").trim_end_matches(']')
-                ),
-                _ => format!("{}[{key}]", gate.prefix()),
-            };
+            let name = gate.verdict_name(&key);
             let row = comparison.rows.iter().find(|row| row.key == key);
             let (actual, detail) = match row {
                 None => (0.0, Some(format!("this run has no `{key}`"))),

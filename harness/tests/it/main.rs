@@ -11,6 +11,7 @@ mod convergence;
 mod detector;
 mod hostile_files;
 mod limits;
+mod matrix;
 mod minimal_norm;
 mod probing;
 mod provenance;

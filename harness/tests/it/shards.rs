@@ -48,7 +48,7 @@ fn spawn(dir: &Path, args: &[String], env: Option<(&str, &str)>) -> Child {
 /// `results.json` without what measures time (`timings`, each attack's, minimal-norm run's and
 /// detector's `seconds`): everything
 /// else must be identical between runs.
-fn results_without_timings(out: &Path) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn results_without_timings(out: &Path) -> serde_json::Map<String, serde_json::Value> {
     let text = std::fs::read_to_string(out.join("results.json")).unwrap();
     let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let object = value.as_object_mut().unwrap();

@@ -239,3 +239,116 @@ fn write_all_writes_junit_and_markdown() {
         render_junit(&report)
     );
 }
+
+/// A matrix of two cells: the fixture (a failing gate) and a passing copy under a hostile id.
+fn matrix() -> gauntlet_reports::MatrixReport {
+    let failing = fixture::report();
+    let mut passing = fixture::report();
+    for gate in &mut passing.gates {
+        gate.passed = true;
+    }
+    passing
+        .sanity_checks
+        .retain(|c| c.status != CheckStatus::Fail);
+    let cell = |id: &str, report: RunReport, passed: bool| gauntlet_reports::MatrixCell {
+        id: id.to_owned(),
+        model: id.split("--").next().unwrap().to_owned(),
+        dataset: "test".to_owned(),
+        folder: format!("cells/{id}"),
+        passed,
+        report,
+    };
+    gauntlet_reports::MatrixReport {
+        matrix_schema_version: gauntlet_reports::MATRIX_SCHEMA_VERSION,
+        gauntlet_version: "0.1.0".to_owned(),
+        suite: failing.suite.clone(),
+        seed: 0,
+        passed: false,
+        cells: vec![
+            cell("release--test", failing, false),
+            cell(HOSTILE_SUITE, passing, true),
+        ],
+    }
+}
+
+#[test]
+fn a_matrix_renders_every_cell_and_its_failures() {
+    use gauntlet_reports::matrix::{
+        matrix_csv_string, render_matrix_html, render_matrix_junit, render_matrix_markdown,
+    };
+    let matrix = matrix();
+    matrix.validate().unwrap();
+    let xml = render_matrix_junit(&matrix);
+    save("matrix.xml", &xml);
+    let failed_gates: usize = matrix
+        .cells
+        .iter()
+        .map(|c| c.report.gates.iter().filter(|g| !g.passed).count())
+        .sum();
+    let failed_checks: usize = matrix
+        .cells
+        .iter()
+        .map(|c| {
+            c.report
+                .sanity_checks
+                .iter()
+                .filter(|s| s.status == CheckStatus::Fail)
+                .count()
+        })
+        .sum();
+    assert!(failed_gates > 0);
+    assert_eq!(count(&xml, "<failure "), failed_gates + failed_checks);
+    assert_eq!(
+        count(&xml, "<testsuite "),
+        4,
+        "gates and checks of each cell"
+    );
+    assert!(xml.contains(".release--test.gates"));
+    assert!(!xml.contains("<script>"), "{xml}");
+
+    let html = render_matrix_html(&matrix).unwrap();
+    assert!(html.contains("cells/release--test/report.html"));
+    assert!(html.contains("FAILED") && html.contains("1 of 2 cells failed"));
+    assert!(!html.contains("<script>"), "a hostile cell id is escaped");
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the worst-case chart is embedded"
+    );
+
+    let markdown = render_matrix_markdown(&matrix);
+    assert!(markdown.contains("❌ failed (1 of 2 cells)"), "{markdown}");
+    assert!(!markdown.contains("<script>"), "{markdown}");
+
+    let csv = matrix_csv_string(&matrix).unwrap();
+    let single = gauntlet_reports::csv_string(&matrix.cells[0].report).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        1 + 2 * (single.lines().count() - 1),
+        "one header, then every row of every cell"
+    );
+}
+
+#[test]
+fn a_matrix_that_contradicts_itself_is_refused() {
+    let mut bad = matrix();
+    bad.passed = true;
+    assert!(format!("{}", bad.validate().unwrap_err()).contains("passed"));
+    let mut bad = matrix();
+    bad.cells[1].folder = "../elsewhere".to_owned();
+    assert!(format!("{}", bad.validate().unwrap_err()).contains("folder"));
+    let mut bad = matrix();
+    bad.cells[1].id = bad.cells[0].id.clone();
+    assert!(format!("{}", bad.validate().unwrap_err()).contains("used twice"));
+    let mut bad = matrix();
+    bad.cells[0].report.clean.mean_loss = f64::NAN;
+    assert!(format!("{}", bad.validate().unwrap_err()).contains("cells[0]"));
+    // A matrix results file reads back to the same matrix, and is told apart from one run's.
+    let json = serde_json::to_vec(&matrix()).unwrap();
+    assert!(gauntlet_reports::matrix::is_matrix_json(&json));
+    assert!(!gauntlet_reports::matrix::is_matrix_json(
+        &serde_json::to_vec(&fixture::report()).unwrap()
+    ));
+    let back =
+        gauntlet_reports::matrix::parse_matrix_json(&json, std::path::Path::new("m.json")).unwrap();
+    assert_eq!(back, matrix());
+}
