@@ -310,16 +310,37 @@ fn deepfool_agrees_with_torchattacks() {
             "image {i} not broken by gauntlet"
         );
     }
-    // torchattacks' outputs sit on the boundary: rounded to f32 and scored by this model, a
-    // few still give the true class (13 of the float64 run's 14 do not).
-    let theirs_broken = correct
-        .iter()
-        .filter(|&&i| theirs_f64[i] != labels[i])
-        .count();
-    assert!(
-        theirs_broken >= 12,
-        "torchattacks (f64) broke {theirs_broken}"
-    );
+    // torchattacks' outputs sit on the boundary: rounded to f32 and scored by this model, some
+    // still give the true class by a rounding error, and how many depends on the CPU's
+    // summation order (13 of 14 broken on one machine, 8 on another). What holds everywhere is
+    // that each one is within rounding of the boundary: its true-class margin is at most
+    // BOUNDARY of the logits' scale (the same rule for a broken output, whose margin is < 0).
+    const BOUNDARY: f32 = 1e-4;
+    let theirs_logits: Vec<Vec<f32>> = fixture
+        .model
+        .forward(&reference["deepfool_f64"])
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let mut theirs_broken = 0;
+    for &i in &correct {
+        let row = &theirs_logits[i];
+        let true_logit = row[labels[i] as usize];
+        let other = row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != labels[i] as usize)
+            .map(|(_, z)| *z)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let scale = row.iter().fold(0.0f32, |m, z| m.max(z.abs()));
+        assert!(
+            true_logit - other <= BOUNDARY * scale,
+            "image {i}: torchattacks' output keeps the true class by {} (logit scale {scale})",
+            true_logit - other
+        );
+        theirs_broken += usize::from(theirs_f64[i] != labels[i]);
+    }
+    eprintln!("torchattacks (f64) outputs misclassified by this model: {theirs_broken} of 14");
     for key in ["deepfool", "deepfool_f64"] {
         let theirs_norms = norms(&reference[key]);
         for &i in &correct {
