@@ -207,6 +207,19 @@ fn each_cell_is_the_single_model_run_and_gates_are_per_model() {
         "{}",
         stdout(&matrix)
     );
+
+    // `gauntlet report` re-renders a matrix's results.json as a matrix.
+    let again = gauntlet(dir.path(), &["report", "m/results.json", "--out", "again"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("again/report.html")).unwrap(),
+        html,
+        "the same page from the same results"
+    );
+    // Running into the same folder again is refused, as for any run.
+    let twice = gauntlet(dir.path(), &["run", "-q", "matrix.toml", "--out", "m"]);
+    assert_eq!(twice.status.code(), Some(2), "{}", stderr(&twice));
+    assert!(stderr(&twice).contains("--overwrite"), "{}", stderr(&twice));
 }
 
 #[test]
