@@ -78,8 +78,44 @@ fn serial_number(items: &[Item]) -> String {
 
 /// The bill of materials of `suite` as CycloneDX 1.6 JSON.
 pub fn bill_of_materials(suite: &Suite) -> Result<Value> {
-    let model_weights = hash_source("model.weights", &suite.model_weights)?;
-    let model_spec = hash_source("model.spec", &suite.model_spec)?;
+    inventory(&suite.name, &[Cell::single(suite)])
+}
+
+/// The bill of materials of a matrix suite: every model and every dataset once, each model's
+/// model card naming the datasets it meets in the matrix.
+pub fn matrix_bill_of_materials(matrix: &crate::matrix::MatrixSuite) -> Result<Value> {
+    let cells: Vec<Cell> = matrix
+        .cells
+        .iter()
+        .map(|cell| Cell {
+            model: Some(&cell.model),
+            dataset: Some(&cell.dataset),
+            suite: &cell.suite,
+        })
+        .collect();
+    inventory(&matrix.name, &cells)
+}
+
+/// One model × dataset pair to inventory; names are `None` for a single-model suite, whose
+/// components keep the plain refs `model`, `model-spec`, `data-N`.
+struct Cell<'a> {
+    model: Option<&'a str>,
+    dataset: Option<&'a str>,
+    suite: &'a Suite,
+}
+
+impl<'a> Cell<'a> {
+    fn single(suite: &'a Suite) -> Self {
+        Cell {
+            model: None,
+            dataset: None,
+            suite,
+        }
+    }
+}
+
+/// The files of a cell's dataset, hashed (a folder's files one by one).
+fn data_items(suite: &Suite) -> Result<Vec<Item>> {
     let mut data_items = Vec::new();
     for (key, source) in [
         ("dataset.path", &suite.dataset_sources.path),
@@ -100,49 +136,98 @@ pub fn bill_of_materials(suite: &Suite) -> Result<Value> {
             data_items.push(hash_source(key, source)?);
         }
     }
-    let data_refs: Vec<Value> = data_items
-        .iter()
-        .enumerate()
-        .map(|(i, _)| json!({ "ref": format!("data-{i}") }))
-        .collect();
-    let mut components = vec![json!({
-        "type": "machine-learning-model",
-        "bom-ref": "model",
-        "name": model_weights.source.display(),
-        "hashes": component_hashes(&model_weights),
-        "properties": file_properties(&model_weights),
-        "modelCard": {
-            "modelParameters": {
-                "task": "classification",
-                "datasets": data_refs,
-            }
-        },
-        "components": [{
-            "type": "file",
-            "bom-ref": "model-spec",
-            "name": model_spec.source.display(),
-            "hashes": component_hashes(&model_spec),
-            "properties": file_properties(&model_spec),
-        }],
-    })];
-    for (index, item) in data_items.iter().enumerate() {
+    Ok(data_items)
+}
+
+fn inventory(name: &str, cells: &[Cell]) -> Result<Value> {
+    let model_ref = |model: Option<&str>| match model {
+        None => "model".to_string(),
+        Some(model) => format!("model-{model}"),
+    };
+    let data_ref = |dataset: Option<&str>, i: usize| match dataset {
+        None => format!("data-{i}"),
+        Some(dataset) => format!("data-{dataset}-{i}"),
+    };
+    // Each dataset once, in first-met order, with its component refs.
+    let mut datasets: Vec<(Option<&str>, &Suite, Vec<Item>)> = Vec::new();
+    for cell in cells {
+        if !datasets.iter().any(|(d, _, _)| *d == cell.dataset) {
+            datasets.push((cell.dataset, cell.suite, data_items(cell.suite)?));
+        }
+    }
+    let mut components = Vec::new();
+    let mut all = Vec::new();
+    let mut seen_models: Vec<Option<&str>> = Vec::new();
+    for cell in cells {
+        if seen_models.contains(&cell.model) {
+            continue;
+        }
+        seen_models.push(cell.model);
+        let suite = cell.suite;
+        let model_weights = hash_source("model.weights", &suite.model_weights)?;
+        let model_spec = hash_source("model.spec", &suite.model_spec)?;
+        let met: Vec<Option<&str>> = cells
+            .iter()
+            .filter(|c| c.model == cell.model)
+            .map(|c| c.dataset)
+            .collect();
+        let data_refs: Vec<Value> = datasets
+            .iter()
+            .filter(|(d, _, _)| met.contains(d))
+            .flat_map(|(d, _, items)| {
+                (0..items.len()).map(move |i| json!({ "ref": data_ref(*d, i) }))
+            })
+            .collect();
+        let mut properties = file_properties(&model_weights);
+        if let (Some(model), Some(list)) = (cell.model, properties.as_array_mut()) {
+            list.push(json!({ "name": "gauntlet:model_name", "value": model }));
+        }
         components.push(json!({
-            "type": "data",
-            "bom-ref": format!("data-{index}"),
-            "name": item.source.display(),
-            "hashes": component_hashes(item),
-            "properties": file_properties(item),
-            "data": [{
-                "type": "dataset",
-                "name": item.source.display(),
-                "contents": { "properties": [
-                    { "name": "gauntlet:format", "value": suite.dataset.format.to_string() }
-                ]},
+            "type": "machine-learning-model",
+            "bom-ref": model_ref(cell.model),
+            "name": model_weights.source.display(),
+            "hashes": component_hashes(&model_weights),
+            "properties": properties,
+            "modelCard": {
+                "modelParameters": {
+                    "task": "classification",
+                    "datasets": data_refs,
+                }
+            },
+            "components": [{
+                "type": "file",
+                "bom-ref": format!("{}-spec", model_ref(cell.model)),
+                "name": model_spec.source.display(),
+                "hashes": component_hashes(&model_spec),
+                "properties": file_properties(&model_spec),
             }],
         }));
+        all.push(model_weights);
+        all.push(model_spec);
     }
-    let mut all = vec![model_weights, model_spec];
-    all.extend(data_items);
+    for (dataset, suite, items) in datasets {
+        for (index, item) in items.iter().enumerate() {
+            let mut properties = file_properties(item);
+            if let (Some(dataset), Some(list)) = (dataset, properties.as_array_mut()) {
+                list.push(json!({ "name": "gauntlet:dataset_name", "value": dataset }));
+            }
+            components.push(json!({
+                "type": "data",
+                "bom-ref": data_ref(dataset, index),
+                "name": item.source.display(),
+                "hashes": component_hashes(item),
+                "properties": properties,
+                "data": [{
+                    "type": "dataset",
+                    "name": item.source.display(),
+                    "contents": { "properties": [
+                        { "name": "gauntlet:format", "value": suite.dataset.format.to_string() }
+                    ]},
+                }],
+            }));
+        }
+        all.extend(items);
+    }
     Ok(json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
@@ -157,7 +242,7 @@ pub fn bill_of_materials(suite: &Suite) -> Result<Value> {
             "component": {
                 "type": "application",
                 "bom-ref": "suite",
-                "name": suite.name,
+                "name": name,
             },
         },
         "components": components,

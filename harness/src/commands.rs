@@ -101,8 +101,10 @@ pub fn dispatch(cli: Cli) -> Result<Outcome> {
             json,
         } => verify(&dir, signature, &public_key, json),
         Command::Bom { suite } => {
-            let suite = Suite::from_file(&suite, &Overrides::default())?;
-            let bom = crate::bom::bill_of_materials(&suite)?;
+            let bom = match SuiteFile::read(&suite, &Overrides::default())? {
+                SuiteFile::Single(suite) => crate::bom::bill_of_materials(&suite)?,
+                SuiteFile::Matrix(matrix) => crate::bom::matrix_bill_of_materials(&matrix)?,
+            };
             stdout_line(&serde_json::to_string_pretty(&bom)?)?;
             Ok(Outcome::Passed)
         }

@@ -339,11 +339,29 @@ fn a_bad_matrix_names_the_key_and_exits_2() {
             );
         }
     }
-    // Commands that take one model say so.
+    // The bill of materials lists each model and each dataset once, each model's card naming
+    // the datasets it meets.
     std::fs::write(dir.path().join("m.toml"), matrix_suite()).unwrap();
     let bom = gauntlet(dir.path(), &["bom", "m.toml"]);
-    assert_eq!(bom.status.code(), Some(2));
-    assert!(stderr(&bom).contains("matrix suite"), "{}", stderr(&bom));
+    assert_eq!(bom.status.code(), Some(0), "{}", stderr(&bom));
+    let bom: serde_json::Value = serde_json::from_str(&stdout(&bom)).unwrap();
+    let components = bom["components"].as_array().unwrap();
+    let refs: Vec<&str> = components
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "model-shipped",
+            "model-pytorch",
+            "data-head-0",
+            "data-files-0",
+            "data-files-1"
+        ]
+    );
+    let datasets = &components[1]["modelCard"]["modelParameters"]["datasets"];
+    assert_eq!(datasets.as_array().unwrap().len(), 3, "{datasets}");
     let check = gauntlet(dir.path(), &["check", "m.toml"]);
     assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
     assert!(
