@@ -172,6 +172,78 @@ impl BackdoorPlan {
     }
 
     /// Whether any scan looks at the model under test (then `gate.max_anomaly_index` applies).
+    /// The most model passes the sections make on a dataset of `samples` samples of `shape`
+    /// with `classes` classes, by part: `(what, samples, passes)` as [`crate::budget::Work`]
+    /// lists them. Upper bounds (an early stop only makes a scan cheaper); the training passes
+    /// of a sweep are the trained architecture's, counted like the model under test's.
+    pub fn passes(
+        &self,
+        samples: usize,
+        shape: [usize; 3],
+        classes: usize,
+    ) -> Vec<(String, usize, gauntlet_attacks::Passes)> {
+        use gauntlet_attacks::trigger_scan::ScanWork;
+        use gauntlet_attacks::Passes;
+        let mut parts = Vec::new();
+        for scan in self.scans.iter().filter(|s| s.section.model_under_test) {
+            let clean = scan.section.clean_samples.min(samples);
+            let work = ScanWork {
+                clean,
+                held_out: scan.section.held_out_samples.min(samples - clean),
+                classes,
+                shape,
+                true_trigger: scan.section.true_trigger.is_some(),
+            };
+            parts.push((
+                format!("trigger scan {} of the model under test", scan.label),
+                clean,
+                scan.scan.passes(&work),
+            ));
+        }
+        for poisoning in &self.poisonings {
+            // The split of `run_poisoning`: sample i is a test sample when i % k == 0, held
+            // out when i % k == k / 2, a training sample otherwise.
+            let k = poisoning.section.split_every.max(1);
+            let count = |residue: usize| (0..samples).filter(|i| i % k == residue).count();
+            let (test, held) = (count(0), count(k / 2));
+            let train = samples.saturating_sub(test + held);
+            let models = (poisoning.section.rates.len() * poisoning.section.seeds.len()) as u64;
+            // Training (one gradient per sample per epoch), then the clean and the triggered
+            // test predictions, then each data scan's pass over the training split.
+            let per_model =
+                Passes::gradients((poisoning.section.epochs as u64).saturating_mul(train as u64))
+                    + Passes::forwards(2 * test as u64)
+                    + Passes::forwards((train as u64).saturating_mul(self.data_scans.len() as u64));
+            parts.push((
+                format!(
+                    "poisoning {}: {models} model{} trained and evaluated",
+                    poisoning.label,
+                    if models == 1 { "" } else { "s" }
+                ),
+                train,
+                per_model.times(models),
+            ));
+            for scan in self.scans.iter().filter(|s| s.section.trained_models) {
+                let work = ScanWork {
+                    clean: scan.section.clean_samples.min(test),
+                    held_out: scan.section.held_out_samples.min(held),
+                    classes,
+                    shape,
+                    true_trigger: true,
+                };
+                parts.push((
+                    format!(
+                        "trigger scan {} of each model poisoning {} trains",
+                        scan.label, poisoning.label
+                    ),
+                    work.clean,
+                    scan.scan.passes(&work).times(models),
+                ));
+            }
+        }
+        parts
+    }
+
     pub fn scans_model_under_test(&self) -> bool {
         self.scans.iter().any(|s| s.section.model_under_test)
     }

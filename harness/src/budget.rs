@@ -107,7 +107,11 @@ impl Work {
 /// The work of `suite` over `samples` samples: the clean pass (one forward per sample), and
 /// for every run of the plan (attacks at each ε, sanity probes) its samples times the passes
 /// its attack declares plus the forward pass that scores its output.
-pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
+pub fn planned_work(
+    suite: &Suite,
+    samples: usize,
+    model: &dyn gauntlet_models::Model,
+) -> Result<Work> {
     let mut runs = Vec::new();
     // The detectors' runs are counted below, from the suite (they exist in the plan only once
     // the detectors are fitted).
@@ -167,6 +171,28 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
             }
         }
     }
+    runs.extend(whole_model_work(suite, samples, model)?);
+    Ok(Work { runs })
+}
+
+/// The work of the whole-model unit: the backdoor sections (`BackdoorPlan::passes`) and the
+/// probing sessions. Its total is the unit's cost, by which shards are balanced.
+pub fn whole_model_work(
+    suite: &Suite,
+    samples: usize,
+    model: &dyn gauntlet_models::Model,
+) -> Result<Vec<(String, usize, Passes)>> {
+    let mut runs = Vec::new();
+    if !suite.backdoor.is_empty() {
+        let shape = suite
+            .backdoor
+            .check_shape(model.input_shape(), model.num_classes())?;
+        runs.extend(
+            suite
+                .backdoor
+                .passes(samples, shape.image, shape.num_classes),
+        );
+    }
     // The probing sessions: the black-box attack on one sample each, plus its clean check.
     if let Some(probing) = &suite.probing {
         let sessions = probing.section.sessions.min(samples);
@@ -179,7 +205,7 @@ pub fn planned_work(suite: &Suite, samples: usize) -> Result<Work> {
             (probing.attack.passes_per_sample() + Passes::forwards(1)).times(sessions as u64),
         ));
     }
-    Ok(Work { runs })
+    Ok(runs)
 }
 
 /// Refuses work past the suite's `max_passes`, with the estimate.

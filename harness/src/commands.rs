@@ -204,7 +204,7 @@ pub(crate) fn execute(
 ) -> Result<Executed> {
     progress.set_message("loading model and data");
     let loaded = crate::load::load(suite)?;
-    let work = crate::budget::planned_work(suite, loaded.dataset.len())?;
+    let work = crate::budget::planned_work(suite, loaded.dataset.len(), loaded.model.as_ref())?;
     crate::budget::check_work(suite, &work)?;
     let mut work = Work::new(suite, &loaded, args.unit_samples)?;
     let identity = RunIdentity::new(suite, &loaded, &work)?;
@@ -571,7 +571,7 @@ pub(crate) fn check_suite(suite: &Suite, path: &Path) -> Result<()> {
     // Exactly what `run` does before its first batch: provenance, spec, weights and data
     // through the same loader, the memory cap, the work cap.
     let loaded = crate::load::load(suite)?;
-    let work = crate::budget::planned_work(suite, loaded.dataset.len())?;
+    let work = crate::budget::planned_work(suite, loaded.dataset.len(), loaded.model.as_ref())?;
     crate::budget::check_work(suite, &work)?;
     // What depends on the data's shape (a trigger that does not fit, a target class that does
     // not exist) is checked against the loaded model's input shape and classes.

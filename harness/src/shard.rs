@@ -62,8 +62,8 @@ pub enum WorkUnit {
     /// One executed run of the plan on the global sample indices `start..end` (one chunk, or
     /// the part of it a probe covers).
     Samples { run: RunId, start: u64, end: u64 },
-    /// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`): one
-    /// unit, since they train or scan the model as a whole.
+    /// The whole-model sections (`[[trigger_scan]]`, `[[poisoning]]`, `[[data_scan]]`,
+    /// `[probing]`): one unit, since they train or scan the model as a whole.
     WholeModel,
 }
 
@@ -92,8 +92,8 @@ pub struct PlannedUnit {
     pub id: UnitId,
     pub unit: WorkUnit,
     /// Estimated model passes (forward + backward), from each attack's declared
-    /// `passes_per_sample` plus the pass that scores its output; 0 for the whole-model unit,
-    /// whose cost gauntlet does not estimate.
+    /// `passes_per_sample` plus the pass that scores its output; for the whole-model unit, the
+    /// upper bound `budget::whole_model_work` gives (training, scans, probing).
     pub cost: u64,
 }
 
@@ -107,11 +107,12 @@ pub struct WorkPlan {
 impl WorkPlan {
     /// Cut `runs` (the plan's executables over `samples` samples) into units: chunk by chunk
     /// (every run of chunk 0, then of chunk 1, …) so that a shard mostly holds a chunk's clean
-    /// pass together with its attacks, then the whole-model unit when `whole_model`. Runs whose
+    /// pass together with its attacks, then the whole-model unit with its estimated cost when
+    /// `whole_model` is given. Runs whose
     /// records are derived from another run (a minimal-norm attack at each ε) have no unit.
     pub(crate) fn new(
         runs: &[Executable],
-        whole_model: bool,
+        whole_model: Option<u64>,
         samples: usize,
         unit_samples: usize,
     ) -> Result<Self, ShardError> {
@@ -153,8 +154,8 @@ impl WorkPlan {
                 )?;
             }
         }
-        if whole_model {
-            push(WorkUnit::WholeModel, 0)?;
+        if let Some(cost) = whole_model {
+            push(WorkUnit::WholeModel, cost)?;
         }
         Ok(Self {
             unit_samples,
@@ -393,6 +394,23 @@ mod tests {
             fixed.resolve(Some("0")),
             Ok(ShardSpec { index: 1, count: 2 })
         );
+    }
+
+    #[test]
+    fn a_costly_whole_model_unit_gets_a_shard_of_its_own() {
+        // Four sample units of 10 passes, then a whole-model unit (a trigger scan) of 100: the
+        // sample units fill shard 0 and the scan alone is shard 1, where with its cost unknown
+        // (0) the sample units were split 2 + 2 and the scan joined the second pair.
+        let mut costed = plan(&[10, 10, 10, 10]);
+        costed.units.push(PlannedUnit {
+            id: UnitId(4),
+            unit: WorkUnit::WholeModel,
+            cost: 100,
+        });
+        assert_eq!(costed.assignment(2), [0, 0, 0, 0, 1]);
+        let mut unknown = costed.clone();
+        unknown.units[4].cost = 0;
+        assert_eq!(unknown.assignment(2), [0, 0, 1, 1, 1]);
     }
 
     #[test]

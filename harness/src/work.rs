@@ -91,12 +91,16 @@ impl<'a> Work<'a> {
                 scored_by[source.position()].push((detector, run));
             }
         }
-        let units = WorkPlan::new(
-            &executables,
-            crate::runner::has_whole_model_sections(suite),
-            samples,
-            unit_samples,
-        )?;
+        let whole_model = crate::runner::has_whole_model_sections(suite)
+            .then(|| -> Result<u64> {
+                let parts = crate::budget::whole_model_work(suite, samples, loaded.model.as_ref())?;
+                Ok(parts
+                    .iter()
+                    .map(|(_, _, passes)| passes.total())
+                    .fold(0, u64::saturating_add))
+            })
+            .transpose()?;
+        let units = WorkPlan::new(&executables, whole_model, samples, unit_samples)?;
         let base_plan = crate::runner::run_plan(
             suite,
             loaded,

@@ -182,6 +182,12 @@ impl TriggerScan for KnownTriggers {
         ENTRY.name
     }
 
+    /// The clean inputs once, then stamped with every trigger of the catalogue.
+    fn passes(&self, work: &super::ScanWork) -> crate::Passes {
+        let triggers = catalogue(work.shape).len() as u64;
+        crate::Passes::forwards((work.clean as u64).saturating_mul(1 + triggers))
+    }
+
     fn scan(
         &self,
         model: &dyn Model,

@@ -51,6 +51,23 @@ pub trait TriggerScan: Send + Sync {
         data: &ScanData<'_>,
         seed: u64,
     ) -> Result<ScanReport, AttackError>;
+    /// The most model passes one scan makes on `work` (an upper bound: early stops only make
+    /// it cheaper), so that the harness can cost and place the work before running it.
+    fn passes(&self, work: &ScanWork) -> crate::Passes;
+}
+
+/// What a scan's cost depends on, known before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanWork {
+    /// Clean inputs the scan works on.
+    pub clean: usize,
+    /// Further clean images (STRIP's overlays come from them).
+    pub held_out: usize,
+    pub classes: usize,
+    /// Per-sample input shape.
+    pub shape: [usize; 3],
+    /// Whether the planted trigger is known (STRIP then also scores triggered inputs).
+    pub true_trigger: bool,
 }
 
 /// One registry entry: how to build a scan from a suite table.
@@ -237,6 +254,109 @@ mod tests {
             scan.scan(&model, &data, 5).unwrap(),
             scan.scan(&model, &data, 6).unwrap()
         );
+    }
+
+    /// A model that counts the images it is asked about: forward passes (any call) and
+    /// gradients (`loss_and_input_gradient`).
+    struct Counting<'a> {
+        inner: &'a LinearModel,
+        forward: std::sync::atomic::AtomicU64,
+        backward: std::sync::atomic::AtomicU64,
+    }
+
+    impl Counting<'_> {
+        fn count(&self, inputs: &candle_core::Tensor, gradient: bool) {
+            use std::sync::atomic::Ordering::Relaxed;
+            let images = inputs.dims().first().copied().unwrap_or(0) as u64;
+            self.forward.fetch_add(images, Relaxed);
+            if gradient {
+                self.backward.fetch_add(images, Relaxed);
+            }
+        }
+    }
+
+    impl Model for Counting<'_> {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn input_shape(&self) -> &[usize] {
+            self.inner.input_shape()
+        }
+        fn num_classes(&self) -> usize {
+            self.inner.num_classes()
+        }
+        fn device(&self) -> &candle_core::Device {
+            self.inner.device()
+        }
+        fn forward(
+            &self,
+            inputs: &candle_core::Tensor,
+        ) -> Result<candle_core::Tensor, gauntlet_models::ModelError> {
+            self.count(inputs, false);
+            self.inner.forward(inputs)
+        }
+        fn loss_and_input_gradient(
+            &self,
+            inputs: &candle_core::Tensor,
+            labels: &candle_core::Tensor,
+            loss: gauntlet_models::Loss,
+        ) -> Result<gauntlet_models::InputGradient, gauntlet_models::ModelError> {
+            self.count(inputs, true);
+            self.inner.loss_and_input_gradient(inputs, labels, loss)
+        }
+    }
+
+    #[test]
+    fn every_scan_declares_at_least_the_passes_it_makes() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (model, clean, held_out) = fixture();
+        let truth = Trigger::patch(
+            [1, 4, 4],
+            2,
+            crate::backdoor::PatchPosition::At([0, 0]),
+            crate::backdoor::PatternKind::Solid(1.0),
+        )
+        .unwrap();
+        for true_trigger in [false, true] {
+            let data = ScanData {
+                clean: &clean,
+                held_out: Some(&held_out),
+                true_trigger: true_trigger.then_some(&truth),
+            };
+            let work = ScanWork {
+                clean: clean.len(),
+                held_out: held_out.len(),
+                classes: 3,
+                shape: [1, 4, 4],
+                true_trigger,
+            };
+            for entry in SCANS {
+                let scan = quick(entry.name);
+                let counting = Counting {
+                    inner: &model,
+                    forward: 0.into(),
+                    backward: 0.into(),
+                };
+                scan.scan(&counting, &data, 5).unwrap();
+                let declared = scan.passes(&work);
+                let (forward, backward) = (
+                    counting.forward.load(Relaxed),
+                    counting.backward.load(Relaxed),
+                );
+                assert!(
+                    forward <= declared.forward && backward <= declared.backward,
+                    "{}: made {forward} forward and {backward} backward, declared {declared}",
+                    entry.name
+                );
+                // The forward-only scans make exactly what they declare; Neural Cleanse stops
+                // early at most, and makes at least one epoch per class.
+                if entry.name == "neural_cleanse" {
+                    assert!(backward >= 3 * clean.len() as u64, "{backward}");
+                } else {
+                    assert_eq!(forward, declared.forward, "{}", entry.name);
+                }
+            }
+        }
     }
 
     #[test]

@@ -224,6 +224,15 @@ impl TriggerScan for NeuralCleanse {
         ENTRY.name
     }
 
+    /// Per class, at most `epochs` passes over the clean inputs, one gradient each, and one
+    /// forward pass over them scoring the recovered trigger.
+    fn passes(&self, work: &super::ScanWork) -> crate::Passes {
+        let per_class = crate::Passes::gradients(
+            (self.params.epochs as u64).saturating_mul(work.clean as u64),
+        ) + crate::Passes::forwards(work.clean as u64);
+        per_class.times(work.classes as u64)
+    }
+
     fn scan(
         &self,
         model: &dyn Model,

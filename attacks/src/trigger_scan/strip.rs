@@ -130,6 +130,13 @@ impl TriggerScan for Strip {
         ENTRY.name
     }
 
+    /// Every clean input (and, with a known trigger, its triggered copy) under `overlays`
+    /// superimpositions, one forward each.
+    fn passes(&self, work: &super::ScanWork) -> crate::Passes {
+        let inputs = (work.clean as u64).saturating_mul(1 + u64::from(work.true_trigger));
+        crate::Passes::forwards(inputs.saturating_mul(self.params.overlays as u64))
+    }
+
     fn scan(
         &self,
         model: &dyn Model,

@@ -184,7 +184,8 @@ fn deepfool_runs_once_and_answers_every_epsilon() {
 fn the_planned_work_counts_the_unbounded_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let suite = suite(dir.path());
-    let work = gauntlet::budget::planned_work(&suite, 40).unwrap();
+    let loaded = gauntlet::load::load(&suite).unwrap();
+    let work = gauntlet::budget::planned_work(&suite, 40, loaded.model.as_ref()).unwrap();
     let deepfool: Vec<_> = work
         .runs
         .iter()
