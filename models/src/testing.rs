@@ -81,6 +81,68 @@ pub fn cuda_device() -> Device {
     }
 }
 
+/// A model that counts the samples it is asked about, per sample: every forward pass, and
+/// every gradient (`loss_and_input_gradient`, one forward and one backward). Tests hold what
+/// an attack or scan declares it costs against what it does.
+pub struct CountingModel<M> {
+    inner: M,
+    forward: std::sync::atomic::AtomicU64,
+    backward: std::sync::atomic::AtomicU64,
+}
+
+impl<M: Model> CountingModel<M> {
+    pub fn new(inner: M) -> Self {
+        Self {
+            inner,
+            forward: 0.into(),
+            backward: 0.into(),
+        }
+    }
+
+    /// `(forward, backward)` passes counted so far, per sample.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.forward.load(SeqCst), self.backward.load(SeqCst))
+    }
+
+    fn count(&self, inputs: &Tensor, gradient: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let rows = inputs.dims().first().copied().unwrap_or(0) as u64;
+        self.forward.fetch_add(rows, SeqCst);
+        if gradient {
+            self.backward.fetch_add(rows, SeqCst);
+        }
+    }
+}
+
+impl<M: Model> Model for CountingModel<M> {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn input_shape(&self) -> &[usize] {
+        self.inner.input_shape()
+    }
+    fn num_classes(&self) -> usize {
+        self.inner.num_classes()
+    }
+    fn device(&self) -> &Device {
+        self.inner.device()
+    }
+    fn forward(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
+        self.count(inputs, false);
+        self.inner.forward(inputs)
+    }
+    fn loss_and_input_gradient(
+        &self,
+        inputs: &Tensor,
+        labels: &Tensor,
+        loss: Loss,
+    ) -> Result<crate::InputGradient, ModelError> {
+        self.count(inputs, true);
+        self.inner.loss_and_input_gradient(inputs, labels, loss)
+    }
+}
+
 /// Softmax regression `logits = flatten(x)·Wᵀ + b` with known weights.
 ///
 /// The forward pass runs in the dtype of its input (f32 or f64), so finite-difference checks

@@ -256,59 +256,8 @@ mod tests {
         );
     }
 
-    /// A model that counts the images it is asked about: forward passes (any call) and
-    /// gradients (`loss_and_input_gradient`).
-    struct Counting<'a> {
-        inner: &'a LinearModel,
-        forward: std::sync::atomic::AtomicU64,
-        backward: std::sync::atomic::AtomicU64,
-    }
-
-    impl Counting<'_> {
-        fn count(&self, inputs: &candle_core::Tensor, gradient: bool) {
-            use std::sync::atomic::Ordering::Relaxed;
-            let images = inputs.dims().first().copied().unwrap_or(0) as u64;
-            self.forward.fetch_add(images, Relaxed);
-            if gradient {
-                self.backward.fetch_add(images, Relaxed);
-            }
-        }
-    }
-
-    impl Model for Counting<'_> {
-        fn name(&self) -> &str {
-            "counting"
-        }
-        fn input_shape(&self) -> &[usize] {
-            self.inner.input_shape()
-        }
-        fn num_classes(&self) -> usize {
-            self.inner.num_classes()
-        }
-        fn device(&self) -> &candle_core::Device {
-            self.inner.device()
-        }
-        fn forward(
-            &self,
-            inputs: &candle_core::Tensor,
-        ) -> Result<candle_core::Tensor, gauntlet_models::ModelError> {
-            self.count(inputs, false);
-            self.inner.forward(inputs)
-        }
-        fn loss_and_input_gradient(
-            &self,
-            inputs: &candle_core::Tensor,
-            labels: &candle_core::Tensor,
-            loss: gauntlet_models::Loss,
-        ) -> Result<gauntlet_models::InputGradient, gauntlet_models::ModelError> {
-            self.count(inputs, true);
-            self.inner.loss_and_input_gradient(inputs, labels, loss)
-        }
-    }
-
     #[test]
     fn every_scan_declares_at_least_the_passes_it_makes() {
-        use std::sync::atomic::Ordering::Relaxed;
         let (model, clean, held_out) = fixture();
         let truth = Trigger::patch(
             [1, 4, 4],
@@ -332,17 +281,10 @@ mod tests {
             };
             for entry in SCANS {
                 let scan = quick(entry.name);
-                let counting = Counting {
-                    inner: &model,
-                    forward: 0.into(),
-                    backward: 0.into(),
-                };
+                let counting = gauntlet_models::testing::CountingModel::new(model.clone());
                 scan.scan(&counting, &data, 5).unwrap();
                 let declared = scan.passes(&work);
-                let (forward, backward) = (
-                    counting.forward.load(Relaxed),
-                    counting.backward.load(Relaxed),
-                );
+                let (forward, backward) = counting.counts();
                 assert!(
                     forward <= declared.forward && backward <= declared.backward,
                     "{}: made {forward} forward and {backward} backward, declared {declared}",

@@ -3,12 +3,9 @@
 //! registry entry and conformance variant, and the count must never exceed the declaration.
 //! PGD without restarts never stops early, so there the count is exact.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use candle_core::{Device, Tensor};
 use gauntlet_attacks::{ModelAccess, Passes, ATTACKS};
-use gauntlet_models::testing::LinearModel;
-use gauntlet_models::{Loss, Model, ModelError};
+use gauntlet_models::testing::{CountingModel, LinearModel};
 use rand::{Rng, SeedableRng};
 
 use crate::support::{build, perturb};
@@ -18,52 +15,11 @@ const FEATURES: usize = 6;
 const CLASSES: usize = 3;
 
 /// Counts forward and backward passes per sample; a gradient is one of each.
-struct Counting {
-    inner: LinearModel,
-    forward: AtomicU64,
-    backward: AtomicU64,
-}
+type Counting = CountingModel<LinearModel>;
 
-impl Counting {
-    fn passes(&self) -> Passes {
-        Passes {
-            forward: self.forward.load(Ordering::SeqCst),
-            backward: self.backward.load(Ordering::SeqCst),
-        }
-    }
-}
-
-fn rows(inputs: &Tensor) -> u64 {
-    inputs.dim(0).unwrap_or(0) as u64
-}
-
-impl Model for Counting {
-    fn name(&self) -> &str {
-        "counting"
-    }
-    fn input_shape(&self) -> &[usize] {
-        self.inner.input_shape()
-    }
-    fn num_classes(&self) -> usize {
-        self.inner.num_classes()
-    }
-    fn device(&self) -> &Device {
-        self.inner.device()
-    }
-    fn forward(&self, inputs: &Tensor) -> Result<Tensor, ModelError> {
-        self.forward.fetch_add(rows(inputs), Ordering::SeqCst);
-        self.inner.forward(inputs)
-    }
-    fn loss_and_input_gradient(
-        &self,
-        inputs: &Tensor,
-        labels: &Tensor,
-        loss: Loss,
-    ) -> Result<gauntlet_models::InputGradient, ModelError> {
-        self.forward.fetch_add(rows(inputs), Ordering::SeqCst);
-        self.backward.fetch_add(rows(inputs), Ordering::SeqCst);
-        self.inner.loss_and_input_gradient(inputs, labels, loss)
-    }
+fn passes(model: &Counting) -> Passes {
+    let (forward, backward) = model.counts();
+    Passes { forward, backward }
 }
 
 fn counting_model() -> Counting {
@@ -71,8 +27,8 @@ fn counting_model() -> Counting {
     let weight: Vec<f32> = (0..CLASSES * FEATURES)
         .map(|_| rng.random_range(-2.0f32..2.0))
         .collect();
-    Counting {
-        inner: LinearModel::new(
+    CountingModel::new(
+        LinearModel::new(
             weight,
             vec![0.5, 0.0, -0.5],
             vec![FEATURES],
@@ -80,9 +36,7 @@ fn counting_model() -> Counting {
             &Device::Cpu,
         )
         .unwrap(),
-        forward: AtomicU64::new(0),
-        backward: AtomicU64::new(0),
-    }
+    )
 }
 
 #[test]
@@ -98,7 +52,7 @@ fn no_attack_makes_more_passes_than_it_declares() {
             let model = counting_model();
             perturb(attack.as_ref(), &model, &inputs, &labels, 9);
             let declared = attack.passes_per_sample().times(BATCH as u64);
-            let made = model.passes();
+            let made = passes(&model);
             let what = format!(
                 "{} with `{params}`: made {made}, declared {declared}",
                 entry.name
