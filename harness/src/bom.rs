@@ -142,11 +142,12 @@ fn data_items(suite: &Suite) -> Result<Vec<Item>> {
 fn inventory(name: &str, cells: &[Cell]) -> Result<Value> {
     let model_ref = |model: Option<&str>| match model {
         None => "model".to_string(),
-        Some(model) => format!("model-{model}"),
+        // `:` cannot occur in a name, so no two refs collide (`a` + `-spec` vs `a-spec`).
+        Some(model) => format!("model:{model}"),
     };
     let data_ref = |dataset: Option<&str>, i: usize| match dataset {
         None => format!("data-{i}"),
-        Some(dataset) => format!("data-{dataset}-{i}"),
+        Some(dataset) => format!("data:{dataset}:{i}"),
     };
     // Each dataset once, in first-met order, with its component refs.
     let mut datasets: Vec<(Option<&str>, &Suite, Vec<Item>)> = Vec::new();
@@ -196,7 +197,10 @@ fn inventory(name: &str, cells: &[Cell]) -> Result<Value> {
             },
             "components": [{
                 "type": "file",
-                "bom-ref": format!("{}-spec", model_ref(cell.model)),
+                "bom-ref": match cell.model {
+                    None => "model-spec".to_string(),
+                    Some(model) => format!("model:{model}:spec"),
+                },
                 "name": model_spec.source.display(),
                 "hashes": component_hashes(&model_spec),
                 "properties": file_properties(&model_spec),

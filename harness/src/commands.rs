@@ -279,7 +279,7 @@ fn run_single(suite: &Suite, args: &RunArgs) -> Result<Outcome> {
     // outputs and replaces the folder, journal included, at the end.
     let staging = match shard {
         Some(_) => {
-            crate::output::check_shard_folder(&out_dir)?;
+            crate::output::check_shard_folder(&out_dir, crate::output::ShardKind::Single)?;
             None
         }
         None => Some(Staging::begin_over_journal(
@@ -470,16 +470,24 @@ pub(crate) fn publish(
 
 /// Print one line (or JSON event) per failure to stderr and decide the outcome.
 pub(crate) fn verdict(report: &RunReport, fail_on_sanity: bool, log: &Progress) -> Outcome {
-    verdict_for(report, fail_on_sanity, log, "")
+    verdict_for(report, fail_on_sanity, log, None)
 }
 
-/// [`verdict`], each line starting with `prefix` (a matrix cell's name).
+/// [`verdict`] for a matrix cell: each line starts with the cell's name, and each JSON event
+/// carries it as `cell`.
 pub(crate) fn verdict_for(
     report: &RunReport,
     fail_on_sanity: bool,
     log: &Progress,
-    prefix: &str,
+    cell: Option<&str>,
 ) -> Outcome {
+    let prefix = cell.map_or(String::new(), |id| format!("cell `{id}`: "));
+    let with_cell = |mut fields: serde_json::Value| {
+        if let (Some(id), Some(object)) = (cell, fields.as_object_mut()) {
+            object.insert("cell".into(), id.into());
+        }
+        fields
+    };
     let mut failed = false;
     for gate in report.gates.iter().filter(|g| !g.passed) {
         let message = format!(
@@ -489,17 +497,17 @@ pub(crate) fn verdict_for(
         log.report(
             &message,
             "gate_failed",
-            serde_json::json!({
+            with_cell(serde_json::json!({
                 "gate": gate.gate,
                 "actual": gate.actual,
                 "threshold": gate.threshold,
                 "message": message,
-            }),
+            })),
         );
         failed = true;
     }
     for check in &report.sanity_checks {
-        let fields = serde_json::json!({ "check": check.name, "detail": check.detail });
+        let fields = with_cell(serde_json::json!({ "check": check.name, "detail": check.detail }));
         match check.status {
             CheckStatus::Fail => {
                 log.report(

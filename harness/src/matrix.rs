@@ -20,21 +20,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::suite::{Overrides, Suite};
 
-/// A name of a model or dataset in a matrix suite: also a folder name under `cells/`, so it is
-/// restricted to what is safe there.
+/// A name of a model or dataset in a matrix suite: also part of a folder name under `cells/`,
+/// so restricted to what is safe there ([`gauntlet_reports::matrix::name_problem`]).
 fn check_name(kind: &str, index: usize, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && !name.contains("--");
-    if !ok {
-        bail!(
-            "`{kind}` #{index}: name `{name}` must be 1 to 64 letters, digits, `_`, `-` or `.`, \
-             start with a letter or digit and not contain `--` (it names the cell's folder)"
-        );
+    if let Some(problem) = gauntlet_reports::matrix::name_problem(name) {
+        bail!("`{kind}` #{index}: name `{name}` {problem} (it names the cell's folder)");
     }
     Ok(())
 }
@@ -135,8 +125,9 @@ fn named_entries(table: &mut toml::Table, kind: &str) -> Result<Vec<(String, tom
             None => kind.to_string(),
         };
         check_name(kind, index, &name)?;
-        if !seen.insert(name.clone()) {
-            bail!("`{kind}` #{index}: the name `{name}` is used twice");
+        // Names differing only in case would share a folder on macOS and Windows.
+        if !seen.insert(name.to_ascii_lowercase()) {
+            bail!("`{kind}` #{index}: the name `{name}` is used twice (names ignore case)");
         }
         named.push((name, entry));
     }
@@ -206,8 +197,23 @@ fn pairs(
     Ok(out)
 }
 
+/// `"label@ε"` as `(label, ε)`, so that `pgd@0.1` and `pgd@0.10` are one key; a key that does
+/// not parse stays itself (the suite's own check names it later).
+fn gate_key(key: &str) -> (String, Option<f32>) {
+    match key.rsplit_once('@') {
+        Some((label, epsilon)) => match epsilon.parse::<f32>() {
+            Ok(epsilon) => (label.to_string(), Some(epsilon)),
+            Err(_) => (key.to_string(), None),
+        },
+        None => (key.to_string(), None),
+    }
+}
+
 /// The suite's `[gate]` with a model's `[model.gate]` on top: a key the model sets replaces the
-/// suite's, and in the `"label@ε"` tables the model's entries replace the suite's one by one.
+/// suite's, and in the `"label@ε"` tables the model's entries replace the suite's one by one
+/// (`pgd@0.1` and `pgd@0.10` are the same entry). A number and a table for the same key (one
+/// limit for every attack against per-attack ones) do not merge: that is an error, rather than
+/// a silent loss of the suite's limits for the other attacks.
 fn merged_gate(
     suite: Option<&toml::Value>,
     model: Option<toml::Value>,
@@ -222,7 +228,19 @@ fn merged_gate(
         Some(toml::Value::Table(own)) => {
             for (key, value) in own {
                 match (gate.get_mut(&key), value) {
-                    (Some(toml::Value::Table(base)), toml::Value::Table(over)) => base.extend(over),
+                    (Some(toml::Value::Table(base)), toml::Value::Table(over)) => {
+                        for (entry, limit) in over {
+                            let wanted = gate_key(&entry);
+                            base.retain(|existing, _| gate_key(existing) != wanted);
+                            base.insert(entry, limit);
+                        }
+                    }
+                    (Some(base), value) if base.is_table() != value.is_table() => bail!(
+                        "`gate.{key}`: the model gives a {} where the suite gives a {}; give \
+                         the same form (a table of `\"label@ε\"` limits, or one number)",
+                        value.type_str(),
+                        base.type_str()
+                    ),
                     (_, value) => {
                         gate.insert(key, value);
                     }
@@ -244,12 +262,23 @@ impl MatrixSuite {
         let models = named_entries(&mut table, "model")?;
         let datasets = named_entries(&mut table, "dataset")?;
         let pairs = pairs(&mut table, &models, &datasets)?;
+        // An entry no pair names would never be validated: its typos would pass unseen.
+        for (kind, names, position) in [("model", &models, 0), ("dataset", &datasets, 1)] {
+            for (index, (name, _)) in names.iter().enumerate() {
+                if !pairs.iter().any(|pair| [pair.0, pair.1][position] == index) {
+                    bail!(
+                        "{kind} `{name}` meets no {} in `[[matrix]]`; pair it or remove it",
+                        if position == 0 { "dataset" } else { "model" }
+                    );
+                }
+            }
+        }
         let suite_gate = table.remove("gate");
         let mut cells = Vec::with_capacity(pairs.len());
         for (m, d) in pairs {
             let (model_name, model) = &models[m];
             let (dataset_name, dataset) = &datasets[d];
-            let id = format!("{model_name}--{dataset_name}");
+            let id = gauntlet_reports::matrix::cell_id(model_name, dataset_name);
             let mut model = model.clone();
             let gate = merged_gate(suite_gate.as_ref(), model.remove("gate"))
                 .with_context(|| format!("model `{model_name}`"))?;
@@ -374,10 +403,13 @@ min_robust_accuracy = { "fgsm@0.1" = 0.1 }
 
     #[test]
     fn the_matrix_picks_pairs_and_names_what_it_lacks() {
-        let text = format!("{MATRIX}\n[[matrix]]\nmodel = \"b\"\ndataset = \"x\"\n");
+        let text = format!(
+            "{MATRIX}\n[[matrix]]\nmodel = \"b\"\ndataset = \"x\"\n\
+             [[matrix]]\nmodel = \"a\"\ndataset = \"y\"\n"
+        );
         let matrix = parse(&text).unwrap();
-        assert_eq!(matrix.cells.len(), 1);
-        assert_eq!(matrix.cells[0].id, "b--x");
+        let ids: Vec<_> = matrix.cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["b--x", "a--y"]);
         let text = format!("{MATRIX}\n[[matrix]]\nmodel = \"c\"\ndataset = \"x\"\n");
         let message = format!("{:#}", parse(&text).err().unwrap());
         assert!(
@@ -405,11 +437,57 @@ min_robust_accuracy = { "fgsm@0.1" = 0.1 }
                 .unwrap()
         );
         assert!(message.contains("used twice"), "{message}");
-        for bad in ["../up", "a/b", "", ".hidden", "a--b"] {
+        for bad in ["../up", "a/b", "", ".hidden", "a--b", "trailing.", "A"] {
             let text = MATRIX.replacen("name = \"b\"", &format!("name = \"{bad}\""), 1);
             let message = format!("{:#}", parse(&text).err().unwrap());
-            assert!(message.contains("must be 1 to 64"), "{bad}: {message}");
+            assert!(
+                message.contains(&format!("name `{bad}`")),
+                "{bad}: {message}"
+            );
         }
+    }
+
+    #[test]
+    fn gate_entries_merge_by_attack_and_epsilon_and_forms_must_agree() {
+        // The model's `fgsm@0.10` replaces the suite's `fgsm@0.1`, not beside it.
+        let text = MATRIX.replacen(
+            "min_robust_accuracy = { \"fgsm@0.1\" = 0.2 }",
+            "min_robust_accuracy = { \"fgsm@0.10\" = 0.2 }",
+            1,
+        );
+        let matrix = parse(&text).unwrap();
+        let robust: Vec<_> = matrix.cells[0]
+            .suite
+            .gates
+            .iter()
+            .filter(|g| g.name().starts_with("min_robust_accuracy"))
+            .map(|g| g.threshold() as f32)
+            .collect();
+        assert_eq!(robust, [0.2]);
+        // One drop limit for every attack in the suite, a table for one model: refused.
+        let text = MATRIX
+            .replacen(
+                "min_clean_accuracy = 0.9\n",
+                "min_clean_accuracy = 0.9\nmax_robust_accuracy_drop = 0.05\n",
+                1,
+            )
+            .replacen(
+                "min_clean_accuracy = 0.5\n",
+                "min_clean_accuracy = 0.5\nmax_robust_accuracy_drop = { \"fgsm@0.1\" = 0.01 }\n",
+                1,
+            );
+        let message = format!("{:#}", parse(&text).err().unwrap());
+        assert!(
+            message.contains("gate.max_robust_accuracy_drop"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_entry_no_pair_names_is_refused() {
+        let text = format!("{MATRIX}\n[[matrix]]\nmodel = \"a\"\ndataset = \"x\"\n");
+        let message = format!("{:#}", parse(&text).err().unwrap());
+        assert!(message.contains("model `b` meets no dataset"), "{message}");
     }
 
     #[test]

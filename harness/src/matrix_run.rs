@@ -151,17 +151,13 @@ fn finish_cell(
                 .with_context(|| format!("cannot write reports to `{}`", shown_dir.display()))?;
         }
     }
-    let passed = verdict_for(
-        &report,
-        evaluation.plan.fail_on_sanity,
-        progress,
-        &format!("cell `{id}`: "),
-    ) == Outcome::Passed;
+    let passed =
+        verdict_for(&report, evaluation.plan.fail_on_sanity, progress, Some(id)) == Outcome::Passed;
     Ok(MatrixCell {
         id: id.to_string(),
         model: model.to_string(),
         dataset: dataset.to_string(),
-        folder: format!("{CELLS_DIR}/{id}"),
+        folder: gauntlet_reports::matrix::cell_folder(id),
         passed,
         report,
     })
@@ -250,15 +246,19 @@ fn summary(matrix: &MatrixReport) -> String {
     lines.join("\n")
 }
 
-fn matrix_report(matrix: &MatrixSuite, cells: Vec<MatrixCell>) -> MatrixReport {
+fn suite_info(matrix: &MatrixSuite) -> SuiteInfo {
+    SuiteInfo {
+        name: matrix.name.clone(),
+        path: matrix.path.as_ref().map(|p| p.display().to_string()),
+    }
+}
+
+fn matrix_report(suite: SuiteInfo, seed: u64, cells: Vec<MatrixCell>) -> MatrixReport {
     MatrixReport {
         matrix_schema_version: MATRIX_SCHEMA_VERSION,
         gauntlet_version: env!("CARGO_PKG_VERSION").to_string(),
-        suite: SuiteInfo {
-            name: matrix.name.clone(),
-            path: matrix.path.as_ref().map(|p| p.display().to_string()),
-        },
-        seed: matrix.seed,
+        suite,
+        seed,
         passed: cells.iter().all(|c| c.passed),
         cells,
     }
@@ -283,7 +283,13 @@ pub fn run(matrix: &MatrixSuite, args: &RunArgs) -> Result<Outcome> {
     };
     let staging = match shard {
         Some(_) => {
-            crate::output::check_shard_folder(&out)?;
+            crate::output::check_shard_folder(&out, crate::output::ShardKind::Matrix)?;
+            // Written again once every cell's shard is done: until then the folder must not
+            // pass for a finished shard.
+            let manifest = out.join(MATRIX_SHARD_MANIFEST);
+            if manifest.is_file() {
+                fs_err::remove_file(&manifest)?;
+            }
             None
         }
         None => Some(Staging::begin_over_journal(
@@ -361,10 +367,7 @@ pub fn run(matrix: &MatrixSuite, args: &RunArgs) -> Result<Outcome> {
     if let Some(spec) = shard {
         let manifest = MatrixShardManifest {
             matrix_shard_version: MATRIX_SHARD_VERSION,
-            suite: SuiteInfo {
-                name: matrix.name.clone(),
-                path: matrix.path.as_ref().map(|p| p.display().to_string()),
-            },
+            suite: suite_info(matrix),
             suite_sha256,
             seed: matrix.seed,
             shard: spec,
@@ -398,14 +401,14 @@ pub fn run(matrix: &MatrixSuite, args: &RunArgs) -> Result<Outcome> {
     }
     let staging = staging.context("a whole run has a staging folder (a bug in this build)")?;
     publish_matrix(
-        matrix_report(matrix, cells),
+        matrix_report(suite_info(matrix), matrix.seed, cells),
         staging,
         matrix.formats(),
         &progress,
     )
 }
 
-fn read_shard_manifest(dir: &Path) -> Result<MatrixShardManifest> {
+pub(crate) fn read_shard_manifest(dir: &Path) -> Result<MatrixShardManifest> {
     let path = dir.join(MATRIX_SHARD_MANIFEST);
     if !path.exists() {
         bail!(
@@ -430,6 +433,21 @@ fn read_shard_manifest(dir: &Path) -> Result<MatrixShardManifest> {
             manifest.matrix_shard_version
         );
     }
+    // The ids become folder names under the merge's output: only what a suite can name.
+    for (id, model, dataset) in &manifest.cells {
+        let problem = [model, dataset]
+            .into_iter()
+            .find_map(|name| gauntlet_reports::matrix::name_problem(name).map(|p| (name, p)));
+        if let Some((name, problem)) = problem {
+            bail!("`{}`: cell name `{name}` {problem}", path.display());
+        }
+        if *id != gauntlet_reports::matrix::cell_id(model, dataset) {
+            bail!(
+                "`{}`: cell `{id}` is not named after its model and dataset",
+                path.display()
+            );
+        }
+    }
     Ok(manifest)
 }
 
@@ -443,7 +461,8 @@ pub fn merge(args: &MergeArgs) -> Result<Outcome> {
     let first = &manifests[0];
     for (dir, manifest) in args.shards.iter().zip(&manifests).skip(1) {
         let mut differences = Vec::new();
-        if manifest.suite_sha256 != first.suite_sha256 || manifest.suite != first.suite {
+        // The suite file's path may differ between machines; its name and bytes may not.
+        if manifest.suite_sha256 != first.suite_sha256 || manifest.suite.name != first.suite.name {
             differences.push("the suite");
         }
         if manifest.seed != first.seed {
@@ -506,15 +525,12 @@ pub fn merge(args: &MergeArgs) -> Result<Outcome> {
             &progress,
         )?);
     }
-    let report = MatrixReport {
-        matrix_schema_version: MATRIX_SCHEMA_VERSION,
-        gauntlet_version: env!("CARGO_PKG_VERSION").to_string(),
-        suite: first.suite.clone(),
-        seed: first.seed,
-        passed: cells.iter().all(|c| c.passed),
-        cells,
-    };
-    publish_matrix(report, staging, &formats, &progress)
+    publish_matrix(
+        matrix_report(first.suite.clone(), first.seed, cells),
+        staging,
+        &formats,
+        &progress,
+    )
 }
 
 /// `gauntlet check` on a matrix suite: each cell checked as a single suite is.

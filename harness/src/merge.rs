@@ -161,11 +161,27 @@ fn read_manifest(dir: &Path) -> Result<ShardManifest> {
 
 /// The `merge` command: one run's shards, or a matrix run's (`matrix.json` in the folders).
 pub fn merge(args: MergeArgs) -> Result<Outcome> {
-    if args
-        .shards
-        .iter()
-        .any(|dir| dir.join(crate::matrix_run::MATRIX_SHARD_MANIFEST).exists())
-    {
+    let is_matrix = |dir: &PathBuf| {
+        dir.join(crate::matrix_run::MATRIX_SHARD_MANIFEST).exists()
+            || dir.join(gauntlet_reports::matrix::CELLS_DIR).is_dir()
+    };
+    let matrices: Vec<&PathBuf> = args.shards.iter().filter(|d| is_matrix(d)).collect();
+    if let Some(matrix) = matrices.first() {
+        if let Some(single) = args.shards.iter().find(|d| !is_matrix(d)) {
+            bail!(
+                "`{}` is a shard of a matrix suite and `{}` is not: the shards of one run are \
+                 all of one kind",
+                matrix.display(),
+                single.display()
+            );
+        }
+        if let Some(both) = matrices.iter().find(|d| d.join(SHARD_MANIFEST).exists()) {
+            bail!(
+                "`{}` holds both a matrix shard and a single suite's {SHARD_MANIFEST}: it was \
+                 reused for two runs; run its shard again into a fresh folder",
+                both.display()
+            );
+        }
         return crate::matrix_run::merge(&args);
     }
     let shards = check_shards(&args.shards)?;

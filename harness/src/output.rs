@@ -34,6 +34,9 @@ const DATA_FILE_NAMES: [&str; 2] = [
     gauntlet_reports::JSON_FILE_NAME,
 ];
 
+/// The name prefix of the temporary file of an atomic write.
+const PARTIAL_PREFIX: &str = ".gauntlet-partial-";
+
 /// What to do with an output folder that already holds files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {
@@ -73,6 +76,18 @@ impl Staging {
 
     fn start(target: &Path, existing: Existing, over_journal: bool) -> Result<Staging> {
         inspect_target(target, existing, over_journal)?;
+        // Re-rendering in place keeps only the top-level data files: a matrix run's cells would
+        // be lost with the folder it replaces.
+        if existing == Existing::ReplaceRenderings
+            && target.join(gauntlet_reports::matrix::CELLS_DIR).exists()
+        {
+            bail!(
+                "the output folder `{}` holds a matrix run (`{}/`), which re-rendering in place \
+                 would lose: re-render into a fresh --out",
+                target.display(),
+                gauntlet_reports::matrix::CELLS_DIR
+            );
+        }
         let parent = match target.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -189,7 +204,7 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         _ => Path::new("."),
     };
     let mut file = tempfile::Builder::new()
-        .prefix(".gauntlet-partial-")
+        .prefix(PARTIAL_PREFIX)
         .tempfile_in(parent)
         .with_context(|| format!("cannot create a temporary file beside `{}`", path.display()))?;
     std::io::Write::write_all(&mut file, bytes)
@@ -242,30 +257,62 @@ enum Entry {
     Foreign,
 }
 
+/// Where in an output folder an entry lies: a matrix's `cells/` and `matrix.json` are gauntlet's
+/// only at the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    Cell,
+}
+
 fn classify(entry: &fs_err::DirEntry) -> Entry {
+    classify_at(entry, Level::Top)
+}
+
+fn classify_at(entry: &fs_err::DirEntry, level: Level) -> Entry {
     let name = entry.file_name().to_string_lossy().into_owned();
     let Ok(kind) = entry.file_type() else {
         return Entry::Foreign;
     };
+    let folder = entry
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     if kind.is_file() && is_own_file_name(&name) {
         Entry::Result
-    } else if kind.is_dir() && name == gauntlet_reports::matrix::CELLS_DIR {
+    } else if kind.is_dir() && level == Level::Top && name == gauntlet_reports::matrix::CELLS_DIR {
         classify_cells(&entry.path())
-    } else if (kind.is_file()
-        && (name == crate::journal::SHARD_MANIFEST
-            || name == crate::matrix_run::MATRIX_SHARD_MANIFEST))
-        || (kind.is_dir()
-            && name == crate::journal::JOURNAL_DIR
-            && crate::journal::is_own_journal(&entry.path()))
+    } else if kind.is_file() && name == crate::journal::SHARD_MANIFEST {
+        // A manifest only when it reads as one: a user's own `shard.json` is not ours.
+        match crate::journal::ShardManifest::read(&folder) {
+            Ok(_) => Entry::Journal,
+            Err(_) => Entry::Foreign,
+        }
+    } else if kind.is_file()
+        && level == Level::Top
+        && name == crate::matrix_run::MATRIX_SHARD_MANIFEST
     {
+        match crate::matrix_run::read_shard_manifest(&folder) {
+            Ok(_) => Entry::Journal,
+            Err(_) => Entry::Foreign,
+        }
+    } else if kind.is_dir()
+        && name == crate::journal::JOURNAL_DIR
+        && crate::journal::is_own_journal(&entry.path())
+    {
+        Entry::Journal
+    } else if kind.is_file() && name.starts_with(PARTIAL_PREFIX) {
+        // What an atomic write killed half-way leaves (a shard's manifest).
         Entry::Journal
     } else {
         Entry::Foreign
     }
 }
 
-/// A matrix run's `cells/` folder: one folder per cell, each holding only what a run's output
-/// folder may hold. A result if any cell holds one, a journal if they hold only journals.
+/// A matrix run's `cells/` folder: one folder per cell, named as a cell is
+/// (`MODEL--DATASET`), each holding only what a run's output folder may hold. A result if any
+/// cell holds one, a journal if they hold only journals.
 fn classify_cells(dir: &Path) -> Entry {
     let Ok(cells) = fs_err::read_dir(dir) else {
         return Entry::Foreign;
@@ -275,14 +322,17 @@ fn classify_cells(dir: &Path) -> Entry {
         let Ok(cell) = cell else {
             return Entry::Foreign;
         };
-        if !cell.file_type().is_ok_and(|t| t.is_dir()) {
+        let name = cell.file_name().to_string_lossy().into_owned();
+        if !cell.file_type().is_ok_and(|t| t.is_dir())
+            || !gauntlet_reports::matrix::is_cell_id(&name)
+        {
             return Entry::Foreign;
         }
         let Ok(entries) = fs_err::read_dir(cell.path()) else {
             return Entry::Foreign;
         };
         for entry in entries {
-            match entry.map(|e| classify(&e)) {
+            match entry.map(|e| classify_at(&e, Level::Cell)) {
                 Ok(Entry::Journal) => {}
                 Ok(Entry::Result) => kind = Entry::Result,
                 Ok(Entry::Foreign) | Err(_) => return Entry::Foreign,
@@ -292,9 +342,19 @@ fn classify_cells(dir: &Path) -> Entry {
     kind
 }
 
+/// Which kind of run writes a shard folder: the two must not share one, or a merge would read
+/// the other run's manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardKind {
+    /// One model and one dataset: `journal/` and `shard.json` at the top.
+    Single,
+    /// A matrix suite: `cells/ID/` and `matrix.json`.
+    Matrix,
+}
+
 /// Check a shard's output folder (written in place, journal then `shard.json`): absent, empty,
 /// or holding only an earlier attempt's journal.
-pub fn check_shard_folder(target: &Path) -> Result<()> {
+pub fn check_shard_folder(target: &Path, kind: ShardKind) -> Result<()> {
     let metadata = match std::fs::symlink_metadata(target) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(error) => {
@@ -330,6 +390,24 @@ pub fn check_shard_folder(target: &Path) -> Result<()> {
         bail!(
             "the output folder `{}` holds a whole run's results, not a shard; give each shard a              fresh --out folder",
             target.display()
+        );
+    }
+    let other = match kind {
+        ShardKind::Single => [
+            gauntlet_reports::matrix::CELLS_DIR,
+            crate::matrix_run::MATRIX_SHARD_MANIFEST,
+        ],
+        ShardKind::Matrix => [crate::journal::JOURNAL_DIR, crate::journal::SHARD_MANIFEST],
+    };
+    if let Some(name) = other.iter().find(|name| target.join(name).exists()) {
+        bail!(
+            "the output folder `{}` holds `{name}` from a shard of {}; give each shard of this \
+             run a fresh --out folder",
+            target.display(),
+            match kind {
+                ShardKind::Single => "a matrix suite",
+                ShardKind::Matrix => "a single-model suite",
+            }
         );
     }
     Ok(())

@@ -26,6 +26,44 @@ pub const MATRIX_SCHEMA_VERSION: u32 = 1;
 /// The folder, inside a matrix run's output folder, that holds one folder per cell.
 pub const CELLS_DIR: &str = "cells";
 
+/// Why `name` cannot name a model or dataset of a matrix, if it cannot. A name is also part of
+/// a folder name (`cells/MODEL--DATASET/`) on every file system a report may be copied to, so:
+/// 1 to 64 ASCII letters, digits, `_`, `-` or `.`, starting with a letter or digit, not ending
+/// with `.` (Windows drops it), without `--` (the separator).
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+    if name.is_empty() || name.len() > 64 {
+        Some("must be 1 to 64 characters")
+    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        Some("must start with a letter or digit")
+    } else if !name.bytes().all(allowed) {
+        Some("may hold only letters, digits, `_`, `-` and `.`")
+    } else if name.ends_with('.') {
+        Some("must not end with `.`")
+    } else if name.contains("--") {
+        Some("must not contain `--` (it separates model and dataset in a cell's name)")
+    } else {
+        None
+    }
+}
+
+/// A cell's id: `MODEL--DATASET`.
+pub fn cell_id(model: &str, dataset: &str) -> String {
+    format!("{model}--{dataset}")
+}
+
+/// A cell's folder, relative to the matrix's output folder.
+pub fn cell_folder(id: &str) -> String {
+    format!("{CELLS_DIR}/{id}")
+}
+
+/// Whether `name` (an entry of an output folder's `cells/`) is a cell's id.
+pub fn is_cell_id(name: &str) -> bool {
+    name.split_once("--").is_some_and(|(model, dataset)| {
+        name_problem(model).is_none() && name_problem(dataset).is_none()
+    })
+}
+
 /// A matrix run: every cell's results, in suite order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,24 +136,52 @@ impl MatrixReport {
         }
         let mut ids = BTreeSet::new();
         for (i, cell) in self.cells.iter().enumerate() {
-            cell.report.validate().map_err(|error| {
-                invalid(&format!("cells[{i}] (`{}`)", cell.id), error.to_string())
-            })?;
-            if !ids.insert(&cell.id) {
+            for (field, name) in [("model", &cell.model), ("dataset", &cell.dataset)] {
+                if let Some(problem) = name_problem(name) {
+                    return Err(invalid(
+                        &format!("cells[{i}].{field}"),
+                        format!("`{name}` {problem}"),
+                    ));
+                }
+            }
+            if cell.id != cell_id(&cell.model, &cell.dataset) {
+                return Err(invalid(
+                    &format!("cells[{i}].id"),
+                    format!(
+                        "`{}` is not `MODEL--DATASET` of its model and dataset",
+                        cell.id
+                    ),
+                ));
+            }
+            // Folders differing only in case are one folder on macOS and Windows.
+            if !ids.insert(cell.id.to_ascii_lowercase()) {
                 return Err(invalid(
                     &format!("cells[{i}].id"),
                     format!("`{}` is used twice", cell.id),
                 ));
             }
-            let safe = Path::new(&cell.folder)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if cell.folder.is_empty() || !safe {
+            if cell.folder != cell_folder(&cell.id) {
                 return Err(invalid(
                     &format!("cells[{i}].folder"),
+                    format!("`{}` is not `{}`", cell.folder, cell_folder(&cell.id)),
+                ));
+            }
+            cell.report.validate().map_err(|error| {
+                invalid(&format!("cells[{i}] (`{}`)", cell.id), error.to_string())
+            })?;
+            let failed_gate = cell.report.gates.iter().any(|g| !g.passed);
+            let failed_check = cell
+                .report
+                .sanity_checks
+                .iter()
+                .any(|c| c.status == CheckStatus::Fail);
+            // Passing needs every gate passed; failing needs a failed gate or sanity check.
+            if (cell.passed && failed_gate) || (!cell.passed && !failed_gate && !failed_check) {
+                return Err(invalid(
+                    &format!("cells[{i}].passed"),
                     format!(
-                        "`{}` is not a relative path inside the output folder",
-                        cell.folder
+                        "`{}` disagrees with the cell's gates and sanity checks",
+                        cell.passed
                     ),
                 ));
             }
@@ -496,27 +562,39 @@ pub fn render_matrix_junit(matrix: &MatrixReport) -> String {
 /// `cell_dataset` (the `model` column of backdoor rows is another thing): one file a spreadsheet
 /// or a dashboard can filter by model.
 pub fn matrix_csv_string(matrix: &MatrixReport) -> Result<String, ReportError> {
-    let mut out = String::new();
+    let failed = |i: usize, error: ::csv::Error| {
+        invalid(
+            &format!("cells[{i}]"),
+            format!("cannot be written as CSV: {error}"),
+        )
+    };
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
     for (i, cell) in matrix.cells.iter().enumerate() {
-        let csv = crate::csv_string(&cell.report).map_err(|error| {
-            invalid(
-                &format!("cells[{i}]"),
-                format!("cannot be written as CSV: {error}"),
-            )
-        })?;
-        let mut lines = csv.lines();
-        let header = lines.next().unwrap_or_default();
+        // Read back record by record (a quoted field may hold a line break) and written with
+        // the two leading cells.
+        let text = crate::csv_string(&cell.report).map_err(|e| failed(i, e))?;
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.as_bytes());
         if i == 0 {
-            let _ = writeln!(out, "cell_model,cell_dataset,{header}");
+            let header = reader.headers().map_err(|e| failed(i, e))?.clone();
+            let mut row = vec!["cell_model", "cell_dataset"];
+            row.extend(header.iter());
+            writer.write_record(&row).map_err(|e| failed(i, e))?;
         }
         let model = crate::text_cell(&cell.model);
         let dataset = crate::text_cell(&cell.dataset);
-        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        for line in lines {
-            let _ = writeln!(out, "{},{},{line}", quote(&model), quote(&dataset));
+        for record in reader.records() {
+            let record = record.map_err(|e| failed(i, e))?;
+            let mut row = vec![model.as_str(), dataset.as_str()];
+            row.extend(record.iter());
+            writer.write_record(&row).map_err(|e| failed(i, e))?;
         }
     }
-    Ok(out)
+    let bytes = writer
+        .into_inner()
+        .map_err(|error| invalid("cells", format!("cannot be written as CSV: {error}")))?;
+    String::from_utf8(bytes).map_err(|error| invalid("cells", format!("not UTF-8: {error}")))
 }
 
 /// Write the matrix's own outputs (not the cells': each cell writes its folder as a run does)

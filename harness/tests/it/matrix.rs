@@ -199,7 +199,7 @@ fn each_cell_is_the_single_model_run_and_gates_are_per_model() {
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv.starts_with("cell_model,cell_dataset,"), "{csv}");
     assert!(
-        csv.lines().any(|l| l.starts_with("\"pytorch\",\"head\",")),
+        csv.lines().any(|l| l.starts_with("pytorch,head,")),
         "{csv}"
     );
     assert!(
@@ -353,11 +353,11 @@ fn a_bad_matrix_names_the_key_and_exits_2() {
     assert_eq!(
         refs,
         [
-            "model-shipped",
-            "model-pytorch",
-            "data-head-0",
-            "data-files-0",
-            "data-files-1"
+            "model:shipped",
+            "model:pytorch",
+            "data:head:0",
+            "data:files:0",
+            "data:files:1"
         ]
     );
     let datasets = &components[1]["modelCard"]["modelParameters"]["datasets"];
@@ -470,4 +470,52 @@ fn a_baseline_compares_each_cell_with_its_own_and_fails_closed_without_it() {
         "{}",
         stderr(&wrong)
     );
+}
+
+#[test]
+fn a_matrix_never_removes_files_gauntlet_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("matrix.toml"), matrix_suite()).unwrap();
+    let suite = ["--limit", "8", "-q"];
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "matrix.toml"];
+        all.extend_from_slice(&suite);
+        all.extend_from_slice(args);
+        gauntlet(dir.path(), &all)
+    };
+    // A user's folder that happens to hold `cells/NAME/` with images in it.
+    let user = dir.path().join("user/cells/hela");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("001.png"), b"not ours").unwrap();
+    let refused = run(&["--out", "user", "--overwrite"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(user.join("001.png").is_file());
+    // A user's own `matrix.json` (or `shard.json`) is not a journal to replace.
+    for name in ["matrix.json", "shard.json"] {
+        let folder = dir.path().join(format!("own-{name}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(name), "{}").unwrap();
+        let out = format!("own-{name}");
+        let refused = run(&["--out", &out]);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(folder.join(name).is_file(), "{name}");
+    }
+    // Re-rendering a matrix folder in place would lose its cells: refused.
+    let whole = run(&["--out", "m"]);
+    assert_eq!(whole.status.code(), Some(1), "{}", stderr(&whole));
+    let rerender = gauntlet(
+        dir.path(),
+        &["report", "m/results.json", "--out", "m", "--overwrite"],
+    );
+    assert_eq!(rerender.status.code(), Some(2), "{}", stderr(&rerender));
+    assert!(dir.path().join("m/cells/pytorch--files/samples.parquet").is_file());
+    // A single suite's shard is not written into a matrix shard's folder, nor the reverse.
+    let shard = run(&["--out", "s", "--shard", "0/2"]);
+    assert_eq!(shard.status.code(), Some(0), "{}", stderr(&shard));
+    let single = gauntlet(
+        dir.path(),
+        &["run", "-q", "--limit", "8", "--out", "s", "--shard", "0/2"],
+    );
+    assert_eq!(single.status.code(), Some(2), "{}", stderr(&single));
+    assert!(stderr(&single).contains("matrix suite"), "{}", stderr(&single));
 }

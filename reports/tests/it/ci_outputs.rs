@@ -240,7 +240,8 @@ fn write_all_writes_junit_and_markdown() {
     );
 }
 
-/// A matrix of two cells: the fixture (a failing gate) and a passing copy under a hostile id.
+/// A matrix of two cells under a hostile suite name: the fixture (a failing gate) and a passing
+/// copy whose first attack's label holds a line break (legal in a suite, and in CSV quoted).
 fn matrix() -> gauntlet_reports::MatrixReport {
     let failing = fixture::report();
     let mut passing = fixture::report();
@@ -250,23 +251,29 @@ fn matrix() -> gauntlet_reports::MatrixReport {
     passing
         .sanity_checks
         .retain(|c| c.status != CheckStatus::Fail);
-    let cell = |id: &str, report: RunReport, passed: bool| gauntlet_reports::MatrixCell {
-        id: id.to_owned(),
-        model: id.split("--").next().unwrap().to_owned(),
-        dataset: "test".to_owned(),
-        folder: format!("cells/{id}"),
-        passed,
-        report,
+    passing.attacks[0].label = "pgd\nstrong, \"quoted\"".to_owned();
+    let cell = |model: &str, report: RunReport, passed: bool| {
+        let id = gauntlet_reports::matrix::cell_id(model, "test");
+        gauntlet_reports::MatrixCell {
+            folder: gauntlet_reports::matrix::cell_folder(&id),
+            id,
+            model: model.to_owned(),
+            dataset: "test".to_owned(),
+            passed,
+            report,
+        }
     };
+    let mut suite = failing.suite.clone();
+    suite.name = HOSTILE_SUITE.to_owned();
     gauntlet_reports::MatrixReport {
         matrix_schema_version: gauntlet_reports::MATRIX_SCHEMA_VERSION,
         gauntlet_version: "0.1.0".to_owned(),
-        suite: failing.suite.clone(),
+        suite,
         seed: 0,
         passed: false,
         cells: vec![
-            cell("release--test", failing, false),
-            cell(HOSTILE_SUITE, passing, true),
+            cell("release", failing, false),
+            cell("candidate", passing, true),
         ],
     }
 }
@@ -319,29 +326,69 @@ fn a_matrix_renders_every_cell_and_its_failures() {
     assert!(markdown.contains("❌ failed (1 of 2 cells)"), "{markdown}");
     assert!(!markdown.contains("<script>"), "{markdown}");
 
+    // Read back as CSV: one header, then every record of every cell, each as wide as the
+    // header, the line break kept inside its field.
     let csv = matrix_csv_string(&matrix).unwrap();
-    let single = gauntlet_reports::csv_string(&matrix.cells[0].report).unwrap();
-    assert_eq!(
-        csv.lines().count(),
-        1 + 2 * (single.lines().count() - 1),
-        "one header, then every row of every cell"
-    );
+    let records = |text: &str| -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let rows = records(&csv);
+    let single: Vec<_> = matrix
+        .cells
+        .iter()
+        .map(|c| records(&gauntlet_reports::csv_string(&c.report).unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 1 + single[0].len() - 1 + single[1].len() - 1);
+    assert_eq!(&rows[0][..2], ["cell_model", "cell_dataset"]);
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+    assert!(rows
+        .iter()
+        .any(|r| r[0] == "candidate" && r.contains(&"pgd\nstrong, \"quoted\"".to_owned())));
 }
 
 #[test]
 fn a_matrix_that_contradicts_itself_is_refused() {
-    let mut bad = matrix();
-    bad.passed = true;
-    assert!(format!("{}", bad.validate().unwrap_err()).contains("passed"));
-    let mut bad = matrix();
-    bad.cells[1].folder = "../elsewhere".to_owned();
-    assert!(format!("{}", bad.validate().unwrap_err()).contains("folder"));
-    let mut bad = matrix();
-    bad.cells[1].id = bad.cells[0].id.clone();
-    assert!(format!("{}", bad.validate().unwrap_err()).contains("used twice"));
-    let mut bad = matrix();
-    bad.cells[0].report.clean.mean_loss = f64::NAN;
-    assert!(format!("{}", bad.validate().unwrap_err()).contains("cells[0]"));
+    let refused = |change: &dyn Fn(&mut gauntlet_reports::MatrixReport), field: &str| {
+        let mut bad = matrix();
+        change(&mut bad);
+        let message = format!("{}", bad.validate().unwrap_err());
+        assert!(message.contains(field), "{field}: {message}");
+    };
+    refused(&|m| m.passed = true, "passed");
+    refused(&|m| m.cells[1].folder = "../elsewhere".to_owned(), "folder");
+    refused(
+        &|m| m.cells[1].folder = "https:/evil.example".to_owned(),
+        "folder",
+    );
+    refused(&|m| m.cells[1].id = m.cells[0].id.clone(), "cells[1].id");
+    refused(&|m| m.cells[1].model = "a/b".to_owned(), "cells[1].model");
+    // Ids differing only in case are one folder on macOS and Windows.
+    refused(
+        &|m| {
+            m.cells[1].model = "Release".to_owned();
+            m.cells[1].id = "Release--test".to_owned();
+            m.cells[1].folder = "cells/Release--test".to_owned();
+        },
+        "used twice",
+    );
+    // A cell with a failed gate cannot pass; one with none and no failed check cannot fail.
+    refused(
+        &|m| {
+            m.cells[0].passed = true;
+            m.passed = false;
+        },
+        "cells[0].passed",
+    );
+    refused(&|m| m.cells[1].passed = false, "cells[1].passed");
+    refused(
+        &|m| m.cells[0].report.clean.mean_loss = f64::NAN,
+        "cells[0]",
+    );
     // A matrix results file reads back to the same matrix, and is told apart from one run's.
     let json = serde_json::to_vec(&matrix()).unwrap();
     assert!(gauntlet_reports::matrix::is_matrix_json(&json));
