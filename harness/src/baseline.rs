@@ -133,7 +133,17 @@ fn split_key(name: &str, key: &str) -> Result<(String, f32)> {
 
 /// Read a baseline `results.json` (schema 1 or 2) through the reading layer.
 pub fn read_baseline(path: &Path) -> Result<RunReport> {
-    gauntlet_reports::read_json(path)
+    let bytes = gauntlet_files::read_bounded(path, gauntlet_files::limits::RESULTS_JSON)
+        .with_context(|| format!("cannot read the baseline `{}`", path.display()))?;
+    if gauntlet_reports::matrix::is_matrix_json(&bytes) {
+        bail!(
+            "the baseline `{}` is a matrix run's results: compare one model with its cell's \
+             results, `{}/MODEL--DATASET/results.json` beside it",
+            path.display(),
+            gauntlet_reports::matrix::CELLS_DIR
+        );
+    }
+    gauntlet_reports::parse_json(&bytes, path)
         .with_context(|| format!("cannot read the baseline `{}`", path.display()))
 }
 

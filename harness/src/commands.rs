@@ -550,9 +550,8 @@ fn check(path: &std::path::Path, allow_unverified: bool) -> Result<Outcome> {
     }
 }
 
-/// `check` of one suite (or one matrix cell): files present, then what `run` does before its
-/// first batch, and the plan printed.
-pub(crate) fn check_suite(suite: &Suite, path: &Path) -> Result<()> {
+/// Refuse a suite whose model or data files do not exist, naming the keys.
+pub(crate) fn check_sources_exist(suite: &Suite, path: &Path) -> Result<()> {
     let sources = [
         ("model.spec", Some(&suite.model_spec)),
         ("model.weights", Some(&suite.model_weights)),
@@ -576,6 +575,13 @@ pub(crate) fn check_suite(suite: &Suite, path: &Path) -> Result<()> {
             missing.join(", ")
         );
     }
+    Ok(())
+}
+
+/// `check` of one suite (or one matrix cell): files present, then what `run` does before its
+/// first batch, and the plan printed.
+pub(crate) fn check_suite(suite: &Suite, path: &Path) -> Result<()> {
+    check_sources_exist(suite, path)?;
     // Exactly what `run` does before its first batch: provenance, spec, weights and data
     // through the same loader, the memory cap, the work cap.
     let loaded = crate::load::load(suite)?;

@@ -315,22 +315,6 @@ impl MatrixSuite {
         }
         Self::from_table(table, None, base, overrides)
     }
-
-    /// The plan, printed by `gauntlet check`: each cell's own.
-    pub fn describe(&self) -> String {
-        let mut out = format!(
-            "matrix suite `{}`: {} cells (model × dataset)\n",
-            self.name,
-            self.cells.len()
-        );
-        for cell in &self.cells {
-            out.push_str(&format!("cell `{}`:\n", cell.id));
-            for line in cell.suite.describe().lines() {
-                out.push_str(&format!("  {line}\n"));
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

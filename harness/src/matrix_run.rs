@@ -297,6 +297,13 @@ pub fn run(matrix: &MatrixSuite, args: &RunArgs) -> Result<Outcome> {
             existing_policy(args.overwrite, Existing::Replace),
         )?),
     };
+    // A missing file of the last cell is refused now, not after every other cell has run.
+    if let Some(path) = &matrix.path {
+        for cell in &matrix.cells {
+            crate::commands::check_sources_exist(&cell.suite, path)
+                .with_context(|| format!("cell `{}`", cell.id))?;
+        }
+    }
     let progress = Progress::with_format(args.quiet, args.log_format);
     progress.event(
         "run_started",

@@ -529,7 +529,7 @@ pub fn render_matrix_markdown(matrix: &MatrixReport) -> String {
 }
 
 /// JUnit XML for the matrix: each cell's gates and sanity checks as test suites named
-/// `{suite}.{cell}.{gates|sanity_checks}`, with the cell's identity in their properties.
+/// `{suite}.{cell}.{gates|sanity_checks}`, each with its run's properties (model file, dataset, seed).
 pub fn render_matrix_junit(matrix: &MatrixReport) -> String {
     use crate::junit::{attr, counts, seconds, suites, write_suites};
     let all: Vec<_> = matrix.cells.iter().map(|c| suites(&c.report)).collect();

@@ -198,10 +198,7 @@ fn each_cell_is_the_single_model_run_and_gates_are_per_model() {
     assert!(html.contains("cells/pytorch--files/report.html") && html.contains("FAILED"));
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv.starts_with("cell_model,cell_dataset,"), "{csv}");
-    assert!(
-        csv.lines().any(|l| l.starts_with("pytorch,head,")),
-        "{csv}"
-    );
+    assert!(csv.lines().any(|l| l.starts_with("pytorch,head,")), "{csv}");
     assert!(
         stdout(&matrix).contains("pytorch--files"),
         "{}",
@@ -508,7 +505,10 @@ fn a_matrix_never_removes_files_gauntlet_did_not_write() {
         &["report", "m/results.json", "--out", "m", "--overwrite"],
     );
     assert_eq!(rerender.status.code(), Some(2), "{}", stderr(&rerender));
-    assert!(dir.path().join("m/cells/pytorch--files/samples.parquet").is_file());
+    assert!(dir
+        .path()
+        .join("m/cells/pytorch--files/samples.parquet")
+        .is_file());
     // A single suite's shard is not written into a matrix shard's folder, nor the reverse.
     let shard = run(&["--out", "s", "--shard", "0/2"]);
     assert_eq!(shard.status.code(), Some(0), "{}", stderr(&shard));
@@ -517,5 +517,9 @@ fn a_matrix_never_removes_files_gauntlet_did_not_write() {
         &["run", "-q", "--limit", "8", "--out", "s", "--shard", "0/2"],
     );
     assert_eq!(single.status.code(), Some(2), "{}", stderr(&single));
-    assert!(stderr(&single).contains("matrix suite"), "{}", stderr(&single));
+    assert!(
+        stderr(&single).contains("matrix suite"),
+        "{}",
+        stderr(&single)
+    );
 }
