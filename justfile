@@ -54,9 +54,11 @@ crosscheck-fab:
 
 # gauntlet's `standard` against AutoAttack's standard version (pyautoattack) on the shipped model:
 # robust accuracy, wall time and their ratio (needs the venv of crosscheck-autoattack; about
-# half an hour for 1,000 images on 2 cores); see benches/README.md.
-compare-standard:
-    bash benches/compare_standard.sh
+# half an hour for 1,000 images on 2 cores); see benches/README.md. `just compare-standard
+# resnet20-fashion 200`: the same on the CIFAR-size ResNet-20 (Fashion-MNIST padded to 3×32×32,
+# benches/make_resnet20_fashion.py) at ε = 8/255, on 200 images.
+compare-standard model="small-cnn" images="1000":
+    MODEL={{model}} IMAGES={{images}} bash benches/compare_standard.sh
 
 # TorchScript through libtorch (`--features torch`): PyTorch 2.13.0 from PyPI in a venv (about
 # 4.7 GB), then the feature's tests in target/torch; see docs/models.md.

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # gauntlet's `standard` ensemble against the AutoAttack reference (`pyautoattack` 0.2.0,
-# `AutoAttack(version='standard')`), back to back on this machine: the shipped Fashion-MNIST
-# small CNN, the first $IMAGES Fashion-MNIST test images, L∞ at $EPSILON, the reference's
-# settings on both sides (100 steps, nine targets for APGD-T and FAB-T, 5,000 Square queries,
-# each member only on what the earlier ones left). Prints robust accuracy and wall time of
-# each, and the time ratio reference / gauntlet (above 1: gauntlet is faster).
+# `AutoAttack(version='standard')`), back to back on this machine: $MODEL on the first $IMAGES
+# test images, L∞ at $EPSILON, the reference's settings on both sides (100 steps, nine targets
+# for APGD-T and FAB-T, 5,000 Square queries, each member only on what the earlier ones left).
+# Prints robust accuracy and wall time of each, and the time ratio reference / gauntlet (above
+# 1: gauntlet is faster).
 #
-#   bash benches/compare_standard.sh                       # 1,000 images, ε = 0.03
+# MODEL is one of
+#   small-cnn (default)  the shipped Fashion-MNIST small CNN (models/assets/fashion-mnist-small-cnn.*)
+#                        on the 28×28 Fashion-MNIST test images (IDX); ε default 0.03
+#   resnet20-fashion     a CIFAR-size task: gauntlet's `resnet20` trained on Fashion-MNIST padded
+#                        to 3×32×32 (benches/assets/resnet20-fashion.*, made by
+#                        benches/make_resnet20_fashion.py), on the same padded test images written
+#                        as uint8 NCHW .npy (generated into a temporary folder, read by both
+#                        sides); ε default 8/255
+#
+#   bash benches/compare_standard.sh                       # small CNN, 1,000 images, ε = 0.03
 #   IMAGES=200 EPSILON=0.01 bash benches/compare_standard.sh
+#   MODEL=resnet20-fashion IMAGES=200 bash benches/compare_standard.sh   # ε = 8/255
 #
 # Needs a venv with torch, safetensors and pyautoattack ($AA_VENV, default /tmp/aavenv:
 # `python3 -m venv /tmp/aavenv && /tmp/aavenv/bin/pip install torch safetensors numpy
@@ -20,8 +30,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+model=${MODEL:-small-cnn}
 images=${IMAGES:-1000}
-epsilon=${EPSILON:-0.03}
+case "$model" in
+small-cnn) epsilon=${EPSILON:-0.03} ;;
+resnet20-fashion) epsilon=${EPSILON:-0.03137254901960784} ;; # 8/255
+*) echo "MODEL must be small-cnn or resnet20-fashion, not $model" >&2; exit 2 ;;
+esac
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 venv=${AA_VENV:-/tmp/aavenv}
 threads=${THREADS:-$(nproc)}
@@ -29,13 +44,31 @@ batch=${BATCH:-250}
 export THREADS=$threads RAYON_NUM_THREADS=$threads
 
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p')"
-echo "standard, L∞ ε = $epsilon, $images images, batch $batch, $threads threads"
+echo "standard, $model, L∞ ε = $epsilon, $images images, batch $batch, $threads threads"
+uptime
 cargo build --release --quiet -p gauntlet
 target=${CARGO_TARGET_DIR:-target}
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# KEEP=folder: copy the suite, gauntlet's log and report folder and the reference's log there.
+trap '[ -z "${KEEP:-}" ] || { mkdir -p "$KEEP" && cp -r "$work"/suite.toml "$work"/*.log "$work"/*.out "$work"/out "$KEEP"/ 2>/dev/null; }; rm -rf "$work"' EXIT
 root=$(pwd)
+if [ "$model" = small-cnn ]; then
+    spec=$root/models/assets/fashion-mnist-small-cnn.toml
+    weights=$root/models/assets/fashion-mnist-small-cnn.safetensors
+    dataset="format = \"idx\"
+images = \"$data/t10k-images-idx3-ubyte.gz\"
+labels = \"$data/t10k-labels-idx1-ubyte.gz\""
+    reference_data=$data
+else
+    spec=$root/benches/assets/resnet20-fashion.toml
+    weights=$root/benches/assets/resnet20-fashion.safetensors
+    DATA=$data "$venv/bin/python" benches/make_resnet20_fashion.py data "$work/data" "$images"
+    dataset="format = \"npy\"
+images = \"$work/data/images.npy\"
+labels = \"$work/data/labels.npy\""
+    reference_data=$work/data
+fi
 cat >"$work/suite.toml" <<TOML
 version = 1
 name = "standard vs AutoAttack reference"
@@ -44,13 +77,11 @@ device = "cpu"
 batch_size = $batch
 
 [model]
-spec = "$root/models/assets/fashion-mnist-small-cnn.toml"
-weights = "$root/models/assets/fashion-mnist-small-cnn.safetensors"
+spec = "$spec"
+weights = "$weights"
 
 [dataset]
-format = "idx"
-images = "$data/t10k-images-idx3-ubyte.gz"
-labels = "$data/t10k-labels-idx1-ubyte.gz"
+$dataset
 limit = $images
 
 [[attack]]
@@ -62,6 +93,7 @@ formats = ["json"]
 out = "$work/out"
 TOML
 
+echo "gauntlet from $(date -u +%H:%M:%S)"
 start=$(date +%s.%N)
 "$target/release/gauntlet" run "$work/suite.toml" >"$work/gauntlet.log" 2>&1 || {
     status=$?
@@ -71,7 +103,8 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 gauntlet_seconds=$(echo "$end - $start" | bc)
 
-"$venv/bin/python" benches/compare_standard.py "$images" "$epsilon" "$data" "$batch" \
+echo "reference from $(date -u +%H:%M:%S)"
+"$venv/bin/python" benches/compare_standard.py "$images" "$epsilon" "$reference_data" "$batch" "$model" \
     2>"$work/reference.log" | tee "$work/reference.out"
 grep -E "robust accuracy|initial accuracy" "$work/reference.log" | sed 's/^/  /' || true
 
