@@ -46,7 +46,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ours = Vec::with_capacity(n);
     for start in (0..n).step_by(250) {
         let batch = inputs.narrow(0, start, 250.min(n - start))?;
-        ours.extend(network.forward(&batch)?.to_dtype(DType::F32)?.to_vec2::<f32>()?);
+        ours.extend(
+            network
+                .forward(&batch)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?,
+        );
     }
     let (mut worst, mut scale, mut argmax_differs) = (0f32, 0f32, 0);
     for (a, b) in ours.iter().zip(&reference) {
