@@ -468,7 +468,7 @@ fn inspect_target(target: &Path, existing: Existing, over_journal: bool) -> Resu
 }
 
 fn is_own_file_name(name: &str) -> bool {
-    OWN_FILE_NAMES.contains(&name) || name.ends_with(".png")
+    OWN_FILE_NAMES.contains(&name) || gauntlet_reports::is_plot_file_name(name)
 }
 
 fn shorten(names: &[String]) -> String {
@@ -546,6 +546,20 @@ mod tests {
             ["results.json"],
             "the old report and plot are gone"
         );
+    }
+
+    #[test]
+    fn a_users_own_images_are_never_taken_for_plots() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("photos");
+        std::fs::create_dir(&target).unwrap();
+        write(&target, "results.json");
+        write(&target, "holiday.png");
+        for existing in [Existing::Replace, Existing::ReplaceRenderings] {
+            let error = Staging::begin(&target, existing).unwrap_err();
+            assert!(format!("{error:#}").contains("holiday.png"), "{error:#}");
+        }
+        assert!(target.join("holiday.png").is_file());
     }
 
     #[test]

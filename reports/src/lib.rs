@@ -38,7 +38,7 @@ pub use json::{parse_json, read_json, to_json_string, write_json};
 pub use junit::{render_junit, JUNIT_FILE_NAME};
 pub use markdown::{render_markdown, MARKDOWN_FILE_NAME};
 pub use matrix::{MatrixCell, MatrixReport, MATRIX_SCHEMA_VERSION};
-pub use plots::{render_plots, write_plots, NamedPng};
+pub use plots::{is_plot_file_name, render_plots, write_plots, NamedPng, PLOT_FILE_PREFIXES};
 pub use schema::*;
 pub use validate::MAX_GALLERY_VALUES;
 

@@ -55,11 +55,39 @@ pub fn write_plots(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, Repor
     write_pngs(&plots, dir)
 }
 
+/// The name of every PNG written beside a report starts with one of these. The harness counts
+/// a PNG in an output folder as its own (one `--overwrite` may replace) only when its name
+/// does, so a user's own images there are never taken for plots.
+pub const PLOT_FILE_PREFIXES: [&str; 7] = [
+    "robust_accuracy_",
+    "per_class_accuracy",
+    "example_",
+    "matrix_worst_case_",
+    "backdoor_",
+    "detector_roc_",
+    "confidence_",
+];
+
+/// Whether `name` is a name [`write_plots`] (or a report writer) may give a PNG.
+pub fn is_plot_file_name(name: &str) -> bool {
+    name.ends_with(".png") && PLOT_FILE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 pub(crate) fn write_pngs(plots: &[NamedPng], dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     fs_err::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.to_owned(),
         source,
     })?;
+    // A plot named otherwise would be refused as a user's file by the next `--overwrite`.
+    if let Some(plot) = plots.iter().find(|p| !is_plot_file_name(&p.file_name)) {
+        return Err(crate::validate::invalid(
+            "plots",
+            format!(
+                "`{}` is not a plot file name (a bug in this build)",
+                plot.file_name
+            ),
+        ));
+    }
     let mut written = Vec::with_capacity(plots.len());
     for plot in plots {
         let path = dir.join(&plot.file_name);

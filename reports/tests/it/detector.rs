@@ -165,6 +165,14 @@ fn html_shows_the_guardrail_table_the_gap_and_the_roc_curve() {
 #[test]
 fn one_roc_png_per_detector() {
     let plots = render_plots(&report_with_detector()).unwrap();
+    // Every plot's name is one the harness recognises as a plot (and may replace).
+    for plot in &plots {
+        assert!(
+            gauntlet_reports::is_plot_file_name(&plot.file_name),
+            "{}",
+            plot.file_name
+        );
+    }
     let roc: Vec<_> = plots
         .iter()
         .filter(|p| p.file_name.starts_with("detector_roc_"))
