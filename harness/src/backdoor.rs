@@ -260,12 +260,11 @@ impl BackdoorPlan {
         let mut labels = std::collections::BTreeSet::new();
         for (index, section) in poisonings.iter().enumerate() {
             let entry = find_poisoning(&section.name).with_context(|| {
-                let known: Vec<&str> = POISONINGS.iter().map(|p| p.name).collect();
-                format!(
-                    "poisoning #{}: unknown poisoning `{}`; known poisonings: {}",
-                    index + 1,
-                    section.name,
-                    known.join(", ")
+                crate::suite::unknown_entry(
+                    ("poisoning", index),
+                    &section.name,
+                    ("poisoning", "poisonings"),
+                    POISONINGS.iter().map(|entry| entry.name),
                 )
             })?;
             let label = section
@@ -317,12 +316,11 @@ impl BackdoorPlan {
         }
         for (index, section) in scans.iter().enumerate() {
             let entry = find_scan(&section.name).with_context(|| {
-                let known: Vec<&str> = SCANS.iter().map(|s| s.name).collect();
-                format!(
-                    "trigger_scan #{}: unknown scan `{}`; known scans: {}",
-                    index + 1,
-                    section.name,
-                    known.join(", ")
+                crate::suite::unknown_entry(
+                    ("trigger_scan", index),
+                    &section.name,
+                    ("scan", "scans"),
+                    SCANS.iter().map(|entry| entry.name),
                 )
             })?;
             let label = section
@@ -353,12 +351,11 @@ impl BackdoorPlan {
         }
         for (index, section) in data_scans.iter().enumerate() {
             let entry = find_data_scan(&section.name).with_context(|| {
-                let known: Vec<&str> = DATA_SCANS.iter().map(|s| s.name).collect();
-                format!(
-                    "data_scan #{}: unknown data scan `{}`; known data scans: {}",
-                    index + 1,
-                    section.name,
-                    known.join(", ")
+                crate::suite::unknown_entry(
+                    ("data_scan", index),
+                    &section.name,
+                    ("data scan", "data scans"),
+                    DATA_SCANS.iter().map(|entry| entry.name),
                 )
             })?;
             let label = section

@@ -89,12 +89,11 @@ impl DetectorPlan {
         let mut labels = std::collections::BTreeSet::new();
         for (index, section) in sections.iter().enumerate() {
             let entry = find_detector(&section.name).with_context(|| {
-                let known: Vec<&str> = DETECTORS.iter().map(|d| d.name).collect();
-                format!(
-                    "detector #{}: unknown detector `{}`; known detectors: {}",
-                    index + 1,
-                    section.name,
-                    known.join(", ")
+                crate::suite::unknown_entry(
+                    ("detector", index),
+                    &section.name,
+                    ("detector", "detectors"),
+                    DETECTORS.iter().map(|entry| entry.name),
                 )
             })?;
             let label = section

@@ -400,7 +400,7 @@ impl Suite {
             .context("the embedded default suite is invalid (a bug in this build)")
     }
 
-    fn from_toml(
+    pub(crate) fn from_toml(
         text: &str,
         path: Option<&Path>,
         base: &Path,
@@ -675,17 +675,34 @@ fn resolve_dataset(dataset: &DatasetSection, base: &Path) -> Result<DatasetSourc
     Ok(sources)
 }
 
+/// The error of a section that names no registry entry, one wording for every registry:
+/// ``attack #2: unknown attack `pgdd`; known attacks: fgsm, pgd, …`` (`at` is the section's
+/// table and 0-based index).
+pub(crate) fn unknown_entry<'a>(
+    at: (&str, usize),
+    name: &str,
+    (noun, plural): (&str, &str),
+    known: impl Iterator<Item = &'a str>,
+) -> String {
+    let known: Vec<&str> = known.collect();
+    format!(
+        "{} #{}: unknown {noun} `{name}`; known {plural}: {}",
+        at.0,
+        at.1 + 1,
+        known.join(", ")
+    )
+}
+
 fn plan_attacks(sections: &[AttackSection], provided: ModelAccess) -> Result<Vec<PlannedAttack>> {
     let mut planned = Vec::new();
     let mut labels = BTreeSet::new();
     for (index, section) in sections.iter().enumerate() {
         let entry = find_attack(&section.name).with_context(|| {
-            let known: Vec<&str> = ATTACKS.iter().map(|a| a.name).collect();
-            format!(
-                "attack #{}: unknown attack `{}`; known attacks: {}",
-                index + 1,
-                section.name,
-                known.join(", ")
+            crate::suite::unknown_entry(
+                ("attack", index),
+                &section.name,
+                ("attack", "attacks"),
+                ATTACKS.iter().map(|entry| entry.name),
             )
         })?;
         if section.epsilons.is_empty() {
