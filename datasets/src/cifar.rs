@@ -48,14 +48,18 @@ pub enum CifarSplit {
 /// Class names come from `batches.meta.txt` in the first file's directory when that file
 /// exists (it must then list exactly ten names), else [`CIFAR10_CLASS_NAMES`].
 pub fn load_cifar10(paths: &[PathBuf]) -> Result<InMemoryDataset, DatasetError> {
+    load_files(batches_name(paths)?, paths)
+}
+
+/// The dataset's name after the first of `paths`: `cifar10/data_batch_1`.
+fn batches_name(paths: &[PathBuf]) -> Result<String, DatasetError> {
     let first = paths.first().ok_or(DatasetError::NoInputFiles {
         what: "CIFAR-10 batches",
     })?;
-    let name = match first.file_stem() {
+    Ok(match first.file_stem() {
         Some(stem) => format!("cifar10/{}", stem.to_string_lossy()),
         None => "cifar10".to_string(),
-    };
-    load_files(name, paths)
+    })
 }
 
 /// Load one split of an extracted `cifar-10-batches-bin` directory.
@@ -100,14 +104,7 @@ pub fn load_cifar10_path(path: &Path) -> Result<InMemoryDataset, DatasetError> {
 /// each file), after which batches read their records from the files ([`StreamedDataset`]).
 /// A gzipped batch file is decompressed once into a temporary file.
 pub fn open_cifar10(paths: &[PathBuf]) -> Result<StreamedDataset, DatasetError> {
-    let first = paths.first().ok_or(DatasetError::NoInputFiles {
-        what: "CIFAR-10 batches",
-    })?;
-    let name = match first.file_stem() {
-        Some(stem) => format!("cifar10/{}", stem.to_string_lossy()),
-        None => "cifar10".to_string(),
-    };
-    open_files(name, paths)
+    open_files(batches_name(paths)?, paths)
 }
 
 /// [`load_cifar10_dir`] for streaming.
@@ -125,35 +122,48 @@ pub fn open_cifar10_path(path: &Path) -> Result<StreamedDataset, DatasetError> {
     }
 }
 
+/// The records of a batch file of `len` bytes: refuses an empty file and one that is not a
+/// whole number of records. Shared by the whole-file and the streaming reader.
+fn record_count(path: &Path, len: u64) -> Result<usize> {
+    if len == 0 {
+        return Err(DatasetError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if !len.is_multiple_of(CIFAR10_RECORD_BYTES as u64) {
+        return Err(DatasetError::CifarLength {
+            path: path.to_path_buf(),
+            len,
+            record_bytes: CIFAR10_RECORD_BYTES,
+        });
+    }
+    // At most the 4 GiB file limit over 3073 bytes, so it fits in usize.
+    Ok((len / CIFAR10_RECORD_BYTES as u64) as usize)
+}
+
+/// Record `index`'s label (its first byte), refused past the ten classes.
+fn record_label(path: &Path, index: usize, record: &[u8]) -> Result<u32> {
+    let label = record[0];
+    if usize::from(label) >= CIFAR10_CLASSES {
+        return Err(DatasetError::LabelOutOfRange {
+            origin: format!("`{}`", path.display()),
+            index,
+            label: i64::from(label),
+            num_classes: CIFAR10_CLASSES,
+        });
+    }
+    Ok(u32::from(label))
+}
+
 fn open_files(name: String, paths: &[PathBuf]) -> Result<StreamedDataset> {
     let mut segments = Vec::with_capacity(paths.len());
     let mut labels = Vec::new();
     for path in paths {
         let stored = StoredFile::open(path, &|_| None)?;
-        if stored.len() == 0 {
-            return Err(DatasetError::EmptyFile { path: path.clone() });
-        }
-        if stored.len() % CIFAR10_RECORD_BYTES as u64 != 0 {
-            return Err(DatasetError::CifarLength {
-                path: path.clone(),
-                len: stored.len(),
-                record_bytes: CIFAR10_RECORD_BYTES,
-            });
-        }
-        // At most the 4 GiB file limit over 3073 bytes, so it fits in usize.
-        let records = (stored.len() / CIFAR10_RECORD_BYTES as u64) as usize;
+        let records = record_count(path, stored.len())?;
         stored.scan_records(0, records, CIFAR10_RECORD_BYTES, &mut |first, bytes| {
             for (k, record) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {
-                let label = record[0];
-                if usize::from(label) >= CIFAR10_CLASSES {
-                    return Err(DatasetError::LabelOutOfRange {
-                        origin: format!("`{}`", path.display()),
-                        index: first + k,
-                        label: i64::from(label),
-                        num_classes: CIFAR10_CLASSES,
-                    });
-                }
-                labels.push(u32::from(label));
+                labels.push(record_label(path, first + k, record)?);
             }
             Ok(())
         })?;
@@ -185,28 +195,10 @@ fn load_files(name: String, paths: &[PathBuf]) -> Result<InMemoryDataset> {
     let mut labels = Vec::new();
     for path in paths {
         let bytes = read_maybe_gzip(path)?;
-        if bytes.is_empty() {
-            return Err(DatasetError::EmptyFile { path: path.clone() });
-        }
-        if bytes.len() % CIFAR10_RECORD_BYTES != 0 {
-            return Err(DatasetError::CifarLength {
-                path: path.clone(),
-                len: bytes.len() as u64,
-                record_bytes: CIFAR10_RECORD_BYTES,
-            });
-        }
-        pixels.reserve(bytes.len() / CIFAR10_RECORD_BYTES * CIFAR10_PIXELS);
+        let records = record_count(path, bytes.len() as u64)?;
+        pixels.reserve(records * CIFAR10_PIXELS);
         for (index, record) in bytes.chunks_exact(CIFAR10_RECORD_BYTES).enumerate() {
-            let label = record[0];
-            if usize::from(label) >= CIFAR10_CLASSES {
-                return Err(DatasetError::LabelOutOfRange {
-                    origin: format!("`{}`", path.display()),
-                    index,
-                    label: i64::from(label),
-                    num_classes: CIFAR10_CLASSES,
-                });
-            }
-            labels.push(u32::from(label));
+            labels.push(record_label(path, index, record)?);
             pixels.extend_from_slice(&record[1..]);
         }
     }
