@@ -76,7 +76,10 @@ impl SuiteFile {
                 .with_context(|| format!("invalid suite file `{}`", path.display()))
                 .map(SuiteFile::Matrix)
         } else {
-            Suite::from_file(path, overrides).map(|suite| SuiteFile::Single(Box::new(suite)))
+            // The text already read: the file is read and parsed once.
+            Suite::from_toml(&text, Some(path), base, overrides)
+                .with_context(|| format!("invalid suite file `{}`", path.display()))
+                .map(|suite| SuiteFile::Single(Box::new(suite)))
         }
     }
 }
