@@ -29,6 +29,14 @@ fn check_name(kind: &str, index: usize, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most cells one matrix suite may have: each is a whole run (its own model and data
+/// loaded, its own folder), so a suite past this is a typo or an attack on the parser, not a
+/// nightly job.
+pub const MAX_CELLS: usize = 10_000;
+
+/// The most suite text a matrix may expand to (cells × the suite's length).
+const MAX_EXPANDED_BYTES: usize = 64 << 20;
+
 /// One model × dataset pair of a matrix suite, as a validated single-model suite.
 pub struct Cell {
     /// `MODEL--DATASET`: the cell's folder under `cells/` and its key in the results.
@@ -72,7 +80,7 @@ impl SuiteFile {
         let table: toml::Table = toml::from_str(&text)
             .with_context(|| format!("invalid suite file `{}`", path.display()))?;
         if is_matrix(&table) {
-            MatrixSuite::from_table(table, Some(path), base, overrides)
+            MatrixSuite::from_table(table, text.len(), Some(path), base, overrides)
                 .with_context(|| format!("invalid suite file `{}`", path.display()))
                 .map(SuiteFile::Matrix)
         } else {
@@ -144,6 +152,17 @@ fn pairs(
     datasets: &[(String, toml::Table)],
 ) -> Result<Vec<(usize, usize)>> {
     let Some(raw) = table.remove("matrix") else {
+        // Checked before the list is built: a few thousand names of each would otherwise ask
+        // for millions of cells.
+        let count = models.len().saturating_mul(datasets.len());
+        if count > MAX_CELLS {
+            bail!(
+                "{} models × {} datasets make {count} cells, more than {MAX_CELLS}; pair them \
+                 with `[[matrix]]` or split the suite",
+                models.len(),
+                datasets.len()
+            );
+        }
         return Ok((0..models.len())
             .flat_map(|m| (0..datasets.len()).map(move |d| (m, d)))
             .collect());
@@ -153,6 +172,12 @@ fn pairs(
     };
     if entries.is_empty() {
         bail!("`matrix` lists no pairs");
+    }
+    if entries.len() > MAX_CELLS {
+        bail!(
+            "`matrix` lists {} pairs, more than {MAX_CELLS}; split the suite",
+            entries.len()
+        );
     }
     let find = |list: &[(String, toml::Table)], kind: &str, index: usize, name: &str| {
         list.iter().position(|(n, _)| n == name).with_context(|| {
@@ -256,8 +281,11 @@ fn merged_gate(
 }
 
 impl MatrixSuite {
+    /// `source_len`: the suite text's length, which bounds what each cell's copy of the shared
+    /// sections costs.
     fn from_table(
         mut table: toml::Table,
+        source_len: usize,
         path: Option<&Path>,
         base: &Path,
         overrides: &Overrides,
@@ -265,6 +293,16 @@ impl MatrixSuite {
         let models = named_entries(&mut table, "model")?;
         let datasets = named_entries(&mut table, "dataset")?;
         let pairs = pairs(&mut table, &models, &datasets)?;
+        // Every cell copies and plans the shared sections: a long suite with many cells would
+        // plan the same attacks tens of thousands of times.
+        if pairs.len().saturating_mul(source_len) > MAX_EXPANDED_BYTES {
+            bail!(
+                "{} cells of a {source_len}-byte suite expand to more than {} MiB of suite text; \
+                 split the suite",
+                pairs.len(),
+                MAX_EXPANDED_BYTES >> 20
+            );
+        }
         // An entry no pair names would never be validated: its typos would pass unseen.
         for (kind, names, position) in [("model", &models, 0), ("dataset", &datasets, 1)] {
             for (index, (name, _)) in names.iter().enumerate() {
@@ -316,7 +354,7 @@ impl MatrixSuite {
         if !is_matrix(&table) {
             bail!("not a matrix suite: it has no `[[model]]`, `[[dataset]]` or `[[matrix]]`");
         }
-        Self::from_table(table, None, base, overrides)
+        Self::from_table(table, text.len(), None, base, overrides)
     }
 }
 
@@ -468,6 +506,29 @@ min_robust_accuracy = { "fgsm@0.1" = 0.1 }
             message.contains("gate.max_robust_accuracy_drop"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_cross_product_past_the_cell_cap_is_refused_before_it_is_built() {
+        let mut text = String::from("version = 1\nname = \"big\"\n");
+        for kind in ["model", "dataset"] {
+            for i in 0..101 {
+                text.push_str(&format!("[[{kind}]]\nname = \"{kind}{i}\"\n"));
+            }
+        }
+        let message = format!("{:#}", parse(&text).err().unwrap());
+        assert!(
+            message.contains("make 10201 cells, more than 10000"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_long_suite_with_many_cells_is_refused() {
+        // 2 × 2 cells of a suite padded to 20 MiB of comments: 80 MiB once expanded.
+        let text = format!("{MATRIX}\n# {}\n", "x".repeat(20 << 20));
+        let message = format!("{:#}", parse(&text).err().unwrap());
+        assert!(message.contains("split the suite"), "{message}");
     }
 
     #[test]
